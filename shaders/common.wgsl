@@ -1,0 +1,49 @@
+// common.wgsl: prepended to every kernel file by src/gpu/shaders.rs.
+//
+// 1-D kernels run WG invocations per workgroup. The host folds a workgroup count larger
+// than the per-dimension limit (65,535) into a 2-D grid; linear_workgroup undoes that.
+
+const WG: u32 = 256u;
+
+// The index of this workgroup in the folded x-y grid, counted row-major.
+fn linear_workgroup(wg: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wg.y * nwg.x + wg.x;
+}
+
+// The global invocation index of a 1-D kernel.
+fn linear_index(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return linear_workgroup(wg, nwg) * WG + lid;
+}
+
+// Storage offset (in elements, before the view's own offset) of the i-th element in
+// row-major order of a view with the given shape and strides. Shapes and strides are
+// packed eight to a pair of vec4s so they keep uniform-buffer alignment.
+fn strided_offset(i: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: array<vec4<u32>, 2>) -> u32 {
+    var sh = shape;
+    var st = strides;
+    var rem = i;
+    var off = 0u;
+    for (var d = rank; d > 0u; d = d - 1u) {
+        let k = d - 1u;
+        let n = sh[k / 4u][k % 4u];
+        off = off + (rem % n) * st[k / 4u][k % 4u];
+        rem = rem / n;
+    }
+    return off;
+}
+
+// Max and min that propagate NaN, as PyTorch's maximum/minimum/max do. WGSL's max and min
+// leave NaN handling to the hardware.
+fn nan_max(a: f32, b: f32) -> f32 {
+    if (a != a || b != b) {
+        return a + b;
+    }
+    return max(a, b);
+}
+
+fn nan_min(a: f32, b: f32) -> f32 {
+    if (a != a || b != b) {
+        return a + b;
+    }
+    return min(a, b);
+}

@@ -1,0 +1,38 @@
+// copy.wgsl: copy a strided view into a strided destination, bit for bit.
+//
+// Bindings: params (the same layout as elementwise.wgsl's), src (u32 words), out (u32
+// words). Working on raw 32-bit words makes one kernel serve every 4-byte dtype (f32, i32)
+// and keeps integer bit patterns away from float registers, where a denormal could be
+// flushed. One invocation copies one element; `contiguous()`, `cat` and `stack` use it.
+
+struct ElementwiseParams {
+    numel: u32,
+    rank: u32,
+    scalar0: f32,
+    scalar1: f32,
+    offsets: vec4<u32>,
+    contiguous: vec4<u32>,
+    shape: array<vec4<u32>, 2>,
+    strides: array<array<vec4<u32>, 2>, 4>,
+}
+
+@group(0) @binding(0) var<uniform> p: ElementwiseParams;
+@group(0) @binding(1) var<storage, read> src: array<u32>;
+@group(0) @binding(2) var<storage, read_write> out: array<u32>;
+
+@compute @workgroup_size(WG)
+fn copy_strided(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let i = linear_index(wg, nwg, lid);
+    if (i >= p.numel) {
+        return;
+    }
+    var from = p.offsets[0] + i;
+    if (p.contiguous[0] == 0u) {
+        from = p.offsets[0] + strided_offset(i, p.rank, p.shape, p.strides[0]);
+    }
+    var to = p.offsets[3] + i;
+    if (p.contiguous[3] == 0u) {
+        to = p.offsets[3] + strided_offset(i, p.rank, p.shape, p.strides[3]);
+    }
+    out[to] = src[from];
+}

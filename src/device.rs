@@ -1,0 +1,238 @@
+//! Where tensors live and ops run: a wgpu adapter (hardware or software) or the CPU.
+//!
+//! Opening a wgpu device is slow (tens of milliseconds to seconds), so each kind is opened
+//! once per process and shared: every `Device::gpu()` returns the same device.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::error::{Error, Result};
+use crate::gpu::context::{AdapterSummary, GpuContext};
+use crate::gpu::pool::PoolStats;
+
+/// A compute device. Cheap to clone; two clones compare equal.
+#[derive(Clone, Debug)]
+pub enum Device {
+    /// The plain-Rust backend: always available, the reference for every kernel.
+    Cpu,
+    /// A wgpu device: WGSL kernels on a hardware GPU or a software rasteriser.
+    Gpu(Arc<GpuContext>),
+}
+
+impl PartialEq for Device {
+    fn eq(&self, other: &Device) -> bool {
+        match (self, other) {
+            (Device::Cpu, Device::Cpu) => true,
+            (Device::Gpu(a), Device::Gpu(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+}
+
+/// Which adapters wgpu sees on this machine.
+pub fn list_adapters() -> Vec<AdapterSummary> {
+    adapters().iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
+}
+
+fn instance() -> &'static wgpu::Instance {
+    static INSTANCE: OnceLock<wgpu::Instance> = OnceLock::new();
+    INSTANCE.get_or_init(|| {
+        // WGPU_BACKEND and the other wgpu variables still apply, for debugging.
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::all();
+        wgpu::Instance::new(desc.with_env())
+    })
+}
+
+/// The adapters of the native back-ends (Vulkan, Metal, DX12); GL's only when those
+/// offer no hardware adapter, since probing GL is slow and noisy on headless machines.
+fn adapters() -> Vec<wgpu::Adapter> {
+    let mut found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY));
+    let has_hardware = found.iter().any(|a| hardware_rank(&AdapterSummary::from_info(&a.get_info())).is_some());
+    let has_software = found.iter().any(|a| AdapterSummary::from_info(&a.get_info()).is_software());
+    if !has_hardware && !has_software {
+        found.extend(pollster::block_on(instance().enumerate_adapters(wgpu::Backends::GL)));
+    } else if !has_hardware {
+        // A GL-only GPU (some older integrated chips) still beats a software Vulkan adapter.
+        let gl = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::GL));
+        found.extend(gl.into_iter().filter(|a| !AdapterSummary::from_info(&a.get_info()).is_software()));
+    }
+    found
+}
+
+/// Preference among hardware adapters: discrete, then integrated, then virtual; among
+/// back-ends the native ones before GL.
+fn hardware_rank(s: &AdapterSummary) -> Option<(u8, u8)> {
+    if s.is_software() {
+        return None;
+    }
+    let kind = match s.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        _ => 3,
+    };
+    let backend = if s.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    Some((kind, backend))
+}
+
+type Slot = Mutex<Option<Arc<GpuContext>>>;
+
+/// Opens (once) the best adapter that `choose` picks out of the enumerated ones.
+fn open_cached(slot: &'static Slot, wanted: &'static str, choose: fn(&[AdapterSummary]) -> Option<usize>) -> Result<Device> {
+    let mut guard = slot.lock().unwrap();
+    if let Some(ctx) = guard.as_ref() {
+        return Ok(Device::Gpu(ctx.clone()));
+    }
+    let adapters = adapters();
+    let summaries: Vec<AdapterSummary> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
+    let index = choose(&summaries)
+        .ok_or_else(|| Error::NoAdapter { wanted, found: summaries.iter().map(|s| s.line()).collect() })?;
+    let ctx = Arc::new(GpuContext::open(&adapters[index])?);
+    *guard = Some(ctx.clone());
+    Ok(Device::Gpu(ctx))
+}
+
+fn best_hardware(s: &[AdapterSummary]) -> Option<usize> {
+    (0..s.len()).filter_map(|i| hardware_rank(&s[i]).map(|r| (r, i))).min().map(|(_, i)| i)
+}
+
+fn best_software(s: &[AdapterSummary]) -> Option<usize> {
+    // Vulkan's lavapipe before GL's llvmpipe: it supports compute without GL's limits.
+    (0..s.len())
+        .filter(|&i| s[i].is_software())
+        .min_by_key(|&i| if s[i].backend == wgpu::Backend::Vulkan { 0 } else { 1 })
+}
+
+impl Device {
+    /// The device `WGRAD_DEVICE` names (`gpu`, `software` or `cpu`); without it, the best
+    /// hardware adapter, or the CPU when there is none. Software adapters are never picked
+    /// here: on them the CPU backend is many times faster, and the choice is logged.
+    pub fn auto() -> Result<Device> {
+        match std::env::var("WGRAD_DEVICE") {
+            Ok(v) if !v.is_empty() => return Device::by_name(&v),
+            _ => {}
+        }
+        match Device::gpu() {
+            Ok(d) => Ok(d),
+            Err(Error::NoAdapter { found, .. }) => {
+                if found.is_empty() {
+                    log::info!("no GPU adapter found; using the CPU backend");
+                } else {
+                    log::info!(
+                        "only software adapters found ({}); using the CPU backend, which is faster than a software rasteriser",
+                        found.join("; ")
+                    );
+                }
+                Ok(Device::Cpu)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `"gpu"`, `"software"`, `"cpu"` or `"auto"`: the names `--device` and
+    /// `WGRAD_DEVICE` accept.
+    pub fn by_name(name: &str) -> Result<Device> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "gpu" => Device::gpu(),
+            "software" => Device::software(),
+            "cpu" => Ok(Device::cpu()),
+            "auto" => Device::auto(),
+            other => Err(Error::BadDeviceVar(other.to_string())),
+        }
+    }
+
+    /// The best hardware adapter (discrete, integrated, virtual) on any back-end; an error
+    /// listing the adapters found when there is none.
+    pub fn gpu() -> Result<Device> {
+        static SLOT: Slot = Mutex::new(None);
+        open_cached(&SLOT, "hardware GPU", best_hardware)
+    }
+
+    /// A software adapter (Mesa lavapipe/llvmpipe, WARP, SwiftShader): slow, but runs the
+    /// same WGSL kernels anywhere, which is what CI tests them on.
+    pub fn software() -> Result<Device> {
+        static SLOT: Slot = Mutex::new(None);
+        open_cached(&SLOT, "software", best_software)
+    }
+
+    /// The CPU backend.
+    pub fn cpu() -> Device {
+        Device::Cpu
+    }
+
+    pub fn is_cpu(&self) -> bool {
+        matches!(self, Device::Cpu)
+    }
+
+    /// The wgpu context, for GPU devices.
+    pub fn gpu_context(&self) -> Option<&Arc<GpuContext>> {
+        match self {
+            Device::Gpu(c) => Some(c),
+            Device::Cpu => None,
+        }
+    }
+
+    /// One line for logs: adapter, back-end, device type, driver and the limits in force.
+    /// `NVIDIA H100 | Vulkan | DiscreteGpu | driver NVIDIA 550.54 | ...`.
+    pub fn info(&self) -> String {
+        match self {
+            Device::Cpu => format!(
+                "CPU | wgrad reference backend | {} threads | {} {}",
+                std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                std::env::consts::ARCH,
+                std::env::consts::OS
+            ),
+            Device::Gpu(ctx) => {
+                let l = &ctx.limits;
+                let mut features = Vec::new();
+                for (f, name) in [
+                    (wgpu::Features::TIMESTAMP_QUERY, "timestamp-query"),
+                    (wgpu::Features::SHADER_F16, "shader-f16"),
+                    (wgpu::Features::SUBGROUP, "subgroup"),
+                ] {
+                    if ctx.features.contains(f) {
+                        features.push(name);
+                    }
+                }
+                let a = &ctx.adapter;
+                format!(
+                    "{} | driver {} {} | max storage binding {} MiB, max buffer {} MiB, workgroup storage {} KiB, {} invocations | features: {}",
+                    a.line(),
+                    a.driver,
+                    a.driver_info,
+                    l.max_storage_buffer_binding_size >> 20,
+                    l.max_buffer_size >> 20,
+                    l.max_compute_workgroup_storage_size >> 10,
+                    l.max_compute_invocations_per_workgroup,
+                    if features.is_empty() { "none".to_string() } else { features.join(", ") }
+                )
+            }
+        }
+    }
+
+    /// Waits until all work recorded on this device has finished.
+    pub fn synchronize(&self) {
+        if let Device::Gpu(ctx) = self {
+            ctx.synchronize();
+        }
+    }
+
+    /// Buffer pool statistics of a GPU device (`None` on the CPU).
+    pub fn pool_stats(&self) -> Option<PoolStats> {
+        self.gpu_context().map(|c| c.pool.lock().unwrap().stats())
+    }
+
+    /// Debugging aid: fill every new output buffer with a NaN sentinel before its kernel
+    /// runs, with a guard region behind it, so unwritten or overrun elements show.
+    pub fn set_poison(&self, on: bool) {
+        if let Device::Gpu(ctx) = self {
+            ctx.set_poison(on);
+        }
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.info())
+    }
+}

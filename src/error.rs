@@ -1,0 +1,55 @@
+//! The error type for everything that can fail for reasons outside the caller's code:
+//! no adapter, a device that cannot be opened, a buffer larger than the adapter allows,
+//! a file that cannot be read. Shape errors are programming errors and panic instead,
+//! with a message that names the op and the shapes (see `GUIDE.md`, "validate once").
+
+use std::fmt;
+
+/// Everything that can go wrong in wgrad and is reported as a `Result`.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No adapter of the requested kind exists on this machine.
+    #[error("no {wanted} adapter found; adapters present: {}", AdapterList(.found))]
+    NoAdapter {
+        /// What was asked for: "hardware GPU" or "software".
+        wanted: &'static str,
+        /// One line per adapter wgpu enumerated, possibly empty.
+        found: Vec<String>,
+    },
+    /// The adapter exists but refused to open a device.
+    #[error("could not open a device on adapter '{adapter}': {reason}")]
+    RequestDevice { adapter: String, reason: String },
+    /// A buffer is larger than the adapter lets one storage binding be.
+    #[error("a tensor of {bytes} bytes exceeds this adapter's storage binding limit of {limit} bytes ({adapter})")]
+    TooLarge { bytes: u64, limit: u64, adapter: String },
+    /// `WGRAD_DEVICE` holds something other than `gpu`, `software` or `cpu`.
+    #[error("WGRAD_DEVICE='{0}' is not one of gpu, software, cpu")]
+    BadDeviceVar(String),
+    /// The GPU reported an error while work was running (validation, out of memory, lost device).
+    #[error("GPU error: {0}")]
+    Gpu(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file was read but its contents are not what its format requires.
+    #[error("{path}: {reason}")]
+    Format { path: String, reason: String },
+}
+
+/// A `Result` whose error is wgrad's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+struct AdapterList<'a>(&'a [String]);
+
+impl fmt::Display for AdapterList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return write!(f, "none (on Linux without a GPU, install mesa-vulkan-drivers for the software adapter)");
+        }
+        write!(f, "{}", self.0.join("; "))
+    }
+}

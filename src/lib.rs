@@ -1,0 +1,36 @@
+//! # wgrad
+//!
+//! A deep-learning framework whose kernels are WGSL compute shaders run through wgpu
+//! (Vulkan, Metal, DX12, GL), with a plain-Rust CPU backend that is the reference for
+//! every kernel.
+//!
+//! ```
+//! use wgrad::{Device, Tensor};
+//! let dev = Device::cpu(); // or Device::auto()?: the best GPU, else the CPU
+//! let x = Tensor::randn(&[4, 8], 42, &dev);
+//! let w = Tensor::randn(&[8, 3], 7, &dev);
+//! let p = x.matmul(&w).softmax(1);
+//! let rows: Vec<f32> = p.sum(&[1], false).to_vec();
+//! assert!(rows.iter().all(|s| (s - 1.0).abs() < 1e-5));
+//! ```
+//!
+//! The layout of the crate follows its architecture: [`op`] lists every op; `cpu` holds
+//! their reference implementations, `gpu` their launchers and `shaders/` their kernels;
+//! [`Tensor`] is the public face of all of them.
+
+pub mod cpu;
+mod device;
+mod dtype;
+mod error;
+pub mod gpu;
+pub mod op;
+mod random;
+mod storage;
+mod tensor;
+pub mod testing;
+
+pub use device::{list_adapters, Device};
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use gpu::pool::PoolStats;
+pub use tensor::{broadcast_shapes, Layout, Tensor, MAX_DIMS};

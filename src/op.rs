@@ -1,0 +1,220 @@
+//! The one list of what the engine can compute.
+//!
+//! Every variant of [`Op`] has a CPU implementation in `cpu/`, a WGSL entry point named by
+//! [`Op::kernel`] in `shaders/`, and a cross-check in `tests/`. The test
+//! `tests/op_coverage.rs` walks [`Op::all`] and fails when any of the three is missing;
+//! the CPU dispatch and the test table are exhaustive `match`es, so adding a variant
+//! without them does not compile.
+//!
+//! Ops are kinds, not graph nodes: the scalars an op takes (a clamp range, a seed) travel
+//! beside it at call time.
+
+/// Declares a field-less enum together with the list of all its variants and their names,
+/// so a test can walk every variant.
+macro_rules! op_list {
+    ($(#[$meta:meta])* $name:ident, entry prefix $prefix:literal { $($(#[$vmeta:meta])* $variant:ident => $text:literal,)* }) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum $name { $($(#[$vmeta])* $variant,)* }
+
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The snake_case name.
+            pub fn name(self) -> &'static str {
+                match self { $($name::$variant => $text,)* }
+            }
+
+            /// The WGSL entry point: the name behind a prefix that keeps it clear of
+            /// WGSL's built-in functions (`exp`, `max`, ...).
+            pub fn entry(self) -> &'static str {
+                match self { $($name::$variant => concat!($prefix, $text),)* }
+            }
+        }
+    };
+}
+
+op_list! {
+    /// One input, one output of the same shape. Scalars (`alpha`, clamp bounds, exponent)
+    /// travel as two `f32` parameters beside the op.
+    UnaryOp, entry prefix "unary_" {
+        /// Copy a strided view into a (possibly strided) destination; `contiguous()` and `cat` use it.
+        Copy => "copy",
+        Neg => "neg",
+        Abs => "abs",
+        Exp => "exp",
+        Log => "log",
+        Sqrt => "sqrt",
+        Rsqrt => "rsqrt",
+        Square => "square",
+        Recip => "recip",
+        Sin => "sin",
+        Cos => "cos",
+        /// `x * scalar0 + scalar1`: scalar add, sub, mul and div all lower to it.
+        Affine => "affine",
+        /// `x ^ scalar0`.
+        PowScalar => "pow_scalar",
+        /// `min(max(x, scalar0), scalar1)`.
+        Clamp => "clamp",
+        Relu => "relu",
+        /// `x` if positive, else `scalar0 * x`.
+        LeakyRelu => "leaky_relu",
+        /// `x` if positive, else `scalar0 * (exp(x) - 1)`.
+        Elu => "elu",
+        Sigmoid => "sigmoid",
+        Tanh => "tanh",
+        /// The exact GELU, `x * Φ(x)` with the error function, as PyTorch's default.
+        Gelu => "gelu",
+        /// `log(1 + exp(x))`, computed without overflow.
+        Softplus => "softplus",
+        /// `x * sigmoid(x)`.
+        Silu => "silu",
+    }
+}
+
+op_list! {
+    /// Two inputs broadcast against each other (NumPy rules); comparisons give `1.0`/`0.0` masks.
+    BinaryOp, entry prefix "binary_" {
+        Add => "add",
+        Sub => "sub",
+        Mul => "mul",
+        Div => "div",
+        Pow => "pow",
+        Maximum => "maximum",
+        Minimum => "minimum",
+        Eq => "eq",
+        Ne => "ne",
+        Lt => "lt",
+        Le => "le",
+        Gt => "gt",
+        Ge => "ge",
+    }
+}
+
+op_list! {
+    /// Reductions over the last axis of a contiguous `[rows, len]` matrix; the tensor layer
+    /// moves the reduced axes there first. `Var` takes the correction (Bessel's 1 by default)
+    /// as a scalar; `ArgMax`/`ArgMin` return `i32` indices and the first index on ties.
+    ReduceOp, entry prefix "reduce_" {
+        Sum => "sum",
+        Mean => "mean",
+        Max => "max",
+        Min => "min",
+        Var => "var",
+        ArgMax => "argmax",
+        ArgMin => "argmin",
+    }
+}
+
+op_list! {
+    /// Tensors made from nothing but a shape and scalars.
+    CreationOp, entry prefix "" {
+        /// Every element set to one value.
+        Fill => "fill",
+        /// `start + i * step`.
+        Arange => "arange",
+        /// Ones on the diagonal of each `[n, m]` matrix.
+        Eye => "eye",
+        /// Uniform in `[low, high)` from a counter-based generator keyed by a seed.
+        RandUniform => "rand_uniform",
+        /// Normal with a mean and standard deviation (Box-Muller on the same generator).
+        RandNormal => "rand_normal",
+    }
+}
+
+op_list! {
+    /// Ops that pick elements by integer (`i32`) indices.
+    IndexOp, entry prefix "" {
+        /// Whole slices along an axis, chosen by a 1-D index vector.
+        IndexSelect => "index_select",
+        /// `out[.., i, ..] = src[.., index[.., i, ..], ..]` along one axis (PyTorch's `gather`).
+        Gather => "gather",
+    }
+}
+
+op_list! {
+    /// Row-wise normalisations along the last axis of a contiguous matrix.
+    SoftmaxOp, entry prefix "row_" {
+        Softmax => "softmax",
+        LogSoftmax => "log_softmax",
+    }
+}
+
+/// Everything the engine computes. See the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Op {
+    Creation(CreationOp),
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+    /// `where(cond, a, b)`: `a` where `cond != 0`, else `b`, all three broadcast.
+    Where,
+    Reduce(ReduceOp),
+    /// Batched `[.., M, K] x [.., K, N]` with broadcast batch dimensions and strided operands.
+    Matmul,
+    Softmax(SoftmaxOp),
+    Index(IndexOp),
+}
+
+/// Where an op's kernel lives: a WGSL file in `shaders/` and an entry point in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct KernelRef {
+    /// File stem in `shaders/`, e.g. `"elementwise"`.
+    pub file: &'static str,
+    /// Entry point name inside that file.
+    pub entry: &'static str,
+}
+
+impl Op {
+    /// Every op the engine has, each sub-enum expanded.
+    pub fn all() -> Vec<Op> {
+        let mut ops = Vec::new();
+        ops.extend(CreationOp::ALL.iter().map(|&o| Op::Creation(o)));
+        ops.extend(UnaryOp::ALL.iter().map(|&o| Op::Unary(o)));
+        ops.extend(BinaryOp::ALL.iter().map(|&o| Op::Binary(o)));
+        ops.push(Op::Where);
+        ops.extend(ReduceOp::ALL.iter().map(|&o| Op::Reduce(o)));
+        ops.push(Op::Matmul);
+        ops.extend(SoftmaxOp::ALL.iter().map(|&o| Op::Softmax(o)));
+        ops.extend(IndexOp::ALL.iter().map(|&o| Op::Index(o)));
+        ops
+    }
+
+    /// A stable name, used in logs, the profiler and test reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Creation(o) => o.name(),
+            Op::Unary(o) => o.name(),
+            Op::Binary(o) => o.name(),
+            Op::Where => "where",
+            Op::Reduce(o) => o.name(),
+            Op::Matmul => "matmul",
+            Op::Softmax(o) => o.name(),
+            Op::Index(o) => o.name(),
+        }
+    }
+
+    /// The WGSL entry point that computes this op on the GPU.
+    pub fn kernel(self) -> KernelRef {
+        let (file, entry) = match self {
+            Op::Creation(o) => ("creation", o.entry()),
+            // Copies move raw 32-bit words, so they serve every dtype: see copy.wgsl.
+            Op::Unary(UnaryOp::Copy) => ("copy", "copy_strided"),
+            Op::Unary(o) => ("elementwise", o.entry()),
+            Op::Binary(o) => ("elementwise", o.entry()),
+            Op::Where => ("elementwise", "where_select"),
+            Op::Reduce(o @ (ReduceOp::ArgMax | ReduceOp::ArgMin)) => ("argreduce", o.entry()),
+            Op::Reduce(o) => ("reduce", o.entry()),
+            Op::Matmul => ("matmul", "matmul"),
+            Op::Softmax(o) => ("softmax", o.entry()),
+            Op::Index(o) => ("index", o.entry()),
+        };
+        KernelRef { file, entry }
+    }
+}
+
+impl std::fmt::Display for Op {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,503 @@
+//! Arithmetic: elementwise ops with broadcasting, unary functions and activations,
+//! reductions, matmul and softmax, and the operator overloads.
+
+use super::layout::{broadcast_shapes, numel};
+use super::Tensor;
+use crate::cpu;
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::gpu::{launch, GpuBuffer};
+use crate::op::{BinaryOp, ReduceOp, SoftmaxOp, UnaryOp};
+use crate::storage::CpuData;
+
+impl Tensor {
+    // ---- the three elementwise engines ----
+
+    pub(crate) fn unary_op(&self, op: UnaryOp, s0: f32, s1: f32) -> Tensor {
+        self.expect_dtype(DType::F32, op.name());
+        match &self.device {
+            Device::Cpu => {
+                let out = cpu::elementwise::unary(op, s0, s1, self.cpu_data().as_f32(), &self.layout);
+                Tensor::from_cpu_data(CpuData::F32(out), self.shape())
+            }
+            Device::Gpu(ctx) => {
+                let out = GpuBuffer::new(ctx, (self.numel() * 4) as u64);
+                if self.numel() > 0 {
+                    launch::unary(ctx, op, s0, s1, self.gpu_buffer().buffer(), &self.layout, out.buffer());
+                }
+                Tensor::from_gpu_buffer(out, self.shape(), DType::F32)
+            }
+        }
+    }
+
+    /// The shape `self` and `other` broadcast to, or a panic naming `op` and both shapes.
+    fn broadcast_with(&self, other: &Tensor, op: &str) -> Vec<usize> {
+        self.same_device(other, op);
+        broadcast_shapes(self.shape(), other.shape()).unwrap_or_else(|| {
+            panic!("{op}: shapes {:?} and {:?} cannot be broadcast together", self.shape(), other.shape())
+        })
+    }
+
+    pub(crate) fn binary_op(&self, other: &Tensor, op: BinaryOp) -> Tensor {
+        self.expect_dtype(DType::F32, op.name());
+        other.expect_dtype(DType::F32, op.name());
+        let shape = self.broadcast_with(other, op.name());
+        let (la, lb) = (self.layout.broadcast_to(&shape), other.layout.broadcast_to(&shape));
+        match &self.device {
+            Device::Cpu => {
+                let out = cpu::elementwise::binary(op, self.cpu_data().as_f32(), &la, other.cpu_data().as_f32(), &lb);
+                Tensor::from_cpu_data(CpuData::F32(out), &shape)
+            }
+            Device::Gpu(ctx) => {
+                let out = GpuBuffer::new(ctx, (numel(&shape) * 4) as u64);
+                if numel(&shape) > 0 {
+                    let (a, b) = (self.gpu_buffer().buffer(), other.gpu_buffer().buffer());
+                    launch::binary(ctx, op, a, &la, b, &lb, out.buffer());
+                }
+                Tensor::from_gpu_buffer(out, &shape, DType::F32)
+            }
+        }
+    }
+
+    /// `self` where `cond` is non-zero, else `other`; all three broadcast together
+    /// (`torch.where(cond, self, other)`).
+    pub fn where_cond(&self, cond: &Tensor, other: &Tensor) -> Tensor {
+        for t in [self, cond, other] {
+            t.expect_dtype(DType::F32, "where");
+        }
+        let shape = self.broadcast_with(other, "where");
+        let shape = broadcast_shapes(&shape, cond.shape()).unwrap_or_else(|| {
+            panic!("where: condition of shape {:?} cannot be broadcast to {shape:?}", cond.shape())
+        });
+        self.same_device(cond, "where");
+        let (lc, la, lb) = (cond.layout.broadcast_to(&shape), self.layout.broadcast_to(&shape), other.layout.broadcast_to(&shape));
+        match &self.device {
+            Device::Cpu => {
+                let (c, a, b) = (cond.cpu_data(), self.cpu_data(), other.cpu_data());
+                let out = cpu::elementwise::where_select(c.as_f32(), &lc, a.as_f32(), &la, b.as_f32(), &lb);
+                Tensor::from_cpu_data(CpuData::F32(out), &shape)
+            }
+            Device::Gpu(ctx) => {
+                let out = GpuBuffer::new(ctx, (numel(&shape) * 4) as u64);
+                if numel(&shape) > 0 {
+                    let (c, a, b) = (cond.gpu_buffer().buffer(), self.gpu_buffer().buffer(), other.gpu_buffer().buffer());
+                    launch::where_select(ctx, c, &lc, a, &la, b, &lb, out.buffer());
+                }
+                Tensor::from_gpu_buffer(out, &shape, DType::F32)
+            }
+        }
+    }
+
+    // ---- binary, with broadcasting ----
+
+    pub fn add(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Add)
+    }
+    pub fn sub(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Sub)
+    }
+    pub fn mul(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Mul)
+    }
+    pub fn div(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Div)
+    }
+    /// Elementwise power with C's `pow` rules (a negative base needs an integer exponent).
+    pub fn pow(&self, exponent: &Tensor) -> Tensor {
+        self.binary_op(exponent, BinaryOp::Pow)
+    }
+    /// Elementwise maximum; NaN wins, as `torch.maximum`.
+    pub fn maximum(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Maximum)
+    }
+    pub fn minimum(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Minimum)
+    }
+    /// `1.0` where equal, else `0.0`. Comparisons give `f32` masks that multiply and feed
+    /// `where_cond` directly.
+    pub fn eq(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Eq)
+    }
+    pub fn ne(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Ne)
+    }
+    pub fn lt(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Lt)
+    }
+    pub fn le(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Le)
+    }
+    pub fn gt(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Gt)
+    }
+    pub fn ge(&self, other: &Tensor) -> Tensor {
+        self.binary_op(other, BinaryOp::Ge)
+    }
+
+    // ---- with a scalar ----
+
+    /// `self * scale + shift` in one kernel.
+    pub fn affine(&self, scale: f32, shift: f32) -> Tensor {
+        self.unary_op(UnaryOp::Affine, scale, shift)
+    }
+    pub fn add_scalar(&self, v: f32) -> Tensor {
+        self.affine(1.0, v)
+    }
+    pub fn mul_scalar(&self, v: f32) -> Tensor {
+        self.affine(v, 0.0)
+    }
+    pub fn powf(&self, exponent: f32) -> Tensor {
+        self.unary_op(UnaryOp::PowScalar, exponent, 0.0)
+    }
+    /// Each element limited to `[min, max]`; NaN stays NaN.
+    pub fn clamp(&self, min: f32, max: f32) -> Tensor {
+        assert!(min <= max, "clamp: min {min} is greater than max {max}");
+        self.unary_op(UnaryOp::Clamp, min, max)
+    }
+
+    // ---- unary ----
+
+    pub fn neg(&self) -> Tensor {
+        self.unary_op(UnaryOp::Neg, 0.0, 0.0)
+    }
+    pub fn abs(&self) -> Tensor {
+        self.unary_op(UnaryOp::Abs, 0.0, 0.0)
+    }
+    pub fn exp(&self) -> Tensor {
+        self.unary_op(UnaryOp::Exp, 0.0, 0.0)
+    }
+    pub fn log(&self) -> Tensor {
+        self.unary_op(UnaryOp::Log, 0.0, 0.0)
+    }
+    pub fn sqrt(&self) -> Tensor {
+        self.unary_op(UnaryOp::Sqrt, 0.0, 0.0)
+    }
+    pub fn rsqrt(&self) -> Tensor {
+        self.unary_op(UnaryOp::Rsqrt, 0.0, 0.0)
+    }
+    pub fn square(&self) -> Tensor {
+        self.unary_op(UnaryOp::Square, 0.0, 0.0)
+    }
+    pub fn recip(&self) -> Tensor {
+        self.unary_op(UnaryOp::Recip, 0.0, 0.0)
+    }
+    pub fn sin(&self) -> Tensor {
+        self.unary_op(UnaryOp::Sin, 0.0, 0.0)
+    }
+    pub fn cos(&self) -> Tensor {
+        self.unary_op(UnaryOp::Cos, 0.0, 0.0)
+    }
+
+    // ---- activations ----
+
+    pub fn relu(&self) -> Tensor {
+        self.unary_op(UnaryOp::Relu, 0.0, 0.0)
+    }
+    /// `x` for positive `x`, else `alpha * x` (PyTorch's default `alpha` is 0.01).
+    pub fn leaky_relu(&self, alpha: f32) -> Tensor {
+        self.unary_op(UnaryOp::LeakyRelu, alpha, 0.0)
+    }
+    /// `x` for positive `x`, else `alpha * (exp(x) - 1)` (PyTorch's default `alpha` is 1).
+    pub fn elu(&self, alpha: f32) -> Tensor {
+        self.unary_op(UnaryOp::Elu, alpha, 0.0)
+    }
+    pub fn sigmoid(&self) -> Tensor {
+        self.unary_op(UnaryOp::Sigmoid, 0.0, 0.0)
+    }
+    pub fn tanh(&self) -> Tensor {
+        self.unary_op(UnaryOp::Tanh, 0.0, 0.0)
+    }
+    /// The exact (erf) GELU, PyTorch's default.
+    pub fn gelu(&self) -> Tensor {
+        self.unary_op(UnaryOp::Gelu, 0.0, 0.0)
+    }
+    /// `log(1 + exp(x))`, and `x` itself above 20 (PyTorch's default threshold).
+    pub fn softplus(&self) -> Tensor {
+        self.unary_op(UnaryOp::Softplus, 0.0, 0.0)
+    }
+    /// `x * sigmoid(x)`.
+    pub fn silu(&self) -> Tensor {
+        self.unary_op(UnaryOp::Silu, 0.0, 0.0)
+    }
+
+    // ---- reductions ----
+
+    /// Reduces `axes` with `op`: moves them last (a copy only when the layout needs one),
+    /// runs the row kernel over `[kept, reduced]`, and reshapes to the kept axes.
+    fn reduce_axes(&self, op: ReduceOp, axes: &[isize], keepdim: bool, correction: f32) -> Tensor {
+        self.expect_dtype(DType::F32, op.name());
+        let mut reduced: Vec<usize> = axes.iter().map(|&a| self.axis(a, op.name())).collect();
+        reduced.sort_unstable();
+        reduced.dedup();
+        if self.rank() == 0 {
+            reduced.clear();
+        }
+        let kept: Vec<usize> = (0..self.rank()).filter(|d| !reduced.contains(d)).collect();
+        let perm: Vec<usize> = kept.iter().chain(&reduced).copied().collect();
+        let x = self.permute(&perm).contiguous();
+        let rows: usize = kept.iter().map(|&d| self.shape()[d]).product();
+        let len: usize = reduced.iter().map(|&d| self.shape()[d]).product();
+        if matches!(op, ReduceOp::Max | ReduceOp::Min | ReduceOp::ArgMax | ReduceOp::ArgMin) {
+            assert!(len > 0 || rows == 0, "{}: cannot reduce an empty axis of shape {:?}", op.name(), self.shape());
+        }
+        let out_shape: Vec<usize> = if keepdim {
+            (0..self.rank()).map(|d| if reduced.contains(&d) { 1 } else { self.shape()[d] }).collect()
+        } else {
+            kept.iter().map(|&d| self.shape()[d]).collect()
+        };
+        let out_dtype = if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) { DType::I32 } else { DType::F32 };
+        match &self.device {
+            Device::Cpu => {
+                let out = cpu::reduce::reduce(op, x.cpu_data().as_f32(), x.layout.offset, rows, len, correction);
+                Tensor::from_cpu_data(out, &out_shape)
+            }
+            Device::Gpu(ctx) => {
+                let out = GpuBuffer::new(ctx, (rows * 4) as u64);
+                if rows > 0 {
+                    launch::reduce(ctx, op, x.gpu_buffer().buffer(), x.layout.offset, rows, len, correction, out.buffer());
+                }
+                Tensor::from_gpu_buffer(out, &out_shape, out_dtype)
+            }
+        }
+    }
+
+    fn all_axes(&self) -> Vec<isize> {
+        (0..self.rank() as isize).collect()
+    }
+
+    /// Sum over `axes`; with `keepdim` the reduced axes stay as size 1.
+    pub fn sum(&self, axes: &[isize], keepdim: bool) -> Tensor {
+        self.reduce_axes(ReduceOp::Sum, axes, keepdim, 0.0)
+    }
+    pub fn mean(&self, axes: &[isize], keepdim: bool) -> Tensor {
+        self.reduce_axes(ReduceOp::Mean, axes, keepdim, 0.0)
+    }
+    /// Maximum over `axes`; NaN if any element is NaN.
+    pub fn max(&self, axes: &[isize], keepdim: bool) -> Tensor {
+        self.reduce_axes(ReduceOp::Max, axes, keepdim, 0.0)
+    }
+    pub fn min(&self, axes: &[isize], keepdim: bool) -> Tensor {
+        self.reduce_axes(ReduceOp::Min, axes, keepdim, 0.0)
+    }
+    /// Variance over `axes` dividing by `n - correction` (PyTorch's default correction is
+    /// 1, the unbiased estimate).
+    pub fn var(&self, axes: &[isize], correction: f32, keepdim: bool) -> Tensor {
+        self.reduce_axes(ReduceOp::Var, axes, keepdim, correction)
+    }
+    /// `i32` index of the maximum along one axis; the first on ties, NaN counts as largest.
+    pub fn argmax(&self, axis: isize, keepdim: bool) -> Tensor {
+        self.reduce_axes(ReduceOp::ArgMax, &[axis], keepdim, 0.0)
+    }
+    pub fn argmin(&self, axis: isize, keepdim: bool) -> Tensor {
+        self.reduce_axes(ReduceOp::ArgMin, &[axis], keepdim, 0.0)
+    }
+
+    /// Sum of all elements, as a 0-dimensional tensor.
+    pub fn sum_all(&self) -> Tensor {
+        self.sum(&self.all_axes(), false)
+    }
+    pub fn mean_all(&self) -> Tensor {
+        self.mean(&self.all_axes(), false)
+    }
+    pub fn max_all(&self) -> Tensor {
+        self.max(&self.all_axes(), false)
+    }
+    pub fn min_all(&self) -> Tensor {
+        self.min(&self.all_axes(), false)
+    }
+    pub fn var_all(&self, correction: f32) -> Tensor {
+        self.var(&self.all_axes(), correction, false)
+    }
+    /// Index of the maximum in the flattened tensor, as a 0-dimensional `i32` tensor.
+    pub fn argmax_all(&self) -> Tensor {
+        self.reshape(&[-1]).argmax(0, false)
+    }
+    pub fn argmin_all(&self) -> Tensor {
+        self.reshape(&[-1]).argmin(0, false)
+    }
+
+    // ---- matmul ----
+
+    /// Matrix product with `torch.matmul`'s rules: 1-D operands are promoted to a row
+    /// (left) or column (right) and the added axis removed again; leading batch axes
+    /// broadcast. Transposed views are multiplied without a copy.
+    pub fn matmul(&self, other: &Tensor) -> Tensor {
+        self.expect_dtype(DType::F32, "matmul");
+        other.expect_dtype(DType::F32, "matmul");
+        self.same_device(other, "matmul");
+        assert!(
+            self.rank() >= 1 && other.rank() >= 1,
+            "matmul: both operands need at least 1 dimension, got {:?} and {:?}",
+            self.shape(),
+            other.shape()
+        );
+        let a = if self.rank() == 1 { self.unsqueeze(0) } else { self.clone() };
+        let b = if other.rank() == 1 { other.unsqueeze(1) } else { other.clone() };
+        let (m, k) = (a.dim(-2), a.dim(-1));
+        let (k2, n) = (b.dim(-2), b.dim(-1));
+        assert_eq!(
+            k,
+            k2,
+            "matmul: lhs {:?} and rhs {:?} disagree on the inner dimension ({k} vs {k2})",
+            self.shape(),
+            other.shape()
+        );
+        let batch = broadcast_shapes(&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]).unwrap_or_else(|| {
+            panic!("matmul: batch dimensions of {:?} and {:?} cannot be broadcast together", self.shape(), other.shape())
+        });
+        let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
+        let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
+        let mut out_shape = [batch.as_slice(), &[m, n]].concat();
+        let out = match &self.device {
+            Device::Cpu => {
+                let out = cpu::matmul::matmul(a.cpu_data().as_f32(), &la, b.cpu_data().as_f32(), &lb, &batch, m, k, n);
+                Tensor::from_cpu_data(CpuData::F32(out), &out_shape)
+            }
+            Device::Gpu(ctx) => {
+                let buf = GpuBuffer::new(ctx, (numel(&out_shape) * 4) as u64);
+                if numel(&out_shape) > 0 {
+                    if k == 0 {
+                        launch::creation(ctx, crate::op::CreationOp::Fill, launch::CreationParams { numel: numel(&out_shape) as u32, ..Default::default() }, buf.buffer());
+                    } else {
+                        let (ba, bb) = (a.gpu_buffer().buffer(), b.gpu_buffer().buffer());
+                        launch::matmul(ctx, ba, &la, bb, &lb, &batch, m, k, n, buf.buffer());
+                    }
+                }
+                Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
+            }
+        };
+        // Undo the promotion of 1-D operands.
+        let mut result = out;
+        if other.rank() == 1 {
+            result = result.squeeze(-1);
+            out_shape.pop();
+        }
+        if self.rank() == 1 {
+            result = result.squeeze(-2);
+        }
+        result
+    }
+
+    // ---- softmax ----
+
+    fn softmax_op(&self, op: SoftmaxOp, axis: isize) -> Tensor {
+        self.expect_dtype(DType::F32, op.name());
+        let a = self.axis(axis, op.name());
+        if self.rank() == 0 {
+            return self.reshape(&[1]).softmax_op(op, 0).reshape(&[]);
+        }
+        // Move the axis last, normalise rows, and move it back (a view).
+        let mut perm: Vec<usize> = (0..self.rank()).filter(|&d| d != a).collect();
+        perm.push(a);
+        let x = self.permute(&perm).contiguous();
+        let len = self.shape()[a];
+        let rows = if len == 0 { 0 } else { self.numel() / len };
+        let out = match &self.device {
+            Device::Cpu => {
+                let out = cpu::softmax::softmax(op, x.cpu_data().as_f32(), x.layout.offset, rows, len);
+                Tensor::from_cpu_data(CpuData::F32(out), x.shape())
+            }
+            Device::Gpu(ctx) => {
+                let buf = GpuBuffer::new(ctx, (x.numel() * 4) as u64);
+                if x.numel() > 0 {
+                    launch::softmax(ctx, op, x.gpu_buffer().buffer(), x.layout.offset, rows, len, buf.buffer());
+                }
+                Tensor::from_gpu_buffer(buf, x.shape(), DType::F32)
+            }
+        };
+        let mut inverse = vec![0; perm.len()];
+        for (i, &p) in perm.iter().enumerate() {
+            inverse[p] = i;
+        }
+        out.permute(&inverse)
+    }
+
+    /// `exp(x) / sum(exp(x))` along `axis`, computed stably.
+    pub fn softmax(&self, axis: isize) -> Tensor {
+        self.softmax_op(SoftmaxOp::Softmax, axis)
+    }
+
+    /// `x - log(sum(exp(x)))` along `axis`, computed stably.
+    pub fn log_softmax(&self, axis: isize) -> Tensor {
+        self.softmax_op(SoftmaxOp::LogSoftmax, axis)
+    }
+}
+
+// ---- operator overloads on tensors and references, and with f32 ----
+
+macro_rules! binary_operator {
+    ($trait:ident, $method:ident, $op:expr, $scalar:expr, $scalar_lhs:expr) => {
+        impl std::ops::$trait<&Tensor> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                self.binary_op(rhs, $op)
+            }
+        }
+        impl std::ops::$trait<Tensor> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: Tensor) -> Tensor {
+                self.binary_op(&rhs, $op)
+            }
+        }
+        impl std::ops::$trait<&Tensor> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                self.binary_op(rhs, $op)
+            }
+        }
+        impl std::ops::$trait<Tensor> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: Tensor) -> Tensor {
+                self.binary_op(&rhs, $op)
+            }
+        }
+        impl std::ops::$trait<f32> for &Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: f32) -> Tensor {
+                let f: fn(&Tensor, f32) -> Tensor = $scalar;
+                f(self, rhs)
+            }
+        }
+        impl std::ops::$trait<f32> for Tensor {
+            type Output = Tensor;
+            fn $method(self, rhs: f32) -> Tensor {
+                let f: fn(&Tensor, f32) -> Tensor = $scalar;
+                f(&self, rhs)
+            }
+        }
+        impl std::ops::$trait<&Tensor> for f32 {
+            type Output = Tensor;
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                let f: fn(f32, &Tensor) -> Tensor = $scalar_lhs;
+                f(self, rhs)
+            }
+        }
+        impl std::ops::$trait<Tensor> for f32 {
+            type Output = Tensor;
+            fn $method(self, rhs: Tensor) -> Tensor {
+                let f: fn(f32, &Tensor) -> Tensor = $scalar_lhs;
+                f(self, &rhs)
+            }
+        }
+    };
+}
+
+binary_operator!(Add, add, BinaryOp::Add, |t, s| t.affine(1.0, s), |s, t| t.affine(1.0, s));
+binary_operator!(Sub, sub, BinaryOp::Sub, |t, s| t.affine(1.0, -s), |s, t| t.affine(-1.0, s));
+binary_operator!(Mul, mul, BinaryOp::Mul, |t, s| t.affine(s, 0.0), |s, t| t.affine(s, 0.0));
+// Division by a scalar multiplies by its reciprocal: one kernel, within one ulp of `x / s`.
+binary_operator!(Div, div, BinaryOp::Div, |t, s| t.affine(1.0 / s, 0.0), |s, t| t.recip().affine(s, 0.0));
+
+impl std::ops::Neg for &Tensor {
+    type Output = Tensor;
+    fn neg(self) -> Tensor {
+        Tensor::neg(self)
+    }
+}
+
+impl std::ops::Neg for Tensor {
+    type Output = Tensor;
+    fn neg(self) -> Tensor {
+        Tensor::neg(&self)
+    }
+}

@@ -1,0 +1,287 @@
+//! `Tensor`: a shape and strides over a storage on one device.
+//!
+//! Tensors are immutable values: every op returns a new tensor, and views (transpose,
+//! narrow, broadcast, reshape where possible) share the input's storage. Cloning is cheap.
+//! On a GPU device an op records a kernel dispatch and returns at once; the host waits only
+//! in `to_vec`, `item` and `Device::synchronize`.
+
+mod layout;
+mod math;
+mod view;
+
+pub use layout::{broadcast_shapes, Layout, MAX_DIMS};
+
+use std::sync::{Arc, RwLock};
+
+use crate::cpu;
+use crate::device::Device;
+use crate::dtype::{DType, Element};
+use crate::error::Result;
+use crate::gpu::launch::{self, CreationParams};
+use crate::gpu::GpuBuffer;
+use crate::op::CreationOp;
+use crate::random;
+use crate::storage::{CpuData, Storage};
+
+/// An n-dimensional array of `f32` (or `i32` indices) on a [`Device`].
+///
+/// ```
+/// use wgrad::{Device, Tensor};
+/// let dev = Device::cpu();
+/// let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2], &dev);
+/// let y = (&x * 2.0 + 1.0).sum_all();
+/// assert_eq!(y.item(), 25.0);
+/// ```
+#[derive(Clone)]
+pub struct Tensor {
+    pub(crate) storage: Arc<Storage>,
+    pub(crate) layout: Layout,
+    pub(crate) dtype: DType,
+    pub(crate) device: Device,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {}, {})", self.layout.shape, self.dtype, if self.device.is_cpu() { "cpu" } else { "gpu" })
+    }
+}
+
+impl Tensor {
+    // ---- construction helpers used by every op ----
+
+    pub(crate) fn from_cpu_data(data: CpuData, shape: &[usize]) -> Tensor {
+        let dtype = data.dtype();
+        Tensor { storage: Arc::new(Storage::Cpu(RwLock::new(data))), layout: Layout::contiguous(shape), dtype, device: Device::Cpu }
+    }
+
+    pub(crate) fn from_gpu_buffer(buffer: GpuBuffer, shape: &[usize], dtype: DType) -> Tensor {
+        let device = Device::Gpu(buffer.ctx.clone());
+        Tensor { storage: Arc::new(Storage::Gpu(buffer)), layout: Layout::contiguous(shape), dtype, device }
+    }
+
+    /// A view of the same storage with another layout.
+    pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
+        Tensor { storage: self.storage.clone(), layout, dtype: self.dtype, device: self.device.clone() }
+    }
+
+    /// Runs `cpu_fn` on the host data or `gpu_fn` on the device buffer.
+    pub(crate) fn gpu_buffer(&self) -> &GpuBuffer {
+        match &*self.storage {
+            Storage::Gpu(b) => b,
+            Storage::Cpu(_) => unreachable!("gpu_buffer on a CPU tensor"),
+        }
+    }
+
+    pub(crate) fn cpu_data(&self) -> std::sync::RwLockReadGuard<'_, CpuData> {
+        match &*self.storage {
+            Storage::Cpu(d) => d.read().unwrap(),
+            Storage::Gpu(_) => unreachable!("cpu_data on a GPU tensor"),
+        }
+    }
+
+    // ---- creation ----
+
+    /// A tensor holding `data` in row-major order. Panics when `data.len()` is not the
+    /// product of `shape`.
+    pub fn from_slice<T: Element>(data: &[T], shape: &[usize], device: &Device) -> Tensor {
+        Tensor::try_from_slice(data, shape, device).unwrap_or_else(|e| panic!("from_slice: {e}"))
+    }
+
+    /// As [`Tensor::from_slice`], but a tensor too large for the device is an `Err`.
+    pub fn try_from_slice<T: Element>(data: &[T], shape: &[usize], device: &Device) -> Result<Tensor> {
+        let n = layout::numel(shape);
+        assert_eq!(data.len(), n, "from_slice: {} elements given for shape {shape:?} ({n} elements)", data.len());
+        Ok(match device {
+            Device::Cpu => Tensor::from_cpu_data(T::into_cpu(data.to_vec()), shape),
+            Device::Gpu(ctx) => {
+                let bytes: &[u8] = bytemuck::cast_slice(data);
+                ctx.check_size(bytes.len() as u64)?;
+                let buf = GpuBuffer::new(ctx, bytes.len() as u64);
+                ctx.record_upload(buf.buffer(), 0, bytes);
+                Tensor::from_gpu_buffer(buf, shape, T::DTYPE)
+            }
+        })
+    }
+
+    /// A zero-dimensional tensor holding one value.
+    pub fn scalar(value: f32, device: &Device) -> Tensor {
+        Tensor::from_slice(&[value], &[], device)
+    }
+
+    fn creation(op: CreationOp, shape: &[usize], device: &Device, p: CreationParams, cpu_values: impl FnOnce(usize) -> Vec<f32>) -> Tensor {
+        let n = layout::numel(shape);
+        match device {
+            Device::Cpu => Tensor::from_cpu_data(CpuData::F32(cpu_values(n)), shape),
+            Device::Gpu(ctx) => {
+                let buf = GpuBuffer::new(ctx, (n * 4) as u64);
+                launch::creation(ctx, op, CreationParams { numel: n as u32, ..p }, buf.buffer());
+                Tensor::from_gpu_buffer(buf, shape, DType::F32)
+            }
+        }
+    }
+
+    /// Every element `value`.
+    pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
+        Tensor::creation(CreationOp::Fill, shape, device, CreationParams { a: value, ..Default::default() }, |n| {
+            cpu::creation::fill(n, value)
+        })
+    }
+
+    pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
+        Tensor::full(shape, 0.0, device)
+    }
+
+    pub fn ones(shape: &[usize], device: &Device) -> Tensor {
+        Tensor::full(shape, 1.0, device)
+    }
+
+    /// `[start, start + step, ...]` with `ceil((end - start) / step)` elements, as
+    /// `torch.arange(start, end, step)`. Panics when `step` is zero or points away from `end`.
+    pub fn arange(start: f32, end: f32, step: f32, device: &Device) -> Tensor {
+        assert!(step != 0.0, "arange: step must be non-zero");
+        let count = ((end - start) / step).ceil();
+        assert!(count >= 0.0, "arange: step {step} does not lead from {start} towards {end}");
+        let n = count as usize;
+        Tensor::creation(CreationOp::Arange, &[n], device, CreationParams { a: start, b: step, ..Default::default() }, |n| {
+            cpu::creation::arange(n, start, step)
+        })
+    }
+
+    /// The `[n, m]` identity matrix (ones on the main diagonal).
+    pub fn eye(n: usize, m: usize, device: &Device) -> Tensor {
+        let p = CreationParams { rows: n as u32, cols: m.max(1) as u32, ..Default::default() };
+        Tensor::creation(CreationOp::Eye, &[n, m], device, p, |len| cpu::creation::eye(len, n, m.max(1)))
+    }
+
+    /// Uniform samples in `[low, high)` from `seed`: the same numbers on every device.
+    pub fn rand_uniform(shape: &[usize], low: f32, high: f32, seed: u64, device: &Device) -> Tensor {
+        let (key0, key1) = random::seed_keys(seed);
+        let p = CreationParams { key0, key1, a: low, b: high, ..Default::default() };
+        Tensor::creation(CreationOp::RandUniform, shape, device, p, |n| cpu::creation::rand_uniform(n, seed, low, high))
+    }
+
+    /// Uniform samples in `[0, 1)` from `seed`, as `torch.rand`.
+    pub fn rand(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+        Tensor::rand_uniform(shape, 0.0, 1.0, seed, device)
+    }
+
+    /// Normal samples with the given mean and standard deviation from `seed`.
+    pub fn normal(shape: &[usize], mean: f32, std: f32, seed: u64, device: &Device) -> Tensor {
+        let (key0, key1) = random::seed_keys(seed);
+        let p = CreationParams { key0, key1, a: mean, b: std, ..Default::default() };
+        Tensor::creation(CreationOp::RandNormal, shape, device, p, |n| cpu::creation::rand_normal(n, seed, mean, std))
+    }
+
+    /// Standard normal samples from `seed`, as `torch.randn`.
+    pub fn randn(shape: &[usize], seed: u64, device: &Device) -> Tensor {
+        Tensor::normal(shape, 0.0, 1.0, seed, device)
+    }
+
+    // ---- facts ----
+
+    pub fn shape(&self) -> &[usize] {
+        &self.layout.shape
+    }
+
+    /// Size of one dimension; negative `dim` counts from the end.
+    pub fn dim(&self, dim: isize) -> usize {
+        self.layout.shape[self.axis(dim, "dim")]
+    }
+
+    pub fn rank(&self) -> usize {
+        self.layout.rank()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.layout.numel()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The strides of this view, in elements.
+    pub fn strides(&self) -> &[usize] {
+        &self.layout.strides
+    }
+
+    pub fn is_contiguous(&self) -> bool {
+        self.layout.is_contiguous()
+    }
+
+    /// Resolves a possibly negative axis for an op named `op`, panicking with the op name.
+    pub(crate) fn axis(&self, axis: isize, op: &str) -> usize {
+        let rank = self.rank() as isize;
+        let a = if axis < 0 { axis + rank } else { axis };
+        assert!(a >= 0 && a < rank.max(1), "{op}: axis {axis} is out of range for a tensor of shape {:?}", self.shape());
+        a as usize
+    }
+
+    // ---- read-out ----
+
+    /// The elements in row-major order, copied to the host. On a GPU device this submits
+    /// all recorded work and waits for it. Panics when `T` is not the tensor's dtype.
+    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        assert_eq!(T::DTYPE, self.dtype, "to_vec: the tensor holds {}, not {}", self.dtype, T::DTYPE);
+        let t = self.contiguous();
+        match &*t.storage {
+            Storage::Cpu(d) => {
+                let d = d.read().unwrap();
+                let all = T::from_cpu(&d).expect("dtype checked above");
+                all[t.layout.offset..t.layout.offset + t.numel()].to_vec()
+            }
+            Storage::Gpu(b) => {
+                let bytes = b.ctx.read_bytes(b.buffer(), (t.layout.offset * 4) as u64, (t.numel() * 4) as u64);
+                bytemuck::pod_collect_to_vec(&bytes)
+            }
+        }
+    }
+
+    /// The value of a one-element tensor.
+    pub fn item(&self) -> f32 {
+        assert_eq!(self.numel(), 1, "item: the tensor has shape {:?}, not one element", self.shape());
+        self.to_vec::<f32>()[0]
+    }
+
+    /// A copy on `device` (the same tensor when it is already there).
+    pub fn to_device(&self, device: &Device) -> Tensor {
+        if &self.device == device {
+            return self.clone();
+        }
+        match self.dtype {
+            DType::F32 => Tensor::from_slice(&self.to_vec::<f32>(), self.shape(), device),
+            DType::I32 => Tensor::from_slice(&self.to_vec::<i32>(), self.shape(), device),
+        }
+    }
+
+    /// The raw 32-bit words of this tensor's whole device buffer, guard region included.
+    /// A debugging aid for the kernel tests' poison checks; `None` on the CPU.
+    #[doc(hidden)]
+    pub fn debug_raw_buffer(&self) -> Option<(Vec<u32>, usize)> {
+        match &*self.storage {
+            Storage::Cpu(_) => None,
+            Storage::Gpu(b) => {
+                let bytes = b.ctx.read_bytes(b.buffer(), 0, b.capacity_bytes());
+                Some((bytemuck::pod_collect_to_vec(&bytes), (b.len_bytes / 4) as usize))
+            }
+        }
+    }
+
+    /// Panics unless `other` is on the same device, naming the op.
+    pub(crate) fn same_device(&self, other: &Tensor, op: &str) {
+        assert!(
+            self.device == other.device,
+            "{op}: operands are on different devices ({} and {}); move one with to_device",
+            self.device.info(),
+            other.device.info()
+        );
+    }
+
+    pub(crate) fn expect_dtype(&self, dtype: DType, op: &str) {
+        assert_eq!(self.dtype, dtype, "{op}: expected a {dtype} tensor, got {} of shape {:?}", self.dtype, self.shape());
+    }
+}

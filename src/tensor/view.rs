@@ -1,0 +1,255 @@
+//! Shape ops: views that share storage (reshape, permute, transpose, narrow, squeeze,
+//! unsqueeze, broadcast_to) and the ops that gather elements into new storage
+//! (contiguous, cat, stack, index_select, gather).
+
+use super::layout::{broadcast_shapes, numel};
+use super::Tensor;
+use crate::cpu;
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::gpu::{launch, GpuBuffer};
+use crate::op::IndexOp;
+use crate::storage::{CpuData, Storage};
+
+impl Tensor {
+    /// The same elements, row-major and packed; `self` when it already is.
+    pub fn contiguous(&self) -> Tensor {
+        if self.is_contiguous() {
+            return self.clone();
+        }
+        let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device);
+        copy_into(self, &out);
+        out
+    }
+
+    /// Uninitialised contiguous storage; only for ops that write every element.
+    pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device) -> Tensor {
+        let n = numel(shape);
+        match device {
+            Device::Cpu => Tensor::from_cpu_data(CpuData::from_words(dtype, vec![0; n]), shape),
+            Device::Gpu(ctx) => Tensor::from_gpu_buffer(GpuBuffer::new(ctx, (n * 4) as u64), shape, dtype),
+        }
+    }
+
+    /// The same elements under a new shape. One dimension may be `-1` (inferred). A view
+    /// when the strides allow it, else a copy. Panics when the element counts differ.
+    pub fn reshape(&self, shape: &[isize]) -> Tensor {
+        let shape = self.infer_shape(shape);
+        match self.layout.reshape(&shape) {
+            Some(l) => self.with_layout(l),
+            None => {
+                let packed = self.contiguous();
+                let layout = packed.layout.reshape(&shape).expect("a contiguous layout reshapes to any shape of its size");
+                packed.with_layout(layout)
+            }
+        }
+    }
+
+    fn infer_shape(&self, shape: &[isize]) -> Vec<usize> {
+        let known: isize = shape.iter().filter(|&&d| d != -1).product();
+        let unknown = shape.iter().filter(|&&d| d == -1).count();
+        assert!(unknown <= 1 && shape.iter().all(|&d| d >= -1), "reshape: bad target shape {shape:?}");
+        let out: Vec<usize> = shape
+            .iter()
+            .map(|&d| if d == -1 { if known == 0 { 0 } else { self.numel() / known as usize } } else { d as usize })
+            .collect();
+        assert_eq!(
+            numel(&out),
+            self.numel(),
+            "reshape: cannot view a tensor of shape {:?} ({} elements) as {shape:?}",
+            self.shape(),
+            self.numel()
+        );
+        out
+    }
+
+    /// All dimensions from `start` on merged into one.
+    pub fn flatten_from(&self, start: usize) -> Tensor {
+        let mut shape: Vec<isize> = self.shape()[..start].iter().map(|&d| d as isize).collect();
+        shape.push(-1);
+        self.reshape(&shape)
+    }
+
+    /// Axes reordered: output axis `i` is input axis `perm[i]`. A view.
+    pub fn permute(&self, perm: &[usize]) -> Tensor {
+        let mut seen = vec![false; self.rank()];
+        assert!(
+            perm.len() == self.rank() && perm.iter().all(|&p| p < self.rank() && !std::mem::replace(&mut seen[p], true)),
+            "permute: {perm:?} is not a permutation of the axes of a tensor of shape {:?}",
+            self.shape()
+        );
+        self.with_layout(self.layout.permute(perm))
+    }
+
+    /// Two axes swapped. A view.
+    pub fn transpose(&self, a: isize, b: isize) -> Tensor {
+        let (a, b) = (self.axis(a, "transpose"), self.axis(b, "transpose"));
+        let mut perm: Vec<usize> = (0..self.rank()).collect();
+        perm.swap(a, b);
+        self.permute(&perm)
+    }
+
+    /// The last two axes swapped (a matrix transpose). A view.
+    pub fn t(&self) -> Tensor {
+        assert!(self.rank() >= 2, "t: needs at least 2 dimensions, got shape {:?}", self.shape());
+        self.transpose(-2, -1)
+    }
+
+    /// Elements `start..start + len` along `axis`. A view.
+    pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor {
+        let a = self.axis(axis, "narrow");
+        assert!(
+            start + len <= self.shape()[a],
+            "narrow: {start}..{} is out of range for axis {a} of shape {:?}",
+            start + len,
+            self.shape()
+        );
+        self.with_layout(self.layout.narrow(a, start, len))
+    }
+
+    /// Python-style slice `start..end` along `axis` (same as `narrow(axis, start, end - start)`).
+    pub fn slice(&self, axis: isize, range: std::ops::Range<usize>) -> Tensor {
+        assert!(range.start <= range.end, "slice: empty-reversed range {range:?}");
+        self.narrow(axis, range.start, range.end - range.start)
+    }
+
+    /// Removes axis `axis`, which must have size 1. A view.
+    pub fn squeeze(&self, axis: isize) -> Tensor {
+        let a = self.axis(axis, "squeeze");
+        assert_eq!(self.shape()[a], 1, "squeeze: axis {a} of shape {:?} does not have size 1", self.shape());
+        let mut l = self.layout.clone();
+        l.shape.remove(a);
+        l.strides.remove(a);
+        self.with_layout(l)
+    }
+
+    /// Inserts a size-1 axis at position `axis` (`0..=rank`). A view.
+    pub fn unsqueeze(&self, axis: usize) -> Tensor {
+        assert!(axis <= self.rank(), "unsqueeze: position {axis} is out of range for shape {:?}", self.shape());
+        assert!(self.rank() < super::MAX_DIMS, "unsqueeze: shape {:?} already has the maximum rank", self.shape());
+        let mut l = self.layout.clone();
+        l.shape.insert(axis, 1);
+        l.strides.insert(axis, 0);
+        self.with_layout(l)
+    }
+
+    /// This tensor seen with a larger shape by NumPy broadcasting (stride 0). A view.
+    pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
+        let ok = shape.len() >= self.rank() && broadcast_shapes(self.shape(), shape).as_deref() == Some(shape);
+        assert!(ok, "broadcast_to: shape {:?} cannot be broadcast to {shape:?}", self.shape());
+        self.with_layout(self.layout.broadcast_to(shape))
+    }
+
+    /// Tensors joined along `axis`; all shapes must agree elsewhere.
+    pub fn cat(tensors: &[Tensor], axis: isize) -> Tensor {
+        assert!(!tensors.is_empty(), "cat: no tensors given");
+        let first = &tensors[0];
+        let a = first.axis(axis, "cat");
+        for t in tensors {
+            first.same_device(t, "cat");
+            assert_eq!(t.dtype, first.dtype, "cat: mixed dtypes {} and {}", first.dtype, t.dtype);
+            let ok = t.rank() == first.rank() && (0..t.rank()).all(|d| d == a || t.shape()[d] == first.shape()[d]);
+            assert!(
+                ok,
+                "cat: shapes {:?} disagree outside axis {a}",
+                tensors.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>()
+            );
+        }
+        let mut shape = first.shape().to_vec();
+        shape[a] = tensors.iter().map(|t| t.shape()[a]).sum();
+        let out = Tensor::empty_like_shape(&shape, first.dtype, &first.device);
+        let mut start = 0;
+        for t in tensors {
+            let len = t.shape()[a];
+            copy_into(t, &out.narrow(a as isize, start, len));
+            start += len;
+        }
+        out
+    }
+
+    /// Tensors of one shape joined along a new axis at position `axis`.
+    pub fn stack(tensors: &[Tensor], axis: usize) -> Tensor {
+        assert!(!tensors.is_empty(), "stack: no tensors given");
+        for t in tensors {
+            assert_eq!(
+                t.shape(),
+                tensors[0].shape(),
+                "stack: all tensors need one shape, got {:?}",
+                tensors.iter().map(|t| t.shape().to_vec()).collect::<Vec<_>>()
+            );
+        }
+        let parts: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(axis)).collect();
+        Tensor::cat(&parts, axis as isize)
+    }
+
+    /// Slices along `axis` picked by the 1-D `i32` tensor `indices` (`torch.index_select`).
+    pub fn index_select(&self, axis: isize, indices: &Tensor) -> Tensor {
+        let a = self.axis(axis, "index_select");
+        self.expect_dtype(DType::F32, "index_select");
+        indices.expect_dtype(DType::I32, "index_select");
+        self.same_device(indices, "index_select");
+        assert_eq!(indices.rank(), 1, "index_select: indices must be 1-D, got shape {:?}", indices.shape());
+        let mut shape = self.shape().to_vec();
+        shape[a] = indices.numel();
+        self.index_op(IndexOp::IndexSelect, a, indices, &shape)
+    }
+
+    /// `out[.., i, ..] = self[.., index[.., i, ..], ..]` along `axis` (`torch.gather`). `index`
+    /// is `i32`, has this tensor's rank, and is no larger on any other axis.
+    pub fn gather(&self, axis: isize, index: &Tensor) -> Tensor {
+        let a = self.axis(axis, "gather");
+        self.expect_dtype(DType::F32, "gather");
+        index.expect_dtype(DType::I32, "gather");
+        self.same_device(index, "gather");
+        let ok = index.rank() == self.rank() && (0..self.rank()).all(|d| d == a || index.shape()[d] <= self.shape()[d]);
+        assert!(ok, "gather: index of shape {:?} does not fit input of shape {:?} along axis {a}", index.shape(), self.shape());
+        self.index_op(IndexOp::Gather, a, index, &index.shape().to_vec())
+    }
+
+    fn index_op(&self, op: IndexOp, axis: usize, indices: &Tensor, out_shape: &[usize]) -> Tensor {
+        let indices = indices.contiguous();
+        match &self.device {
+            Device::Cpu => {
+                let src = self.cpu_data();
+                let idx = indices.cpu_data();
+                let idx = &idx.as_i32()[indices.layout.offset..indices.layout.offset + indices.numel()];
+                let out = match op {
+                    IndexOp::IndexSelect => cpu::index::index_select(src.as_f32(), &self.layout, axis, idx, out_shape),
+                    IndexOp::Gather => cpu::index::gather(src.as_f32(), &self.layout, axis, idx, out_shape),
+                };
+                Tensor::from_cpu_data(CpuData::F32(out), out_shape)
+            }
+            Device::Gpu(ctx) => {
+                let out = GpuBuffer::new(ctx, (numel(out_shape) * 4) as u64);
+                if numel(out_shape) > 0 {
+                    let (src, idx) = (self.gpu_buffer().buffer(), indices.gpu_buffer().buffer());
+                    launch::index(ctx, op, src, &self.layout, axis, idx, indices.layout.offset, out_shape, out.buffer());
+                }
+                Tensor::from_gpu_buffer(out, out_shape, DType::F32)
+            }
+        }
+    }
+}
+
+/// Copies the elements of `src` into the view `dst` (same shape, same device). `dst` must
+/// be a view of storage that only the caller holds.
+fn copy_into(src: &Tensor, dst: &Tensor) {
+    debug_assert_eq!(src.shape(), dst.shape());
+    match (&*src.storage, &*dst.storage) {
+        (Storage::Cpu(s), Storage::Cpu(d)) => {
+            let s = s.read().unwrap();
+            let mut d = d.write().unwrap();
+            let words: &mut [u32] = match &mut *d {
+                CpuData::F32(v) => bytemuck::cast_slice_mut(v),
+                CpuData::I32(v) => bytemuck::cast_slice_mut(v),
+            };
+            cpu::elementwise::copy_into(s.words(), &src.layout, words, &dst.layout);
+        }
+        (Storage::Gpu(s), Storage::Gpu(d)) => {
+            if src.numel() > 0 {
+                launch::copy(&s.ctx, s.buffer(), &src.layout, d.buffer(), &dst.layout);
+            }
+        }
+        _ => unreachable!("copy_into across devices"),
+    }
+}

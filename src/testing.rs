@@ -1,0 +1,130 @@
+//! Helpers for checking kernels against the CPU reference, used by wgrad's own tests and
+//! available to anyone who writes a kernel of their own.
+//!
+//! The habit they encode: a fixed seed, the same op on the CPU and on the GPU, compared
+//! with `|a - b| <= atol + rtol * |b|` elementwise, or with the normalised error
+//! `||a - b|| / ||b||` for ops that sum many products (matmul, reductions), where
+//! elementwise tolerances are either too loose or fail on cancellation.
+
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::error::Error;
+use crate::gpu::context::POISON_BITS;
+use crate::Tensor;
+
+/// The device GPU tests run on: a hardware adapter when there is one, else the software
+/// adapter. `None` (after a loud message) when neither exists; but when the environment
+/// variable `CI` is `true`, a missing adapter is a panic, so CI can never pass by skipping.
+pub fn gpu_test_device() -> Option<Device> {
+    let found = Device::gpu().or_else(|_| Device::software());
+    match found {
+        Ok(dev) => {
+            dev.set_poison(true);
+            Some(dev)
+        }
+        Err(e) => {
+            let in_ci = std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false);
+            if in_ci {
+                panic!("CI=true but no GPU adapter, hardware or software, is available: {e}");
+            }
+            eprintln!("SKIPPING GPU checks: {e}");
+            if let Error::NoAdapter { .. } = e {
+                eprintln!("(install mesa-vulkan-drivers for the software Vulkan adapter)");
+            }
+            None
+        }
+    }
+}
+
+/// How close a GPU result must be to the CPU reference.
+#[derive(Clone, Copy, Debug)]
+pub enum Tolerance {
+    /// `|a - b| <= atol + rtol * |b|` for every element; NaN must match NaN.
+    Elementwise { atol: f32, rtol: f32 },
+    /// `||a - b||_2 <= tol * ||b||_2` (plus a tiny absolute floor for all-zero results).
+    Normalized { tol: f32 },
+    /// Bit-for-bit equality (copies, indexing, comparisons).
+    Exact,
+}
+
+/// Compares `actual` against `expected` and returns a description of the first failure.
+pub fn compare(actual: &[f32], expected: &[f32], tol: Tolerance) -> Result<(), String> {
+    if actual.len() != expected.len() {
+        return Err(format!("length {} vs expected {}", actual.len(), expected.len()));
+    }
+    match tol {
+        Tolerance::Exact => {
+            for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
+                if a.to_bits() != b.to_bits() && !(a.is_nan() && b.is_nan()) {
+                    return Err(format!("element {i}: {a} vs expected {b}"));
+                }
+            }
+        }
+        Tolerance::Elementwise { atol, rtol } => {
+            for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
+                let same_special = (a.is_nan() && b.is_nan()) || (a.is_infinite() && a == b);
+                if !same_special && !((a - b).abs() <= atol + rtol * b.abs()) {
+                    return Err(format!("element {i}: {a} vs expected {b} (|diff| {} > {atol} + {rtol}*|b|)", (a - b).abs()));
+                }
+            }
+        }
+        Tolerance::Normalized { tol } => {
+            let mut diff = 0.0f64;
+            let mut norm = 0.0f64;
+            for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
+                if a.is_nan() != b.is_nan() {
+                    return Err(format!("element {i}: {a} vs expected {b}"));
+                }
+                if !a.is_nan() {
+                    diff += ((a - b) as f64).powi(2);
+                    norm += (b as f64).powi(2);
+                }
+            }
+            let (diff, norm) = (diff.sqrt(), norm.sqrt());
+            if diff > tol as f64 * norm + 1e-30 {
+                return Err(format!("normalised error {:.3e} > {tol:e} (||diff|| {diff:.3e}, ||expected|| {norm:.3e})", diff / norm));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Checks that a GPU result was fully written and stayed inside its buffer: no element
+/// still holds the poison pattern, and the guard region behind the data is untouched.
+/// Passes trivially on the CPU.
+pub fn check_poison(t: &Tensor) -> Result<(), String> {
+    let Some((words, used)) = t.debug_raw_buffer() else { return Ok(()) };
+    // Only the elements this (contiguous, offset-0) tensor owns are checked for writes.
+    if t.is_contiguous() && t.layout.offset == 0 && t.dtype() == DType::F32 {
+        if let Some(i) = words[..t.numel()].iter().position(|&w| w == POISON_BITS) {
+            return Err(format!("element {i} of {:?} was never written", t.shape()));
+        }
+    }
+    if let Some(i) = words[used..].iter().position(|&w| w != POISON_BITS) {
+        return Err(format!("word {} past the end of a {}-element buffer was overwritten", used + i, used));
+    }
+    Ok(())
+}
+
+/// Runs `f` on the CPU and on `gpu`, with `make_inputs` building the inputs on each device,
+/// and panics with `name` and the first mismatch unless the results agree within `tol`
+/// and the GPU outputs pass [`check_poison`].
+pub fn cross_check(name: &str, gpu: &Device, tol: Tolerance, make_inputs: impl Fn(&Device) -> Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor) {
+    let cpu_out = f(&make_inputs(&Device::cpu()));
+    let gpu_out = f(&make_inputs(gpu));
+    assert_eq!(cpu_out.shape(), gpu_out.shape(), "{name}: shapes differ between CPU and GPU");
+    assert_eq!(cpu_out.dtype(), gpu_out.dtype(), "{name}: dtypes differ between CPU and GPU");
+    if let Err(e) = check_poison(&gpu_out) {
+        panic!("{name}: {e}");
+    }
+    let (a, b) = match gpu_out.dtype() {
+        DType::F32 => (gpu_out.to_vec::<f32>(), cpu_out.to_vec::<f32>()),
+        DType::I32 => (
+            gpu_out.to_vec::<i32>().iter().map(|&v| v as f32).collect(),
+            cpu_out.to_vec::<i32>().iter().map(|&v| v as f32).collect(),
+        ),
+    };
+    if let Err(e) = compare(&a, &b, tol) {
+        panic!("{name} {:?}: GPU disagrees with CPU: {e}", cpu_out.shape());
+    }
+}
