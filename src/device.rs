@@ -78,7 +78,11 @@ fn hardware_rank(s: &AdapterSummary) -> Option<(u8, u8)> {
 type Slot = Mutex<Option<Arc<GpuContext>>>;
 
 /// Opens (once) the best adapter that `choose` picks out of the enumerated ones.
-fn open_cached(slot: &'static Slot, wanted: &'static str, choose: fn(&[AdapterSummary]) -> Option<usize>) -> Result<Device> {
+fn open_cached(
+    slot: &'static Slot,
+    wanted: &'static str,
+    choose: fn(&[AdapterSummary]) -> Option<usize>,
+) -> Result<Device> {
     let mut guard = slot.lock().unwrap();
     if let Some(ctx) = guard.as_ref() {
         return Ok(Device::Gpu(ctx.clone()));

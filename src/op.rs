@@ -151,6 +151,8 @@ pub enum Op {
     Where,
     Reduce(ReduceOp),
     /// Batched `[.., M, K] x [.., K, N]` with broadcast batch dimensions and strided operands.
+    /// Row-major operands aligned to 4 elements take `matmul_vec4.wgsl` instead, the same
+    /// tiling with 16-byte loads.
     Matmul,
     Softmax(SoftmaxOp),
     Index(IndexOp),

@@ -63,8 +63,12 @@ pub fn compare(actual: &[f32], expected: &[f32], tol: Tolerance) -> Result<(), S
         Tolerance::Elementwise { atol, rtol } => {
             for (i, (&a, &b)) in actual.iter().zip(expected).enumerate() {
                 let same_special = (a.is_nan() && b.is_nan()) || (a.is_infinite() && a == b);
-                if !same_special && !((a - b).abs() <= atol + rtol * b.abs()) {
-                    return Err(format!("element {i}: {a} vs expected {b} (|diff| {} > {atol} + {rtol}*|b|)", (a - b).abs()));
+                let within = (a - b).abs() <= atol + rtol * b.abs(); // false for NaN
+                if !same_special && !within {
+                    return Err(format!(
+                        "element {i}: {a} vs expected {b} (|diff| {} > {atol} + {rtol}*|b|)",
+                        (a - b).abs()
+                    ));
                 }
             }
         }
@@ -82,7 +86,10 @@ pub fn compare(actual: &[f32], expected: &[f32], tol: Tolerance) -> Result<(), S
             }
             let (diff, norm) = (diff.sqrt(), norm.sqrt());
             if diff > tol as f64 * norm + 1e-30 {
-                return Err(format!("normalised error {:.3e} > {tol:e} (||diff|| {diff:.3e}, ||expected|| {norm:.3e})", diff / norm));
+                return Err(format!(
+                    "normalised error {:.3e} > {tol:e} (||diff|| {diff:.3e}, ||expected|| {norm:.3e})",
+                    diff / norm
+                ));
             }
         }
     }
@@ -109,7 +116,13 @@ pub fn check_poison(t: &Tensor) -> Result<(), String> {
 /// Runs `f` on the CPU and on `gpu`, with `make_inputs` building the inputs on each device,
 /// and panics with `name` and the first mismatch unless the results agree within `tol`
 /// and the GPU outputs pass [`check_poison`].
-pub fn cross_check(name: &str, gpu: &Device, tol: Tolerance, make_inputs: impl Fn(&Device) -> Vec<Tensor>, f: impl Fn(&[Tensor]) -> Tensor) {
+pub fn cross_check(
+    name: &str,
+    gpu: &Device,
+    tol: Tolerance,
+    make_inputs: impl Fn(&Device) -> Vec<Tensor>,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) {
     let cpu_out = f(&make_inputs(&Device::cpu()));
     let gpu_out = f(&make_inputs(gpu));
     assert_eq!(cpu_out.shape(), gpu_out.shape(), "{name}: shapes differ between CPU and GPU");

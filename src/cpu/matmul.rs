@@ -7,7 +7,16 @@ use crate::tensor::Layout;
 /// whose leading dimensions have been broadcast to `batch_shape` (stride 0 where
 /// broadcast) and whose last two are `[m, k]` and `[k, n]`. The output is contiguous
 /// `[batch.., m, n]`.
-pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, batch_shape: &[usize], m: usize, k: usize, n: usize) -> Vec<f32> {
+pub fn matmul(
+    a: &[f32],
+    la: &Layout,
+    b: &[f32],
+    lb: &Layout,
+    batch_shape: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f32> {
     let batch: usize = batch_shape.iter().product();
     let mut out = vec![0.0f32; batch * m * n];
     if m == 0 || n == 0 {
@@ -16,8 +25,10 @@ pub fn matmul(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, batch_shape: &[usi
     let r = la.rank();
     let (a_rs, a_cs) = (la.strides[r - 2] as isize, la.strides[r - 1] as isize);
     let (b_rs, b_cs) = (lb.strides[r - 2] as isize, lb.strides[r - 1] as isize);
-    let batch_layout_a = Layout { shape: batch_shape.to_vec(), strides: la.strides[..r - 2].to_vec(), offset: la.offset };
-    let batch_layout_b = Layout { shape: batch_shape.to_vec(), strides: lb.strides[..r - 2].to_vec(), offset: lb.offset };
+    let batch_layout_a =
+        Layout { shape: batch_shape.to_vec(), strides: la.strides[..r - 2].to_vec(), offset: la.offset };
+    let batch_layout_b =
+        Layout { shape: batch_shape.to_vec(), strides: lb.strides[..r - 2].to_vec(), offset: lb.offset };
     for (bi, (oa, ob)) in batch_layout_a.storage_indices().zip(batch_layout_b.storage_indices()).enumerate() {
         let c = &mut out[bi * m * n..(bi + 1) * m * n];
         if k == 0 {

@@ -9,7 +9,9 @@ use crate::storage::CpuData;
 pub fn reduce(op: ReduceOp, src: &[f32], offset: usize, rows: usize, len: usize, correction: f32) -> CpuData {
     let row = |r: usize| &src[offset + r * len..offset + (r + 1) * len];
     match op {
-        ReduceOp::Sum => CpuData::F32((0..rows).map(|r| row(r).iter().map(|&x| x as f64).sum::<f64>() as f32).collect()),
+        ReduceOp::Sum => {
+            CpuData::F32((0..rows).map(|r| row(r).iter().map(|&x| x as f64).sum::<f64>() as f32).collect())
+        }
         ReduceOp::Mean => CpuData::F32(
             (0..rows).map(|r| (row(r).iter().map(|&x| x as f64).sum::<f64>() / len as f64) as f32).collect(),
         ),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::context::{GpuContext, WORKGROUP_SIZE};
-use crate::op::{BinaryOp, CreationOp, IndexOp, Op, ReduceOp, SoftmaxOp, UnaryOp};
+use crate::op::{BinaryOp, CreationOp, IndexOp, KernelRef, Op, ReduceOp, SoftmaxOp, UnaryOp};
 use crate::tensor::{Layout, MAX_DIMS};
 
 /// Packs up to eight dimensions for a `array<vec4<u32>, 2>` uniform field.
@@ -75,18 +75,30 @@ pub fn unary(ctx: &Arc<GpuContext>, op: UnaryOp, s0: f32, s1: f32, a: &wgpu::Buf
 /// Copies the view `ls` of `src` into the view `ld` of `out`, word for word (any dtype).
 pub fn copy(ctx: &Arc<GpuContext>, src: &wgpu::Buffer, ls: &Layout, out: &wgpu::Buffer, ld: &Layout) {
     let p = elementwise_params(&ls.shape, [Some(ls), None, None, Some(ld)], 0.0, 0.0);
-    ctx.dispatch(Op::Unary(UnaryOp::Copy).kernel(), bytemuck::bytes_of(&p), &[src, out], linear_groups(ctx, ls.numel()));
+    ctx.dispatch(
+        Op::Unary(UnaryOp::Copy).kernel(),
+        bytemuck::bytes_of(&p),
+        &[src, out],
+        linear_groups(ctx, ls.numel()),
+    );
 }
 
 /// Binary `op` of two views already broadcast to the output shape.
-pub fn binary(ctx: &Arc<GpuContext>, op: BinaryOp, a: &wgpu::Buffer, la: &Layout, b: &wgpu::Buffer, lb: &Layout, out: &wgpu::Buffer) {
+pub fn binary(
+    ctx: &Arc<GpuContext>,
+    op: BinaryOp,
+    a: &wgpu::Buffer,
+    la: &Layout,
+    b: &wgpu::Buffer,
+    lb: &Layout,
+    out: &wgpu::Buffer,
+) {
     let lo = Layout::contiguous(&la.shape);
     let p = elementwise_params(&la.shape, [Some(la), Some(lb), None, Some(&lo)], 0.0, 0.0);
     ctx.dispatch(Op::Binary(op).kernel(), bytemuck::bytes_of(&p), &[a, b, a, out], linear_groups(ctx, la.numel()));
 }
 
 /// `where(cond, a, b)` of three views already broadcast to the output shape.
-#[allow(clippy::too_many_arguments)]
 pub fn where_select(
     ctx: &Arc<GpuContext>,
     cond: &wgpu::Buffer,
@@ -126,7 +138,7 @@ pub fn creation(ctx: &Arc<GpuContext>, op: CreationOp, mut p: CreationParams, ou
 /// Writes the 32-bit pattern `bits` into the first `words` words of `out` (poisoning).
 pub fn fill_bits(ctx: &Arc<GpuContext>, out: &wgpu::Buffer, bits: u32, words: u64) {
     let p = CreationParams { numel: u32_of(words as usize), bits, ..Default::default() };
-    let kernel = crate::op::KernelRef { file: "creation", entry: "fill_bits" };
+    let kernel = KernelRef { file: "creation", entry: "fill_bits" };
     ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[out], linear_groups(ctx, words as usize));
 }
 
@@ -141,13 +153,30 @@ struct RowsParams {
 }
 
 /// Reduces each row of the contiguous `[rows, len]` matrix at `offset` of `src` into `out`.
-pub fn reduce(ctx: &Arc<GpuContext>, op: ReduceOp, src: &wgpu::Buffer, offset: usize, rows: usize, len: usize, correction: f32, out: &wgpu::Buffer) {
+pub fn reduce(
+    ctx: &Arc<GpuContext>,
+    op: ReduceOp,
+    src: &wgpu::Buffer,
+    offset: usize,
+    rows: usize,
+    len: usize,
+    correction: f32,
+    out: &wgpu::Buffer,
+) {
     let p = RowsParams { rows: u32_of(rows), len: u32_of(len), src_offset: u32_of(offset), scalar: correction };
     ctx.dispatch(Op::Reduce(op).kernel(), bytemuck::bytes_of(&p), &[src, out], ctx.fold_workgroups(u32_of(rows)));
 }
 
 /// Softmax or log-softmax of each row of the contiguous `[rows, len]` matrix at `offset`.
-pub fn softmax(ctx: &Arc<GpuContext>, op: SoftmaxOp, src: &wgpu::Buffer, offset: usize, rows: usize, len: usize, out: &wgpu::Buffer) {
+pub fn softmax(
+    ctx: &Arc<GpuContext>,
+    op: SoftmaxOp,
+    src: &wgpu::Buffer,
+    offset: usize,
+    rows: usize,
+    len: usize,
+    out: &wgpu::Buffer,
+) {
     let p = RowsParams { rows: u32_of(rows), len: u32_of(len), src_offset: u32_of(offset), scalar: 0.0 };
     ctx.dispatch(Op::Softmax(op).kernel(), bytemuck::bytes_of(&p), &[src, out], ctx.fold_workgroups(u32_of(rows)));
 }
@@ -179,8 +208,18 @@ const MATMUL_TILE: usize = 64;
 
 /// Batched matmul of two views whose batch dimensions are broadcast to `batch_shape`; the
 /// output is contiguous `[batch.., m, n]`.
-#[allow(clippy::too_many_arguments)]
-pub fn matmul(ctx: &Arc<GpuContext>, a: &wgpu::Buffer, la: &Layout, b: &wgpu::Buffer, lb: &Layout, batch_shape: &[usize], m: usize, k: usize, n: usize, out: &wgpu::Buffer) {
+pub fn matmul(
+    ctx: &Arc<GpuContext>,
+    a: &wgpu::Buffer,
+    la: &Layout,
+    b: &wgpu::Buffer,
+    lb: &Layout,
+    batch_shape: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &wgpu::Buffer,
+) {
     let r = la.rank();
     let tiles_m = m.div_ceil(MATMUL_TILE);
     let tiles_n = n.div_ceil(MATMUL_TILE);
@@ -201,6 +240,13 @@ pub fn matmul(ctx: &Arc<GpuContext>, a: &wgpu::Buffer, la: &Layout, b: &wgpu::Bu
     p.a_batch_strides = pack(&la.strides[..r - 2]);
     p.b_batch_strides = pack(&lb.strides[..r - 2]);
     let batch: usize = batch_shape.iter().product();
+    // 16-byte loads and stores need row-major operands whose rows all start on a
+    // 4-element boundary; anything else takes the scalar kernel.
+    let aligned = p.a_col_stride == 1
+        && p.b_col_stride == 1
+        && [p.k, p.n, p.a_row_stride, p.b_row_stride, p.a_offset, p.b_offset].iter().all(|v| v % 4 == 0)
+        && p.a_batch_strides.iter().chain(&p.b_batch_strides).all(|v| v % 4 == 0);
+    let kernel = if aligned { KernelRef { file: "matmul_vec4", entry: "matmul_vec4" } } else { Op::Matmul.kernel() };
     let grid = ctx.fold_workgroups(u32_of(tiles_m * tiles_n));
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     // The z dimension walks the batch; a batch beyond the limit takes several dispatches.
@@ -208,7 +254,7 @@ pub fn matmul(ctx: &Arc<GpuContext>, a: &wgpu::Buffer, la: &Layout, b: &wgpu::Bu
     while start < batch {
         let count = (batch - start).min(max_z);
         p.batch_start = u32_of(start);
-        ctx.dispatch(Op::Matmul.kernel(), bytemuck::bytes_of(&p), &[a, b, out], [grid[0], grid[1], u32_of(count)]);
+        ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[a, b, out], [grid[0], grid[1], u32_of(count)]);
         start += count;
     }
 }
@@ -230,8 +276,17 @@ struct IndexParams {
 
 /// index_select or gather of the view `ls` of `src` along `axis`, with contiguous i32
 /// indices starting at `index_offset`, into the contiguous `out` of shape `out_shape`.
-#[allow(clippy::too_many_arguments)]
-pub fn index(ctx: &Arc<GpuContext>, op: IndexOp, src: &wgpu::Buffer, ls: &Layout, axis: usize, index: &wgpu::Buffer, index_offset: usize, out_shape: &[usize], out: &wgpu::Buffer) {
+pub fn index(
+    ctx: &Arc<GpuContext>,
+    op: IndexOp,
+    src: &wgpu::Buffer,
+    ls: &Layout,
+    axis: usize,
+    index: &wgpu::Buffer,
+    index_offset: usize,
+    out_shape: &[usize],
+    out: &wgpu::Buffer,
+) {
     let mut p = IndexParams::zeroed();
     let numel: usize = out_shape.iter().product();
     p.numel = u32_of(numel);

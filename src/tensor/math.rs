@@ -66,11 +66,11 @@ impl Tensor {
             t.expect_dtype(DType::F32, "where");
         }
         let shape = self.broadcast_with(other, "where");
-        let shape = broadcast_shapes(&shape, cond.shape()).unwrap_or_else(|| {
-            panic!("where: condition of shape {:?} cannot be broadcast to {shape:?}", cond.shape())
-        });
+        let shape = broadcast_shapes(&shape, cond.shape())
+            .unwrap_or_else(|| panic!("where: condition of shape {:?} cannot be broadcast to {shape:?}", cond.shape()));
         self.same_device(cond, "where");
-        let (lc, la, lb) = (cond.layout.broadcast_to(&shape), self.layout.broadcast_to(&shape), other.layout.broadcast_to(&shape));
+        let (lc, la, lb) =
+            (cond.layout.broadcast_to(&shape), self.layout.broadcast_to(&shape), other.layout.broadcast_to(&shape));
         match &self.device {
             Device::Cpu => {
                 let (c, a, b) = (cond.cpu_data(), self.cpu_data(), other.cpu_data());
@@ -80,7 +80,8 @@ impl Tensor {
             Device::Gpu(ctx) => {
                 let out = GpuBuffer::new(ctx, (numel(&shape) * 4) as u64);
                 if numel(&shape) > 0 {
-                    let (c, a, b) = (cond.gpu_buffer().buffer(), self.gpu_buffer().buffer(), other.gpu_buffer().buffer());
+                    let (c, a, b) =
+                        (cond.gpu_buffer().buffer(), self.gpu_buffer().buffer(), other.gpu_buffer().buffer());
                     launch::where_select(ctx, c, &lc, a, &la, b, &lb, out.buffer());
                 }
                 Tensor::from_gpu_buffer(out, &shape, DType::F32)
@@ -254,7 +255,16 @@ impl Tensor {
             Device::Gpu(ctx) => {
                 let out = GpuBuffer::new(ctx, (rows * 4) as u64);
                 if rows > 0 {
-                    launch::reduce(ctx, op, x.gpu_buffer().buffer(), x.layout.offset, rows, len, correction, out.buffer());
+                    launch::reduce(
+                        ctx,
+                        op,
+                        x.gpu_buffer().buffer(),
+                        x.layout.offset,
+                        rows,
+                        len,
+                        correction,
+                        out.buffer(),
+                    );
                 }
                 Tensor::from_gpu_buffer(out, &out_shape, out_dtype)
             }
@@ -343,7 +353,11 @@ impl Tensor {
             other.shape()
         );
         let batch = broadcast_shapes(&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]).unwrap_or_else(|| {
-            panic!("matmul: batch dimensions of {:?} and {:?} cannot be broadcast together", self.shape(), other.shape())
+            panic!(
+                "matmul: batch dimensions of {:?} and {:?} cannot be broadcast together",
+                self.shape(),
+                other.shape()
+            )
         });
         let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
         let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
@@ -357,7 +371,12 @@ impl Tensor {
                 let buf = GpuBuffer::new(ctx, (numel(&out_shape) * 4) as u64);
                 if numel(&out_shape) > 0 {
                     if k == 0 {
-                        launch::creation(ctx, crate::op::CreationOp::Fill, launch::CreationParams { numel: numel(&out_shape) as u32, ..Default::default() }, buf.buffer());
+                        launch::creation(
+                            ctx,
+                            crate::op::CreationOp::Fill,
+                            launch::CreationParams { numel: numel(&out_shape) as u32, ..Default::default() },
+                            buf.buffer(),
+                        );
                     } else {
                         let (ba, bb) = (a.gpu_buffer().buffer(), b.gpu_buffer().buffer());
                         launch::matmul(ctx, ba, &la, bb, &lb, &batch, m, k, n, buf.buffer());
@@ -391,7 +410,7 @@ impl Tensor {
         perm.push(a);
         let x = self.permute(&perm).contiguous();
         let len = self.shape()[a];
-        let rows = if len == 0 { 0 } else { self.numel() / len };
+        let rows = self.numel().checked_div(len).unwrap_or(0);
         let out = match &self.device {
             Device::Cpu => {
                 let out = cpu::softmax::softmax(op, x.cpu_data().as_f32(), x.layout.offset, rows, len);

@@ -42,7 +42,13 @@ pub struct Tensor {
 
 impl std::fmt::Debug for Tensor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Tensor({:?}, {}, {})", self.layout.shape, self.dtype, if self.device.is_cpu() { "cpu" } else { "gpu" })
+        write!(
+            f,
+            "Tensor({:?}, {}, {})",
+            self.layout.shape,
+            self.dtype,
+            if self.device.is_cpu() { "cpu" } else { "gpu" }
+        )
     }
 }
 
@@ -51,7 +57,12 @@ impl Tensor {
 
     pub(crate) fn from_cpu_data(data: CpuData, shape: &[usize]) -> Tensor {
         let dtype = data.dtype();
-        Tensor { storage: Arc::new(Storage::Cpu(RwLock::new(data))), layout: Layout::contiguous(shape), dtype, device: Device::Cpu }
+        Tensor {
+            storage: Arc::new(Storage::Cpu(RwLock::new(data))),
+            layout: Layout::contiguous(shape),
+            dtype,
+            device: Device::Cpu,
+        }
     }
 
     pub(crate) fn from_gpu_buffer(buffer: GpuBuffer, shape: &[usize], dtype: DType) -> Tensor {
@@ -108,7 +119,13 @@ impl Tensor {
         Tensor::from_slice(&[value], &[], device)
     }
 
-    fn creation(op: CreationOp, shape: &[usize], device: &Device, p: CreationParams, cpu_values: impl FnOnce(usize) -> Vec<f32>) -> Tensor {
+    fn creation(
+        op: CreationOp,
+        shape: &[usize],
+        device: &Device,
+        p: CreationParams,
+        cpu_values: impl FnOnce(usize) -> Vec<f32>,
+    ) -> Tensor {
         let n = layout::numel(shape);
         match device {
             Device::Cpu => Tensor::from_cpu_data(CpuData::F32(cpu_values(n)), shape),
@@ -142,9 +159,13 @@ impl Tensor {
         let count = ((end - start) / step).ceil();
         assert!(count >= 0.0, "arange: step {step} does not lead from {start} towards {end}");
         let n = count as usize;
-        Tensor::creation(CreationOp::Arange, &[n], device, CreationParams { a: start, b: step, ..Default::default() }, |n| {
-            cpu::creation::arange(n, start, step)
-        })
+        Tensor::creation(
+            CreationOp::Arange,
+            &[n],
+            device,
+            CreationParams { a: start, b: step, ..Default::default() },
+            |n| cpu::creation::arange(n, start, step),
+        )
     }
 
     /// The `[n, m]` identity matrix (ones on the main diagonal).
@@ -217,7 +238,11 @@ impl Tensor {
     pub(crate) fn axis(&self, axis: isize, op: &str) -> usize {
         let rank = self.rank() as isize;
         let a = if axis < 0 { axis + rank } else { axis };
-        assert!(a >= 0 && a < rank.max(1), "{op}: axis {axis} is out of range for a tensor of shape {:?}", self.shape());
+        assert!(
+            a >= 0 && a < rank.max(1),
+            "{op}: axis {axis} is out of range for a tensor of shape {:?}",
+            self.shape()
+        );
         a as usize
     }
 
@@ -282,6 +307,12 @@ impl Tensor {
     }
 
     pub(crate) fn expect_dtype(&self, dtype: DType, op: &str) {
-        assert_eq!(self.dtype, dtype, "{op}: expected a {dtype} tensor, got {} of shape {:?}", self.dtype, self.shape());
+        assert_eq!(
+            self.dtype,
+            dtype,
+            "{op}: expected a {dtype} tensor, got {} of shape {:?}",
+            self.dtype,
+            self.shape()
+        );
     }
 }

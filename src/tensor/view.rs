@@ -39,7 +39,8 @@ impl Tensor {
             Some(l) => self.with_layout(l),
             None => {
                 let packed = self.contiguous();
-                let layout = packed.layout.reshape(&shape).expect("a contiguous layout reshapes to any shape of its size");
+                let layout =
+                    packed.layout.reshape(&shape).expect("a contiguous layout reshapes to any shape of its size");
                 packed.with_layout(layout)
             }
         }
@@ -51,7 +52,17 @@ impl Tensor {
         assert!(unknown <= 1 && shape.iter().all(|&d| d >= -1), "reshape: bad target shape {shape:?}");
         let out: Vec<usize> = shape
             .iter()
-            .map(|&d| if d == -1 { if known == 0 { 0 } else { self.numel() / known as usize } } else { d as usize })
+            .map(|&d| {
+                if d == -1 {
+                    if known == 0 {
+                        0
+                    } else {
+                        self.numel() / known as usize
+                    }
+                } else {
+                    d as usize
+                }
+            })
             .collect();
         assert_eq!(
             numel(&out),
@@ -74,7 +85,8 @@ impl Tensor {
     pub fn permute(&self, perm: &[usize]) -> Tensor {
         let mut seen = vec![false; self.rank()];
         assert!(
-            perm.len() == self.rank() && perm.iter().all(|&p| p < self.rank() && !std::mem::replace(&mut seen[p], true)),
+            perm.len() == self.rank()
+                && perm.iter().all(|&p| p < self.rank() && !std::mem::replace(&mut seen[p], true)),
             "permute: {perm:?} is not a permutation of the axes of a tensor of shape {:?}",
             self.shape()
         );
@@ -202,8 +214,13 @@ impl Tensor {
         index.expect_dtype(DType::I32, "gather");
         self.same_device(index, "gather");
         let ok = index.rank() == self.rank() && (0..self.rank()).all(|d| d == a || index.shape()[d] <= self.shape()[d]);
-        assert!(ok, "gather: index of shape {:?} does not fit input of shape {:?} along axis {a}", index.shape(), self.shape());
-        self.index_op(IndexOp::Gather, a, index, &index.shape().to_vec())
+        assert!(
+            ok,
+            "gather: index of shape {:?} does not fit input of shape {:?} along axis {a}",
+            index.shape(),
+            self.shape()
+        );
+        self.index_op(IndexOp::Gather, a, index, index.shape())
     }
 
     fn index_op(&self, op: IndexOp, axis: usize, indices: &Tensor, out_shape: &[usize]) -> Tensor {
@@ -223,7 +240,17 @@ impl Tensor {
                 let out = GpuBuffer::new(ctx, (numel(out_shape) * 4) as u64);
                 if numel(out_shape) > 0 {
                     let (src, idx) = (self.gpu_buffer().buffer(), indices.gpu_buffer().buffer());
-                    launch::index(ctx, op, src, &self.layout, axis, idx, indices.layout.offset, out_shape, out.buffer());
+                    launch::index(
+                        ctx,
+                        op,
+                        src,
+                        &self.layout,
+                        axis,
+                        idx,
+                        indices.layout.offset,
+                        out_shape,
+                        out.buffer(),
+                    );
                 }
                 Tensor::from_gpu_buffer(out, out_shape, DType::F32)
             }
