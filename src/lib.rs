@@ -19,10 +19,12 @@
 //! [`Tensor`] is the public face of all of them.
 
 pub mod cpu;
+pub mod data;
 mod device;
 mod dtype;
 mod error;
 pub mod gpu;
+pub mod metrics;
 pub mod op;
 mod random;
 mod storage;
