@@ -21,8 +21,8 @@ var<workgroup> best_index: array<u32, WG>;
 // True when candidate (v, i) beats the current best (w, j). `sign` is 1 for argmax and
 // -1 for argmin.
 fn beats(v: f32, i: u32, w: f32, j: u32, sign: f32) -> bool {
-    let v_nan = v != v;
-    let w_nan = w != w;
+    let v_nan = is_nan(v);
+    let w_nan = is_nan(w);
     if (v_nan || w_nan) {
         return (v_nan && !w_nan) || (v_nan && w_nan && i < j);
     }

@@ -32,18 +32,31 @@ fn strided_offset(i: u32, rank: u32, shape: array<vec4<u32>, 2>, strides: array<
     return off;
 }
 
+// True when x is NaN, decided on the bits. `x != x` cannot be used: naga compiles float
+// `!=` to SPIR-V's ordered not-equal, which is false for NaN, and WGSL lets compilers
+// assume that NaN never occurs in float arithmetic.
+fn is_nan(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+
 // Max and min that propagate NaN, as PyTorch's maximum/minimum/max do. WGSL's max and min
 // leave NaN handling to the hardware.
 fn nan_max(a: f32, b: f32) -> f32 {
-    if (a != a || b != b) {
-        return a + b;
+    if (is_nan(a)) {
+        return a;
+    }
+    if (is_nan(b)) {
+        return b;
     }
     return max(a, b);
 }
 
 fn nan_min(a: f32, b: f32) -> f32 {
-    if (a != a || b != b) {
-        return a + b;
+    if (is_nan(a)) {
+        return a;
+    }
+    if (is_nan(b)) {
+        return b;
     }
     return min(a, b);
 }

@@ -26,13 +26,13 @@ fn copy_strided(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.numel) {
         return;
     }
-    var from = p.offsets[0] + i;
+    var src_at = p.offsets[0] + i;
     if (p.contiguous[0] == 0u) {
-        from = p.offsets[0] + strided_offset(i, p.rank, p.shape, p.strides[0]);
+        src_at = p.offsets[0] + strided_offset(i, p.rank, p.shape, p.strides[0]);
     }
-    var to = p.offsets[3] + i;
+    var out_at = p.offsets[3] + i;
     if (p.contiguous[3] == 0u) {
-        to = p.offsets[3] + strided_offset(i, p.rank, p.shape, p.strides[3]);
+        out_at = p.offsets[3] + strided_offset(i, p.rank, p.shape, p.strides[3]);
     }
-    out[to] = src[from];
+    out[out_at] = src[src_at];
 }

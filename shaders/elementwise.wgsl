@@ -33,8 +33,8 @@ fn operand_offset(which: u32, i: u32) -> u32 {
 // ---- scalar helpers shared with the CPU reference (src/cpu/elementwise.rs) ----
 
 // Real power with C's pow semantics for negative bases: integer exponents keep the sign
-// rule, other exponents give NaN; zero bases handled explicitly since WGSL's pow is
-// undefined there.
+// rule, other exponents give NaN for finite bases (and +inf or +0 for -inf); zero bases
+// handled explicitly since WGSL's pow is undefined there.
 fn pow_real(x: f32, y: f32) -> f32 {
     if (y == 0.0) {
         return 1.0;
@@ -50,7 +50,8 @@ fn pow_real(x: f32, y: f32) -> f32 {
         return r;
     }
     if (floor(y) != y) {
-        return bitcast<f32>(0x7fc00000u); // NaN
+        let neg_inf = bitcast<f32>(0xff800000u);
+        return select(bitcast<f32>(0x7fc00000u), r, x == neg_inf); // NaN; +inf or +0 for -inf
     }
     let odd = abs(y) < 16777216.0 && (i32(abs(y)) & 1) == 1;
     return select(r, -r, odd);
@@ -96,12 +97,13 @@ fn unary_f(op: u32, x: f32) -> f32 {
         case 10u: { return x * p.scalar0 + p.scalar1; }
         case 11u: { return pow_real(x, p.scalar0); }
         case 12u: { return nan_min(nan_max(x, p.scalar0), p.scalar1); }
-        case 13u: { return select(0.0, x, x > 0.0) + select(0.0, x, x != x); }
+        case 13u: { return select(0.0, x, x > 0.0 || is_nan(x)); }
         case 14u: { return select(p.scalar0 * x, x, x > 0.0); }
         case 15u: { return select(p.scalar0 * (exp(x) - 1.0), x, x > 0.0); }
         case 16u: { return sigmoid_f(x); }
         // tanh of large arguments is NaN on some back-ends (exp overflow); it is ±1 in f32 past 10.
-        case 17u: { return tanh(clamp(x, -10.0, 10.0)); }
+        // The clamp would turn NaN into ±1, so NaN is passed through first.
+        case 17u: { return select(tanh(clamp(x, -10.0, 10.0)), x, is_nan(x)); }
         case 18u: { return 0.5 * x * (1.0 + erf_f(x * 0.70710678118654752)); }
         // PyTorch's threshold: softplus(x) = x for x > 20.
         case 19u: { return select(max(x, 0.0) + log1p_f(exp(-abs(x))), x, x > 20.0); }
@@ -119,7 +121,8 @@ fn binary_f(op: u32, x: f32, y: f32) -> f32 {
         case 5u: { return nan_max(x, y); }
         case 6u: { return nan_min(x, y); }
         case 7u: { return select(0.0, 1.0, x == y); }
-        case 8u: { return select(0.0, 1.0, x != y); }
+        // Not `x != y`: float != is an ordered comparison in SPIR-V, false when either is NaN.
+        case 8u: { return select(0.0, 1.0, !(x == y)); }
         case 9u: { return select(0.0, 1.0, x < y); }
         case 10u: { return select(0.0, 1.0, x <= y); }
         case 11u: { return select(0.0, 1.0, x > y); }
@@ -219,6 +222,7 @@ fn where_select(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
     if (i >= p.numel) {
         return;
     }
-    let keep_a = cond[operand_offset(2u, i)] != 0.0;
+    // Any non-zero condition, NaN included, selects a (see `ne` on why not `!= 0.0`).
+    let keep_a = !(cond[operand_offset(2u, i)] == 0.0);
     out[operand_offset(3u, i)] = select(b[operand_offset(1u, i)], a[operand_offset(0u, i)], keep_a);
 }

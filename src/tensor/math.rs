@@ -361,7 +361,7 @@ impl Tensor {
         });
         let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
         let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
-        let mut out_shape = [batch.as_slice(), &[m, n]].concat();
+        let out_shape = [batch.as_slice(), &[m, n]].concat();
         let out = match &self.device {
             Device::Cpu => {
                 let out = cpu::matmul::matmul(a.cpu_data().as_f32(), &la, b.cpu_data().as_f32(), &lb, &batch, m, k, n);
@@ -385,14 +385,14 @@ impl Tensor {
                 Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
             }
         };
-        // Undo the promotion of 1-D operands.
+        // Undo the promotion of 1-D operands: the row axis added to `self` is axis -2 of the
+        // product, so it goes first, before removing the column axis shifts it to -1.
         let mut result = out;
-        if other.rank() == 1 {
-            result = result.squeeze(-1);
-            out_shape.pop();
-        }
         if self.rank() == 1 {
             result = result.squeeze(-2);
+        }
+        if other.rank() == 1 {
+            result = result.squeeze(-1);
         }
         result
     }

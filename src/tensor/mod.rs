@@ -30,7 +30,7 @@ use crate::storage::{CpuData, Storage};
 /// let dev = Device::cpu();
 /// let x = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2], &dev);
 /// let y = (&x * 2.0 + 1.0).sum_all();
-/// assert_eq!(y.item(), 25.0);
+/// assert_eq!(y.item(), 24.0); // 3 + 5 + 7 + 9
 /// ```
 #[derive(Clone)]
 pub struct Tensor {
