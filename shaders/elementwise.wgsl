@@ -107,7 +107,9 @@ fn unary_f(op: u32, x: f32) -> f32 {
         case 18u: { return 0.5 * x * (1.0 + erf_f(x * 0.70710678118654752)); }
         // PyTorch's threshold: softplus(x) = x for x > 20.
         case 19u: { return select(max(x, 0.0) + log1p_f(exp(-abs(x))), x, x > 20.0); }
-        default: { return x * sigmoid_f(x); }
+        case 20u: { return x * sigmoid_f(x); }
+        // d/dx x Φ(x) = Φ(x) + x φ(x), φ the standard normal density.
+        default: { return 0.5 * (1.0 + erf_f(x * 0.70710678118654752)) + x * 0.3989422804014327 * exp(-0.5 * x * x); }
     }
 }
 
@@ -188,6 +190,8 @@ fn unary_gelu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
 fn unary_softplus(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) { unary_at(19u, linear_index(wg, nwg, lid)); }
 @compute @workgroup_size(WG)
 fn unary_silu(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) { unary_at(20u, linear_index(wg, nwg, lid)); }
+@compute @workgroup_size(WG)
+fn unary_gelu_grad(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) { unary_at(21u, linear_index(wg, nwg, lid)); }
 
 @compute @workgroup_size(WG)
 fn binary_add(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) { binary_at(0u, linear_index(wg, nwg, lid)); }

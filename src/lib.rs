@@ -18,6 +18,7 @@
 //! their reference implementations, `gpu` their launchers and `shaders/` their kernels;
 //! [`Tensor`] is the public face of all of them.
 
+pub mod autograd;
 pub mod cpu;
 pub mod data;
 mod device;
@@ -31,6 +32,7 @@ mod storage;
 mod tensor;
 pub mod testing;
 
+pub use autograd::{no_grad, Gradients, NoGradGuard, TensorId};
 pub use device::{list_adapters, Device};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};

@@ -70,6 +70,8 @@ op_list! {
         Softplus => "softplus",
         /// `x * sigmoid(x)`.
         Silu => "silu",
+        /// The derivative of the exact GELU, `Φ(x) + x φ(x)`, for its gradient rule.
+        GeluGrad => "gelu_grad",
     }
 }
 
@@ -130,6 +132,12 @@ op_list! {
         IndexSelect => "index_select",
         /// `out[.., i, ..] = src[.., index[.., i, ..], ..]` along one axis (PyTorch's `gather`).
         Gather => "gather",
+        /// Sums slices into the rows a 1-D index names, repeated indices accumulating
+        /// (PyTorch's `index_add`): the gradient of `IndexSelect`.
+        IndexAdd => "index_add",
+        /// `out[.., index[.., i, ..], ..] += src[.., i, ..]` (PyTorch's `scatter_add`): the
+        /// gradient of `Gather`.
+        ScatterAdd => "scatter_add",
     }
 }
 
@@ -209,6 +217,7 @@ impl Op {
             Op::Reduce(o) => ("reduce", o.entry()),
             Op::Matmul => ("matmul", "matmul"),
             Op::Softmax(o) => ("softmax", o.entry()),
+            Op::Index(o @ (IndexOp::IndexAdd | IndexOp::ScatterAdd)) => ("scatter", o.entry()),
             Op::Index(o) => ("index", o.entry()),
         };
         KernelRef { file, entry }

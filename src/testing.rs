@@ -141,3 +141,103 @@ pub fn cross_check(
         panic!("{name} {:?}: GPU disagrees with CPU: {e}", cpu_out.shape());
     }
 }
+
+/// How far analytic gradients may be from finite differences in [`gradcheck`].
+#[derive(Clone, Copy, Debug)]
+pub struct GradTolerance {
+    /// Step of the central difference.
+    pub eps: f32,
+    pub atol: f64,
+    pub rtol: f64,
+}
+
+impl Default for GradTolerance {
+    /// Central differences of f32 evaluations with step 1e-3 are good to about 1e-3
+    /// relative for smooth ops of moderate size.
+    fn default() -> Self {
+        GradTolerance { eps: 1e-3, atol: 2e-3, rtol: 2e-2 }
+    }
+}
+
+/// Checks the gradients `backward` computes for `f` on `device` against central finite
+/// differences on the CPU.
+///
+/// The op is placed mid-graph: the loss is `sum(c * f(x) + d)` with fixed pseudo-random
+/// `c` and `d`, so a backward rule that ignores its incoming gradient, or one that is
+/// right only for an all-ones gradient, fails. Each input is `(values, shape)`; keep them
+/// small, since every element costs two evaluations. The loss of each finite-difference
+/// evaluation is accumulated in f64 on the host; the op itself runs in f32, which is why
+/// the step and tolerances are those of [`GradTolerance::default`].
+pub fn gradcheck(
+    name: &str,
+    device: &Device,
+    inputs: &[(Vec<f32>, Vec<usize>)],
+    tol: GradTolerance,
+    f: impl Fn(&[Tensor]) -> Tensor,
+) -> Result<(), String> {
+    let cpu = Device::cpu();
+    let weights = |shape: &[usize]| -> (Vec<f32>, Vec<f32>) {
+        let n: usize = shape.iter().product();
+        let keys = crate::random::seed_keys(0x5eed);
+        let c = (0..n as u32).map(|i| crate::random::uniform_at(i, keys, 0.5, 1.5)).collect();
+        let d = (0..n as u32).map(|i| crate::random::uniform_at(i + n as u32, keys, -1.0, 1.0)).collect();
+        (c, d)
+    };
+    // The loss as a host f64, from CPU evaluations without a graph.
+    let loss_at = |values: &[Vec<f32>]| -> f64 {
+        crate::autograd::no_grad(|| {
+            let xs: Vec<Tensor> =
+                values.iter().zip(inputs).map(|(v, (_, shape))| Tensor::from_slice(v, shape, &cpu)).collect();
+            let y = f(&xs);
+            let (c, d) = weights(y.shape());
+            let y = y.to_vec::<f32>();
+            y.iter().zip(c.iter().zip(&d)).map(|(&y, (&c, &d))| c as f64 * y as f64 + d as f64).sum()
+        })
+    };
+
+    // Analytic gradients on the device under test.
+    let xs: Vec<Tensor> =
+        inputs.iter().map(|(v, shape)| Tensor::from_slice(v, shape, device).requires_grad()).collect();
+    let y = f(&xs);
+    if !y.is_tracked() {
+        return Err(format!("{name}: the output is not connected to any input"));
+    }
+    let (c, d) = weights(y.shape());
+    let loss =
+        y.mul(&Tensor::from_slice(&c, y.shape(), device)).add(&Tensor::from_slice(&d, y.shape(), device)).sum_all();
+    let grads = loss.backward();
+
+    let mut values: Vec<Vec<f32>> = inputs.iter().map(|(v, _)| v.clone()).collect();
+    for (i, x) in xs.iter().enumerate() {
+        let analytic = match grads.get(x) {
+            Some(g) => g.to_vec::<f32>(),
+            None => vec![0.0; x.numel()],
+        };
+        if analytic.len() != x.numel() {
+            return Err(format!(
+                "{name}: gradient of input {i} has {} elements, expected {}",
+                analytic.len(),
+                x.numel()
+            ));
+        }
+        for j in 0..x.numel() {
+            let original = values[i][j];
+            values[i][j] = original + tol.eps;
+            let up = loss_at(&values);
+            values[i][j] = original - tol.eps;
+            let down = loss_at(&values);
+            values[i][j] = original;
+            // The perturbed values as f32 actually seen, not the nominal step.
+            let step = (original + tol.eps) as f64 - (original - tol.eps) as f64;
+            let numeric = (up - down) / step;
+            let a = analytic[j] as f64;
+            if !((a - numeric).abs() <= tol.atol + tol.rtol * numeric.abs()) {
+                return Err(format!(
+                    "{name} on {}: d loss / d input{i}[{j}] is {a:.6} by backward but {numeric:.6} by finite differences",
+                    if device.is_cpu() { "cpu" } else { "gpu" }
+                ));
+            }
+        }
+    }
+    Ok(())
+}

@@ -101,7 +101,8 @@ fn case(op: Op) -> Case {
             | UnaryOp::Tanh
             | UnaryOp::Gelu
             | UnaryOp::Softplus
-            | UnaryOp::Silu => unary(u),
+            | UnaryOp::Silu
+            | UnaryOp::GeluGrad => unary(u),
         },
         Op::Binary(b) => match b {
             BinaryOp::Add
@@ -156,6 +157,27 @@ fn case(op: Op) -> Case {
                     vec![randn(&[5, 11], 16, d), Tensor::from_slice(&idx, &[5, 9], d)]
                 },
                 |x| x[0].gather(1, &x[1]),
+            ),
+            // Sums in a fixed order (increasing source index) on both devices: small
+            // integers keep every partial sum exact, so the results match bit for bit.
+            IndexOp::IndexAdd => case_of(
+                EXACT,
+                |d| {
+                    let src =
+                        Tensor::from_slice(&(0..5 * 6 * 3).map(|i| (i % 7) as f32).collect::<Vec<_>>(), &[5, 6, 3], d);
+                    vec![src, Tensor::from_slice(&[3i32, 0, 3, 6, 3, 1], &[6], d)]
+                },
+                |x| Tensor::zeros(&[5, 7, 3], x[0].device()).index_add(1, &x[1], &x[0]),
+            ),
+            IndexOp::ScatterAdd => case_of(
+                EXACT,
+                |d| {
+                    let idx: Vec<i32> = (0..5 * 9).map(|i| i * 7 % 4).collect();
+                    let src =
+                        Tensor::from_slice(&(0..5 * 9).map(|i| (i % 5) as f32 - 2.0).collect::<Vec<_>>(), &[5, 9], d);
+                    vec![src, Tensor::from_slice(&idx, &[5, 9], d)]
+                },
+                |x| Tensor::ones(&[6, 4], x[0].device()).scatter_add(1, &x[1], &x[0]),
             ),
         },
     }

@@ -65,6 +65,12 @@ pub fn unary_scalar(op: UnaryOp, x: f32, s0: f32, s1: f32) -> f32 {
             let x = x as f64;
             (x / (1.0 + (-x).exp())) as f32
         }
+        UnaryOp::GeluGrad => {
+            let x = x as f64;
+            let cdf = 0.5 * (1.0 + libm::erf(x / std::f64::consts::SQRT_2));
+            let pdf = (-0.5 * x * x).exp() / (2.0 * std::f64::consts::PI).sqrt();
+            (cdf + x * pdf) as f32
+        }
     }
 }
 

@@ -47,3 +47,43 @@ pub fn gather(src: &[f32], ls: &Layout, axis: usize, index: &[i32], out_shape: &
     for_each_coord(out_shape, |i, c| out.push(read("gather", src, ls, c, axis, index[i])));
     out
 }
+
+/// `out` of shape `out_shape`, zero, plus each slice `l` of `src` (view `ls`) added at
+/// `indices[l]` along `axis`.
+pub fn index_add(src: &[f32], ls: &Layout, axis: usize, indices: &[i32], out_shape: &[usize]) -> Vec<f32> {
+    let mut out = vec![0.0f32; out_shape.iter().product()];
+    let out_strides = crate::tensor::Layout::contiguous(out_shape).strides;
+    for_each_coord(&ls.shape, |_, c| {
+        let target = indices[c[axis]];
+        assert!(
+            target >= 0 && (target as usize) < out_shape[axis],
+            "index_add: index {target} is out of range for axis {axis} of size {}",
+            out_shape[axis]
+        );
+        let src_off = ls.offset + c.iter().zip(&ls.strides).map(|(a, b)| a * b).sum::<usize>();
+        let out_off: usize =
+            c.iter().enumerate().map(|(d, &x)| if d == axis { target as usize } else { x } * out_strides[d]).sum();
+        out[out_off] += src[src_off];
+    });
+    out
+}
+
+/// `out` of shape `out_shape`, zero, plus each element of `src` (view `ls`) added where
+/// `index` (contiguous, `src`'s shape) points along `axis`.
+pub fn scatter_add(src: &[f32], ls: &Layout, axis: usize, index: &[i32], out_shape: &[usize]) -> Vec<f32> {
+    let mut out = vec![0.0f32; out_shape.iter().product()];
+    let out_strides = crate::tensor::Layout::contiguous(out_shape).strides;
+    for_each_coord(&ls.shape, |i, c| {
+        let target = index[i];
+        assert!(
+            target >= 0 && (target as usize) < out_shape[axis],
+            "scatter_add: index {target} is out of range for axis {axis} of size {}",
+            out_shape[axis]
+        );
+        let src_off = ls.offset + c.iter().zip(&ls.strides).map(|(a, b)| a * b).sum::<usize>();
+        let out_off: usize =
+            c.iter().enumerate().map(|(d, &x)| if d == axis { target as usize } else { x } * out_strides[d]).sum();
+        out[out_off] += src[src_off];
+    });
+    out
+}

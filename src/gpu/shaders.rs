@@ -50,6 +50,7 @@ pub const FILES: &[ShaderFile] = &[
         body: include_str!("../../shaders/matmul_vec4.wgsl"),
         storage: &[Read, Read, ReadWrite],
     },
+    ShaderFile { name: "scatter", body: include_str!("../../shaders/scatter.wgsl"), storage: &[Read, Read, ReadWrite] },
     ShaderFile { name: "index", body: include_str!("../../shaders/index.wgsl"), storage: &[Read, Read, ReadWrite] },
 ];
 

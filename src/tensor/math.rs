@@ -3,6 +3,7 @@
 
 use super::layout::{broadcast_shapes, numel};
 use super::Tensor;
+use crate::autograd::GradOp;
 use crate::cpu;
 use crate::device::Device;
 use crate::dtype::DType;
@@ -14,6 +15,11 @@ impl Tensor {
     // ---- the three elementwise engines ----
 
     pub(crate) fn unary_op(&self, op: UnaryOp, s0: f32, s1: f32) -> Tensor {
+        let out = self.unary_kernel(op, s0, s1);
+        Tensor::record(out, GradOp::Unary { op, s0, s1 }, &[self])
+    }
+
+    fn unary_kernel(&self, op: UnaryOp, s0: f32, s1: f32) -> Tensor {
         self.expect_dtype(DType::F32, op.name());
         match &self.device {
             Device::Cpu => {
@@ -39,6 +45,17 @@ impl Tensor {
     }
 
     pub(crate) fn binary_op(&self, other: &Tensor, op: BinaryOp) -> Tensor {
+        let out = self.binary_kernel(other, op);
+        // Comparisons give masks, which carry no gradient (as PyTorch's bool results).
+        let is_comparison =
+            matches!(op, BinaryOp::Eq | BinaryOp::Ne | BinaryOp::Lt | BinaryOp::Le | BinaryOp::Gt | BinaryOp::Ge);
+        if is_comparison {
+            return out;
+        }
+        Tensor::record(out, GradOp::Binary(op), &[self, other])
+    }
+
+    fn binary_kernel(&self, other: &Tensor, op: BinaryOp) -> Tensor {
         self.expect_dtype(DType::F32, op.name());
         other.expect_dtype(DType::F32, op.name());
         let shape = self.broadcast_with(other, op.name());
@@ -71,7 +88,7 @@ impl Tensor {
         self.same_device(cond, "where");
         let (lc, la, lb) =
             (cond.layout.broadcast_to(&shape), self.layout.broadcast_to(&shape), other.layout.broadcast_to(&shape));
-        match &self.device {
+        let out = match &self.device {
             Device::Cpu => {
                 let (c, a, b) = (cond.cpu_data(), self.cpu_data(), other.cpu_data());
                 let out = cpu::elementwise::where_select(c.as_f32(), &lc, a.as_f32(), &la, b.as_f32(), &lb);
@@ -86,7 +103,8 @@ impl Tensor {
                 }
                 Tensor::from_gpu_buffer(out, &shape, DType::F32)
             }
-        }
+        };
+        Tensor::record(out, GradOp::Where, &[self, cond, other])
     }
 
     // ---- binary, with broadcasting ----
@@ -220,6 +238,10 @@ impl Tensor {
     pub fn silu(&self) -> Tensor {
         self.unary_op(UnaryOp::Silu, 0.0, 0.0)
     }
+    /// The derivative of [`Tensor::gelu`], `Φ(x) + x φ(x)`; its gradient rule uses it.
+    pub fn gelu_derivative(&self) -> Tensor {
+        self.unary_op(UnaryOp::GeluGrad, 0.0, 0.0)
+    }
 
     // ---- reductions ----
 
@@ -235,7 +257,7 @@ impl Tensor {
         }
         let kept: Vec<usize> = (0..self.rank()).filter(|d| !reduced.contains(d)).collect();
         let perm: Vec<usize> = kept.iter().chain(&reduced).copied().collect();
-        let x = self.permute(&perm).contiguous();
+        let x = self.detach().permute(&perm).contiguous();
         let rows: usize = kept.iter().map(|&d| self.shape()[d]).product();
         let len: usize = reduced.iter().map(|&d| self.shape()[d]).product();
         if matches!(op, ReduceOp::Max | ReduceOp::Min | ReduceOp::ArgMax | ReduceOp::ArgMin) {
@@ -247,7 +269,7 @@ impl Tensor {
             kept.iter().map(|&d| self.shape()[d]).collect()
         };
         let out_dtype = if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) { DType::I32 } else { DType::F32 };
-        match &self.device {
+        let out = match &self.device {
             Device::Cpu => {
                 let out = cpu::reduce::reduce(op, x.cpu_data().as_f32(), x.layout.offset, rows, len, correction);
                 Tensor::from_cpu_data(out, &out_shape)
@@ -268,7 +290,11 @@ impl Tensor {
                 }
                 Tensor::from_gpu_buffer(out, &out_shape, out_dtype)
             }
+        };
+        if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) {
+            return out;
         }
+        Tensor::record(out, GradOp::Reduce { op, axes: reduced, correction }, &[self])
     }
 
     fn all_axes(&self) -> Vec<isize> {
@@ -387,7 +413,7 @@ impl Tensor {
         };
         // Undo the promotion of 1-D operands: the row axis added to `self` is axis -2 of the
         // product, so it goes first, before removing the column axis shifts it to -1.
-        let mut result = out;
+        let mut result = Tensor::record(out, GradOp::Matmul, &[&a, &b]);
         if self.rank() == 1 {
             result = result.squeeze(-2);
         }
@@ -408,7 +434,7 @@ impl Tensor {
         // Move the axis last, normalise rows, and move it back (a view).
         let mut perm: Vec<usize> = (0..self.rank()).filter(|&d| d != a).collect();
         perm.push(a);
-        let x = self.permute(&perm).contiguous();
+        let x = self.detach().permute(&perm).contiguous();
         let len = self.shape()[a];
         let rows = self.numel().checked_div(len).unwrap_or(0);
         let out = match &self.device {
@@ -428,7 +454,7 @@ impl Tensor {
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;
         }
-        out.permute(&inverse)
+        Tensor::record(out.permute(&inverse), GradOp::Softmax { op, axis: a }, &[self])
     }
 
     /// `exp(x) / sum(exp(x))` along `axis`, computed stably.

@@ -13,6 +13,7 @@ pub use layout::{broadcast_shapes, Layout, MAX_DIMS};
 
 use std::sync::{Arc, RwLock};
 
+use crate::autograd::AutogradMeta;
 use crate::cpu;
 use crate::device::Device;
 use crate::dtype::{DType, Element};
@@ -38,6 +39,8 @@ pub struct Tensor {
     pub(crate) layout: Layout,
     pub(crate) dtype: DType,
     pub(crate) device: Device,
+    /// Present when the tensor takes part in differentiation (see `autograd`).
+    pub(crate) autograd: Option<Arc<AutogradMeta>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -62,17 +65,25 @@ impl Tensor {
             layout: Layout::contiguous(shape),
             dtype,
             device: Device::Cpu,
+            autograd: None,
         }
     }
 
     pub(crate) fn from_gpu_buffer(buffer: GpuBuffer, shape: &[usize], dtype: DType) -> Tensor {
         let device = Device::Gpu(buffer.ctx.clone());
-        Tensor { storage: Arc::new(Storage::Gpu(buffer)), layout: Layout::contiguous(shape), dtype, device }
+        Tensor {
+            storage: Arc::new(Storage::Gpu(buffer)),
+            layout: Layout::contiguous(shape),
+            dtype,
+            device,
+            autograd: None,
+        }
     }
 
-    /// A view of the same storage with another layout.
+    /// A view of the same storage with another layout, outside the autograd graph (the
+    /// public view ops record themselves).
     pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
-        Tensor { storage: self.storage.clone(), layout, dtype: self.dtype, device: self.device.clone() }
+        Tensor { storage: self.storage.clone(), layout, dtype: self.dtype, device: self.device.clone(), autograd: None }
     }
 
     /// Runs `cpu_fn` on the host data or `gpu_fn` on the device buffer.
@@ -252,7 +263,7 @@ impl Tensor {
     /// all recorded work and waits for it. Panics when `T` is not the tensor's dtype.
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
         assert_eq!(T::DTYPE, self.dtype, "to_vec: the tensor holds {}, not {}", self.dtype, T::DTYPE);
-        let t = self.contiguous();
+        let t = self.detach().contiguous();
         match &*t.storage {
             Storage::Cpu(d) => {
                 let d = d.read().unwrap();

@@ -4,6 +4,7 @@
 
 use super::layout::{broadcast_shapes, numel};
 use super::Tensor;
+use crate::autograd::GradOp;
 use crate::cpu;
 use crate::device::Device;
 use crate::dtype::DType;
@@ -19,7 +20,7 @@ impl Tensor {
         }
         let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device);
         copy_into(self, &out);
-        out
+        Tensor::record(out, GradOp::Reshape, &[self])
     }
 
     /// Uninitialised contiguous storage; only for ops that write every element.
@@ -35,15 +36,16 @@ impl Tensor {
     /// when the strides allow it, else a copy. Panics when the element counts differ.
     pub fn reshape(&self, shape: &[isize]) -> Tensor {
         let shape = self.infer_shape(shape);
-        match self.layout.reshape(&shape) {
+        let out = match self.layout.reshape(&shape) {
             Some(l) => self.with_layout(l),
             None => {
-                let packed = self.contiguous();
+                let packed = self.detach().contiguous();
                 let layout =
                     packed.layout.reshape(&shape).expect("a contiguous layout reshapes to any shape of its size");
                 packed.with_layout(layout)
             }
-        }
+        };
+        Tensor::record(out, GradOp::Reshape, &[self])
     }
 
     fn infer_shape(&self, shape: &[isize]) -> Vec<usize> {
@@ -90,7 +92,7 @@ impl Tensor {
             "permute: {perm:?} is not a permutation of the axes of a tensor of shape {:?}",
             self.shape()
         );
-        self.with_layout(self.layout.permute(perm))
+        Tensor::record(self.with_layout(self.layout.permute(perm)), GradOp::Permute(perm.to_vec()), &[self])
     }
 
     /// Two axes swapped. A view.
@@ -116,7 +118,7 @@ impl Tensor {
             start + len,
             self.shape()
         );
-        self.with_layout(self.layout.narrow(a, start, len))
+        Tensor::record(self.with_layout(self.layout.narrow(a, start, len)), GradOp::Narrow { axis: a, start }, &[self])
     }
 
     /// Python-style slice `start..end` along `axis` (same as `narrow(axis, start, end - start)`).
@@ -132,7 +134,7 @@ impl Tensor {
         let mut l = self.layout.clone();
         l.shape.remove(a);
         l.strides.remove(a);
-        self.with_layout(l)
+        Tensor::record(self.with_layout(l), GradOp::Reshape, &[self])
     }
 
     /// Inserts a size-1 axis at position `axis` (`0..=rank`). A view.
@@ -142,14 +144,14 @@ impl Tensor {
         let mut l = self.layout.clone();
         l.shape.insert(axis, 1);
         l.strides.insert(axis, 0);
-        self.with_layout(l)
+        Tensor::record(self.with_layout(l), GradOp::Reshape, &[self])
     }
 
     /// This tensor seen with a larger shape by NumPy broadcasting (stride 0). A view.
     pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
         let ok = shape.len() >= self.rank() && broadcast_shapes(self.shape(), shape).as_deref() == Some(shape);
         assert!(ok, "broadcast_to: shape {:?} cannot be broadcast to {shape:?}", self.shape());
-        self.with_layout(self.layout.broadcast_to(shape))
+        Tensor::record(self.with_layout(self.layout.broadcast_to(shape)), GradOp::BroadcastTo, &[self])
     }
 
     /// Tensors joined along `axis`; all shapes must agree elsewhere.
@@ -176,7 +178,7 @@ impl Tensor {
             copy_into(t, &out.narrow(a as isize, start, len));
             start += len;
         }
-        out
+        Tensor::record(out, GradOp::Cat { axis: a }, &tensors.iter().collect::<Vec<_>>())
     }
 
     /// Tensors of one shape joined along a new axis at position `axis`.
@@ -203,7 +205,8 @@ impl Tensor {
         assert_eq!(indices.rank(), 1, "index_select: indices must be 1-D, got shape {:?}", indices.shape());
         let mut shape = self.shape().to_vec();
         shape[a] = indices.numel();
-        self.index_op(IndexOp::IndexSelect, a, indices, &shape)
+        let out = self.index_op(IndexOp::IndexSelect, a, indices, &shape);
+        Tensor::record(out, GradOp::IndexSelect { axis: a }, &[self, indices])
     }
 
     /// `out[.., i, ..] = self[.., index[.., i, ..], ..]` along `axis` (`torch.gather`). `index`
@@ -220,37 +223,99 @@ impl Tensor {
             index.shape(),
             self.shape()
         );
-        self.index_op(IndexOp::Gather, a, index, index.shape())
+        let out = self.index_op(IndexOp::Gather, a, index, index.shape());
+        Tensor::record(out, GradOp::Gather { axis: a }, &[self, index])
     }
 
+    /// `self` plus each slice `l` of `src` added at `indices[l]` along `axis`; repeated
+    /// indices accumulate (`torch.index_add`, returning a new tensor).
+    pub fn index_add(&self, axis: isize, indices: &Tensor, src: &Tensor) -> Tensor {
+        let a = self.axis(axis, "index_add");
+        indices.expect_dtype(DType::I32, "index_add");
+        assert_eq!(indices.rank(), 1, "index_add: indices must be 1-D, got shape {:?}", indices.shape());
+        let mut expected = self.shape().to_vec();
+        expected[a] = indices.numel();
+        assert_eq!(
+            src.shape(),
+            expected,
+            "index_add: src of shape {:?} does not match {:?} with {} indices on axis {a}",
+            src.shape(),
+            self.shape(),
+            indices.numel()
+        );
+        let added = src.index_add_into(self.shape(), a, indices);
+        let out = self.detach().add(&added);
+        Tensor::record(out, GradOp::IndexAdd { axis: a }, &[self, indices, src])
+    }
+
+    /// `self` plus each element of `src` added where `index` points along `axis`
+    /// (`torch.scatter_add`, returning a new tensor). `index` has `src`'s shape.
+    pub fn scatter_add(&self, axis: isize, index: &Tensor, src: &Tensor) -> Tensor {
+        let a = self.axis(axis, "scatter_add");
+        index.expect_dtype(DType::I32, "scatter_add");
+        let ok = index.shape() == src.shape()
+            && index.rank() == self.rank()
+            && (0..self.rank()).all(|d| d == a || index.shape()[d] <= self.shape()[d]);
+        assert!(
+            ok,
+            "scatter_add: index {:?} and src {:?} do not fit a tensor of shape {:?} along axis {a}",
+            index.shape(),
+            src.shape(),
+            self.shape()
+        );
+        let added = src.scatter_add_into(self.shape(), a, index);
+        let out = self.detach().add(&added);
+        Tensor::record(out, GradOp::ScatterAdd { axis: a }, &[self, index, src])
+    }
+
+    /// Zeros of `shape` with the slices of `self` summed in at `indices` along `axis`.
+    pub(crate) fn index_add_into(&self, shape: &[usize], axis: usize, indices: &Tensor) -> Tensor {
+        self.scatter_op(IndexOp::IndexAdd, shape, axis, indices)
+    }
+
+    /// Zeros of `shape` with the elements of `self` summed in where `index` points.
+    pub(crate) fn scatter_add_into(&self, shape: &[usize], axis: usize, index: &Tensor) -> Tensor {
+        self.scatter_op(IndexOp::ScatterAdd, shape, axis, index)
+    }
+
+    fn scatter_op(&self, op: IndexOp, out_shape: &[usize], axis: usize, indices: &Tensor) -> Tensor {
+        self.expect_dtype(DType::F32, op.name());
+        // scatter_add reads the indices at the source's own element positions, so the
+        // source is packed like them.
+        let src = if op == IndexOp::ScatterAdd { self.detach().contiguous() } else { self.detach() };
+        src.index_op(op, axis, indices, out_shape)
+    }
+
+    /// Runs one of the four index kernels; the callers have validated shapes and dtypes.
     fn index_op(&self, op: IndexOp, axis: usize, indices: &Tensor, out_shape: &[usize]) -> Tensor {
+        self.same_device(indices, op.name());
         let indices = indices.contiguous();
         match &self.device {
             Device::Cpu => {
                 let src = self.cpu_data();
                 let idx = indices.cpu_data();
                 let idx = &idx.as_i32()[indices.layout.offset..indices.layout.offset + indices.numel()];
-                let out = match op {
-                    IndexOp::IndexSelect => cpu::index::index_select(src.as_f32(), &self.layout, axis, idx, out_shape),
-                    IndexOp::Gather => cpu::index::gather(src.as_f32(), &self.layout, axis, idx, out_shape),
+                let f = match op {
+                    IndexOp::IndexSelect => cpu::index::index_select,
+                    IndexOp::Gather => cpu::index::gather,
+                    IndexOp::IndexAdd => cpu::index::index_add,
+                    IndexOp::ScatterAdd => cpu::index::scatter_add,
                 };
-                Tensor::from_cpu_data(CpuData::F32(out), out_shape)
+                Tensor::from_cpu_data(CpuData::F32(f(src.as_f32(), &self.layout, axis, idx, out_shape)), out_shape)
             }
             Device::Gpu(ctx) => {
                 let out = GpuBuffer::new(ctx, (numel(out_shape) * 4) as u64);
+                let (src, idx) = (self.gpu_buffer().buffer(), indices.gpu_buffer().buffer());
+                let offset = indices.layout.offset;
                 if numel(out_shape) > 0 {
-                    let (src, idx) = (self.gpu_buffer().buffer(), indices.gpu_buffer().buffer());
-                    launch::index(
-                        ctx,
-                        op,
-                        src,
-                        &self.layout,
-                        axis,
-                        idx,
-                        indices.layout.offset,
-                        out_shape,
-                        out.buffer(),
-                    );
+                    match op {
+                        IndexOp::IndexSelect | IndexOp::Gather => {
+                            launch::index(ctx, op, src, &self.layout, axis, idx, offset, out_shape, out.buffer())
+                        }
+                        IndexOp::IndexAdd | IndexOp::ScatterAdd => {
+                            launch::scatter(ctx, op, src, &self.layout, axis, idx, offset, out_shape, out.buffer())
+                        }
+                    }
                 }
                 Tensor::from_gpu_buffer(out, out_shape, DType::F32)
             }

@@ -101,6 +101,8 @@ pub fn unary_spec(op: UnaryOp) -> UnarySpec {
         UnaryOp::Tanh => spec(-5.0, 5.0, within(1e-6, 1e-5)),
         // The GPU's erf (Abramowitz-Stegun 7.1.26) has absolute error < 1.5e-7, times |x|/2 <= 2.5.
         UnaryOp::Gelu => spec(-5.0, 5.0, within(1e-6, 1e-5)),
+        // Same erf approximation as Gelu, plus exp of -x^2/2.
+        UnaryOp::GeluGrad => spec(-5.0, 5.0, within(1e-6, 1e-5)),
     }
 }
 
@@ -129,6 +131,7 @@ pub fn apply_unary(op: UnaryOp, x: &Tensor) -> Tensor {
         UnaryOp::Gelu => x.gelu(),
         UnaryOp::Softplus => x.softplus(),
         UnaryOp::Silu => x.silu(),
+        UnaryOp::GeluGrad => x.gelu_derivative(),
     }
 }
 
