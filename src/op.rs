@@ -149,6 +149,17 @@ op_list! {
     }
 }
 
+op_list! {
+    /// Fused in-place optimizer updates of one parameter tensor and its state, with
+    /// PyTorch's formulas. AdamW is `Adam` with decoupled weight decay.
+    OptimOp, entry prefix "" {
+        Sgd => "sgd_step",
+        Adam => "adam_step",
+        Adagrad => "adagrad_step",
+        RmsProp => "rmsprop_step",
+    }
+}
+
 /// Everything the engine computes. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -164,6 +175,7 @@ pub enum Op {
     Matmul,
     Softmax(SoftmaxOp),
     Index(IndexOp),
+    Optim(OptimOp),
 }
 
 /// Where an op's kernel lives: a WGSL file in `shaders/` and an entry point in it.
@@ -187,6 +199,7 @@ impl Op {
         ops.push(Op::Matmul);
         ops.extend(SoftmaxOp::ALL.iter().map(|&o| Op::Softmax(o)));
         ops.extend(IndexOp::ALL.iter().map(|&o| Op::Index(o)));
+        ops.extend(OptimOp::ALL.iter().map(|&o| Op::Optim(o)));
         ops
     }
 
@@ -201,6 +214,7 @@ impl Op {
             Op::Matmul => "matmul",
             Op::Softmax(o) => o.name(),
             Op::Index(o) => o.name(),
+            Op::Optim(o) => o.name(),
         }
     }
 
@@ -219,6 +233,7 @@ impl Op {
             Op::Softmax(o) => ("softmax", o.entry()),
             Op::Index(o @ (IndexOp::IndexAdd | IndexOp::ScatterAdd)) => ("scatter", o.entry()),
             Op::Index(o) => ("index", o.entry()),
+            Op::Optim(o) => ("optim", o.entry()),
         };
         KernelRef { file, entry }
     }

@@ -48,3 +48,28 @@ pub fn normal_at(i: u32, keys: (u32, u32), mean: f32, std: f32) -> f32 {
     let z = (-2.0 * u1.ln()).sqrt() * (std::f32::consts::TAU * u2).cos();
     mean + std * z
 }
+
+use std::cell::Cell;
+
+thread_local! {
+    /// The seed stream layers draw from when no seed is given: (seed, draws so far).
+    static SEED_STREAM: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+}
+
+/// Restarts this thread's stream of initialisation seeds, as `torch.manual_seed`: layers
+/// created afterwards in the same order get the same weights.
+pub fn manual_seed(seed: u64) {
+    SEED_STREAM.with(|s| s.set((seed, 0)));
+}
+
+/// The next seed of this thread's stream (SplitMix64 of the seed and a counter).
+pub fn next_seed() -> u64 {
+    SEED_STREAM.with(|s| {
+        let (seed, n) = s.get();
+        s.set((seed, n + 1));
+        let mut z = seed.wrapping_add((n + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    })
+}

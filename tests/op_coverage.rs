@@ -13,7 +13,8 @@ use common::{
     EXACT, LOG_SOFTMAX_TOL, MATMUL_TOL, RANDN_TOL, SOFTMAX_TOL,
 };
 use wgrad::gpu::shaders;
-use wgrad::op::{BinaryOp, CreationOp, IndexOp, Op, ReduceOp, SoftmaxOp, UnaryOp};
+use wgrad::op::{BinaryOp, CreationOp, IndexOp, Op, OptimOp, ReduceOp, SoftmaxOp, UnaryOp};
+use wgrad::optim::{Adagrad, AdamW, Optimizer, RmsProp, Sgd};
 use wgrad::testing::{cross_check, Tolerance};
 use wgrad::{Device, Tensor};
 
@@ -61,6 +62,27 @@ fn binary(op: BinaryOp) -> Case {
 fn reduce(op: ReduceOp) -> Case {
     // Rows of 300 (longer than a workgroup) along the middle axis, which needs a copy.
     case_of(reduce_tolerance(op), |d| vec![randn(&[3, 300, 5], 4, d)], move |x| apply_reduce(op, &x[0], &[1], false))
+}
+
+/// Three steps of an optimizer on a 300-element parameter (two workgroups) with a
+/// different gradient each step; the result is the parameter after the last step, which
+/// depends on every state buffer. Optimizer arithmetic is a handful of f32 operations
+/// with one sqrt per element, so GPU and CPU agree to a few ulp.
+fn optimizer_case(make: fn(Tensor) -> Box<dyn Optimizer>) -> Case {
+    case_of(
+        common::within(1e-6, 1e-5),
+        |d| vec![uniform(&[300], -1.0, 1.0, 20, d), uniform(&[3, 300], -2.0, 2.0, 21, d)],
+        move |x| {
+            let param = x[0].detach().contiguous().affine(1.0, 0.0).detach().requires_grad();
+            let mut opt = make(param.clone());
+            for step in 0..3 {
+                let direction = x[1].narrow(0, step, 1).reshape(&[300]);
+                let grads = param.mul(&direction).sum_all().backward();
+                opt.step(&grads);
+            }
+            param.detach()
+        },
+    )
 }
 
 /// The cross-check case of `op`.
@@ -180,6 +202,19 @@ fn case(op: Op) -> Case {
                 |x| Tensor::ones(&[6, 4], x[0].device()).scatter_add(1, &x[1], &x[0]),
             ),
         },
+        // Each with the options that switch on every branch of its kernel.
+        Op::Optim(o) => match o {
+            OptimOp::Sgd => {
+                optimizer_case(|p| Box::new(Sgd::new([p], 0.1).momentum(0.9).nesterov(true).weight_decay(0.01)))
+            }
+            OptimOp::Adam => optimizer_case(|p| Box::new(AdamW::new([p], 0.01))),
+            OptimOp::Adagrad => optimizer_case(|p| {
+                Box::new(Adagrad::new([p], 0.1).lr_decay(0.01).weight_decay(0.1).initial_accumulator_value(0.1))
+            }),
+            OptimOp::RmsProp => {
+                optimizer_case(|p| Box::new(RmsProp::new([p], 0.01).momentum(0.9).centered(true).weight_decay(0.01)))
+            }
+        },
     }
 }
 
@@ -222,6 +257,7 @@ fn op_all_lists_every_variant_of_every_family_once() {
         .chain([Op::Matmul])
         .chain(SoftmaxOp::ALL.iter().map(|&o| Op::Softmax(o)))
         .chain(IndexOp::ALL.iter().map(|&o| Op::Index(o)))
+        .chain(OptimOp::ALL.iter().map(|&o| Op::Optim(o)))
         .collect();
     for op in &expected {
         assert!(all.contains(op), "Op::all() lacks {op:?}");

@@ -9,5 +9,6 @@ pub mod creation;
 pub mod elementwise;
 pub mod index;
 pub mod matmul;
+pub mod optim;
 pub mod reduce;
 pub mod softmax;

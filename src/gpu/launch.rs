@@ -7,7 +7,8 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::context::{GpuContext, WORKGROUP_SIZE};
-use crate::op::{BinaryOp, CreationOp, IndexOp, KernelRef, Op, ReduceOp, SoftmaxOp, UnaryOp};
+use crate::cpu::optim::OptimScalars;
+use crate::op::{BinaryOp, CreationOp, IndexOp, KernelRef, Op, OptimOp, ReduceOp, SoftmaxOp, UnaryOp};
 use crate::tensor::{Layout, MAX_DIMS};
 
 /// Packs up to eight dimensions for a `array<vec4<u32>, 2>` uniform field.
@@ -342,4 +343,52 @@ pub fn index(
     p.shape = pack(out_shape);
     p.src_strides = pack(&ls.strides);
     ctx.dispatch(Op::Index(op).kernel(), bytemuck::bytes_of(&p), &[src, index, out], linear_groups(ctx, numel));
+}
+
+/// `OptimParams` of optim.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct OptimParams {
+    numel: u32,
+    grad_offset: u32,
+    flags: u32,
+    _pad: u32,
+    lr: f32,
+    weight_decay: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    bias_correction2_sqrt: f32,
+    decoupled_lr: f32,
+    _pad1: f32,
+}
+
+/// One fused optimizer update of `numel` elements of `param` (offset 0) and its three
+/// state buffers, in place, from the contiguous gradient at `grad_offset`.
+pub fn optim(
+    ctx: &Arc<GpuContext>,
+    op: OptimOp,
+    s: &OptimScalars,
+    grad: &wgpu::Buffer,
+    grad_offset: usize,
+    param: &wgpu::Buffer,
+    state: [&wgpu::Buffer; 3],
+    numel: usize,
+) {
+    let p = OptimParams {
+        numel: u32_of(numel),
+        grad_offset: u32_of(grad_offset),
+        flags: s.flags,
+        _pad: 0,
+        lr: s.lr,
+        weight_decay: s.weight_decay,
+        beta1: s.beta1,
+        beta2: s.beta2,
+        eps: s.eps,
+        bias_correction2_sqrt: s.bias_correction2_sqrt,
+        decoupled_lr: s.decoupled_lr,
+        _pad1: 0.0,
+    };
+    let buffers = [grad, param, state[0], state[1], state[2]];
+    ctx.dispatch(Op::Optim(op).kernel(), bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, numel));
 }

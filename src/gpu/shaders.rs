@@ -50,6 +50,11 @@ pub const FILES: &[ShaderFile] = &[
         body: include_str!("../../shaders/matmul_vec4.wgsl"),
         storage: &[Read, Read, ReadWrite],
     },
+    ShaderFile {
+        name: "optim",
+        body: include_str!("../../shaders/optim.wgsl"),
+        storage: &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+    },
     ShaderFile { name: "scatter", body: include_str!("../../shaders/scatter.wgsl"), storage: &[Read, Read, ReadWrite] },
     ShaderFile { name: "index", body: include_str!("../../shaders/index.wgsl"), storage: &[Read, Read, ReadWrite] },
 ];

@@ -1,0 +1,76 @@
+//! The fully connected layer.
+
+use super::Module;
+use crate::{init, random, Device, Tensor};
+
+/// `y = x W^T + b`, as `torch.nn.Linear`: `weight` is `[out, in]`, `bias` `[out]`.
+/// PyTorch's default initialisation: both uniform in `[-1/sqrt(in), 1/sqrt(in)]`
+/// (`kaiming_uniform_(a=sqrt(5))` for the weight).
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    /// A layer with a bias, initialised from this thread's seed stream
+    /// (see [`crate::manual_seed`]).
+    pub fn new(in_features: usize, out_features: usize, device: &Device) -> Linear {
+        Linear::with_seed(in_features, out_features, true, random::next_seed(), device)
+    }
+
+    /// A layer initialised from an explicit seed, with or without a bias.
+    pub fn with_seed(in_features: usize, out_features: usize, bias: bool, seed: u64, device: &Device) -> Linear {
+        let bound = 1.0 / (in_features.max(1) as f32).sqrt();
+        let weight = init::uniform(&[out_features, in_features], -bound, bound, seed, device).requires_grad();
+        let bias = bias.then(|| init::uniform(&[out_features], -bound, bound, seed ^ 0xb1a5, device).requires_grad());
+        Linear { weight, bias }
+    }
+
+    /// A layer with the given parameters (which should require gradients).
+    pub fn from_parameters(weight: Tensor, bias: Option<Tensor>) -> Linear {
+        assert_eq!(weight.rank(), 2, "Linear: weight must be [out, in], got {:?}", weight.shape());
+        if let Some(b) = &bias {
+            assert_eq!(
+                b.shape(),
+                &weight.shape()[..1],
+                "Linear: bias {:?} does not match weight {:?}",
+                b.shape(),
+                weight.shape()
+            );
+        }
+        Linear { weight, bias }
+    }
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let in_features = self.weight.dim(1);
+        assert!(
+            x.rank() >= 1 && x.dim(-1) == in_features,
+            "Linear: input of shape {:?} does not end in {in_features} features",
+            x.shape()
+        );
+        let y = x.matmul(&self.weight.t());
+        match &self.bias {
+            Some(b) => y.add(b),
+            None => y,
+        }
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = vec![("weight".to_string(), self.weight.clone())];
+        if let Some(b) = &self.bias {
+            out.push(("bias".to_string(), b.clone()));
+        }
+        out
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "Linear(in_features={}, out_features={}, bias={})",
+            self.weight.dim(1),
+            self.weight.dim(0),
+            self.bias.is_some()
+        )
+    }
+}

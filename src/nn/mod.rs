@@ -1,0 +1,68 @@
+//! Layers. A [`Module`] maps a tensor to a tensor and owns named parameters, with
+//! PyTorch's names (`0.weight`, `fc1.bias`) so checkpoints and intuitions carry over.
+//!
+//! Parameters are leaf tensors that require a gradient; optimizers update their storage
+//! in place, so a module and an optimizer built from `module.parameters()` stay in step.
+//!
+//! ```
+//! use wgrad::nn::{self, Module};
+//! use wgrad::{Device, Tensor};
+//! let dev = Device::cpu();
+//! let model = nn::Sequential::new()
+//!     .add(nn::Linear::new(4, 8, &dev))
+//!     .add(nn::ReLU)
+//!     .add(nn::Linear::new(8, 3, &dev));
+//! let y = model.forward(&Tensor::randn(&[2, 4], 0, &dev));
+//! assert_eq!(y.shape(), &[2, 3]);
+//! assert_eq!(model.num_parameters(), 4 * 8 + 8 + 8 * 3 + 3);
+//! let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+//! assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+//! ```
+
+mod activation;
+mod dropout;
+mod linear;
+mod sequential;
+
+pub use activation::{Elu, Flatten, Gelu as GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use dropout::Dropout;
+pub use linear::Linear;
+pub use sequential::Sequential;
+
+use crate::Tensor;
+
+/// A layer or a network of layers.
+pub trait Module {
+    fn forward(&self, input: &Tensor) -> Tensor;
+
+    /// Every parameter with its PyTorch-style dotted name, in registration order.
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
+    /// The parameters alone, for an optimizer.
+    fn parameters(&self) -> Vec<Tensor> {
+        self.named_parameters().into_iter().map(|(_, t)| t).collect()
+    }
+
+    /// Number of scalar parameters.
+    fn num_parameters(&self) -> usize {
+        self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
+    }
+
+    /// Switches training behaviour (dropout, later batch norm) on or off, as PyTorch's
+    /// `train()` / `eval()`.
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
+    }
+
+    /// A short description for printing a model.
+    fn describe(&self) -> String;
+}
+
+/// `model.set_training(false)`, for symmetry with PyTorch's `eval()`.
+pub fn eval(model: &mut dyn Module) {
+    model.set_training(false);
+}

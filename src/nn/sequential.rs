@@ -1,0 +1,71 @@
+//! A chain of modules.
+
+use super::Module;
+use crate::Tensor;
+
+/// Modules applied in order; parameters are named by position (`0.weight`, `2.bias`), as
+/// `torch.nn.Sequential` names them.
+#[derive(Default)]
+pub struct Sequential {
+    layers: Vec<Box<dyn Module>>,
+    training: bool,
+}
+
+impl Sequential {
+    pub fn new() -> Sequential {
+        Sequential { layers: Vec::new(), training: true }
+    }
+
+    /// Appends a module.
+    #[allow(clippy::should_implement_trait)]
+    pub fn add(mut self, layer: impl Module + 'static) -> Sequential {
+        self.layers.push(Box::new(layer));
+        self
+    }
+
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+}
+
+impl Module for Sequential {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        let mut x = input.clone();
+        for layer in &self.layers {
+            x = layer.forward(&x);
+        }
+        x
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            out.extend(layer.named_parameters().into_iter().map(|(n, t)| (format!("{i}.{n}"), t)));
+        }
+        out
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+        for layer in &mut self.layers {
+            layer.set_training(training);
+        }
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
+
+    fn describe(&self) -> String {
+        let mut s = String::from("Sequential(\n");
+        for (i, layer) in self.layers.iter().enumerate() {
+            s.push_str(&format!("  ({i}): {}\n", layer.describe().replace('\n', "\n  ")));
+        }
+        s.push(')');
+        s
+    }
+}

@@ -1,0 +1,107 @@
+//! Adam and AdamW, as `torch.optim.Adam` and `torch.optim.AdamW` (without amsgrad).
+
+use super::{fused_update, slots, Optimizer, Slot};
+use crate::autograd::Gradients;
+use crate::cpu::optim::{OptimScalars, FLAG_DECOUPLED, FLAG_MAXIMIZE};
+use crate::op::OptimOp;
+use crate::Tensor;
+
+/// `torch.optim.Adam`: betas (0.9, 0.999), eps 1e-8 added outside the square root,
+/// weight decay 0 (added to the gradient, i.e. L2).
+pub struct Adam {
+    slots: Vec<Slot>,
+    lr: f32,
+    beta1: f32,
+    beta2: f32,
+    eps: f32,
+    weight_decay: f32,
+    decoupled: bool,
+    maximize: bool,
+}
+
+/// `torch.optim.AdamW`: Adam with decoupled weight decay (default 0.01), which shrinks
+/// the weights by `lr * weight_decay` each step instead of adding to the gradient.
+pub struct AdamW;
+
+impl AdamW {
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> Adam {
+        let mut adam = Adam::new(params, lr);
+        adam.decoupled = true;
+        adam.weight_decay = 1e-2;
+        adam
+    }
+}
+
+impl Adam {
+    pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> Adam {
+        assert!(lr >= 0.0, "Adam: invalid learning rate {lr}");
+        Adam {
+            slots: slots(params),
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+            maximize: false,
+        }
+    }
+    pub fn betas(mut self, beta1: f32, beta2: f32) -> Adam {
+        assert!((0.0..1.0).contains(&beta1) && (0.0..1.0).contains(&beta2), "Adam: invalid betas ({beta1}, {beta2})");
+        self.beta1 = beta1;
+        self.beta2 = beta2;
+        self
+    }
+    pub fn eps(mut self, eps: f32) -> Adam {
+        self.eps = eps;
+        self
+    }
+    pub fn weight_decay(mut self, weight_decay: f32) -> Adam {
+        assert!(weight_decay >= 0.0, "Adam: invalid weight decay {weight_decay}");
+        self.weight_decay = weight_decay;
+        self
+    }
+    pub fn maximize(mut self, maximize: bool) -> Adam {
+        self.maximize = maximize;
+        self
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, grads: &Gradients) {
+        for slot in &mut self.slots {
+            let Some(g) = grads.get(&slot.param) else { continue };
+            slot.steps += 1;
+            // Bias corrections in f64 as PyTorch computes them (Python floats).
+            let t = slot.steps as i32;
+            let bias_correction1 = 1.0 - (self.beta1 as f64).powi(t);
+            let bias_correction2 = 1.0 - (self.beta2 as f64).powi(t);
+            let mut flags = 0;
+            if self.decoupled {
+                flags |= FLAG_DECOUPLED;
+            }
+            if self.maximize {
+                flags |= FLAG_MAXIMIZE;
+            }
+            let s = OptimScalars {
+                flags,
+                lr: (self.lr as f64 / bias_correction1) as f32,
+                weight_decay: self.weight_decay,
+                beta1: self.beta1,
+                beta2: self.beta2,
+                eps: self.eps,
+                bias_correction2_sqrt: bias_correction2.sqrt() as f32,
+                decoupled_lr: self.lr,
+            };
+            let state = slot.state([true, true, false], 0.0).clone();
+            fused_update(OptimOp::Adam, &s, &slot.param, g, &state);
+        }
+    }
+    fn lr(&self) -> f32 {
+        self.lr
+    }
+    fn set_lr(&mut self, lr: f32) {
+        self.lr = lr;
+    }
+}
