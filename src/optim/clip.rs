@@ -100,8 +100,8 @@ pub fn clip_grad_norm(grads: &mut Gradients, params: &[Tensor], max_norm: f32, n
     let Some(norm) = total_norm(grads, params, norm_type) else { return 0.0 };
     let total = norm.item();
     let coef = max_norm / (total + 1e-6);
-    // `!(coef >= 1)` rather than `coef < 1`: a NaN coefficient is applied, as in PyTorch.
-    if !(coef >= 1.0) {
+    // A NaN coefficient is applied too, as in PyTorch.
+    if coef < 1.0 || coef.is_nan() {
         no_grad(|| {
             let scaled: Vec<(Tensor, Tensor)> =
                 present(grads, params).into_iter().map(|(p, g)| (p.clone(), g.mul_scalar(coef))).collect();
