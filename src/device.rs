@@ -33,30 +33,32 @@ pub fn list_adapters() -> Vec<AdapterSummary> {
     adapters().iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect()
 }
 
-fn instance() -> &'static wgpu::Instance {
-    static INSTANCE: OnceLock<wgpu::Instance> = OnceLock::new();
-    INSTANCE.get_or_init(|| {
+/// The wgpu instance of `backends`, created once. Native and GL back-ends get separate
+/// instances because creating a GL instance already initialises EGL, which is slow and
+/// logs errors on headless machines.
+fn instance(backends: wgpu::Backends) -> &'static wgpu::Instance {
+    static NATIVE: OnceLock<wgpu::Instance> = OnceLock::new();
+    static GL: OnceLock<wgpu::Instance> = OnceLock::new();
+    let cell = if backends == wgpu::Backends::GL { &GL } else { &NATIVE };
+    cell.get_or_init(|| {
         // WGPU_BACKEND and the other wgpu variables still apply, for debugging.
-        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
-        desc.backends = wgpu::Backends::all();
-        wgpu::Instance::new(desc.with_env())
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+        desc.backends &= backends;
+        wgpu::Instance::new(desc)
     })
 }
 
-/// The adapters of the native back-ends (Vulkan, Metal, DX12); GL's only when those
-/// offer no hardware adapter, since probing GL is slow and noisy on headless machines.
+/// The adapters of the native back-ends (Vulkan, Metal, DX12), or GL's when those offer
+/// none at all. Probing GL is slow and logs EGL errors on headless machines, so it is
+/// left out whenever a native back-end answers, even with only a software adapter.
 fn adapters() -> Vec<wgpu::Adapter> {
-    let mut found = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::PRIMARY));
-    let has_hardware = found.iter().any(|a| hardware_rank(&AdapterSummary::from_info(&a.get_info())).is_some());
-    let has_software = found.iter().any(|a| AdapterSummary::from_info(&a.get_info()).is_software());
-    if !has_hardware && !has_software {
-        found.extend(pollster::block_on(instance().enumerate_adapters(wgpu::Backends::GL)));
-    } else if !has_hardware {
-        // A GL-only GPU (some older integrated chips) still beats a software Vulkan adapter.
-        let gl = pollster::block_on(instance().enumerate_adapters(wgpu::Backends::GL));
-        found.extend(gl.into_iter().filter(|a| !AdapterSummary::from_info(&a.get_info()).is_software()));
+    let native = instance(wgpu::Backends::PRIMARY);
+    let found = pollster::block_on(native.enumerate_adapters(wgpu::Backends::PRIMARY));
+    if !found.is_empty() {
+        return found;
     }
-    found
+    let gl = instance(wgpu::Backends::GL);
+    pollster::block_on(gl.enumerate_adapters(wgpu::Backends::GL))
 }
 
 /// Preference among hardware adapters: discrete, then integrated, then virtual; among
@@ -113,9 +115,13 @@ impl Device {
     /// here: on them the CPU backend is many times faster, and the choice is logged.
     pub fn auto() -> Result<Device> {
         match std::env::var("WGRAD_DEVICE") {
-            Ok(v) if !v.is_empty() => return Device::by_name(&v),
-            _ => {}
+            Ok(v) if !v.is_empty() && v.trim().to_ascii_lowercase() != "auto" => Device::by_name(&v),
+            _ => Device::best_hardware_or_cpu(),
         }
+    }
+
+    /// The best hardware adapter, else the CPU (never a software rasteriser).
+    fn best_hardware_or_cpu() -> Result<Device> {
         match Device::gpu() {
             Ok(d) => Ok(d),
             Err(Error::NoAdapter { found, .. }) => {
@@ -140,7 +146,7 @@ impl Device {
             "gpu" => Device::gpu(),
             "software" => Device::software(),
             "cpu" => Ok(Device::cpu()),
-            "auto" => Device::auto(),
+            "auto" => Device::best_hardware_or_cpu(),
             other => Err(Error::BadDeviceVar(other.to_string())),
         }
     }

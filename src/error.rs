@@ -22,8 +22,9 @@ pub enum Error {
     /// A buffer is larger than the adapter lets one storage binding be.
     #[error("a tensor of {bytes} bytes exceeds this adapter's storage binding limit of {limit} bytes ({adapter})")]
     TooLarge { bytes: u64, limit: u64, adapter: String },
-    /// `WGRAD_DEVICE` holds something other than `gpu`, `software` or `cpu`.
-    #[error("WGRAD_DEVICE='{0}' is not one of gpu, software, cpu")]
+    /// A device name (from `--device` or `WGRAD_DEVICE`) other than `auto`, `gpu`,
+    /// `software` or `cpu`.
+    #[error("'{0}' is not a device name (auto, gpu, software, cpu); check --device or WGRAD_DEVICE")]
     BadDeviceVar(String),
     /// The GPU reported an error while work was running (validation, out of memory, lost device).
     #[error("GPU error: {0}")]

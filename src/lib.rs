@@ -19,6 +19,7 @@
 //! [`Tensor`] is the public face of all of them.
 
 pub mod autograd;
+pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 mod device;
@@ -26,6 +27,7 @@ mod dtype;
 mod error;
 pub mod gpu;
 pub mod init;
+pub mod loss;
 pub mod metrics;
 pub mod nn;
 pub mod op;

@@ -231,7 +231,9 @@ pub fn gradcheck(
             let step = (original + tol.eps) as f64 - (original - tol.eps) as f64;
             let numeric = (up - down) / step;
             let a = analytic[j] as f64;
-            if !((a - numeric).abs() <= tol.atol + tol.rtol * numeric.abs()) {
+            // Written so that a NaN on either side fails: the comparison is then false.
+            let close = (a - numeric).abs() <= tol.atol + tol.rtol * numeric.abs();
+            if !close {
                 return Err(format!(
                     "{name} on {}: d loss / d input{i}[{j}] is {a:.6} by backward but {numeric:.6} by finite differences",
                     if device.is_cpu() { "cpu" } else { "gpu" }

@@ -5,10 +5,16 @@ use crate::Tensor;
 
 /// Modules applied in order; parameters are named by position (`0.weight`, `2.bias`), as
 /// `torch.nn.Sequential` names them.
-#[derive(Default)]
 pub struct Sequential {
     layers: Vec<Box<dyn Module>>,
     training: bool,
+}
+
+/// Starts in training mode, as every PyTorch module does (a derived `Default` would not).
+impl Default for Sequential {
+    fn default() -> Self {
+        Sequential::new()
+    }
 }
 
 impl Sequential {

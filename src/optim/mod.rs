@@ -31,10 +31,12 @@ pub use adam::{Adam, AdamW};
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
 
+use std::sync::Arc;
+
 use crate::autograd::Gradients;
 use crate::cpu::optim::OptimScalars;
 use crate::gpu::launch;
-use crate::op::OptimOp;
+use crate::op::{OptimOp, UnaryOp};
 use crate::storage::{CpuData, Storage};
 use crate::Tensor;
 
@@ -106,7 +108,13 @@ fn fused_update(op: OptimOp, s: &OptimScalars, param: &Tensor, grad: &Tensor, st
         grad.shape(),
         param.shape()
     );
-    let grad = grad.detach().contiguous();
+    let mut grad = grad.detach().contiguous();
+    // A gradient may share the parameter's storage (`p.backward_with(&p)`, or one inserted
+    // by hand): reading it while the parameter is written would deadlock on the CPU lock
+    // and bind one buffer twice on the GPU, so it is copied first.
+    if Arc::ptr_eq(&grad.storage, &param.storage) {
+        grad = grad.unary_op(UnaryOp::Copy, 0.0, 0.0);
+    }
     let n = param.numel();
     match (&*param.storage, &*grad.storage) {
         (Storage::Cpu(p), Storage::Cpu(g)) => {
@@ -121,7 +129,9 @@ fn fused_update(op: OptimOp, s: &OptimScalars, param: &Tensor, grad: &Tensor, st
                 })
                 .collect();
             let [s0, s1, s2] = &mut locks[..] else { unreachable!() };
-            crate::cpu::optim::update(op, s, g, f32_mut(&mut p), [f32_mut(s0), f32_mut(s1), f32_mut(s2)]);
+            // The parameter's own elements: its storage may be longer (a prefix view).
+            let p = &mut f32_mut(&mut p)[..n];
+            crate::cpu::optim::update(op, s, g, p, [f32_mut(s0), f32_mut(s1), f32_mut(s2)]);
         }
         (Storage::Gpu(p), Storage::Gpu(g)) => {
             let st: Vec<&wgpu::Buffer> = state.iter().map(|t| t.gpu_buffer().buffer()).collect();

@@ -5,6 +5,7 @@
 //! On a GPU device an op records a kernel dispatch and returns at once; the host waits only
 //! in `to_vec`, `item` and `Device::synchronize`.
 
+mod assign;
 mod layout;
 mod math;
 mod view;

@@ -1,0 +1,656 @@
+//! Optimizers against PyTorch's documented algorithms.
+//!
+//! Each optimizer runs 5 steps on a small parameter with scripted gradients: the loss of
+//! step t is `sum(param * g_t)`, whose gradient is exactly `g_t`. The trajectory is
+//! compared after every step with a reference written below in f64, straight from the
+//! pseudo-code of the `torch.optim` docs (copied into the comments), on the CPU and on
+//! the GPU device. A reference that shared code with the kernels could share their bugs.
+
+use std::sync::OnceLock;
+
+use wgrad::nn::{self, Module};
+use wgrad::optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
+use wgrad::{Device, Tensor};
+
+fn gpu(test: &str) -> Option<Device> {
+    static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
+    let dev = DEVICE.get_or_init(wgrad::testing::gpu_test_device).clone();
+    if dev.is_none() {
+        eprintln!("{test}: no GPU adapter, skipping the GPU half");
+    }
+    dev
+}
+
+fn devices(test: &str) -> Vec<Device> {
+    let mut devs = vec![Device::cpu()];
+    devs.extend(gpu(test));
+    devs
+}
+
+fn dev_name(dev: &Device) -> &'static str {
+    if dev.is_cpu() {
+        "cpu"
+    } else {
+        "gpu"
+    }
+}
+
+/// The starting parameter, shape [2, 3]: signs, a zero, magnitudes from 0.25 to 3.
+const THETA0: [f32; 6] = [1.0, -2.0, 0.5, 3.0, -0.25, 0.0];
+
+/// g_1 .. g_5: changing signs, a zero gradient (element 4 at t = 1), magnitudes from 0.05 to 3.
+const GRADS: [[f32; 6]; 5] = [
+    [0.5, -1.0, 2.0, -0.1, 0.0, 3.0],
+    [0.4, 1.5, -0.5, -0.2, 0.7, 2.5],
+    [-0.3, 0.8, 1.0, 0.05, -1.2, -3.0],
+    [0.1, -0.6, 0.25, 0.3, 0.9, 1.0],
+    [-0.2, 0.2, -2.0, -0.4, 0.1, 0.5],
+];
+
+/// f32 against an f64 reference over 5 steps: 1e-5 relative, with an absolute floor for
+/// elements that pass near zero.
+fn close(actual: f32, expected: f64) -> bool {
+    (actual as f64 - expected).abs() <= 1e-6 + 1e-5 * expected.abs()
+}
+
+/// Runs `make`'s optimizer on `THETA0` with the `GRADS` script on every device and
+/// checks each step against `expected` (the reference's parameter after each step).
+fn check_trajectory(name: &str, make: impl Fn(Tensor) -> Box<dyn Optimizer>, expected: &[Vec<f64>]) {
+    for dev in devices(name) {
+        let param = Tensor::from_slice(&THETA0, &[2, 3], &dev).requires_grad();
+        let mut opt = make(param.clone());
+        for (t, g_t) in GRADS.iter().enumerate() {
+            let g = Tensor::from_slice(g_t, &[2, 3], &dev);
+            let grads = param.mul(&g).sum_all().backward();
+            assert_eq!(grads.wrt(&param).to_vec::<f32>(), g_t, "the scripted gradient must be exact");
+            opt.step(&grads);
+            let got = param.to_vec::<f32>();
+            for (i, (&a, &b)) in got.iter().zip(&expected[t]).enumerate() {
+                assert!(close(a, b), "{name} on {}: step {}, element {i}: {a} vs reference {b}", dev_name(&dev), t + 1);
+            }
+        }
+    }
+}
+
+fn theta0() -> Vec<f64> {
+    THETA0.iter().map(|&v| v as f64).collect()
+}
+
+fn grad(t: usize, i: usize) -> f64 {
+    GRADS[t][i] as f64
+}
+
+// ---------------------------------------------------------------------------------------
+// SGD. torch.optim.SGD docs:
+//
+//   for t = 1 to ... do
+//       g_t <- grad f_t(theta_{t-1})
+//       if lambda != 0:  g_t <- g_t + lambda theta_{t-1}
+//       if mu != 0:
+//           if t > 1:  b_t <- mu b_{t-1} + (1 - tau) g_t
+//           else:      b_t <- g_t
+//           if nesterov:  g_t <- g_t + mu b_t
+//           else:         g_t <- b_t
+//       if maximize:  theta_t <- theta_{t-1} + gamma g_t
+//       else:         theta_t <- theta_{t-1} - gamma g_t
+//
+// With maximize, the docs flip the sign at the end, but the implementation
+// (`_single_tensor_sgd`: `grad = grad if not maximize else -grad`, then weight decay)
+// negates the gradient first, so weight decay still shrinks the weights. The two agree
+// when lambda = 0; with weight decay, wgrad (and this reference) follow the code.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy, Default)]
+struct SgdConfig {
+    lr: f64,
+    momentum: f64,
+    dampening: f64,
+    weight_decay: f64,
+    nesterov: bool,
+    maximize: bool,
+}
+
+fn sgd_reference(c: SgdConfig) -> Vec<Vec<f64>> {
+    let mut theta = theta0();
+    let mut b = vec![0.0; theta.len()];
+    let mut out = Vec::new();
+    for t in 0..GRADS.len() {
+        for i in 0..theta.len() {
+            let mut g = if c.maximize { -grad(t, i) } else { grad(t, i) };
+            if c.weight_decay != 0.0 {
+                g += c.weight_decay * theta[i];
+            }
+            if c.momentum != 0.0 {
+                b[i] = if t > 0 { c.momentum * b[i] + (1.0 - c.dampening) * g } else { g };
+                g = if c.nesterov { g + c.momentum * b[i] } else { b[i] };
+            }
+            theta[i] -= c.lr * g;
+        }
+        out.push(theta.clone());
+    }
+    out
+}
+
+fn sgd(c: SgdConfig) -> impl Fn(Tensor) -> Box<dyn Optimizer> {
+    move |p| {
+        Box::new(
+            Sgd::new([p], c.lr as f32)
+                .momentum(c.momentum as f32)
+                .dampening(c.dampening as f32)
+                .weight_decay(c.weight_decay as f32)
+                .nesterov(c.nesterov)
+                .maximize(c.maximize),
+        )
+    }
+}
+
+#[test]
+fn sgd_follows_the_pytorch_algorithm() {
+    let base = SgdConfig { lr: 0.1, ..Default::default() };
+    let cases = [
+        ("sgd", base),
+        ("sgd momentum", SgdConfig { momentum: 0.9, ..base }),
+        ("sgd momentum dampening", SgdConfig { momentum: 0.9, dampening: 0.5, ..base }),
+        ("sgd nesterov", SgdConfig { momentum: 0.9, nesterov: true, ..base }),
+        ("sgd weight decay", SgdConfig { weight_decay: 0.1, ..base }),
+        ("sgd momentum weight decay", SgdConfig { momentum: 0.8, weight_decay: 0.05, ..base }),
+        ("sgd maximize", SgdConfig { maximize: true, ..base }),
+        ("sgd maximize momentum weight decay", SgdConfig { maximize: true, momentum: 0.9, weight_decay: 0.1, ..base }),
+        ("sgd nesterov weight decay", SgdConfig { momentum: 0.5, nesterov: true, weight_decay: 0.2, ..base }),
+    ];
+    for (name, c) in cases {
+        check_trajectory(name, sgd(c), &sgd_reference(c));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Adam and AdamW. torch.optim.Adam docs (amsgrad off):
+//
+//   m_0 <- 0, v_0 <- 0
+//   for t = 1 to ... do
+//       if maximize:  g_t <- -grad f_t(theta_{t-1})
+//       else:         g_t <-  grad f_t(theta_{t-1})
+//       if lambda != 0:  g_t <- g_t + lambda theta_{t-1}
+//       m_t <- beta1 m_{t-1} + (1 - beta1) g_t
+//       v_t <- beta2 v_{t-1} + (1 - beta2) g_t^2
+//       m^_t <- m_t / (1 - beta1^t)
+//       v^_t <- v_t / (1 - beta2^t)
+//       theta_t <- theta_{t-1} - gamma m^_t / (sqrt(v^_t) + eps)
+//
+// torch.optim.AdamW docs: the same, except that instead of adding lambda theta to the
+// gradient it first decays the weights, theta_t <- theta_{t-1} - gamma lambda theta_{t-1},
+// and then applies the update to that theta_t.
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+struct AdamConfig {
+    lr: f64,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    decoupled: bool,
+    maximize: bool,
+}
+
+const ADAM: AdamConfig =
+    AdamConfig { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: 0.0, decoupled: false, maximize: false };
+
+fn adam_reference(c: AdamConfig) -> Vec<Vec<f64>> {
+    let mut theta = theta0();
+    let (mut m, mut v) = (vec![0.0; theta.len()], vec![0.0; theta.len()]);
+    let mut out = Vec::new();
+    for t in 0..GRADS.len() {
+        let step = (t + 1) as i32;
+        for i in 0..theta.len() {
+            let mut g = if c.maximize { -grad(t, i) } else { grad(t, i) };
+            if c.decoupled {
+                theta[i] -= c.lr * c.weight_decay * theta[i];
+            } else if c.weight_decay != 0.0 {
+                g += c.weight_decay * theta[i];
+            }
+            m[i] = c.beta1 * m[i] + (1.0 - c.beta1) * g;
+            v[i] = c.beta2 * v[i] + (1.0 - c.beta2) * g * g;
+            let m_hat = m[i] / (1.0 - c.beta1.powi(step));
+            let v_hat = v[i] / (1.0 - c.beta2.powi(step));
+            theta[i] -= c.lr * m_hat / (v_hat.sqrt() + c.eps);
+        }
+        out.push(theta.clone());
+    }
+    out
+}
+
+fn adam(c: AdamConfig) -> impl Fn(Tensor) -> Box<dyn Optimizer> {
+    move |p| {
+        let opt = if c.decoupled { AdamW::new([p], c.lr as f32) } else { Adam::new([p], c.lr as f32) };
+        Box::new(
+            opt.betas(c.beta1 as f32, c.beta2 as f32)
+                .eps(c.eps as f32)
+                .weight_decay(c.weight_decay as f32)
+                .maximize(c.maximize),
+        )
+    }
+}
+
+#[test]
+fn adam_follows_the_pytorch_algorithm() {
+    let cases = [
+        ("adam", ADAM),
+        ("adam lr 0.01", AdamConfig { lr: 0.01, ..ADAM }),
+        ("adam betas eps", AdamConfig { beta1: 0.8, beta2: 0.99, eps: 1e-3, ..ADAM }),
+        ("adam weight decay", AdamConfig { weight_decay: 0.1, ..ADAM }),
+        ("adam maximize weight decay", AdamConfig { maximize: true, weight_decay: 0.1, ..ADAM }),
+    ];
+    for (name, c) in cases {
+        check_trajectory(name, adam(c), &adam_reference(c));
+    }
+}
+
+#[test]
+fn adamw_follows_the_pytorch_algorithm() {
+    let adamw = AdamConfig { decoupled: true, weight_decay: 0.01, ..ADAM };
+    let cases = [
+        ("adamw default decay", adamw),
+        ("adamw decay 0.5", AdamConfig { weight_decay: 0.5, ..adamw }),
+        ("adamw maximize", AdamConfig { maximize: true, weight_decay: 0.2, ..adamw }),
+    ];
+    for (name, c) in cases {
+        check_trajectory(name, adam(c), &adam_reference(c));
+    }
+    // AdamW's default weight decay is PyTorch's 0.01: without calling weight_decay, the
+    // trajectory is the 0.01 one.
+    check_trajectory(
+        "adamw defaults",
+        |p| Box::new(AdamW::new([p], 0.1)),
+        &adam_reference(AdamConfig { decoupled: true, weight_decay: 0.01, ..ADAM }),
+    );
+}
+
+/// Adam's first step by hand: m_1 = (1 - b1) g and v_1 = (1 - b2) g^2, so after bias
+/// correction m^ = g and v^ = g^2, and the step is lr * g / (|g| + eps): about lr * sign(g)
+/// whatever the gradient's size.
+///   theta = [1, -2, 0.5], g = [0.3, -4, 1e-3], lr = 0.1:
+///   1    - 0.1 * 0.3  / (0.3  + 1e-8) = 0.9                       (to 3e-9)
+///   -2   - 0.1 * -4   / (4    + 1e-8) = -1.9
+///   0.5  - 0.1 * 1e-3 / (1e-3 + 1e-8) = 0.5 - 0.1 / 1.00001 = 0.40000100
+#[test]
+fn adam_first_step_by_hand() {
+    for dev in devices("adam_first_step_by_hand") {
+        let p = Tensor::from_slice(&[1.0f32, -2.0, 0.5], &[3], &dev).requires_grad();
+        let mut opt = Adam::new([p.clone()], 0.1);
+        let g = Tensor::from_slice(&[0.3f32, -4.0, 1e-3], &[3], &dev);
+        opt.step(&p.mul(&g).sum_all().backward());
+        let got = p.to_vec::<f32>();
+        for (a, b) in got.iter().zip([0.9f32, -1.9, 0.400_001]) {
+            assert!((a - b).abs() < 1e-6, "{} on {}: {got:?}", "adam first step", dev_name(&dev));
+        }
+    }
+}
+
+/// SGD with momentum by hand, lr 0.1, mu 0.9, theta_0 = 1 and g = 1 twice:
+///   plain momentum:  b_1 = 1,  theta_1 = 0.9;  b_2 = 0.9 + 1 = 1.9, theta_2 = 0.9 - 0.19 = 0.71
+///   Nesterov:        b_1 = 1,  step 1 + 0.9 = 1.9, theta_1 = 0.81;
+///                    b_2 = 1.9, step 1 + 1.71 = 2.71, theta_2 = 0.81 - 0.271 = 0.539
+#[test]
+fn sgd_momentum_by_hand() {
+    for dev in devices("sgd_momentum_by_hand") {
+        for (nesterov, expected) in [(false, [0.9f32, 0.71]), (true, [0.81, 0.539])] {
+            let p = Tensor::from_slice(&[1.0f32], &[1], &dev).requires_grad();
+            let mut opt = Sgd::new([p.clone()], 0.1).momentum(0.9).nesterov(nesterov);
+            for want in expected {
+                opt.step(&p.sum_all().backward());
+                let got = p.to_vec::<f32>()[0];
+                assert!((got - want).abs() < 1e-6, "nesterov {nesterov} on {}: {got} vs {want}", dev_name(&dev));
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Adagrad. torch.optim.Adagrad docs:
+//
+//   state_sum_0 <- tau (initial_accumulator_value)
+//   for t = 1 to ... do
+//       g_t <- grad f_t(theta_{t-1})
+//       gamma~ <- gamma / (1 + (t - 1) eta)          (eta: lr_decay)
+//       if lambda != 0:  g_t <- g_t + lambda theta_{t-1}
+//       state_sum_t <- state_sum_{t-1} + g_t^2
+//       theta_t <- theta_{t-1} - gamma~ g_t / (sqrt(state_sum_t) + eps)
+//
+// maximize negates g_t first (as in the implementation).
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+struct AdagradConfig {
+    lr: f64,
+    lr_decay: f64,
+    weight_decay: f64,
+    initial_accumulator_value: f64,
+    eps: f64,
+    maximize: bool,
+}
+
+const ADAGRAD: AdagradConfig = AdagradConfig {
+    lr: 0.1,
+    lr_decay: 0.0,
+    weight_decay: 0.0,
+    initial_accumulator_value: 0.0,
+    eps: 1e-10,
+    maximize: false,
+};
+
+fn adagrad_reference(c: AdagradConfig) -> Vec<Vec<f64>> {
+    let mut theta = theta0();
+    let mut sum = vec![c.initial_accumulator_value; theta.len()];
+    let mut out = Vec::new();
+    for t in 0..GRADS.len() {
+        let clr = c.lr / (1.0 + t as f64 * c.lr_decay);
+        for i in 0..theta.len() {
+            let mut g = if c.maximize { -grad(t, i) } else { grad(t, i) };
+            if c.weight_decay != 0.0 {
+                g += c.weight_decay * theta[i];
+            }
+            sum[i] += g * g;
+            theta[i] -= clr * g / (sum[i].sqrt() + c.eps);
+        }
+        out.push(theta.clone());
+    }
+    out
+}
+
+fn adagrad(c: AdagradConfig) -> impl Fn(Tensor) -> Box<dyn Optimizer> {
+    move |p| {
+        Box::new(
+            Adagrad::new([p], c.lr as f32)
+                .lr_decay(c.lr_decay as f32)
+                .weight_decay(c.weight_decay as f32)
+                .initial_accumulator_value(c.initial_accumulator_value as f32)
+                .eps(c.eps as f32)
+                .maximize(c.maximize),
+        )
+    }
+}
+
+#[test]
+fn adagrad_follows_the_pytorch_algorithm() {
+    let cases = [
+        ("adagrad", ADAGRAD),
+        ("adagrad lr decay", AdagradConfig { lr_decay: 0.1, ..ADAGRAD }),
+        ("adagrad initial accumulator", AdagradConfig { initial_accumulator_value: 0.5, ..ADAGRAD }),
+        (
+            "adagrad lr decay, accumulator, weight decay",
+            AdagradConfig { lr_decay: 0.3, initial_accumulator_value: 0.25, weight_decay: 0.05, ..ADAGRAD },
+        ),
+        ("adagrad maximize", AdagradConfig { maximize: true, lr_decay: 0.1, ..ADAGRAD }),
+    ];
+    for (name, c) in cases {
+        check_trajectory(name, adagrad(c), &adagrad_reference(c));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// RMSprop. torch.optim.RMSprop docs:
+//
+//   v_0 <- 0, b_0 <- 0, g^ave_0 <- 0
+//   for t = 1 to ... do
+//       g_t <- grad f_t(theta_{t-1})
+//       if lambda != 0:  g_t <- g_t + lambda theta_{t-1}
+//       v_t <- alpha v_{t-1} + (1 - alpha) g_t^2
+//       v~_t <- v_t
+//       if centered:
+//           g^ave_t <- g^ave_{t-1} alpha + (1 - alpha) g_t
+//           v~_t <- v~_t - (g^ave_t)^2
+//       if mu > 0:
+//           b_t <- mu b_{t-1} + g_t / (sqrt(v~_t) + eps)
+//           theta_t <- theta_{t-1} - gamma b_t
+//       else:
+//           theta_t <- theta_{t-1} - gamma g_t / (sqrt(v~_t) + eps)
+//
+// maximize negates g_t first (as in the implementation).
+// ---------------------------------------------------------------------------------------
+
+#[derive(Clone, Copy)]
+struct RmsPropConfig {
+    lr: f64,
+    alpha: f64,
+    eps: f64,
+    weight_decay: f64,
+    momentum: f64,
+    centered: bool,
+    maximize: bool,
+}
+
+const RMSPROP: RmsPropConfig = RmsPropConfig {
+    lr: 0.01,
+    alpha: 0.99,
+    eps: 1e-8,
+    weight_decay: 0.0,
+    momentum: 0.0,
+    centered: false,
+    maximize: false,
+};
+
+fn rmsprop_reference(c: RmsPropConfig) -> Vec<Vec<f64>> {
+    let mut theta = theta0();
+    let n = theta.len();
+    let (mut v, mut b, mut g_ave) = (vec![0.0; n], vec![0.0; n], vec![0.0; n]);
+    let mut out = Vec::new();
+    for t in 0..GRADS.len() {
+        for i in 0..n {
+            let mut g = if c.maximize { -grad(t, i) } else { grad(t, i) };
+            if c.weight_decay != 0.0 {
+                g += c.weight_decay * theta[i];
+            }
+            v[i] = c.alpha * v[i] + (1.0 - c.alpha) * g * g;
+            let mut v_tilde = v[i];
+            if c.centered {
+                g_ave[i] = g_ave[i] * c.alpha + (1.0 - c.alpha) * g;
+                v_tilde -= g_ave[i] * g_ave[i];
+            }
+            if c.momentum > 0.0 {
+                b[i] = c.momentum * b[i] + g / (v_tilde.sqrt() + c.eps);
+                theta[i] -= c.lr * b[i];
+            } else {
+                theta[i] -= c.lr * g / (v_tilde.sqrt() + c.eps);
+            }
+        }
+        out.push(theta.clone());
+    }
+    out
+}
+
+fn rmsprop(c: RmsPropConfig) -> impl Fn(Tensor) -> Box<dyn Optimizer> {
+    move |p| {
+        Box::new(
+            RmsProp::new([p], c.lr as f32)
+                .alpha(c.alpha as f32)
+                .eps(c.eps as f32)
+                .weight_decay(c.weight_decay as f32)
+                .momentum(c.momentum as f32)
+                .centered(c.centered)
+                .maximize(c.maximize),
+        )
+    }
+}
+
+#[test]
+fn rmsprop_follows_the_pytorch_algorithm() {
+    let cases = [
+        ("rmsprop", RMSPROP),
+        ("rmsprop momentum", RmsPropConfig { momentum: 0.9, ..RMSPROP }),
+        ("rmsprop centered", RmsPropConfig { centered: true, ..RMSPROP }),
+        ("rmsprop centered momentum", RmsPropConfig { centered: true, momentum: 0.9, ..RMSPROP }),
+        (
+            "rmsprop alpha eps weight decay",
+            RmsPropConfig { alpha: 0.9, eps: 1e-4, weight_decay: 0.1, lr: 0.05, ..RMSPROP },
+        ),
+        ("rmsprop maximize centered", RmsPropConfig { maximize: true, centered: true, alpha: 0.8, ..RMSPROP }),
+    ];
+    for (name, c) in cases {
+        check_trajectory(name, rmsprop(c), &rmsprop_reference(c));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Behaviour around the update itself.
+// ---------------------------------------------------------------------------------------
+
+type Builder = fn(Vec<Tensor>, f32) -> Box<dyn Optimizer>;
+
+/// One configuration of each optimizer that would move a parameter even with a zero
+/// gradient (weight decay, momentum): skipping must be real, not a zero update.
+fn every_optimizer() -> Vec<(&'static str, Builder)> {
+    vec![
+        ("sgd", |p, lr| Box::new(Sgd::new(p, lr).momentum(0.9).weight_decay(0.1))),
+        ("adam", |p, lr| Box::new(Adam::new(p, lr).weight_decay(0.1))),
+        ("adamw", |p, lr| Box::new(AdamW::new(p, lr).weight_decay(0.1))),
+        ("adagrad", |p, lr| Box::new(Adagrad::new(p, lr).lr_decay(0.1).weight_decay(0.1))),
+        ("rmsprop", |p, lr| Box::new(RmsProp::new(p, lr).momentum(0.9).centered(true).weight_decay(0.1))),
+    ]
+}
+
+/// A parameter the loss does not depend on has no gradient: PyTorch skips it (no weight
+/// decay, no momentum, no step count), and so must every optimizer here. When it later
+/// gets a gradient, its first update is that of a first step.
+#[test]
+fn parameters_without_gradients_are_untouched() {
+    for dev in devices("parameters_without_gradients_are_untouched") {
+        for (name, build) in every_optimizer() {
+            let a = Tensor::from_slice(&[1.0f32, -1.0, 2.0], &[3], &dev).requires_grad();
+            let b = Tensor::from_slice(&[0.5f32, -0.5, 4.0], &[3], &dev).requires_grad();
+            let g = Tensor::from_slice(&[0.3f32, 0.6, -0.9], &[3], &dev);
+            let mut opt = build(vec![a.clone(), b.clone()], 0.1);
+            for _ in 0..3 {
+                let grads = a.mul(&g).sum_all().backward();
+                assert!(grads.get(&b).is_none());
+                opt.step(&grads);
+            }
+            assert_ne!(a.to_vec::<f32>(), [1.0, -1.0, 2.0], "{name}: a must move");
+            assert_eq!(b.to_vec::<f32>(), [0.5, -0.5, 4.0], "{name} on {}: b has no gradient", dev_name(&dev));
+
+            // b's first real step equals a fresh optimizer's first step.
+            opt.step(&b.mul(&g).sum_all().backward());
+            let fresh = Tensor::from_slice(&[0.5f32, -0.5, 4.0], &[3], &dev).requires_grad();
+            let mut fresh_opt = build(vec![fresh.clone()], 0.1);
+            fresh_opt.step(&fresh.mul(&g).sum_all().backward());
+            assert_eq!(
+                b.to_vec::<f32>(),
+                fresh.to_vec::<f32>(),
+                "{name} on {}: b's step count advanced",
+                dev_name(&dev)
+            );
+        }
+    }
+}
+
+/// `set_lr` between steps changes the next step: SGD by hand, and for every optimizer,
+/// building with one rate and setting another before the first step is the same as
+/// building with the second.
+#[test]
+fn set_lr_takes_effect() {
+    for dev in devices("set_lr_takes_effect") {
+        let p = Tensor::from_slice(&[1.0f32], &[1], &dev).requires_grad();
+        let mut opt = Sgd::new([p.clone()], 0.1);
+        opt.step(&p.sum_all().backward()); // 1 - 0.1
+        opt.set_lr(0.01);
+        assert_eq!(opt.lr(), 0.01);
+        opt.step(&p.sum_all().backward()); // 0.9 - 0.01
+        assert!((p.to_vec::<f32>()[0] - 0.89).abs() < 1e-6, "{:?}", p.to_vec::<f32>());
+
+        for (name, build) in every_optimizer() {
+            let run = |lr: f32, set: Option<f32>| {
+                let p = Tensor::from_slice(&THETA0, &[2, 3], &dev).requires_grad();
+                let mut opt = build(vec![p.clone()], lr);
+                for (t, g_t) in GRADS.iter().enumerate() {
+                    if t == 2 {
+                        if let Some(lr) = set {
+                            opt.set_lr(lr);
+                            assert_eq!(opt.lr(), lr);
+                        }
+                    }
+                    let g = Tensor::from_slice(g_t, &[2, 3], &dev);
+                    opt.step(&p.mul(&g).sum_all().backward());
+                }
+                p.to_vec::<f32>()
+            };
+            let changed = run(0.1, Some(0.02));
+            assert_ne!(changed, run(0.1, None), "{name}: set_lr had no effect");
+            assert_ne!(changed, run(0.02, None), "{name}: set_lr acted before it was called");
+        }
+        // Set before the first step: identical to constructing with that rate.
+        for (name, build) in every_optimizer() {
+            let run = |lr: f32, set: Option<f32>| {
+                let p = Tensor::from_slice(&THETA0, &[2, 3], &dev).requires_grad();
+                let mut opt = build(vec![p.clone()], lr);
+                if let Some(lr) = set {
+                    opt.set_lr(lr);
+                }
+                for g_t in &GRADS {
+                    let g = Tensor::from_slice(g_t, &[2, 3], &dev);
+                    opt.step(&p.mul(&g).sum_all().backward());
+                }
+                p.to_vec::<f32>()
+            };
+            assert_eq!(run(0.3, Some(0.05)), run(0.05, None), "{name} on {}", dev_name(&dev));
+        }
+    }
+}
+
+/// Every optimizer over a model's parameters drives a least-squares loss down: a
+/// Linear(3, 1) fitting targets that a linear map produces exactly.
+#[test]
+fn optimizers_reduce_a_quadratic_loss() {
+    let x_values: Vec<f32> = (0..24).map(|i| ((i * 7 % 11) as f32 - 5.0) / 5.0).collect();
+    let (w_true, b_true) = ([1.5f32, -2.0, 0.5], 0.3f32);
+    let y_values: Vec<f32> =
+        x_values.chunks(3).map(|r| r.iter().zip(&w_true).map(|(x, w)| x * w).sum::<f32>() + b_true).collect();
+    let lrs = [("sgd", 0.1f32), ("adam", 0.05), ("adamw", 0.05), ("adagrad", 0.5), ("rmsprop", 0.01)];
+    for dev in devices("optimizers_reduce_a_quadratic_loss") {
+        let x = Tensor::from_slice(&x_values, &[8, 3], &dev);
+        let y = Tensor::from_slice(&y_values, &[8, 1], &dev);
+        for ((name, build), (_, lr)) in every_optimizer().into_iter().zip(lrs) {
+            let model = nn::Linear::with_seed(3, 1, true, 42, &dev);
+            let mut opt = build(model.parameters(), lr);
+            let loss_of = |m: &nn::Linear| m.forward(&x).sub(&y).square().mean_all();
+            let initial = loss_of(&model).item();
+            for _ in 0..60 {
+                let grads = loss_of(&model).backward();
+                opt.step(&grads);
+            }
+            let last = loss_of(&model).item();
+            assert!(
+                last < 0.05 * initial,
+                "{name} on {}: loss went from {initial} to {last} in 60 steps",
+                dev_name(&dev)
+            );
+        }
+    }
+}
+
+/// A gradient that shares the parameter's storage (here the seed of `backward_with` is
+/// the parameter itself, so d/dp sum(p * p_detached) = p) is read before it is
+/// overwritten, as PyTorch's `p.add_(p, alpha=-lr)` does: p - lr * p.
+#[test]
+fn a_gradient_aliasing_its_parameter_is_read_before_the_write() {
+    for dev in devices("a_gradient_aliasing_its_parameter_is_read_before_the_write") {
+        let p = Tensor::from_slice(&[1.0f32, -2.0, 4.0], &[3], &dev).requires_grad();
+        let grads = p.backward_with(&p.detach());
+        let mut opt = Sgd::new([p.clone()], 0.5);
+        opt.step(&grads);
+        assert_eq!(p.to_vec::<f32>(), [0.5, -1.0, 2.0], "on {}", dev_name(&dev));
+    }
+}
+
+/// A parameter that is a contiguous prefix of a longer storage is updated over its own
+/// elements only; the rest of the storage is not touched.
+#[test]
+fn a_parameter_viewing_a_prefix_of_its_storage() {
+    for dev in devices("a_parameter_viewing_a_prefix_of_its_storage") {
+        let base = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], &[6], &dev);
+        let p = base.narrow(0, 0, 3).requires_grad();
+        let mut opt = Sgd::new([p.clone()], 0.5).momentum(0.9);
+        opt.step(&p.sum_all().backward());
+        assert_eq!(p.to_vec::<f32>(), [0.5, 1.5, 2.5], "on {}", dev_name(&dev));
+        assert_eq!(base.to_vec::<f32>(), [0.5, 1.5, 2.5, 4.0, 5.0, 6.0], "on {}", dev_name(&dev));
+    }
+}
