@@ -115,7 +115,7 @@ impl Device {
     /// here: on them the CPU backend is many times faster, and the choice is logged.
     pub fn auto() -> Result<Device> {
         match std::env::var("WGRAD_DEVICE") {
-            Ok(v) if !v.is_empty() && v.trim().to_ascii_lowercase() != "auto" => Device::by_name(&v),
+            Ok(v) if !v.is_empty() && !v.trim().eq_ignore_ascii_case("auto") => Device::by_name(&v),
             _ => Device::best_hardware_or_cpu(),
         }
     }
