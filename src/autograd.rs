@@ -1,7 +1,7 @@
 //! Reverse-mode automatic differentiation, recorded as the program runs (define-by-run).
 //!
 //! A tensor that requires a gradient carries an [`AutogradMeta`]: an id, and for results
-//! of ops a [`Node`] that names the op ([`GradOp`]) and holds its inputs. Ops record a node
+//! of ops a `Node` that names the op (a `GradOp`) and holds its inputs. Ops record a node
 //! only when gradients are enabled (see [`no_grad`]) and some input requires a gradient,
 //! so inference and data handling never build a graph.
 //!
