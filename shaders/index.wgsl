@@ -16,6 +16,7 @@ struct IndexParams {
     _pad0: u32,
     _pad1: u32,
     shape: array<vec4<u32>, 2>,        // output shape
+    src_shape: array<vec4<u32>, 2>,    // unused here; shared layout with scatter.wgsl
     src_strides: array<vec4<u32>, 2>,
 }
 

@@ -2,35 +2,13 @@
 //! and default initialisation, seeding, Dropout's masks, Flatten, the statistics of the
 //! `init` functions with PyTorch's gains, and gradients through a Linear layer.
 
-use std::sync::OnceLock;
-
 use wgrad::init::{self, FanMode, Nonlinearity};
 use wgrad::nn::{self, Module};
 use wgrad::testing::{gradcheck, GradTolerance};
 use wgrad::{Device, Tensor};
 
-fn gpu(test: &str) -> Option<Device> {
-    static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
-    let dev = DEVICE.get_or_init(wgrad::testing::gpu_test_device).clone();
-    if dev.is_none() {
-        eprintln!("{test}: no GPU adapter, skipping the GPU half");
-    }
-    dev
-}
-
-fn devices(test: &str) -> Vec<Device> {
-    let mut devs = vec![Device::cpu()];
-    devs.extend(gpu(test));
-    devs
-}
-
-fn dev_name(dev: &Device) -> &'static str {
-    if dev.is_cpu() {
-        "cpu"
-    } else {
-        "gpu"
-    }
-}
+mod common;
+use common::{dev_name, devices, gpu};
 
 /// `n` values in `[-1, 1)` from a fixed integer recurrence, independent of wgrad's RNG.
 fn host_values(n: usize, salt: u32) -> Vec<f32> {

@@ -6,34 +6,12 @@
 //! pseudo-code of the `torch.optim` docs (copied into the comments), on the CPU and on
 //! the GPU device. A reference that shared code with the kernels could share their bugs.
 
-use std::sync::OnceLock;
-
 use wgrad::nn::{self, Module};
 use wgrad::optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
-use wgrad::{Device, Tensor};
+use wgrad::Tensor;
 
-fn gpu(test: &str) -> Option<Device> {
-    static DEVICE: OnceLock<Option<Device>> = OnceLock::new();
-    let dev = DEVICE.get_or_init(wgrad::testing::gpu_test_device).clone();
-    if dev.is_none() {
-        eprintln!("{test}: no GPU adapter, skipping the GPU half");
-    }
-    dev
-}
-
-fn devices(test: &str) -> Vec<Device> {
-    let mut devs = vec![Device::cpu()];
-    devs.extend(gpu(test));
-    devs
-}
-
-fn dev_name(dev: &Device) -> &'static str {
-    if dev.is_cpu() {
-        "cpu"
-    } else {
-        "gpu"
-    }
-}
+mod common;
+use common::{dev_name, devices};
 
 /// The starting parameter, shape [2, 3]: signs, a zero, magnitudes from 0.25 to 3.
 const THETA0: [f32; 6] = [1.0, -2.0, 0.5, 3.0, -0.25, 0.0];

@@ -260,25 +260,10 @@ pub fn matmul(
     }
 }
 
-/// `IndexParams` of index.wgsl.
+/// `IndexParams` of index.wgsl and scatter.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct IndexParams {
-    numel: u32,
-    rank: u32,
-    axis: u32,
-    axis_len: u32,
-    src_offset: u32,
-    index_offset: u32,
-    _pad: [u32; 2],
-    shape: [u32; MAX_DIMS],
-    src_strides: [u32; MAX_DIMS],
-}
-
-/// `ScatterParams` of scatter.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ScatterParams {
     numel: u32,
     rank: u32,
     axis: u32,
@@ -291,36 +276,10 @@ struct ScatterParams {
     src_strides: [u32; MAX_DIMS],
 }
 
-/// index_add or scatter_add of the view `ls` of `src` along `axis` into the contiguous,
-/// zero-based `out` of shape `out_shape`. For scatter_add the indices are laid out like `ls`
-/// (the caller makes both contiguous); for index_add they are a 1-D vector.
-pub fn scatter(
-    ctx: &Arc<GpuContext>,
-    op: IndexOp,
-    src: &wgpu::Buffer,
-    ls: &Layout,
-    axis: usize,
-    index: &wgpu::Buffer,
-    index_offset: usize,
-    out_shape: &[usize],
-    out: &wgpu::Buffer,
-) {
-    let mut p = ScatterParams::zeroed();
-    let numel: usize = out_shape.iter().product();
-    p.numel = u32_of(numel);
-    p.rank = out_shape.len() as u32;
-    p.axis = axis as u32;
-    p.axis_len = u32_of(ls.shape[axis]);
-    p.src_offset = u32_of(ls.offset);
-    p.index_offset = u32_of(index_offset);
-    p.shape = pack(out_shape);
-    p.src_shape = pack(&ls.shape);
-    p.src_strides = pack(&ls.strides);
-    ctx.dispatch(Op::Index(op).kernel(), bytemuck::bytes_of(&p), &[src, index, out], linear_groups(ctx, numel));
-}
-
-/// index_select or gather of the view `ls` of `src` along `axis`, with contiguous i32
-/// indices starting at `index_offset`, into the contiguous `out` of shape `out_shape`.
+/// One of the four index kernels on the view `ls` of `src` along `axis`, with contiguous
+/// i32 indices starting at `index_offset`, into the contiguous `out` of shape `out_shape`.
+/// index_select and gather read through the indices; index_add and scatter_add sum into
+/// the positions they name (for scatter_add the indices are laid out like `ls`).
 pub fn index(
     ctx: &Arc<GpuContext>,
     op: IndexOp,
@@ -341,6 +300,7 @@ pub fn index(
     p.src_offset = u32_of(ls.offset);
     p.index_offset = u32_of(index_offset);
     p.shape = pack(out_shape);
+    p.src_shape = pack(&ls.shape);
     p.src_strides = pack(&ls.strides);
     ctx.dispatch(Op::Index(op).kernel(), bytemuck::bytes_of(&p), &[src, index, out], linear_groups(ctx, numel));
 }

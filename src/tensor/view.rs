@@ -308,14 +308,7 @@ impl Tensor {
                 let (src, idx) = (self.gpu_buffer().buffer(), indices.gpu_buffer().buffer());
                 let offset = indices.layout.offset;
                 if numel(out_shape) > 0 {
-                    match op {
-                        IndexOp::IndexSelect | IndexOp::Gather => {
-                            launch::index(ctx, op, src, &self.layout, axis, idx, offset, out_shape, out.buffer())
-                        }
-                        IndexOp::IndexAdd | IndexOp::ScatterAdd => {
-                            launch::scatter(ctx, op, src, &self.layout, axis, idx, offset, out_shape, out.buffer())
-                        }
-                    }
+                    launch::index(ctx, op, src, &self.layout, axis, idx, offset, out_shape, out.buffer());
                 }
                 Tensor::from_gpu_buffer(out, out_shape, DType::F32)
             }

@@ -26,6 +26,22 @@ pub fn gpu(test: &str) -> Option<Device> {
     dev
 }
 
+/// The CPU, then the GPU device when there is one: the devices a both-device test runs on.
+pub fn devices(test: &str) -> Vec<Device> {
+    let mut devs = vec![Device::cpu()];
+    devs.extend(gpu(test));
+    devs
+}
+
+/// `"cpu"` or `"gpu"`, for failure messages.
+pub fn dev_name(dev: &Device) -> &'static str {
+    if dev.is_cpu() {
+        "cpu"
+    } else {
+        "gpu"
+    }
+}
+
 /// `n` values uniform in `[low, high)` from `seed`, drawn on the CPU.
 pub fn uniform_values(n: usize, low: f32, high: f32, seed: u64) -> Vec<f32> {
     Tensor::rand_uniform(&[n], low, high, seed, &Device::cpu()).to_vec()
