@@ -128,7 +128,9 @@ impl Tensor {
 
     /// A zero-dimensional tensor holding one value.
     pub fn scalar(value: f32, device: &Device) -> Tensor {
-        Tensor::from_slice(&[value], &[], device)
+        // A fill kernel rather than an upload: gradient rules and comparisons make these
+        // every step, and an upload would create a staging buffer each time.
+        Tensor::full(&[], value, device)
     }
 
     fn creation(
