@@ -137,6 +137,11 @@ pub(crate) enum GradOp {
     Cat {
         axis: usize,
     },
+    /// Convolution, pooling and batch normalisation keep their gradient rules beside their
+    /// forward code, in `tensor/conv.rs`, `tensor/pool.rs` and `tensor/batch_norm.rs`.
+    Conv(crate::tensor::ConvGrad),
+    Pool(crate::tensor::PoolGrad),
+    BatchNorm(crate::tensor::BatchNormGrad),
 }
 
 impl Tensor {
@@ -489,6 +494,9 @@ impl GradOp {
                 vec![Some(Tensor::cat(&parts, *axis as isize))]
             }
             GradOp::BroadcastTo => vec![Some(sum_to_shape(g, x.unwrap().shape()))],
+            GradOp::Conv(c) => c.backward(g, inputs),
+            GradOp::Pool(p) => p.backward(g, inputs, out),
+            GradOp::BatchNorm(b) => b.backward(g, inputs, out),
             GradOp::Cat { axis } => {
                 let mut start = 0;
                 inputs

@@ -1,19 +1,25 @@
-//! Checkpoints: a module's named parameters as a [safetensors] file, laid out exactly as
-//! PyTorch's `safetensors.torch.save_file(model.state_dict(), path)` writes them: one F32
-//! tensor per parameter, named as `named_parameters` names it (`0.weight`, `2.bias`), its
-//! shape row-major (`[out, in]` for a Linear weight), no `__metadata__`. A file written
-//! here loads into the same PyTorch model with `model.load_state_dict(load_file(path))`,
-//! and the other way round.
+//! Checkpoints: a module's named parameters and buffers as a [safetensors] file, laid out
+//! exactly as PyTorch's `safetensors.torch.save_file(model.state_dict(), path)` writes
+//! them: one tensor per parameter and per buffer, named as `named_parameters` and
+//! `named_buffers` name them (`0.weight`, `2.bias`, `1.running_mean`), its shape row-major
+//! (`[out, in]` for a Linear weight), no `__metadata__`. A file written here loads into
+//! the same PyTorch model with `model.load_state_dict(load_file(path))`, and the other way
+//! round.
+//!
+//! Float tensors are F32. Integer buffers (batch norm's `num_batches_tracked`, an `i32`
+//! tensor here) are written as I64, the dtype of PyTorch's `torch.long` counter, so the
+//! state dict PyTorch expects is exactly what it gets; loading accepts I64 or I32 values
+//! that fit in an `i32`.
 //!
 //! Two guarantees shape the code:
 //!
 //! - [`save`] never leaves a half-written file at `path`: it writes a temporary file in
 //!   the same directory, flushes it to disk and renames it over `path`, so a crash leaves
 //!   either the old checkpoint or the new one.
-//! - [`load`] checks every tensor of the file against every parameter (names, dtype,
-//!   shapes) before it writes any, so a file that does not fit the model changes nothing.
-//!   It then overwrites the parameters' storage in place, so an optimizer built from
-//!   `module.parameters()` keeps updating the loaded values.
+//! - [`load`] checks every tensor of the file against every parameter and buffer (names,
+//!   dtype, shapes, integer ranges) before it writes any, so a file that does not fit the
+//!   model changes nothing. It then overwrites their storage in place, so an optimizer
+//!   built from `module.parameters()` keeps updating the loaded values.
 //!
 //! Wrong or unreadable files are `Err`s: a missing file is [`Error::Io`]; a truncated or
 //! corrupt file, or one whose tensors do not match the model, is [`Error::Format`] with a
@@ -48,25 +54,36 @@ use safetensors::{Dtype, SafeTensors, View};
 
 use crate::error::{Error, Result};
 use crate::nn::Module;
-use crate::DType;
+use crate::{DType, Tensor};
 
 /// One tensor of a checkpoint as [`load_state`] returns it: name, shape, row-major values.
 pub type NamedArray = (String, Vec<usize>, Vec<f32>);
 
-/// Writes every named parameter of `module` to `path` as a safetensors file, replacing
-/// the file atomically (temporary file in the same directory, fsync, rename).
+/// Every tensor a checkpoint holds for `module`: its parameters, then its buffers.
+fn state_of(module: &dyn Module, op: &str) -> Vec<(String, Tensor)> {
+    let mut state = module.named_parameters();
+    state.extend(module.named_buffers());
+    check_unique_names(state.iter().map(|(n, _)| n.as_str()), op);
+    state
+}
+
+/// Writes every named parameter and buffer of `module` to `path` as a safetensors file,
+/// replacing the file atomically (temporary file in the same directory, fsync, rename).
 ///
-/// GPU parameters are read back first, which waits for the work recorded so far.
+/// GPU tensors are read back first, which waits for the work recorded so far.
 pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let params = module.named_parameters();
-    check_unique_names(params.iter().map(|(n, _)| n.as_str()), "save");
-    let arrays: Vec<(String, F32Array)> = params
+    let state = state_of(module, "save");
+    let arrays: Vec<(String, RawArray)> = state
         .iter()
         .map(|(name, t)| {
-            assert_eq!(t.dtype(), DType::F32, "checkpoint::save: parameter '{name}' holds {}, not f32", t.dtype());
-            let bytes = t.to_vec::<f32>().iter().flat_map(|v| v.to_le_bytes()).collect();
-            (name.clone(), F32Array { shape: t.shape().to_vec(), bytes })
+            let (dtype, bytes) = match t.dtype() {
+                DType::F32 => (Dtype::F32, t.to_vec::<f32>().iter().flat_map(|v| v.to_le_bytes()).collect()),
+                DType::I32 => {
+                    (Dtype::I64, t.to_vec::<i32>().iter().flat_map(|&v| i64::from(v).to_le_bytes()).collect())
+                }
+            };
+            (name.clone(), RawArray { dtype, shape: t.shape().to_vec(), bytes })
         })
         .collect();
     let bytes = safetensors::serialize(arrays, None)
@@ -74,13 +91,14 @@ pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
     write_atomically(path, &bytes)
 }
 
-/// Reads the safetensors file at `path` and copies each tensor into the parameter of
-/// `module` with the same name, in place.
+/// Reads the safetensors file at `path` and copies each tensor into the parameter or
+/// buffer of `module` with the same name, in place.
 ///
-/// Every parameter must have a tensor of the same shape and dtype F32 in the file, and
-/// every tensor in the file a parameter; all of this is checked before any parameter is
-/// written, so on `Err` the module is unchanged. On a GPU device the uploads are recorded
-/// in the command batch, ordered after the work recorded before the call.
+/// Every parameter and buffer must have a tensor of the same shape in the file (F32 for
+/// float tensors; I64 or I32 within the `i32` range for integer buffers), and every tensor
+/// in the file a parameter or buffer; all of this is checked before anything is written,
+/// so on `Err` the module is unchanged. On a GPU device the uploads are recorded in the
+/// command batch, ordered after the work recorded before the call.
 ///
 /// Load between steps, not between a forward pass and its backward: the graph keeps the
 /// parameters' storage, not a copy, so its backward would see the loaded values.
@@ -88,40 +106,53 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let bytes = read(path)?;
     let file = parse(path, &bytes)?;
-    let params = module.named_parameters();
-    check_unique_names(params.iter().map(|(n, _)| n.as_str()), "load");
+    let state = state_of(module, "load");
 
     let mut problems = Vec::new();
-    let mut updates = Vec::with_capacity(params.len());
-    for (name, param) in &params {
-        // A parameter that cannot be overwritten is a bug in the module, not in the file.
+    let mut updates = Vec::with_capacity(state.len());
+    for (name, target) in &state {
+        // A tensor that cannot be overwritten is a bug in the module, not in the file.
         assert!(
-            param.dtype() == DType::F32 && param.is_contiguous(),
-            "checkpoint::load: parameter '{name}' of shape {:?} is not a contiguous f32 tensor",
-            param.shape()
+            target.is_contiguous(),
+            "checkpoint::load: '{name}' of shape {:?} is not a contiguous tensor",
+            target.shape()
         );
         let Ok(view) = file.tensor(name) else {
-            problems.push(format!("tensor '{name}' (shape {:?} in the model) is missing from the file", param.shape()));
+            problems
+                .push(format!("tensor '{name}' (shape {:?} in the model) is missing from the file", target.shape()));
             continue;
         };
-        if view.dtype() != Dtype::F32 {
+        let accepted: &[Dtype] = match target.dtype() {
+            DType::F32 => &[Dtype::F32],
+            DType::I32 => &[Dtype::I64, Dtype::I32],
+        };
+        if !accepted.contains(&view.dtype()) {
             problems.push(format!(
-                "tensor '{name}' is {:?} in the file (shape {:?}) but only F32 can be loaded (shape {:?} in the model)",
+                "tensor '{name}' is {:?} in the file (shape {:?}) but only {} can be loaded (shape {:?} in the model)",
                 view.dtype(),
                 view.shape(),
-                param.shape()
+                accepted.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(" or "),
+                target.shape()
             ));
-        } else if view.shape() != param.shape() {
+        } else if view.shape() != target.shape() {
             problems.push(format!(
                 "tensor '{name}' has shape {:?} in the file but {:?} in the model",
                 view.shape(),
-                param.shape()
+                target.shape()
             ));
+        } else if target.dtype() == DType::F32 {
+            updates.push((target, Values::F32(decode_f32(view.data()))));
         } else {
-            updates.push((param, decode_f32(view.data())));
+            let wide = decode_integers(view.dtype(), view.data());
+            match wide.iter().find(|&&v| i32::try_from(v).is_err()) {
+                Some(bad) => {
+                    problems.push(format!("tensor '{name}' holds {bad}, outside the i32 range the model stores it in"))
+                }
+                None => updates.push((target, Values::I32(wide.iter().map(|&v| v as i32).collect()))),
+            }
         }
     }
-    let known: HashSet<&str> = params.iter().map(|(n, _)| n.as_str()).collect();
+    let known: HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
     let mut extra: Vec<(String, Vec<usize>)> = file
         .iter()
         .filter(|(name, _)| !known.contains(name))
@@ -129,51 +160,67 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
         .collect();
     extra.sort();
     for (name, shape) in extra {
-        problems.push(format!("tensor '{name}' (shape {shape:?} in the file) matches no parameter of the model"));
+        problems
+            .push(format!("tensor '{name}' (shape {shape:?} in the file) matches no parameter or buffer of the model"));
     }
     if !problems.is_empty() {
         return Err(Error::Format { path: display(path), reason: problems.join("; ") });
     }
 
-    for (param, values) in updates {
-        param.assign_from_host(&values);
+    for (target, values) in updates {
+        match values {
+            Values::F32(v) => target.assign_from_host(&v),
+            Values::I32(v) => target.assign_from_host(&v),
+        }
     }
     Ok(())
 }
 
+/// Decoded values waiting to be written, once the whole file has been checked.
+enum Values {
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+}
+
 /// Every tensor of the safetensors file at `path`, sorted by name: for inspecting a
-/// checkpoint without a model. Tensors other than F32 are an [`Error::Format`].
+/// checkpoint without a model. F32 tensors come back as they are; I64 and I32 tensors
+/// (counters such as `num_batches_tracked`) as f32 values, exact up to 2^24. Tensors of
+/// any other dtype are an [`Error::Format`].
 pub fn load_state(path: impl AsRef<Path>) -> Result<Vec<NamedArray>> {
     let path = path.as_ref();
     let bytes = read(path)?;
     let file = parse(path, &bytes)?;
     let mut out = Vec::with_capacity(file.len());
     for (name, view) in file.iter() {
-        if view.dtype() != Dtype::F32 {
-            return Err(Error::Format {
-                path: display(path),
-                reason: format!(
-                    "tensor '{name}' is {:?} (shape {:?}); only F32 can be loaded",
-                    view.dtype(),
-                    view.shape()
-                ),
-            });
-        }
-        out.push((name.to_string(), view.shape().to_vec(), decode_f32(view.data())));
+        let values = match view.dtype() {
+            Dtype::F32 => decode_f32(view.data()),
+            Dtype::I64 | Dtype::I32 => decode_integers(view.dtype(), view.data()).iter().map(|&v| v as f32).collect(),
+            other => {
+                return Err(Error::Format {
+                    path: display(path),
+                    reason: format!(
+                        "tensor '{name}' is {other:?} (shape {:?}); only F32, I64 and I32 can be loaded",
+                        view.shape()
+                    ),
+                })
+            }
+        };
+        out.push((name.to_string(), view.shape().to_vec(), values));
     }
     out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
-/// One parameter's shape and little-endian bytes, as the safetensors serialiser wants it.
-struct F32Array {
+/// One tensor's dtype, shape and little-endian bytes, as the safetensors serialiser wants it.
+struct RawArray {
+    dtype: Dtype,
     shape: Vec<usize>,
     bytes: Vec<u8>,
 }
 
-impl View for F32Array {
+impl View for RawArray {
     fn dtype(&self) -> Dtype {
-        Dtype::F32
+        self.dtype
     }
     fn shape(&self) -> &[usize] {
         &self.shape
@@ -191,7 +238,7 @@ impl View for F32Array {
 fn check_unique_names<'a>(names: impl Iterator<Item = &'a str>, op: &str) {
     let mut seen = HashSet::new();
     for name in names {
-        assert!(seen.insert(name), "checkpoint::{op}: the module has two parameters named '{name}'");
+        assert!(seen.insert(name), "checkpoint::{op}: the module has two parameters or buffers named '{name}'");
     }
 }
 
@@ -199,6 +246,15 @@ fn check_unique_names<'a>(names: impl Iterator<Item = &'a str>, op: &str) {
 /// wherever the header ends).
 fn decode_f32(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+}
+
+/// Little-endian I64 or I32 values, widened to i64, from bytes that need not be aligned.
+fn decode_integers(dtype: Dtype, bytes: &[u8]) -> Vec<i64> {
+    match dtype {
+        Dtype::I64 => bytes.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("chunks of 8"))).collect(),
+        Dtype::I32 => bytes.chunks_exact(4).map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]]))).collect(),
+        other => unreachable!("decode_integers called for {other:?}"),
+    }
 }
 
 fn display(path: &Path) -> String {

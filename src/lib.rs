@@ -43,4 +43,7 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use gpu::pool::PoolStats;
 pub use random::manual_seed;
-pub use tensor::{broadcast_shapes, Layout, Tensor, MAX_DIMS};
+pub use tensor::{
+    broadcast_shapes, im2col_budget, set_im2col_budget, AvgPool2dOptions, Conv1dOptions, ConvOptions, Layout,
+    MaxPool2dOptions, Size2, Tensor, MAX_DIMS,
+};

@@ -160,6 +160,63 @@ op_list! {
     }
 }
 
+op_list! {
+    /// The data movement of im2col convolution; the arithmetic is the matmul kernel's.
+    ConvOp, entry prefix "" {
+        /// Unfolds the receptive field of every output position of an NCHW batch into one
+        /// column of a `[channels * kh * kw, positions]` matrix per image, zeros where the
+        /// field overhangs the padding.
+        Im2col => "im2col",
+        /// The adjoint of `Im2col`: every input position gathers the column entries that
+        /// were read from it. The input gradient of a convolution, with no atomics.
+        Col2im => "col2im",
+    }
+}
+
+op_list! {
+    /// 2-D pooling over NCHW tensors and the gradients of each.
+    PoolOp, entry prefix "" {
+        /// Window maxima, with the flat `h * W + w` index of each maximum (as PyTorch's
+        /// `return_indices`) kept for the backward pass.
+        MaxPool2d => "max_pool2d",
+        /// Every input position gathers the output gradients whose recorded maximum it was.
+        MaxPool2dBackward => "max_pool2d_backward",
+        /// Window means (padding counted or not, or a fixed divisor).
+        AvgPool2d => "avg_pool2d",
+        AvgPool2dBackward => "avg_pool2d_backward",
+        /// Means over windows chosen so that the output has a given size.
+        AdaptiveAvgPool2d => "adaptive_avg_pool2d",
+        AdaptiveAvgPool2dBackward => "adaptive_avg_pool2d_backward",
+    }
+}
+
+op_list! {
+    /// Batch normalisation over contiguous `[N, C, L]` (channels in the middle): two
+    /// per-channel reductions into small `[rows, C]` tables and the elementwise passes
+    /// that read them. The table layouts are in `cpu/batch_norm.rs`.
+    BatchNormOp, entry prefix "" {
+        /// Per-channel mean and biased variance (two passes), with `invstd` and
+        /// `scale = weight * invstd` from them: a `[4, C]` statistics table.
+        Stats => "batch_norm_stats",
+        /// `y = (x - mean[c]) * scale[c] + bias[c]`.
+        Apply => "batch_norm_apply",
+        /// Per-channel sums of `dy` and of `dy * (x - mean)`, and from them the weight and
+        /// bias gradients and the factors of the input gradient: a `[6, C]` gradient table.
+        BackwardReduce => "batch_norm_backward_reduce",
+        /// `dx = (dy - mean(dy)[c] - (x - mean[c]) * proj[c]) * scale[c]`.
+        BackwardApply => "batch_norm_backward_apply",
+    }
+}
+
+op_list! {
+    /// Per-image geometric data augmentation of NCHW batches.
+    AugmentOp, entry prefix "" {
+        /// Each image read at its own offset (zeros outside it) and optionally mirrored
+        /// left to right: random crop with padding, random shift and horizontal flip.
+        CropFlip => "crop_flip",
+    }
+}
+
 /// Everything the engine computes. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -176,6 +233,10 @@ pub enum Op {
     Softmax(SoftmaxOp),
     Index(IndexOp),
     Optim(OptimOp),
+    Conv(ConvOp),
+    Pool(PoolOp),
+    BatchNorm(BatchNormOp),
+    Augment(AugmentOp),
 }
 
 /// Where an op's kernel lives: a WGSL file in `shaders/` and an entry point in it.
@@ -200,6 +261,10 @@ impl Op {
         ops.extend(SoftmaxOp::ALL.iter().map(|&o| Op::Softmax(o)));
         ops.extend(IndexOp::ALL.iter().map(|&o| Op::Index(o)));
         ops.extend(OptimOp::ALL.iter().map(|&o| Op::Optim(o)));
+        ops.extend(ConvOp::ALL.iter().map(|&o| Op::Conv(o)));
+        ops.extend(PoolOp::ALL.iter().map(|&o| Op::Pool(o)));
+        ops.extend(BatchNormOp::ALL.iter().map(|&o| Op::BatchNorm(o)));
+        ops.extend(AugmentOp::ALL.iter().map(|&o| Op::Augment(o)));
         ops
     }
 
@@ -215,6 +280,10 @@ impl Op {
             Op::Softmax(o) => o.name(),
             Op::Index(o) => o.name(),
             Op::Optim(o) => o.name(),
+            Op::Conv(o) => o.name(),
+            Op::Pool(o) => o.name(),
+            Op::BatchNorm(o) => o.name(),
+            Op::Augment(o) => o.name(),
         }
     }
 
@@ -234,6 +303,10 @@ impl Op {
             Op::Index(o @ (IndexOp::IndexAdd | IndexOp::ScatterAdd)) => ("scatter", o.entry()),
             Op::Index(o) => ("index", o.entry()),
             Op::Optim(o) => ("optim", o.entry()),
+            Op::Conv(o) => ("conv", o.entry()),
+            Op::Pool(o) => ("pool", o.entry()),
+            Op::BatchNorm(o) => ("batch_norm", o.entry()),
+            Op::Augment(o) => ("augment", o.entry()),
         };
         KernelRef { file, entry }
     }

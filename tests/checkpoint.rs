@@ -357,3 +357,152 @@ fn garbage_bytes_are_a_format_error() {
     std::fs::write(&path, &short).unwrap();
     expect_corrupt("offsets past the end", &path);
 }
+
+// ---- buffers ----
+
+/// `Linear(4, 3) -> BatchNorm1d(3)`: parameters `0.weight`, `0.bias`, `1.weight`,
+/// `1.bias`; buffers `1.running_mean`, `1.running_var`, `1.num_batches_tracked`.
+fn bn_net(seed: u64, dev: &Device) -> nn::Sequential {
+    nn::Sequential::new().add(nn::Linear::with_seed(4, 3, true, seed, dev)).add(nn::BatchNorm1d::new(3, dev))
+}
+
+/// Parameters and buffers, the counter as f32 for comparison.
+fn state(module: &dyn Module) -> Vec<(String, Vec<f32>)> {
+    let mut all = module.named_parameters();
+    all.extend(module.named_buffers());
+    all.into_iter()
+        .map(|(n, t)| match t.dtype() {
+            wgrad::DType::F32 => (n, t.to_vec::<f32>()),
+            wgrad::DType::I32 => (n, t.to_vec::<i32>().iter().map(|&v| v as f32).collect()),
+        })
+        .collect()
+}
+
+/// Two training steps, so the running statistics and the count are not their defaults.
+fn trained_bn_net(seed: u64, dev: &Device) -> nn::Sequential {
+    let model = bn_net(seed, dev);
+    for step in 0..2 {
+        model.forward(&Tensor::randn(&[5, 4], seed + step, &Device::cpu()).to_device(dev));
+    }
+    model
+}
+
+/// The tensors of `bn_net` as a foreign tool would write them, each float `fill`, the
+/// counter as given.
+fn bn_entries(fill: f32, counter: (Dtype, Vec<u8>)) -> Vec<(&'static str, Dtype, Vec<usize>, Vec<u8>)> {
+    let entry = |name, shape: Vec<usize>| {
+        let n = shape.iter().product();
+        (name, Dtype::F32, shape, f32_bytes(&vec![fill; n]))
+    };
+    vec![
+        entry("0.weight", vec![3, 4]),
+        entry("0.bias", vec![3]),
+        entry("1.weight", vec![3]),
+        entry("1.bias", vec![3]),
+        entry("1.running_mean", vec![3]),
+        entry("1.running_var", vec![3]),
+        ("1.num_batches_tracked", counter.0, vec![], counter.1),
+    ]
+}
+
+#[test]
+fn buffers_are_saved_with_pytorch_names_and_an_i64_counter() {
+    let dir = TempDir::new("buffers");
+    let path = dir.path("bn.safetensors");
+    let model = trained_bn_net(40, &Device::cpu());
+    checkpoint::save(&model, &path).unwrap();
+    let bytes = std::fs::read(&path).unwrap();
+    let file = SafeTensors::deserialize(&bytes).unwrap();
+    let mut names = file.names();
+    names.sort();
+    assert_eq!(
+        names,
+        ["0.bias", "0.weight", "1.bias", "1.num_batches_tracked", "1.running_mean", "1.running_var", "1.weight"]
+    );
+    let counter = file.tensor("1.num_batches_tracked").unwrap();
+    assert_eq!(counter.dtype(), Dtype::I64, "PyTorch's num_batches_tracked is torch.long");
+    assert_eq!(counter.shape(), [] as [usize; 0]);
+    assert_eq!(counter.data(), 2i64.to_le_bytes());
+    for (name, buffer) in model.named_buffers().into_iter().filter(|(n, _)| !n.ends_with("num_batches_tracked")) {
+        let view = file.tensor(&name).unwrap();
+        assert_eq!(view.dtype(), Dtype::F32, "{name}");
+        assert_eq!(view.data(), f32_bytes(&buffer.to_vec::<f32>()), "{name}");
+    }
+    let listed = checkpoint::load_state(&path).unwrap();
+    let count = listed.iter().find(|(n, _, _)| n == "1.num_batches_tracked").unwrap();
+    assert_eq!((count.1.as_slice(), count.2.as_slice()), (&[] as &[usize], &[2.0f32][..]));
+}
+
+#[test]
+fn buffers_round_trip_across_devices() {
+    let dir = TempDir::new("buffers-rt");
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu("buffers_round_trip_across_devices"));
+    for from in &devices {
+        for to in &devices {
+            let path = dir.path("bn.safetensors");
+            let saved = trained_bn_net(50, from);
+            checkpoint::save(&saved, &path).unwrap();
+            let loaded = bn_net(60, to);
+            assert_ne!(state(&saved), state(&loaded));
+            checkpoint::load(&loaded, &path).unwrap();
+            assert_eq!(state(&saved), state(&loaded), "{} -> {}", from.info(), to.info());
+        }
+    }
+}
+
+#[test]
+fn an_i32_counter_loads_too() {
+    let dir = TempDir::new("i32-counter");
+    let path = dir.path("bn.safetensors");
+    write_raw(&path, &bn_entries(0.5, (Dtype::I32, 7i32.to_le_bytes().to_vec())));
+    let model = bn_net(1, &Device::cpu());
+    checkpoint::load(&model, &path).unwrap();
+    let count = model.named_buffers().into_iter().find(|(n, _)| n == "1.num_batches_tracked").unwrap().1;
+    assert_eq!(count.to_vec::<i32>(), [7]);
+    assert_eq!(model.named_buffers()[0].1.to_vec::<f32>(), [0.5; 3]);
+}
+
+/// As [`expect_format_error`], for `bn_net`.
+fn expect_bn_format_error(test: &str, entries: &[(&str, Dtype, Vec<usize>, Vec<u8>)], needles: &[&str]) {
+    let dir = TempDir::new(test);
+    let path = dir.path("bad.safetensors");
+    write_raw(&path, entries);
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu(test));
+    for dev in devices {
+        let model = trained_bn_net(70, &dev);
+        let before = state(&model);
+        let err = checkpoint::load(&model, &path).unwrap_err();
+        let Error::Format { reason, .. } = &err else { panic!("{test}: expected a Format error, got {err:?}") };
+        for needle in needles {
+            assert!(reason.contains(needle), "{test}: '{reason}' does not mention {needle}");
+        }
+        assert_eq!(state(&model), before, "{test}: a failed load changed the model on {}", dev.info());
+    }
+}
+
+#[test]
+fn a_counter_outside_the_i32_range_is_reported_and_changes_nothing() {
+    let entries = bn_entries(7.0, (Dtype::I64, (1i64 << 40).to_le_bytes().to_vec()));
+    expect_bn_format_error("counter-range", &entries, &["'1.num_batches_tracked'", "1099511627776"]);
+}
+
+#[test]
+fn a_float_counter_is_reported_and_changes_nothing() {
+    let entries = bn_entries(7.0, (Dtype::F32, f32_bytes(&[3.0])));
+    expect_bn_format_error("counter-dtype", &entries, &["'1.num_batches_tracked'", "F32", "I64 or I32"]);
+}
+
+#[test]
+fn a_missing_buffer_is_reported_and_changes_nothing() {
+    // A file of the parameters alone (as an older save would have written): the running
+    // statistics it lacks are reported, and the parameters it has are not loaded.
+    let mut entries = bn_entries(7.0, (Dtype::I64, 3i64.to_le_bytes().to_vec()));
+    entries.retain(|(name, ..)| !name.starts_with("1.running") && !name.ends_with("tracked"));
+    expect_bn_format_error(
+        "missing-buffer",
+        &entries,
+        &["'1.running_mean'", "'1.running_var'", "'1.num_batches_tracked'", "missing"],
+    );
+}

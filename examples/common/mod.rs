@@ -7,6 +7,8 @@
 // Each example uses a part of this module.
 #![allow(dead_code)]
 
+pub mod classifier;
+
 use std::time::Instant;
 
 use wgrad::{Device, Tensor};

@@ -118,28 +118,126 @@ pub fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
     }
 }
 
+/// Walks views that share one shape row by row (a row: the last axis), calling
+/// `f(offsets, strides, len)` with each view's storage offset of the row's first element and
+/// its stride along the row. Ops loop over a row with plain indexing, which the compiler
+/// vectorises when the stride is 1, instead of stepping a multi-index per element.
+fn for_each_row<const K: usize>(views: [&Layout; K], mut f: impl FnMut([usize; K], [usize; K], usize)) {
+    let shape = &views[0].shape;
+    if shape.contains(&0) {
+        return;
+    }
+    let Some((&len, outer)) = shape.split_last() else {
+        return f(views.map(|l| l.offset), [0; K], 1);
+    };
+    let inner = views.map(|l| l.strides[shape.len() - 1]);
+    let mut index = vec![0usize; outer.len()];
+    let mut offsets = views.map(|l| l.offset);
+    loop {
+        f(offsets, inner, len);
+        // Advance the outer multi-index like an odometer, updating every offset.
+        let mut d = outer.len();
+        loop {
+            if d == 0 {
+                return;
+            }
+            d -= 1;
+            index[d] += 1;
+            for (o, l) in offsets.iter_mut().zip(&views) {
+                *o += l.strides[d];
+            }
+            if index[d] < outer[d] {
+                break;
+            }
+            for (o, l) in offsets.iter_mut().zip(&views) {
+                *o -= l.strides[d] * outer[d];
+            }
+            index[d] = 0;
+        }
+    }
+}
+
+fn map1(src: &[f32], layout: &Layout, f: impl Fn(f32) -> f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(layout.numel());
+    for_each_row([layout], |[o], [s], len| {
+        if s == 1 {
+            out.extend(src[o..o + len].iter().map(|&x| f(x)));
+        } else {
+            out.extend((0..len).map(|k| f(src[o + k * s])));
+        }
+    });
+    out
+}
+
+fn map2(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
+    let mut out = Vec::with_capacity(la.numel());
+    for_each_row([la, lb], |[oa, ob], [sa, sb], len| match (sa, sb) {
+        (1, 1) => out.extend(a[oa..oa + len].iter().zip(&b[ob..ob + len]).map(|(&x, &y)| f(x, y))),
+        // A row of `a` against one broadcast value of `b` (bias adds, scalars), and back.
+        (1, 0) => out.extend(a[oa..oa + len].iter().map(|&x| f(x, b[ob]))),
+        (0, 1) => out.extend(b[ob..ob + len].iter().map(|&y| f(a[oa], y))),
+        _ => out.extend((0..len).map(|k| f(a[oa + k * sa], b[ob + k * sb]))),
+    });
+    out
+}
+
+/// Runs `$call` with `$f` bound to `$scalar` fixed to one variant of the op, so every
+/// variant gets its own loop with its arithmetic inlined instead of a `match` per element.
+macro_rules! per_variant {
+    ($op:expr, $enum:ident, |$f:ident| $call:expr, [$($v:ident),* $(,)?], $scalar:expr) => {
+        match $op {
+            $($enum::$v => {
+                let $f = $scalar($enum::$v);
+                $call
+            })*
+        }
+    };
+}
+
 /// `op` applied to every element of the view `layout` of `src`, in row-major order.
 pub fn unary(op: UnaryOp, s0: f32, s1: f32, src: &[f32], layout: &Layout) -> Vec<f32> {
-    layout.storage_indices().map(|i| unary_scalar(op, src[i], s0, s1)).collect()
+    per_variant!(
+        op,
+        UnaryOp,
+        |f| map1(src, layout, f),
+        [
+            Copy, Neg, Abs, Exp, Log, Sqrt, Rsqrt, Square, Recip, Sin, Cos, Affine, PowScalar, Clamp, Relu, LeakyRelu,
+            Elu, Sigmoid, Tanh, Gelu, Softplus, Silu, GeluGrad,
+        ],
+        |o| move |x| unary_scalar(o, x, s0, s1)
+    )
 }
 
 /// `op` applied to two views that already have the output's shape (broadcast by strides).
 pub fn binary(op: BinaryOp, a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
-    la.storage_indices().zip(lb.storage_indices()).map(|(i, j)| binary_scalar(op, a[i], b[j])).collect()
+    per_variant!(
+        op,
+        BinaryOp,
+        |f| map2(a, la, b, lb, f),
+        [Add, Sub, Mul, Div, Pow, Maximum, Minimum, Eq, Ne, Lt, Le, Gt, Ge],
+        |o| move |x, y| binary_scalar(o, x, y)
+    )
 }
 
 /// `a` where `cond != 0`, else `b`; all three views have the output's shape.
 pub fn where_select(cond: &[f32], lc: &Layout, a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
-    lc.storage_indices()
-        .zip(la.storage_indices().zip(lb.storage_indices()))
-        .map(|(c, (i, j))| if cond[c] != 0.0 { a[i] } else { b[j] })
-        .collect()
+    let mut out = Vec::with_capacity(lc.numel());
+    for_each_row([lc, la, lb], |[oc, oa, ob], [sc, sa, sb], len| {
+        out.extend((0..len).map(|k| if cond[oc + k * sc] != 0.0 { a[oa + k * sa] } else { b[ob + k * sb] }));
+    });
+    out
 }
 
 /// Copies the view `ls` of `src` into the view `ld` of `dst` (same shape), word for word.
 pub fn copy_into(src: &[u32], ls: &Layout, dst: &mut [u32], ld: &Layout) {
     debug_assert_eq!(ls.shape, ld.shape);
-    for (i, j) in ls.storage_indices().zip(ld.storage_indices()) {
-        dst[j] = src[i];
-    }
+    for_each_row([ls, ld], |[os, od], [ss, sd], len| {
+        if ss == 1 && sd == 1 {
+            dst[od..od + len].copy_from_slice(&src[os..os + len]);
+        } else {
+            for k in 0..len {
+                dst[od + k * sd] = src[os + k * ss];
+            }
+        }
+    });
 }

@@ -5,10 +5,14 @@
 //!
 //! [`Layout`]: crate::tensor::Layout
 
+pub mod augment;
+pub mod batch_norm;
+pub mod conv;
 pub mod creation;
 pub mod elementwise;
 pub mod index;
 pub mod matmul;
 pub mod optim;
+pub mod pool;
 pub mod reduce;
 pub mod softmax;

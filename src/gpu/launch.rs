@@ -7,8 +7,9 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::context::{GpuContext, WORKGROUP_SIZE};
+use crate::cpu::conv::{ColumnLayout, ConvGeometry};
 use crate::cpu::optim::OptimScalars;
-use crate::op::{BinaryOp, CreationOp, IndexOp, KernelRef, Op, OptimOp, ReduceOp, SoftmaxOp, UnaryOp};
+use crate::op::{BinaryOp, ConvOp, CreationOp, IndexOp, KernelRef, Op, OptimOp, ReduceOp, SoftmaxOp, UnaryOp};
 use crate::tensor::{Layout, MAX_DIMS};
 
 /// Packs up to eight dimensions for a `array<vec4<u32>, 2>` uniform field.
@@ -351,4 +352,253 @@ pub fn optim(
     };
     let buffers = [grad, param, state[0], state[1], state[2]];
     ctx.dispatch(Op::Optim(op).kernel(), bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, numel));
+}
+
+// ---- convolution ----
+
+/// `ConvParams` of conv.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct ConvParams {
+    batch: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    src_offset: u32,
+    numel: u32,
+    col_n_stride: u32,
+    col_r_stride: u32,
+    _pad: [u32; 2],
+    x_strides: [u32; 4],
+}
+
+fn conv_params(g: &ConvGeometry, cols: ColumnLayout, src_offset: usize, numel: usize) -> ConvParams {
+    let mut p = ConvParams::zeroed();
+    p.batch = u32_of(g.batch);
+    p.channels = u32_of(g.channels);
+    p.height = u32_of(g.height);
+    p.width = u32_of(g.width);
+    [p.out_h, p.out_w] = g.out.map(u32_of);
+    [p.kernel_h, p.kernel_w] = g.kernel.map(u32_of);
+    [p.stride_h, p.stride_w] = g.stride.map(u32_of);
+    [p.pad_h, p.pad_w] = g.padding.map(u32_of);
+    [p.dilation_h, p.dilation_w] = g.dilation.map(u32_of);
+    p.src_offset = u32_of(src_offset);
+    p.numel = u32_of(numel);
+    p.col_n_stride = u32_of(cols.n_stride);
+    p.col_r_stride = u32_of(cols.r_stride);
+    p
+}
+
+/// The column matrix of the `[N, C, H, W]` view `lx` of `x` into `out`, in `cols` layout.
+pub fn im2col(
+    ctx: &Arc<GpuContext>,
+    x: &wgpu::Buffer,
+    lx: &Layout,
+    g: &ConvGeometry,
+    cols: ColumnLayout,
+    out: &wgpu::Buffer,
+) {
+    let numel = g.batch * g.rows() * g.positions();
+    let mut p = conv_params(g, cols, lx.offset, numel);
+    p.x_strides = [lx.strides[0], lx.strides[1], lx.strides[2], lx.strides[3]].map(u32_of);
+    ctx.dispatch(Op::Conv(ConvOp::Im2col).kernel(), bytemuck::bytes_of(&p), &[x, out], linear_groups(ctx, numel));
+}
+
+/// The contiguous `[N, C, H, W]` adjoint of a column matrix that starts at `offset` in
+/// `cols_buffer`.
+pub fn col2im(
+    ctx: &Arc<GpuContext>,
+    cols_buffer: &wgpu::Buffer,
+    offset: usize,
+    cols: ColumnLayout,
+    g: &ConvGeometry,
+    out: &wgpu::Buffer,
+) {
+    let numel = g.batch * g.channels * g.height * g.width;
+    let p = conv_params(g, cols, offset, numel);
+    ctx.dispatch(
+        Op::Conv(ConvOp::Col2im).kernel(),
+        bytemuck::bytes_of(&p),
+        &[cols_buffer, out],
+        linear_groups(ctx, numel),
+    );
+}
+
+// ---- pooling ----
+
+/// `PoolParams` of pool.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct PoolParams {
+    numel: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    src_offset: u32,
+    index_offset: u32,
+    count_include_pad: u32,
+    divisor_override: u32,
+    _pad: [u32; 3],
+}
+
+/// One pooling kernel over the contiguous planes `g` describes. `src` holds, from element
+/// `src_offset`, the input (forward ops) or the output gradient (backward ops); `indices`
+/// holds max_pool2d's indices from `index_offset` (read by `MaxPool2dBackward` only);
+/// `out` receives the output or the input gradient, and `out_index` the indices
+/// `MaxPool2d` writes. A binding the op does not use takes any buffer, except that
+/// `out_index` must not be `out`, `src` or `indices`.
+pub fn pool(
+    ctx: &Arc<GpuContext>,
+    op: crate::op::PoolOp,
+    g: &crate::cpu::pool::PoolGeometry,
+    src: &wgpu::Buffer,
+    src_offset: usize,
+    indices: &wgpu::Buffer,
+    index_offset: usize,
+    out: &wgpu::Buffer,
+    out_index: &wgpu::Buffer,
+) {
+    use crate::op::PoolOp;
+    let backward =
+        matches!(op, PoolOp::MaxPool2dBackward | PoolOp::AvgPool2dBackward | PoolOp::AdaptiveAvgPool2dBackward);
+    // Forward kernels run one invocation per output element, backward ones per input element.
+    let numel = g.planes * if backward { g.in_plane() } else { g.out_plane() };
+    let p = PoolParams {
+        numel: u32_of(numel),
+        in_h: u32_of(g.in_h),
+        in_w: u32_of(g.in_w),
+        out_h: u32_of(g.out_h),
+        out_w: u32_of(g.out_w),
+        kernel_h: u32_of(g.kernel[0]),
+        kernel_w: u32_of(g.kernel[1]),
+        stride_h: u32_of(g.stride[0]),
+        stride_w: u32_of(g.stride[1]),
+        pad_h: u32_of(g.padding[0]),
+        pad_w: u32_of(g.padding[1]),
+        dilation_h: u32_of(g.dilation[0]),
+        dilation_w: u32_of(g.dilation[1]),
+        src_offset: u32_of(src_offset),
+        index_offset: u32_of(index_offset),
+        count_include_pad: g.count_include_pad as u32,
+        divisor_override: u32_of(g.divisor_override.unwrap_or(0)),
+        _pad: [0; 3],
+    };
+    let buffers = [src, indices, out, out_index];
+    ctx.dispatch(Op::Pool(op).kernel(), bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, numel));
+}
+
+// ---- batch normalisation ----
+
+/// `BatchNormParams` of batch_norm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct BatchNormParams {
+    n: u32,
+    c: u32,
+    l: u32,
+    flags: u32,
+    offsets: [u32; 4],
+    eps: f32,
+    _pad: [u32; 3],
+}
+
+/// `flags` bits of [`batch_norm`], as batch_norm.wgsl names them.
+pub const BATCH_NORM_HAS_WEIGHT: u32 = 1;
+pub const BATCH_NORM_HAS_BIAS: u32 = 2;
+pub const BATCH_NORM_TRAINING: u32 = 4;
+
+/// One batch-normalisation kernel over contiguous `[n, c, l]` operands. `inputs` are the
+/// four read bindings with the element offset each starts at (see batch_norm.wgsl for what
+/// each entry point reads); unused ones may repeat any buffer. The reductions run one
+/// workgroup per channel, the elementwise passes one invocation per element.
+pub fn batch_norm(
+    ctx: &Arc<GpuContext>,
+    op: crate::op::BatchNormOp,
+    [n, c, l]: [usize; 3],
+    flags: u32,
+    eps: f32,
+    inputs: [(&wgpu::Buffer, usize); 4],
+    out: &wgpu::Buffer,
+) {
+    use crate::op::BatchNormOp;
+    let p = BatchNormParams {
+        n: u32_of(n),
+        c: u32_of(c),
+        l: u32_of(l),
+        flags,
+        offsets: inputs.map(|(_, offset)| u32_of(offset)),
+        eps,
+        _pad: [0; 3],
+    };
+    let groups = match op {
+        BatchNormOp::Stats | BatchNormOp::BackwardReduce => ctx.fold_workgroups(u32_of(c)),
+        BatchNormOp::Apply | BatchNormOp::BackwardApply => linear_groups(ctx, n * c * l),
+    };
+    let buffers = [inputs[0].0, inputs[1].0, inputs[2].0, inputs[3].0, out];
+    ctx.dispatch(Op::BatchNorm(op).kernel(), bytemuck::bytes_of(&p), &buffers, groups);
+}
+
+// ---- augmentation ----
+
+/// `CropFlipParams` of augment.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct CropFlipParams {
+    numel: u32,
+    channels: u32,
+    in_h: u32,
+    in_w: u32,
+    out_h: u32,
+    out_w: u32,
+    src_offset: u32,
+    windows_offset: u32,
+    src_strides: [u32; 4],
+}
+
+/// Crop-flip of the `[N, C, H, W]` view `ls` of `src` through the contiguous i32 windows
+/// (`dy, dx, flip` per image) starting at element `windows_offset` of `windows`, into the
+/// contiguous `[N, C, out_h, out_w]` `out`.
+pub fn crop_flip(
+    ctx: &Arc<GpuContext>,
+    src: &wgpu::Buffer,
+    ls: &Layout,
+    windows: &wgpu::Buffer,
+    windows_offset: usize,
+    [out_h, out_w]: [usize; 2],
+    out: &wgpu::Buffer,
+) {
+    let numel = ls.shape[0] * ls.shape[1] * out_h * out_w;
+    let p = CropFlipParams {
+        numel: u32_of(numel),
+        channels: u32_of(ls.shape[1]),
+        in_h: u32_of(ls.shape[2]),
+        in_w: u32_of(ls.shape[3]),
+        out_h: u32_of(out_h),
+        out_w: u32_of(out_w),
+        src_offset: u32_of(ls.offset),
+        windows_offset: u32_of(windows_offset),
+        src_strides: [u32_of(ls.strides[0]), u32_of(ls.strides[1]), u32_of(ls.strides[2]), u32_of(ls.strides[3])],
+    };
+    let kernel = Op::Augment(crate::op::AugmentOp::CropFlip).kernel();
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[src, windows, out], linear_groups(ctx, numel));
 }

@@ -57,6 +57,18 @@ pub const FILES: &[ShaderFile] = &[
     },
     ShaderFile { name: "scatter", body: include_str!("../../shaders/scatter.wgsl"), storage: &[Read, Read, ReadWrite] },
     ShaderFile { name: "index", body: include_str!("../../shaders/index.wgsl"), storage: &[Read, Read, ReadWrite] },
+    ShaderFile { name: "conv", body: include_str!("../../shaders/conv.wgsl"), storage: &[Read, ReadWrite] },
+    ShaderFile {
+        name: "pool",
+        body: include_str!("../../shaders/pool.wgsl"),
+        storage: &[Read, Read, ReadWrite, ReadWrite],
+    },
+    ShaderFile {
+        name: "batch_norm",
+        body: include_str!("../../shaders/batch_norm.wgsl"),
+        storage: &[Read, Read, Read, Read, ReadWrite],
+    },
+    ShaderFile { name: "augment", body: include_str!("../../shaders/augment.wgsl"), storage: &[Read, Read, ReadWrite] },
 ];
 
 /// The file with this stem. Panics on an unknown name: kernel references are compile-time

@@ -20,13 +20,19 @@
 //! ```
 
 mod activation;
+mod batch_norm;
+mod conv;
 mod dropout;
 mod linear;
+mod pool;
 mod sequential;
 
 pub use activation::{Elu, Flatten, Gelu as GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use batch_norm::{BatchNorm1d, BatchNorm2d};
+pub use conv::{Conv1d, Conv2d};
 pub use dropout::Dropout;
 pub use linear::Linear;
+pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use sequential::Sequential;
 
 use crate::Tensor;
@@ -40,6 +46,14 @@ pub trait Module {
         Vec::new()
     }
 
+    /// Every buffer with its PyTorch-style dotted name (`1.running_mean`), in registration
+    /// order: state that is saved and loaded with the parameters but not trained by
+    /// gradients, such as batch norm's running statistics and `num_batches_tracked`.
+    /// Checkpoints hold both, as PyTorch's `state_dict` does.
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        Vec::new()
+    }
+
     /// The parameters alone, for an optimizer.
     fn parameters(&self) -> Vec<Tensor> {
         self.named_parameters().into_iter().map(|(_, t)| t).collect()
@@ -50,7 +64,7 @@ pub trait Module {
         self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
     }
 
-    /// Switches training behaviour (dropout, later batch norm) on or off, as PyTorch's
+    /// Switches training behaviour (dropout, batch norm) on or off, as PyTorch's
     /// `train()` / `eval()`.
     fn set_training(&mut self, _training: bool) {}
 

@@ -3,8 +3,8 @@
 use super::Module;
 use crate::Tensor;
 
-/// Modules applied in order; parameters are named by position (`0.weight`, `2.bias`), as
-/// `torch.nn.Sequential` names them.
+/// Modules applied in order; parameters and buffers are named by position (`0.weight`,
+/// `2.bias`, `1.running_mean`), as `torch.nn.Sequential` names them.
 pub struct Sequential {
     layers: Vec<Box<dyn Module>>,
     training: bool,
@@ -51,6 +51,14 @@ impl Module for Sequential {
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             out.extend(layer.named_parameters().into_iter().map(|(n, t)| (format!("{i}.{n}"), t)));
+        }
+        out
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            out.extend(layer.named_buffers().into_iter().map(|(n, t)| (format!("{i}.{n}"), t)));
         }
         out
     }

@@ -6,11 +6,20 @@
 //! in `to_vec`, `item` and `Device::synchronize`.
 
 mod assign;
+mod augment;
+mod batch_norm;
+mod conv;
 mod layout;
 mod math;
+mod pool;
 mod view;
 
+pub(crate) use batch_norm::BatchNormGrad;
+pub(crate) use conv::ConvGrad;
+pub use conv::{im2col_budget, set_im2col_budget, Conv1dOptions, ConvOptions, Size2};
 pub use layout::{broadcast_shapes, Layout, MAX_DIMS};
+pub(crate) use pool::PoolGrad;
+pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 
 use std::sync::{Arc, RwLock};
 

@@ -1,0 +1,196 @@
+//! The training run every MNIST example shares: flags, data, the epoch loop with a
+//! progress bar and per-epoch metrics, the confusion matrix, saving, and the last line
+//! `test accuracy: NN.NN%`. An example supplies only its model and how images enter it.
+
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use wgrad::data::transforms::Transform;
+use wgrad::data::{DataLoader, Dataset, InMemoryDataset, Mnist, Pixels};
+use wgrad::metrics::{tensor_count_correct, ConfusionMatrix};
+use wgrad::nn::Module;
+use wgrad::optim::clip::clip_grad_norm;
+use wgrad::optim::scheduler::{CosineAnnealingLr, LrScheduler};
+use wgrad::optim::{Adam, Optimizer};
+use wgrad::{loss, no_grad, Device, Tensor};
+
+/// Flags every training example accepts, with each example's own defaults.
+pub struct Defaults {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f32,
+}
+
+/// What the flags chose: the device, the data and the hyper-parameters.
+pub struct Setup {
+    pub dev: Device,
+    pub data: Mnist,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub seed: u64,
+    pub lr: f32,
+    save: Option<String>,
+}
+
+impl Setup {
+    /// Parses the shared flags, opens the device and loads the data (exiting with a
+    /// message on any failure), printing the device and data lines.
+    pub fn from_args(example: &str, defaults: Defaults) -> Setup {
+        let usage = format!(
+            "usage: {example} [--device auto|gpu|software|cpu] [--data DIR] [--epochs N] [--batch-size N] \
+             [--seed N] [--save PATH] [--lr RATE]\n\ndefaults: built-in MNIST, {} epochs, batch {}, lr {}",
+            defaults.epochs, defaults.batch_size, defaults.lr
+        );
+        let args = super::Args::parse(&["device", "data", "epochs", "batch-size", "seed", "save", "lr"], &usage);
+        let dev = super::open_device(args.get("device").unwrap_or("auto"));
+        println!("device: {}", dev.info());
+        let data = match args.get("data") {
+            Some(dir) => Mnist::load_with(dir, Pixels::mnist_standardized()),
+            None => Mnist::builtin_with(Pixels::mnist_standardized()),
+        }
+        .unwrap_or_else(|e| super::fail(&format!("cannot load the data set: {e}")));
+        println!(
+            "data: {} ({} train, {} test images)",
+            args.get("data").unwrap_or("built-in MNIST 10k"),
+            data.train.len(),
+            data.test.len()
+        );
+        Setup {
+            dev,
+            data,
+            epochs: super::parse_or(&args, "epochs", defaults.epochs, &usage),
+            batch_size: super::parse_or(&args, "batch-size", defaults.batch_size, &usage),
+            seed: super::parse_or(&args, "seed", 0, &usage),
+            lr: super::parse_or(&args, "lr", defaults.lr, &usage),
+            save: args.get("save").map(str::to_string),
+        }
+    }
+}
+
+/// How a batch of `[N, 1, 28, 28]` images becomes the model's input, and what else the
+/// training step does.
+pub struct Recipe<'a> {
+    /// Reshapes the image batch for the model (flatten for an MLP, rows as steps for an RNN).
+    pub input: fn(&Tensor) -> Tensor,
+    /// Applied to every training batch before `input` (never to the test set).
+    pub augment: Option<&'a mut dyn Transform>,
+    /// Rescales the gradients to at most this global L2 norm before each step.
+    pub clip_grad_norm: Option<f32>,
+}
+
+/// Correct predictions and mean loss of `model` over `data`, without recording a graph.
+fn evaluate(
+    model: &dyn Module,
+    input: fn(&Tensor) -> Tensor,
+    data: &InMemoryDataset,
+    dev: &Device,
+    mut confusion: Option<&mut ConfusionMatrix>,
+) -> (usize, f64) {
+    let mut loader = DataLoader::new(data, 1000);
+    let (mut correct, mut loss_sum, mut batches) = (0, 0.0, 0);
+    no_grad(|| {
+        for (images, labels) in loader.epoch(dev) {
+            let logits = model.forward(&input(&images));
+            correct += tensor_count_correct(&logits, &labels);
+            loss_sum += loss::cross_entropy(&logits, &labels).item() as f64;
+            batches += 1;
+            if let Some(cm) = confusion.as_deref_mut() {
+                cm.update_from_logits(&logits, &labels);
+            }
+        }
+    });
+    (correct, loss_sum / batches.max(1) as f64)
+}
+
+/// Trains `model` with Adam, cross-entropy and a cosine-decayed learning rate, printing
+/// one line per epoch, then the confusion matrix, the run's throughput and the last line
+/// `test accuracy: NN.NN%`.
+pub fn train(model: &mut dyn Module, setup: &Setup, mut recipe: Recipe) {
+    let Setup { dev, data, epochs, batch_size, seed, lr, .. } = setup;
+    let (epochs, batch_size) = (*epochs, *batch_size);
+    println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
+    let params = model.parameters();
+    let mut opt = Adam::new(params.clone(), *lr);
+    // Cosine decay to zero over the run: the last epochs settle instead of bouncing.
+    let mut schedule = CosineAnnealingLr::new(*lr, epochs, 0.0);
+    let mut loader = DataLoader::new(&data.train, batch_size).shuffle(*seed);
+
+    let started = Instant::now();
+    let mut train_images = 0usize;
+    for epoch in 1..=epochs {
+        model.set_training(true);
+        let bar = ProgressBar::new(loader.num_batches() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg} ({elapsed})")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{epoch}/{epochs}"));
+        let epoch_start = Instant::now();
+        let (mut loss_sum, mut correct, mut seen, mut read) = (0.0f64, 0usize, 0usize, 0usize);
+        let losses_per_read = 20;
+        let mut pending = Vec::new();
+        for (images, labels) in loader.epoch(dev) {
+            let images = match recipe.augment.as_deref_mut() {
+                Some(t) => t.apply(&images),
+                None => images,
+            };
+            let logits = model.forward(&(recipe.input)(&images));
+            let loss = loss::cross_entropy(&logits, &labels);
+            let mut grads = loss.backward();
+            if let Some(max_norm) = recipe.clip_grad_norm {
+                clip_grad_norm(&mut grads, &params, max_norm, 2.0);
+            }
+            opt.step(&grads);
+            seen += labels.numel();
+            pending.push((loss.detach(), logits.detach(), labels));
+            // Reading a value waits for the device: do it every few batches, not every one.
+            if pending.len() == losses_per_read {
+                for (l, lg, lb) in pending.drain(..) {
+                    loss_sum += l.item() as f64;
+                    correct += tensor_count_correct(&lg, &lb);
+                    read += 1;
+                }
+                bar.set_message(format!("{:.4}", loss_sum / read as f64));
+            }
+            bar.inc(1);
+        }
+        for (l, lg, lb) in pending.drain(..) {
+            loss_sum += l.item() as f64;
+            correct += tensor_count_correct(&lg, &lb);
+        }
+        bar.finish_and_clear();
+        let train_secs = epoch_start.elapsed().as_secs_f64();
+        train_images += seen;
+        schedule.step();
+        opt.set_lr(schedule.lr());
+        model.set_training(false);
+        let (test_correct, test_loss) = evaluate(model, recipe.input, &data.test, dev, None);
+        println!(
+            "epoch {epoch}/{epochs}: train loss {:.4}, train accuracy {:.2}%, test loss {test_loss:.4}, \
+             test accuracy {:.2}% ({:.1} s, {:.0} images/s)",
+            loss_sum / loader.num_batches() as f64,
+            100.0 * correct as f64 / seen as f64,
+            100.0 * test_correct as f64 / data.test.len() as f64,
+            epoch_start.elapsed().as_secs_f64(),
+            seen as f64 / train_secs
+        );
+    }
+
+    model.set_training(false);
+    let mut confusion = ConfusionMatrix::new(10);
+    let (test_correct, _) = evaluate(model, recipe.input, &data.test, dev, Some(&mut confusion));
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "trained {epochs} epochs in {secs:.1} s ({:.0} training images/s, evaluation included)",
+        train_images as f64 / secs
+    );
+    println!("confusion matrix (rows: true class, columns: predicted):\n{confusion}");
+    if let Some(path) = &setup.save {
+        match wgrad::checkpoint::save(model, path) {
+            Ok(()) => println!("saved weights to {path}"),
+            Err(e) => super::fail(&format!("cannot save the weights: {e}")),
+        }
+    }
+    println!("test accuracy: {:.2}%", 100.0 * test_correct as f64 / data.test.len() as f64);
+}

@@ -1,0 +1,287 @@
+//! 2-D max, average and adaptive average pooling over the planes of an NCHW tensor, and
+//! their gradients.
+//!
+//! A plane is the `H x W` image of one channel of one sample; planes are pooled
+//! independently, so every function walks `planes` of them laid out one after another.
+//! The window arithmetic follows PyTorch's CPU kernels line by line (including where a
+//! window may start and end in ceil mode, and which elements an average divides by).
+//!
+//! The backward functions gather: every input position sums the output gradients of the
+//! windows that cover it, in increasing output order, instead of scattering each output
+//! gradient over its window. That is what the WGSL kernels must do (WGSL has no float
+//! atomics), and doing the same here makes both devices add in the same order.
+
+use std::ops::Range;
+
+/// The sizes of one 2-D pooling: how many planes, the input and output plane sizes, the
+/// window, and for average pooling what the sum is divided by. The GPU launcher copies
+/// these into the params of `shaders/pool.wgsl`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PoolGeometry {
+    /// `N * C`: the number of planes pooled independently.
+    pub planes: usize,
+    /// Input plane height.
+    pub in_h: usize,
+    /// Input plane width.
+    pub in_w: usize,
+    /// Output plane height.
+    pub out_h: usize,
+    /// Output plane width.
+    pub out_w: usize,
+    /// Window size `[kh, kw]` (unused by adaptive pooling, whose windows follow from the
+    /// input and output sizes).
+    pub kernel: [usize; 2],
+    /// Step between windows `[sh, sw]`.
+    pub stride: [usize; 2],
+    /// Implicit padding on each side `[ph, pw]`.
+    pub padding: [usize; 2],
+    /// Spacing of the window's taps `[dh, dw]` (max pooling only; 1 elsewhere).
+    pub dilation: [usize; 2],
+    /// Average pooling: whether padded positions count in the divisor.
+    pub count_include_pad: bool,
+    /// Average pooling: a divisor that replaces the element count.
+    pub divisor_override: Option<usize>,
+}
+
+impl PoolGeometry {
+    /// Elements in one input plane.
+    pub fn in_plane(&self) -> usize {
+        self.in_h * self.in_w
+    }
+
+    /// Elements in one output plane.
+    pub fn out_plane(&self) -> usize {
+        self.out_h * self.out_w
+    }
+
+    /// Input length along `axis` (0 height, 1 width).
+    fn input_len(&self, axis: usize) -> usize {
+        [self.in_h, self.in_w][axis]
+    }
+
+    /// Output length along `axis` (0 height, 1 width).
+    fn output_len(&self, axis: usize) -> usize {
+        [self.out_h, self.out_w][axis]
+    }
+
+    /// Where the window of output `o` starts along `axis`, padding included (may be negative).
+    fn window_start(&self, axis: usize, o: usize) -> isize {
+        (o * self.stride[axis]) as isize - self.padding[axis] as isize
+    }
+
+    /// The taps of max-pooling window `o` along `axis` that fall inside the input: the
+    /// first tap at or after 0 and the end (exclusive); step by the dilation between them.
+    /// As in PyTorch the first tap can lie past the end when every tap is padding.
+    pub fn max_taps(&self, axis: usize, o: usize) -> (usize, usize) {
+        let d = self.dilation[axis] as isize;
+        let start = self.window_start(axis, o);
+        let first = if start < 0 { start + (-start + d - 1) / d * d } else { start };
+        let span = ((self.kernel[axis] - 1) * self.dilation[axis] + 1) as isize;
+        let end = (start + span).min(self.input_len(axis) as isize);
+        (first as usize, end.max(0) as usize)
+    }
+
+    /// Average-pooling window `o` along `axis`: the input range it sums and its length
+    /// counted with padding (but not past the padded edge, where ceil mode lets the last
+    /// window hang over).
+    pub fn avg_window(&self, axis: usize, o: usize) -> (Range<usize>, usize) {
+        let len = self.input_len(axis) as isize;
+        let start = self.window_start(axis, o);
+        let end = (start + self.kernel[axis] as isize).min(len + self.padding[axis] as isize);
+        let padded_len = (end - start) as usize;
+        (start.max(0) as usize..end.min(len).max(0) as usize, padded_len)
+    }
+
+    /// What the sum of average-pooling window `(oh, ow)` is divided by, as PyTorch's
+    /// `avg_pool2d`: the override, else the window size with padding, else the number of
+    /// input elements in the window.
+    pub fn avg_divisor(&self, oh: usize, ow: usize) -> f32 {
+        if let Some(d) = self.divisor_override {
+            return d as f32;
+        }
+        let (rows, padded_rows) = self.avg_window(0, oh);
+        let (cols, padded_cols) = self.avg_window(1, ow);
+        if self.count_include_pad {
+            (padded_rows * padded_cols) as f32
+        } else {
+            (rows.len() * cols.len()) as f32
+        }
+    }
+
+    /// The outputs along `axis` whose windows, `span` elements long from their start,
+    /// cover input position `i`.
+    pub fn covering_outputs(&self, axis: usize, i: usize, span: usize) -> Range<usize> {
+        let s = self.stride[axis];
+        let reach = i + self.padding[axis];
+        // o * s - p <= i  and  o * s - p + span - 1 >= i.
+        let lo = if reach + 1 > span { (reach + 1 - span).div_ceil(s) } else { 0 };
+        let hi = (reach / s + 1).min(self.output_len(axis));
+        lo..hi.max(lo)
+    }
+}
+
+/// Start of adaptive window `o` of `out` over `len` inputs: `floor(o * len / out)`,
+/// written as PyTorch does so that the product cannot overflow.
+pub fn adaptive_start(o: usize, out: usize, len: usize) -> usize {
+    (o / out) * len + ((o % out) * len) / out
+}
+
+/// End (exclusive) of adaptive window `o`: `ceil((o + 1) * len / out)`.
+pub fn adaptive_end(o: usize, out: usize, len: usize) -> usize {
+    ((o + 1) * len).div_ceil(out)
+}
+
+/// The adaptive outputs along one axis (`out` of them over `len` inputs) whose windows
+/// contain input `i`.
+fn adaptive_covering(i: usize, len: usize, out: usize) -> impl Iterator<Item = usize> {
+    // Every covering window lies in this range (floor(i*out/len) .. ceil((i+1)*out/len));
+    // the filter drops the ones next to it that do not reach `i`.
+    let lo = (i * out) / len;
+    let hi = ((i + 1) * out).div_ceil(len).min(out);
+    (lo..hi).filter(move |&o| adaptive_start(o, out, len) <= i && i < adaptive_end(o, out, len))
+}
+
+/// Window maxima of `src` (`planes` contiguous input planes) and the flat `h * W + w`
+/// index of each maximum in its plane. NaN wins over any number (the last NaN of a
+/// window, as PyTorch); among equal maxima the first in row-major window order wins.
+pub fn max_pool2d(src: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i32>) {
+    let n = g.planes * g.out_plane();
+    let (mut out, mut indices) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for plane in src.chunks_exact(g.in_plane()).take(g.planes) {
+        for oh in 0..g.out_h {
+            let (h0, h1) = g.max_taps(0, oh);
+            for ow in 0..g.out_w {
+                let (w0, w1) = g.max_taps(1, ow);
+                let mut best = f32::NEG_INFINITY;
+                let mut best_index = h0 * g.in_w + w0;
+                for h in (h0..h1).step_by(g.dilation[0]) {
+                    for w in (w0..w1).step_by(g.dilation[1]) {
+                        let v = plane[h * g.in_w + w];
+                        if v.is_nan() || (!best.is_nan() && v > best) {
+                            best = v;
+                            best_index = h * g.in_w + w;
+                        }
+                    }
+                }
+                out.push(best);
+                indices.push(best_index as i32);
+            }
+        }
+    }
+    (out, indices)
+}
+
+/// Gradient of [`max_pool2d`]: each input position sums the output gradients whose
+/// recorded index is this position.
+pub fn max_pool2d_backward(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) -> Vec<f32> {
+    let span = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
+    let mut out = Vec::with_capacity(g.planes * g.in_plane());
+    for plane in 0..g.planes {
+        let go = &grad_out[plane * g.out_plane()..(plane + 1) * g.out_plane()];
+        let idx = &indices[plane * g.out_plane()..(plane + 1) * g.out_plane()];
+        for ih in 0..g.in_h {
+            for iw in 0..g.in_w {
+                let me = (ih * g.in_w + iw) as i32;
+                let mut acc = 0.0f32;
+                for oh in g.covering_outputs(0, ih, span(0)) {
+                    for ow in g.covering_outputs(1, iw, span(1)) {
+                        let o = oh * g.out_w + ow;
+                        if idx[o] == me {
+                            acc += go[o];
+                        }
+                    }
+                }
+                out.push(acc);
+            }
+        }
+    }
+    out
+}
+
+/// Window means of `src` (`planes` contiguous input planes), zeros standing in for the
+/// padding, divided as [`PoolGeometry::avg_divisor`] says.
+pub fn avg_pool2d(src: &[f32], g: &PoolGeometry) -> Vec<f32> {
+    let mut out = Vec::with_capacity(g.planes * g.out_plane());
+    for plane in src.chunks_exact(g.in_plane()).take(g.planes) {
+        for oh in 0..g.out_h {
+            let (rows, _) = g.avg_window(0, oh);
+            for ow in 0..g.out_w {
+                let (cols, _) = g.avg_window(1, ow);
+                let mut sum = 0.0f32;
+                for h in rows.clone() {
+                    for w in cols.clone() {
+                        sum += plane[h * g.in_w + w];
+                    }
+                }
+                out.push(sum / g.avg_divisor(oh, ow));
+            }
+        }
+    }
+    out
+}
+
+/// Gradient of [`avg_pool2d`]: each input position sums `grad / divisor` over the windows
+/// that contain it.
+pub fn avg_pool2d_backward(grad_out: &[f32], g: &PoolGeometry) -> Vec<f32> {
+    let mut out = Vec::with_capacity(g.planes * g.in_plane());
+    for plane in 0..g.planes {
+        let go = &grad_out[plane * g.out_plane()..(plane + 1) * g.out_plane()];
+        for ih in 0..g.in_h {
+            for iw in 0..g.in_w {
+                let mut acc = 0.0f32;
+                for oh in g.covering_outputs(0, ih, g.kernel[0]) {
+                    for ow in g.covering_outputs(1, iw, g.kernel[1]) {
+                        acc += go[oh * g.out_w + ow] / g.avg_divisor(oh, ow);
+                    }
+                }
+                out.push(acc);
+            }
+        }
+    }
+    out
+}
+
+/// Means over the adaptive windows `[floor(o * H / OH), ceil((o + 1) * H / OH))` (and the
+/// same along the width), divided by the height and then the width as PyTorch does.
+pub fn adaptive_avg_pool2d(src: &[f32], g: &PoolGeometry) -> Vec<f32> {
+    let mut out = Vec::with_capacity(g.planes * g.out_plane());
+    for plane in src.chunks_exact(g.in_plane()).take(g.planes) {
+        for oh in 0..g.out_h {
+            let (h0, h1) = (adaptive_start(oh, g.out_h, g.in_h), adaptive_end(oh, g.out_h, g.in_h));
+            for ow in 0..g.out_w {
+                let (w0, w1) = (adaptive_start(ow, g.out_w, g.in_w), adaptive_end(ow, g.out_w, g.in_w));
+                let mut sum = 0.0f32;
+                for h in h0..h1 {
+                    for w in w0..w1 {
+                        sum += plane[h * g.in_w + w];
+                    }
+                }
+                out.push(sum / (h1 - h0) as f32 / (w1 - w0) as f32);
+            }
+        }
+    }
+    out
+}
+
+/// Gradient of [`adaptive_avg_pool2d`]: each input position sums `grad / kh / kw` over the
+/// windows that contain it.
+pub fn adaptive_avg_pool2d_backward(grad_out: &[f32], g: &PoolGeometry) -> Vec<f32> {
+    let mut out = Vec::with_capacity(g.planes * g.in_plane());
+    for plane in 0..g.planes {
+        let go = &grad_out[plane * g.out_plane()..(plane + 1) * g.out_plane()];
+        for ih in 0..g.in_h {
+            for iw in 0..g.in_w {
+                let mut acc = 0.0f32;
+                for oh in adaptive_covering(ih, g.in_h, g.out_h) {
+                    let kh = adaptive_end(oh, g.out_h, g.in_h) - adaptive_start(oh, g.out_h, g.in_h);
+                    for ow in adaptive_covering(iw, g.in_w, g.out_w) {
+                        let kw = adaptive_end(ow, g.out_w, g.in_w) - adaptive_start(ow, g.out_w, g.in_w);
+                        acc += go[oh * g.out_w + ow] / kh as f32 / kw as f32;
+                    }
+                }
+                out.push(acc);
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,336 @@
+//! Batch normalisation layers: [`BatchNorm1d`] and [`BatchNorm2d`], as PyTorch's.
+//!
+//! Both are one implementation that differs only in the input ranks it accepts. A layer
+//! owns parameters (`weight`, `bias`) and buffers (`running_mean`, `running_var`,
+//! `num_batches_tracked`), all named as PyTorch names them so checkpoints carry over.
+//!
+//! `forward` takes `&self`, as every module's does, yet training changes the buffers: the
+//! running statistics are overwritten in place on the module's device by
+//! [`Tensor::batch_norm`], and `num_batches_tracked` is a one-element `i32` tensor kept in
+//! host memory whatever the device, incremented under its storage lock. The count is only
+//! ever read on the host (for the cumulative average of `momentum(None)`), so keeping it
+//! there means a GPU model never waits for the device to learn it.
+
+use super::Module;
+use crate::{Device, Tensor};
+
+/// What the two layer types share.
+struct BatchNormCore {
+    /// `"BatchNorm1d"` or `"BatchNorm2d"`, for messages and `describe`.
+    kind: &'static str,
+    num_features: usize,
+    eps: f32,
+    momentum: Option<f32>,
+    device: Device,
+    weight: Option<Tensor>,
+    bias: Option<Tensor>,
+    running_mean: Option<Tensor>,
+    running_var: Option<Tensor>,
+    num_batches_tracked: Option<Tensor>,
+    training: bool,
+}
+
+impl BatchNormCore {
+    fn new(kind: &'static str, num_features: usize, device: &Device) -> BatchNormCore {
+        assert!(num_features > 0, "{kind}: num_features must be positive");
+        BatchNormCore {
+            kind,
+            num_features,
+            eps: 1e-5,
+            momentum: Some(0.1),
+            device: device.clone(),
+            weight: None,
+            bias: None,
+            running_mean: None,
+            running_var: None,
+            num_batches_tracked: None,
+            training: true,
+        }
+        .affine(true)
+        .track_running_stats(true)
+    }
+
+    fn eps(mut self, eps: f32) -> Self {
+        assert!(eps >= 0.0 && eps.is_finite(), "{}: eps must be a finite non-negative number, got {eps}", self.kind);
+        self.eps = eps;
+        self
+    }
+
+    fn momentum(mut self, momentum: Option<f32>) -> Self {
+        if let Some(m) = momentum {
+            assert!((0.0..=1.0).contains(&m), "{}: momentum must be in [0, 1] or None, got {m}", self.kind);
+        }
+        self.momentum = momentum;
+        self
+    }
+
+    /// Fresh parameters (weight ones, bias zeros, as PyTorch's `reset_parameters`), or none.
+    fn affine(mut self, affine: bool) -> Self {
+        let c = self.num_features;
+        self.weight = affine.then(|| Tensor::ones(&[c], &self.device).requires_grad());
+        self.bias = affine.then(|| Tensor::zeros(&[c], &self.device).requires_grad());
+        self
+    }
+
+    /// Fresh buffers (mean zeros, variance ones, count zero), or none.
+    fn track_running_stats(mut self, track: bool) -> Self {
+        let c = self.num_features;
+        self.running_mean = track.then(|| Tensor::zeros(&[c], &self.device));
+        self.running_var = track.then(|| Tensor::ones(&[c], &self.device));
+        self.num_batches_tracked = track.then(|| Tensor::from_slice(&[0i32], &[], &Device::cpu()));
+        self
+    }
+
+    fn check_input(&self, x: &Tensor, ranks: &[usize], expected: &str) {
+        assert!(ranks.contains(&x.rank()), "{}: expected {expected} input, got shape {:?}", self.kind, x.shape());
+        assert_eq!(
+            x.dim(1),
+            self.num_features,
+            "{}({}): input of shape {:?} has {} channels in dimension 1, expected {}",
+            self.kind,
+            self.num_features,
+            x.shape(),
+            x.dim(1),
+            self.num_features
+        );
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        // PyTorch's rule: batch statistics in training, and always when there are no
+        // running statistics to use instead.
+        let batch_stats = self.training || self.running_mean.is_none();
+        if batch_stats {
+            // Checked before the count moves, so a rejected batch changes nothing.
+            x.check_batch_norm_values(self.kind);
+        }
+        let mut factor = self.momentum.unwrap_or(0.0);
+        if self.training {
+            if let Some(counter) = &self.num_batches_tracked {
+                let count = counter.increment_counter();
+                if self.momentum.is_none() {
+                    // The cumulative moving average: the n-th batch gets weight 1/n.
+                    factor = 1.0 / count as f32;
+                }
+            }
+        }
+        x.batch_norm(
+            self.running_mean.as_ref(),
+            self.running_var.as_ref(),
+            self.weight.as_ref(),
+            self.bias.as_ref(),
+            batch_stats,
+            factor,
+            self.eps,
+        )
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let mut out = Vec::new();
+        out.extend(self.weight.iter().map(|w| ("weight".to_string(), w.clone())));
+        out.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
+        out
+    }
+
+    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+        let buffers = [
+            ("running_mean", &self.running_mean),
+            ("running_var", &self.running_var),
+            ("num_batches_tracked", &self.num_batches_tracked),
+        ];
+        buffers.into_iter().filter_map(|(name, t)| t.as_ref().map(|t| (name.to_string(), t.clone()))).collect()
+    }
+
+    fn describe(&self) -> String {
+        let python_bool = |b: bool| if b { "True" } else { "False" };
+        format!(
+            "{}({}, eps={}, momentum={}, affine={}, track_running_stats={})",
+            self.kind,
+            self.num_features,
+            python_float(self.eps),
+            self.momentum.map_or("None".to_string(), python_float),
+            python_bool(self.weight.is_some()),
+            python_bool(self.running_mean.is_some())
+        )
+    }
+}
+
+/// A float as Python's `repr` writes it, so `describe` reads as PyTorch prints a layer:
+/// `0.1`, `1.0`, `1e-05` (scientific below 1e-4 and from 1e16, with a two-digit exponent).
+fn python_float(v: f32) -> String {
+    let a = v.abs();
+    if v == 0.0 || (1e-4..1e16).contains(&a) {
+        let s = v.to_string();
+        return if s.contains('.') { s } else { format!("{s}.0") };
+    }
+    let s = format!("{v:e}");
+    let (mantissa, exponent) = s.split_once('e').expect("`{:e}` always writes an exponent");
+    let (sign, digits) = match exponent.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exponent),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
+}
+
+/// Declares one public layer type over [`BatchNormCore`].
+macro_rules! batch_norm_layer {
+    ($(#[$meta:meta])* $name:ident, ranks $ranks:expr, expects $expected:literal) => {
+        $(#[$meta])*
+        pub struct $name(BatchNormCore);
+
+        impl $name {
+            /// A layer over `num_features` channels on `device`, with PyTorch's defaults:
+            /// `eps = 1e-5`, `momentum = Some(0.1)`, affine (weight ones, bias zeros) and
+            /// tracking running statistics (mean zeros, variance ones), in training mode.
+            pub fn new(num_features: usize, device: &Device) -> $name {
+                $name(BatchNormCore::new(stringify!($name), num_features, device))
+            }
+
+            /// The value added to the variance before its square root, for numerical
+            /// stability (default `1e-5`).
+            pub fn eps(self, eps: f32) -> $name {
+                $name(self.0.eps(eps))
+            }
+
+            /// How far each training batch moves the running statistics:
+            /// `running = (1 - m) * running + m * batch_statistic` (default `Some(0.1)`).
+            /// `None` gives the cumulative moving average, every batch weighing the same:
+            /// the n-th batch moves them by `1/n`, counted by `num_batches_tracked`.
+            pub fn momentum(self, momentum: Option<f32>) -> $name {
+                $name(self.0.momentum(momentum))
+            }
+
+            /// With `true` (the default) the layer learns a per-channel `weight` and `bias`
+            /// after normalising; with `false` it has no parameters. Resets them.
+            pub fn affine(self, affine: bool) -> $name {
+                $name(self.0.affine(affine))
+            }
+
+            /// With `true` (the default) the layer keeps running statistics during training
+            /// and normalises with them in evaluation mode; with `false` it has no buffers
+            /// and always normalises with the statistics of the batch it is given. Resets
+            /// the buffers.
+            pub fn track_running_stats(self, track: bool) -> $name {
+                $name(self.0.track_running_stats(track))
+            }
+
+            /// The number of channels `C`.
+            pub fn num_features(&self) -> usize {
+                self.0.num_features
+            }
+
+            /// The learned per-channel scale, `None` without `affine`.
+            pub fn weight(&self) -> Option<&Tensor> {
+                self.0.weight.as_ref()
+            }
+
+            /// The learned per-channel shift, `None` without `affine`.
+            pub fn bias(&self) -> Option<&Tensor> {
+                self.0.bias.as_ref()
+            }
+
+            /// The running mean (`[C]`, on the layer's device), `None` without
+            /// `track_running_stats`.
+            pub fn running_mean(&self) -> Option<&Tensor> {
+                self.0.running_mean.as_ref()
+            }
+
+            /// The running unbiased variance (`[C]`, on the layer's device), `None` without
+            /// `track_running_stats`.
+            pub fn running_var(&self) -> Option<&Tensor> {
+                self.0.running_var.as_ref()
+            }
+
+            /// Training batches seen: a zero-dimensional `i32` tensor in host memory
+            /// (see the module documentation), `None` without `track_running_stats`.
+            pub fn num_batches_tracked(&self) -> Option<&Tensor> {
+                self.0.num_batches_tracked.as_ref()
+            }
+        }
+
+        impl Module for $name {
+            fn forward(&self, x: &Tensor) -> Tensor {
+                self.0.check_input(x, &$ranks, $expected);
+                self.0.forward(x)
+            }
+
+            fn named_parameters(&self) -> Vec<(String, Tensor)> {
+                self.0.named_parameters()
+            }
+
+            fn named_buffers(&self) -> Vec<(String, Tensor)> {
+                self.0.named_buffers()
+            }
+
+            fn set_training(&mut self, training: bool) {
+                self.0.training = training;
+            }
+
+            fn is_training(&self) -> bool {
+                self.0.training
+            }
+
+            fn describe(&self) -> String {
+                self.0.describe()
+            }
+        }
+    };
+}
+
+batch_norm_layer! {
+    /// Batch normalisation of `[N, C]` features or `[N, C, L]` sequences over the batch
+    /// (and length), per channel, as `torch.nn.BatchNorm1d`:
+    /// `y = (x - mean) / sqrt(var + eps) * weight + bias`.
+    ///
+    /// In training mode the statistics of each batch normalise it and update the running
+    /// statistics; in evaluation mode ([`Module::set_training`]`(false)`) the running
+    /// statistics normalise it. See [`Tensor::batch_norm`].
+    ///
+    /// ```
+    /// use wgrad::nn::{BatchNorm1d, Module};
+    /// use wgrad::{Device, Tensor};
+    /// let dev = Device::cpu();
+    /// let bn = BatchNorm1d::new(3, &dev);
+    /// assert_eq!(bn.describe(), "BatchNorm1d(3, eps=1e-05, momentum=0.1, affine=True, track_running_stats=True)");
+    /// let y = bn.forward(&Tensor::randn(&[8, 3], 0, &dev));
+    /// let means: Vec<f32> = y.mean(&[0], false).to_vec();
+    /// assert!(means.iter().all(|m| m.abs() < 1e-5));
+    /// let names: Vec<String> = bn.named_buffers().into_iter().map(|(n, _)| n).collect();
+    /// assert_eq!(names, ["running_mean", "running_var", "num_batches_tracked"]);
+    /// ```
+    BatchNorm1d, ranks [2, 3], expects "[N, C] or [N, C, L]"
+}
+
+batch_norm_layer! {
+    /// Batch normalisation of `[N, C, H, W]` images over the batch and both spatial axes,
+    /// per channel, as `torch.nn.BatchNorm2d`:
+    /// `y = (x - mean) / sqrt(var + eps) * weight + bias`.
+    ///
+    /// In training mode the statistics of each batch normalise it and update the running
+    /// statistics; in evaluation mode ([`Module::set_training`]`(false)`) the running
+    /// statistics normalise it. See [`Tensor::batch_norm`].
+    ///
+    /// ```
+    /// use wgrad::nn::{BatchNorm2d, Module};
+    /// use wgrad::Device;
+    /// let bn = BatchNorm2d::new(32, &Device::cpu()).momentum(None).affine(false);
+    /// assert_eq!(bn.describe(), "BatchNorm2d(32, eps=1e-05, momentum=None, affine=False, track_running_stats=True)");
+    /// assert!(bn.named_parameters().is_empty());
+    /// ```
+    BatchNorm2d, ranks [4], expects "[N, C, H, W]"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::python_float;
+
+    #[test]
+    fn floats_print_as_python_repr_does() {
+        let cases =
+            [(1e-5, "1e-05"), (0.1, "0.1"), (1.0, "1.0"), (0.001, "0.001"), (1e-4, "0.0001"), (2.5e-7, "2.5e-07")];
+        for (v, expected) in cases {
+            assert_eq!(python_float(v), expected);
+        }
+        assert_eq!(python_float(0.0), "0.0");
+        assert_eq!(python_float(1e20), "1e+20");
+    }
+}
