@@ -142,6 +142,14 @@ pub(crate) enum GradOp {
     Conv(crate::tensor::ConvGrad),
     Pool(crate::tensor::PoolGrad),
     BatchNorm(crate::tensor::BatchNormGrad),
+    /// Embedding lookup, its rule beside it in `tensor/embedding.rs`: inputs are `[weight, indices]`.
+    Embedding(crate::tensor::EmbeddingGrad),
+    /// Layer normalisation, its rule beside it in `tensor/layer_norm.rs`: inputs are
+    /// `[x, statistics, weight (when present), bias (when present)]`.
+    LayerNorm(crate::tensor::LayerNormGrad),
+    /// One recurrent layer and direction through all its time steps, its rule (backward
+    /// through time) beside it in `tensor/rnn.rs`: the output is the state tensor.
+    Rnn(crate::tensor::RnnGrad),
 }
 
 impl Tensor {
@@ -495,6 +503,9 @@ impl GradOp {
             }
             GradOp::BroadcastTo => vec![Some(sum_to_shape(g, x.unwrap().shape()))],
             GradOp::Conv(c) => c.backward(g, inputs),
+            GradOp::Rnn(r) => r.backward(g, inputs, out),
+            GradOp::LayerNorm(l) => l.backward(g, inputs, out),
+            GradOp::Embedding(e) => e.backward(g, inputs, out),
             GradOp::Pool(p) => p.backward(g, inputs, out),
             GradOp::BatchNorm(b) => b.backward(g, inputs, out),
             GradOp::Cat { axis } => {

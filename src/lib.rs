@@ -44,6 +44,7 @@ pub use error::{Error, Result};
 pub use gpu::pool::PoolStats;
 pub use random::manual_seed;
 pub use tensor::{
-    broadcast_shapes, im2col_budget, set_im2col_budget, AvgPool2dOptions, Conv1dOptions, ConvOptions, Layout,
-    MaxPool2dOptions, Size2, Tensor, MAX_DIMS,
+    broadcast_shapes, embedding_index_checks, im2col_budget, set_embedding_index_checks, set_im2col_budget, AttnMask,
+    AvgPool2dOptions, Conv1dOptions, ConvOptions, Layout, MaxPool2dOptions, RnnLayerOutput, RnnMode, RnnWeights, Size2,
+    Tensor, MAX_DIMS,
 };

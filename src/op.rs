@@ -217,6 +217,62 @@ op_list! {
     }
 }
 
+op_list! {
+    /// Embedding lookup and the deterministic, sort-based gradient of its table (see
+    /// `shaders/embedding.wgsl`): the pairs `(index, position)` are sorted by a bitonic
+    /// network, each row's run of positions is found, and each gradient element sums its
+    /// row's run in position order.
+    EmbeddingOp, entry prefix "" {
+        /// Table rows picked by `i32` indices (a zero row for an index outside the table).
+        Lookup => "embedding",
+        /// The `(index, position)` pair of every position, padded to a power of two.
+        SortKeys => "embedding_sort_keys",
+        /// Every bitonic merge that fits in one block of pairs, in workgroup memory.
+        SortBlock => "embedding_sort_block",
+        /// One bitonic stage whose compare distance spans blocks, in global memory.
+        MergeGlobal => "embedding_merge_global",
+        /// The stages of a larger merge that stay within a block, in workgroup memory.
+        MergeLocal => "embedding_merge_local",
+        /// Where each row's run of sorted pairs starts (a binary search per row).
+        RowStarts => "embedding_row_starts",
+        /// Each weight-gradient element: its row's run of output gradients, summed in order.
+        Backward => "embedding_backward",
+    }
+}
+
+op_list! {
+    /// Layer normalisation over the rows of contiguous `[rows, len]` data, a row being one
+    /// normalised block (the trailing `normalized_shape` dimensions).
+    LayerNormOp, entry prefix "" {
+        /// Each row's mean and `rstd`, and the normalised, scaled and shifted row.
+        Forward => "layer_norm_forward",
+        /// The input gradient of each row, from the saved mean and `rstd`.
+        Backward => "layer_norm_backward",
+        /// Per chunk of rows, the column sums of `dy * xhat` and `dy`: the weight and bias
+        /// gradients once the chunks are added up.
+        ParamBackward => "layer_norm_param_backward",
+    }
+}
+
+op_list! {
+    /// Fused recurrent cells: one time step of an LSTM, GRU or Elman RNN layer over a whole
+    /// batch, with the gate arithmetic of a step in one kernel (see `shaders/rnn.wgsl`). The
+    /// GEMMs around them (input projection, recurrent projection, weight gradients) are
+    /// `Matmul`.
+    RnnOp, entry prefix "" {
+        /// Bias add, sigmoid/tanh gates, cell and hidden update; keeps the gate activations.
+        LstmCellForward => "lstm_cell_forward",
+        /// Gate pre-activation gradients and the cell gradient carried to the previous step.
+        LstmCellBackward => "lstm_cell_backward",
+        /// Reset and update gates, the candidate with the reset applied to `W_hn h + b_hn`.
+        GruCellForward => "gru_cell_forward",
+        GruCellBackward => "gru_cell_backward",
+        /// `h' = tanh(pre)` or `relu(pre)`.
+        RnnCellForward => "rnn_cell_forward",
+        RnnCellBackward => "rnn_cell_backward",
+    }
+}
+
 /// Everything the engine computes. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -237,6 +293,9 @@ pub enum Op {
     Pool(PoolOp),
     BatchNorm(BatchNormOp),
     Augment(AugmentOp),
+    Embedding(EmbeddingOp),
+    LayerNorm(LayerNormOp),
+    Rnn(RnnOp),
 }
 
 /// Where an op's kernel lives: a WGSL file in `shaders/` and an entry point in it.
@@ -265,6 +324,9 @@ impl Op {
         ops.extend(PoolOp::ALL.iter().map(|&o| Op::Pool(o)));
         ops.extend(BatchNormOp::ALL.iter().map(|&o| Op::BatchNorm(o)));
         ops.extend(AugmentOp::ALL.iter().map(|&o| Op::Augment(o)));
+        ops.extend(EmbeddingOp::ALL.iter().map(|&o| Op::Embedding(o)));
+        ops.extend(LayerNormOp::ALL.iter().map(|&o| Op::LayerNorm(o)));
+        ops.extend(RnnOp::ALL.iter().map(|&o| Op::Rnn(o)));
         ops
     }
 
@@ -284,6 +346,9 @@ impl Op {
             Op::Pool(o) => o.name(),
             Op::BatchNorm(o) => o.name(),
             Op::Augment(o) => o.name(),
+            Op::Embedding(o) => o.name(),
+            Op::LayerNorm(o) => o.name(),
+            Op::Rnn(o) => o.name(),
         }
     }
 
@@ -307,6 +372,9 @@ impl Op {
             Op::Pool(o) => ("pool", o.entry()),
             Op::BatchNorm(o) => ("batch_norm", o.entry()),
             Op::Augment(o) => ("augment", o.entry()),
+            Op::Embedding(o) => ("embedding", o.entry()),
+            Op::LayerNorm(o) => ("layer_norm", o.entry()),
+            Op::Rnn(o) => ("rnn", o.entry()),
         };
         KernelRef { file, entry }
     }

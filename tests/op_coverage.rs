@@ -14,11 +14,12 @@ use common::{
 };
 use wgrad::gpu::shaders;
 use wgrad::op::{
-    AugmentOp, BatchNormOp, BinaryOp, ConvOp, CreationOp, IndexOp, Op, OptimOp, PoolOp, ReduceOp, SoftmaxOp, UnaryOp,
+    AugmentOp, BatchNormOp, BinaryOp, ConvOp, CreationOp, EmbeddingOp, IndexOp, LayerNormOp, Op, OptimOp, PoolOp,
+    ReduceOp, RnnOp, SoftmaxOp, UnaryOp,
 };
 use wgrad::optim::{Adagrad, AdamW, Optimizer, RmsProp, Sgd};
 use wgrad::testing::{cross_check, Tolerance};
-use wgrad::{ConvOptions, Device, Tensor};
+use wgrad::{ConvOptions, Device, RnnMode, RnnWeights, Tensor};
 
 type Inputs = Box<dyn Fn(&Device) -> Vec<Tensor>>;
 type Call = Box<dyn Fn(&[Tensor]) -> Tensor>;
@@ -221,6 +222,9 @@ fn case(op: Op) -> Case {
         Op::Pool(p) => pool_case(p),
         Op::BatchNorm(b) => batch_norm_case(b),
         Op::Augment(a) => augment_case(a),
+        Op::Embedding(e) => embedding_case(e),
+        Op::Rnn(r) => rnn_case(r),
+        Op::LayerNorm(l) => layer_norm_case(l),
     }
 }
 
@@ -332,6 +336,134 @@ fn augment_case(a: AugmentOp) -> Case {
     }
 }
 
+// ---- embedding ----
+
+/// `n` values from -2 to `groups + 1` in a scrambled order, with repeats: some fall
+/// outside `0..groups` on either side.
+fn embedding_indices(n: usize, groups: usize) -> Vec<i32> {
+    (0..n).map(|p| ((p * 7919 + 13) % (groups + 4)) as i32 - 2).collect()
+}
+
+/// Everything here moves or sums values in a fixed order: exact. The lookup reads a
+/// [13, 5] table at 87 positions (435 outputs: two workgroups, the second partial). The
+/// sort kernels are checked through the grouping they compute for 1100 positions (a sort
+/// of 2048 pairs, whose merges of 1024 and 2048 run both the global and the block-local
+/// stages), the row search through the offsets of 300 rows (more than a workgroup), and
+/// the gradient through a lookup's backward with a padding row, in position order on
+/// both devices.
+fn embedding_case(e: EmbeddingOp) -> Case {
+    match e {
+        EmbeddingOp::Lookup => case_of(
+            EXACT,
+            |d| {
+                let idx: Vec<i32> = (0..87).map(|p| p * 5 % 13).collect();
+                vec![randn(&[13, 5], 60, d), Tensor::from_slice(&idx, &[3, 29], d)]
+            },
+            |x| x[0].embedding(&x[1], None),
+        ),
+        EmbeddingOp::SortKeys | EmbeddingOp::SortBlock | EmbeddingOp::MergeGlobal | EmbeddingOp::MergeLocal => case_of(
+            EXACT,
+            |d| vec![Tensor::from_slice(&embedding_indices(1100, 13), &[1100], d)],
+            |x| x[0].group_by_index(13).0,
+        ),
+        EmbeddingOp::RowStarts => case_of(
+            EXACT,
+            |d| vec![Tensor::from_slice(&embedding_indices(1100, 300), &[1100], d)],
+            |x| x[0].group_by_index(300).1,
+        ),
+        EmbeddingOp::Backward => case_of(
+            EXACT,
+            |d| {
+                let idx: Vec<i32> = (0..1100).map(|p| p * p % 13).collect();
+                vec![randn(&[13, 5], 61, d), Tensor::from_slice(&idx, &[1100], d), randn(&[1100, 5], 62, d)]
+            },
+            |x| {
+                let w = x[0].detach().requires_grad();
+                let grads = w.embedding(&x[1], Some(3)).mul(&x[2]).sum_all().backward();
+                grads.wrt(&w).clone()
+            },
+        ),
+    }
+}
+
+// ---- recurrent layers ----
+
+/// One layer of `mode` over [3, 3, 5] with hidden size 90 (270 units: two workgroups, the
+/// second partial), biases, initial states and lengths [3, 1, 2], so the kernels' padded
+/// branch runs too. The forward kernels through the output and final states, the backward
+/// kernels through the gradients of the input, the recurrent weights and h0 (each of
+/// which sums the gate gradients of every step). The cells are a few f32 operations per
+/// gate after the matmuls; WGSL's exp and tanh (a few ulp) and the matmuls' summation
+/// order keep the normalised difference below 3e-7 on lavapipe.
+fn rnn_case(op: RnnOp) -> Case {
+    let mode = match op {
+        RnnOp::LstmCellForward | RnnOp::LstmCellBackward => RnnMode::Lstm,
+        RnnOp::GruCellForward | RnnOp::GruCellBackward => RnnMode::Gru,
+        RnnOp::RnnCellForward | RnnOp::RnnCellBackward => RnnMode::RnnTanh,
+    };
+    let backward = matches!(op, RnnOp::LstmCellBackward | RnnOp::GruCellBackward | RnnOp::RnnCellBackward);
+    let (hidden, rows) = (90, mode.gates() * 90);
+    let inputs = move |d: &Device| {
+        vec![
+            randn(&[3, 3, 5], 70, d),
+            uniform(&[rows, 5], -0.3, 0.3, 71, d),
+            uniform(&[rows, hidden], -0.1, 0.1, 72, d),
+            uniform(&[rows], -0.5, 0.5, 73, d),
+            uniform(&[rows], -0.5, 0.5, 74, d),
+            randn(&[3, hidden], 75, d),
+            randn(&[3, hidden], 76, d),
+        ]
+    };
+    case_of(Tolerance::Normalized { tol: 2e-6 }, inputs, move |x| {
+        let leaf = |t: &Tensor| t.detach().requires_grad();
+        let (input, w_hh, h0) = (leaf(&x[0]), leaf(&x[2]), leaf(&x[5]));
+        let weights = RnnWeights { weight_ih: &x[1], weight_hh: &w_hh, bias_ih: Some(&x[3]), bias_hh: Some(&x[4]) };
+        let c0 = (mode == RnnMode::Lstm).then_some(&x[6]);
+        let out = input.rnn_layer(mode, &weights, Some(&h0), c0, false, Some(&[3, 1, 2]));
+        let mut parts = vec![out.output.reshape(&[-1]), out.h_n.reshape(&[-1])];
+        parts.extend(out.c_n.map(|c| c.reshape(&[-1])));
+        let result = Tensor::cat(&parts, 0);
+        if !backward {
+            return result;
+        }
+        let grads = result.square().sum_all().backward();
+        let flat = |t: &Tensor| grads.wrt(t).reshape(&[-1]);
+        Tensor::cat(&[flat(&input), flat(&w_hh), flat(&h0)], 0)
+    })
+}
+
+// ---- layer normalisation ----
+
+/// Layer norm of [2, 151, 45] over its last axis: 302 rows of 45 (two parameter-gradient
+/// chunks and two column tiles, each second one partial). The forward kernel through the
+/// output, the backward kernel through the input gradient, the parameter kernel through
+/// the weight and bias gradients, against a random output gradient. f32 sums in another
+/// order than the f64 reference: measured on lavapipe within 4e-7 normalised.
+fn layer_norm_case(l: LayerNormOp) -> Case {
+    let inputs = |d: &Device| {
+        vec![
+            randn(&[2, 151, 45], 80, d).affine(1.5, 0.3),
+            uniform(&[45], 0.5, 1.5, 81, d),
+            uniform(&[45], -1.0, 1.0, 82, d),
+            randn(&[2, 151, 45], 83, d),
+        ]
+    };
+    case_of(Tolerance::Normalized { tol: 2e-6 }, inputs, move |x| {
+        let (input, w, b) =
+            (x[0].detach().requires_grad(), x[1].detach().requires_grad(), x[2].detach().requires_grad());
+        let y = input.layer_norm(&[45], Some(&w), Some(&b), 1e-5);
+        let grads = || y.mul(&x[3]).sum_all().backward();
+        match l {
+            LayerNormOp::Forward => y.detach(),
+            LayerNormOp::Backward => grads().wrt(&input).clone(),
+            LayerNormOp::ParamBackward => {
+                let g = grads();
+                Tensor::cat(&[g.wrt(&w).clone(), g.wrt(&b).clone()], 0)
+            }
+        }
+    })
+}
+
 #[test]
 fn every_op_agrees_with_the_cpu_reference() {
     let Some(gpu) = common::gpu("every_op_agrees_with_the_cpu_reference") else { return };
@@ -376,6 +508,9 @@ fn op_all_lists_every_variant_of_every_family_once() {
         .chain(PoolOp::ALL.iter().map(|&o| Op::Pool(o)))
         .chain(BatchNormOp::ALL.iter().map(|&o| Op::BatchNorm(o)))
         .chain(AugmentOp::ALL.iter().map(|&o| Op::Augment(o)))
+        .chain(EmbeddingOp::ALL.iter().map(|&o| Op::Embedding(o)))
+        .chain(RnnOp::ALL.iter().map(|&o| Op::Rnn(o)))
+        .chain(LayerNormOp::ALL.iter().map(|&o| Op::LayerNorm(o)))
         .collect();
     for op in &expected {
         assert!(all.contains(op), "Op::all() lacks {op:?}");

@@ -9,7 +9,10 @@ use bytemuck::{Pod, Zeroable};
 use super::context::{GpuContext, WORKGROUP_SIZE};
 use crate::cpu::conv::{ColumnLayout, ConvGeometry};
 use crate::cpu::optim::OptimScalars;
-use crate::op::{BinaryOp, ConvOp, CreationOp, IndexOp, KernelRef, Op, OptimOp, ReduceOp, SoftmaxOp, UnaryOp};
+use crate::op::{
+    BinaryOp, ConvOp, CreationOp, EmbeddingOp, IndexOp, KernelRef, LayerNormOp, Op, OptimOp, ReduceOp, RnnOp,
+    SoftmaxOp, UnaryOp,
+};
 use crate::tensor::{Layout, MAX_DIMS};
 
 /// Packs up to eight dimensions for a `array<vec4<u32>, 2>` uniform field.
@@ -601,4 +604,256 @@ pub fn crop_flip(
     };
     let kernel = Op::Augment(crate::op::AugmentOp::CropFlip).kernel();
     ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[src, windows, out], linear_groups(ctx, numel));
+}
+
+// ---- embedding ----
+
+/// `EmbeddingParams` of embedding.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct EmbeddingParams {
+    numel: u32,
+    num_rows: u32,
+    dim: u32,
+    count: u32,
+    padded: u32,
+    k: u32,
+    j: u32,
+    padding_idx: u32,
+    src_offset: u32,
+    index_offset: u32,
+    row_stride: u32,
+    col_stride: u32,
+}
+
+/// Pairs one workgroup of embedding.wgsl sorts in workgroup memory (`BLOCK` there).
+pub const EMBEDDING_SORT_BLOCK: usize = 512;
+
+/// `NO_ROW` of embedding.wgsl: the key of an index outside the table, and "no padding row".
+const EMBEDDING_NO_ROW: u32 = u32::MAX;
+
+/// Length of the sort of `count` positions: a power of two, at least one block.
+pub fn embedding_sort_len(count: usize) -> usize {
+    count.next_power_of_two().max(EMBEDDING_SORT_BLOCK)
+}
+
+/// Size in `u32` words of the work buffer [`embedding_groups`] fills for `count` positions
+/// and `rows` rows: the sorted pairs, then `rows + 1` row starts.
+pub fn embedding_work_words(count: usize, rows: usize) -> usize {
+    2 * embedding_sort_len(count) + rows + 1
+}
+
+fn embedding_params(count: usize, rows: usize, dim: usize) -> EmbeddingParams {
+    let mut p = EmbeddingParams::zeroed();
+    p.num_rows = u32_of(rows);
+    p.dim = u32_of(dim);
+    p.count = u32_of(count);
+    p.padded = u32_of(embedding_sort_len(count));
+    p.padding_idx = EMBEDDING_NO_ROW;
+    p
+}
+
+/// The lookup: rows of the `[rows, dim]` view `lw` of `weight` picked by the `count`
+/// contiguous i32 indices from `index_offset` of `indices`, into the contiguous
+/// `[count, dim]` `out`. Indices outside the table give zero rows.
+pub fn embedding(
+    ctx: &Arc<GpuContext>,
+    weight: &wgpu::Buffer,
+    lw: &Layout,
+    indices: &wgpu::Buffer,
+    index_offset: usize,
+    count: usize,
+    out: &wgpu::Buffer,
+) {
+    let (rows, dim) = (lw.shape[0], lw.shape[1]);
+    let mut p = embedding_params(count, rows, dim);
+    p.numel = u32_of(count * dim);
+    p.src_offset = u32_of(lw.offset);
+    p.index_offset = u32_of(index_offset);
+    p.row_stride = u32_of(lw.strides[0]);
+    p.col_stride = u32_of(lw.strides[1]);
+    // The lookup does not use the work binding, but a writable binding needs a buffer of
+    // its own.
+    let unused = super::GpuBuffer::new(ctx, 16);
+    let kernel = Op::Embedding(EmbeddingOp::Lookup).kernel();
+    let buffers = [weight, indices, unused.buffer(), out];
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, count * dim));
+}
+
+/// Groups the `count` contiguous i32 indices from `index_offset` of `indices` by row:
+/// records the pair construction, the bitonic sort and the row-start search of
+/// embedding.wgsl, which leave in `work` (at least [`embedding_work_words`] words) the
+/// `(row, position)` pairs sorted by row then position, and the first pair of each row
+/// `0..=rows` after them.
+pub fn embedding_groups(
+    ctx: &Arc<GpuContext>,
+    indices: &wgpu::Buffer,
+    index_offset: usize,
+    count: usize,
+    rows: usize,
+    work: &wgpu::Buffer,
+) {
+    let padded = embedding_sort_len(count);
+    let base = EmbeddingParams { index_offset: u32_of(index_offset), ..embedding_params(count, rows, 0) };
+    // The sort kernels write only `work`; the output binding still needs a buffer of its own.
+    let unused = super::GpuBuffer::new(ctx, 16);
+    let buffers = [indices, indices, work, unused.buffer()];
+    let run = |op: EmbeddingOp, p: EmbeddingParams, groups: [u32; 3]| {
+        ctx.dispatch(Op::Embedding(op).kernel(), bytemuck::bytes_of(&p), &buffers, groups);
+    };
+    let blocks = ctx.fold_workgroups(u32_of(padded / EMBEDDING_SORT_BLOCK));
+    run(EmbeddingOp::SortKeys, EmbeddingParams { numel: u32_of(padded), ..base }, linear_groups(ctx, padded));
+    run(EmbeddingOp::SortBlock, base, blocks);
+    let mut k = 2 * EMBEDDING_SORT_BLOCK;
+    while k <= padded {
+        let mut j = k / 2;
+        while j >= EMBEDDING_SORT_BLOCK {
+            let p = EmbeddingParams { numel: u32_of(padded / 2), k: u32_of(k), j: u32_of(j), ..base };
+            run(EmbeddingOp::MergeGlobal, p, linear_groups(ctx, padded / 2));
+            j /= 2;
+        }
+        run(EmbeddingOp::MergeLocal, EmbeddingParams { k: u32_of(k), ..base }, blocks);
+        k *= 2;
+    }
+    run(EmbeddingOp::RowStarts, EmbeddingParams { numel: u32_of(rows + 1), ..base }, linear_groups(ctx, rows + 1));
+}
+
+/// The contiguous `[rows, dim]` weight gradient into `out`, from the contiguous
+/// `[count, dim]` output gradient at `grad_offset` of `grad` and the `work` buffer that
+/// [`embedding_groups`] filled for the same indices. Row `padding_idx` stays zero.
+pub fn embedding_backward(
+    ctx: &Arc<GpuContext>,
+    grad: &wgpu::Buffer,
+    grad_offset: usize,
+    work: &wgpu::Buffer,
+    count: usize,
+    rows: usize,
+    dim: usize,
+    padding_idx: Option<usize>,
+    out: &wgpu::Buffer,
+) {
+    let mut p = embedding_params(count, rows, dim);
+    p.numel = u32_of(rows * dim);
+    p.src_offset = u32_of(grad_offset);
+    if let Some(row) = padding_idx {
+        p.padding_idx = u32_of(row);
+    }
+    let kernel = Op::Embedding(EmbeddingOp::Backward).kernel();
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[grad, grad, work, out], linear_groups(ctx, rows * dim));
+}
+
+// ---- layer normalisation ----
+
+/// `LayerNormParams` of layer_norm.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LayerNormParams {
+    rows: u32,
+    len: u32,
+    flags: u32,
+    chunk_rows: u32,
+    offsets: [u32; 4],
+    eps: f32,
+    _pad: [u32; 3],
+}
+
+/// `flags` bits of [`layer_norm`], as layer_norm.wgsl names them.
+pub const LAYER_NORM_HAS_WEIGHT: u32 = 1;
+pub const LAYER_NORM_HAS_BIAS: u32 = 2;
+
+/// Columns per workgroup of `layer_norm_param_backward` (`COLS` in layer_norm.wgsl).
+const LAYER_NORM_COLS: usize = 32;
+
+/// One layer-normalisation kernel over contiguous `[rows, len]` operands. `inputs` are the
+/// four read bindings with the element offset each starts at (see layer_norm.wgsl for what
+/// each entry point reads); unused ones may repeat any buffer. `out2` receives the
+/// statistics table of `Forward` and must be a buffer of its own for every op. The row
+/// kernels run one workgroup per row; `ParamBackward` one per tile of columns and chunk of
+/// `chunk_rows` rows.
+#[allow(clippy::too_many_arguments)]
+pub fn layer_norm(
+    ctx: &Arc<GpuContext>,
+    op: LayerNormOp,
+    [rows, len]: [usize; 2],
+    flags: u32,
+    eps: f32,
+    chunk_rows: usize,
+    inputs: [(&wgpu::Buffer, usize); 4],
+    out: &wgpu::Buffer,
+    out2: &wgpu::Buffer,
+) {
+    assert!(chunk_rows > 0, "layer_norm: chunk_rows must be positive");
+    let p = LayerNormParams {
+        rows: u32_of(rows),
+        len: u32_of(len),
+        flags,
+        chunk_rows: u32_of(chunk_rows),
+        offsets: inputs.map(|(_, offset)| u32_of(offset)),
+        eps,
+        _pad: [0; 3],
+    };
+    let groups = match op {
+        LayerNormOp::Forward | LayerNormOp::Backward => rows,
+        LayerNormOp::ParamBackward => len.div_ceil(LAYER_NORM_COLS) * rows.div_ceil(chunk_rows),
+    };
+    let buffers = [inputs[0].0, inputs[1].0, inputs[2].0, inputs[3].0, out, out2];
+    ctx.dispatch(Op::LayerNorm(op).kernel(), bytemuck::bytes_of(&p), &buffers, ctx.fold_workgroups(u32_of(groups)));
+}
+
+// ---- recurrent cells ----
+
+/// `RnnParams` of rnn.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct RnnParams {
+    batch: u32,
+    hidden: u32,
+    steps: u32,
+    t: u32,
+    slot_in: u32,
+    slot_out: u32,
+    flags: u32,
+    numel: u32,
+    offsets: [u32; 4],
+    lengths_offset: u32,
+    _pad: [u32; 3],
+}
+
+/// `flags` bit of [`rnn_cell`] (rnn.wgsl's `HAS_BIAS`): add the biases bound as in2, in3.
+pub const RNN_HAS_BIAS: u32 = 1;
+/// `HAS_LENGTHS`: a step at or past `lengths[b]` carries sequence `b`'s state through.
+pub const RNN_HAS_LENGTHS: u32 = 2;
+/// `RELU`: the Elman cell uses relu instead of tanh.
+pub const RNN_RELU: u32 = 4;
+
+/// One fused recurrent cell step over the whole batch, one invocation per hidden unit.
+/// `inputs` are the four f32 read bindings with the element offset each starts at and
+/// `lengths` the i32 one (see rnn.wgsl for what each entry point reads; unused ones may
+/// repeat any buffer); `outputs` are the two read-write bindings, which start at element 0
+/// and must be distinct buffers, neither bound as an input.
+pub fn rnn_cell(
+    ctx: &Arc<GpuContext>,
+    op: RnnOp,
+    step: &crate::cpu::rnn::CellStep,
+    flags: u32,
+    inputs: [(&wgpu::Buffer, usize); 4],
+    lengths: (&wgpu::Buffer, usize),
+    outputs: [&wgpu::Buffer; 2],
+) {
+    let numel = step.batch * step.hidden;
+    let p = RnnParams {
+        batch: u32_of(step.batch),
+        hidden: u32_of(step.hidden),
+        steps: u32_of(step.steps),
+        t: u32_of(step.t),
+        slot_in: u32_of(step.slot_in),
+        slot_out: u32_of(step.slot_out),
+        flags,
+        numel: u32_of(numel),
+        offsets: inputs.map(|(_, offset)| u32_of(offset)),
+        lengths_offset: u32_of(lengths.1),
+        _pad: [0; 3],
+    };
+    let buffers = [inputs[0].0, inputs[1].0, inputs[2].0, inputs[3].0, lengths.0, outputs[0], outputs[1]];
+    ctx.dispatch(Op::Rnn(op).kernel(), bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, numel));
 }

@@ -69,6 +69,21 @@ pub const FILES: &[ShaderFile] = &[
         storage: &[Read, Read, Read, Read, ReadWrite],
     },
     ShaderFile { name: "augment", body: include_str!("../../shaders/augment.wgsl"), storage: &[Read, Read, ReadWrite] },
+    ShaderFile {
+        name: "embedding",
+        body: include_str!("../../shaders/embedding.wgsl"),
+        storage: &[Read, Read, ReadWrite, ReadWrite],
+    },
+    ShaderFile {
+        name: "layer_norm",
+        body: include_str!("../../shaders/layer_norm.wgsl"),
+        storage: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+    },
+    ShaderFile {
+        name: "rnn",
+        body: include_str!("../../shaders/rnn.wgsl"),
+        storage: &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+    },
 ];
 
 /// The file with this stem. Panics on an unknown name: kernel references are compile-time

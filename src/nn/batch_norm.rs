@@ -11,7 +11,7 @@
 //! ever read on the host (for the cumulative average of `momentum(None)`), so keeping it
 //! there means a GPU model never waits for the device to learn it.
 
-use super::Module;
+use super::{python_float, Module};
 use crate::{Device, Tensor};
 
 /// What the two layer types share.
@@ -152,23 +152,6 @@ impl BatchNormCore {
             python_bool(self.running_mean.is_some())
         )
     }
-}
-
-/// A float as Python's `repr` writes it, so `describe` reads as PyTorch prints a layer:
-/// `0.1`, `1.0`, `1e-05` (scientific below 1e-4 and from 1e16, with a two-digit exponent).
-fn python_float(v: f32) -> String {
-    let a = v.abs();
-    if v == 0.0 || (1e-4..1e16).contains(&a) {
-        let s = v.to_string();
-        return if s.contains('.') { s } else { format!("{s}.0") };
-    }
-    let s = format!("{v:e}");
-    let (mantissa, exponent) = s.split_once('e').expect("`{:e}` always writes an exponent");
-    let (sign, digits) = match exponent.strip_prefix('-') {
-        Some(d) => ('-', d),
-        None => ('+', exponent),
-    };
-    format!("{mantissa}e{sign}{digits:0>2}")
 }
 
 /// Declares one public layer type over [`BatchNormCore`].

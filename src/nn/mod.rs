@@ -20,19 +20,27 @@
 //! ```
 
 mod activation;
+mod attention;
 mod batch_norm;
 mod conv;
 mod dropout;
+mod embedding;
+mod layer_norm;
 mod linear;
 mod pool;
+mod rnn;
 mod sequential;
 
 pub use activation::{Elu, Flatten, Gelu as GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
+pub use attention::MultiheadAttention;
 pub use batch_norm::{BatchNorm1d, BatchNorm2d};
 pub use conv::{Conv1d, Conv2d};
 pub use dropout::Dropout;
+pub use embedding::Embedding;
+pub use layer_norm::LayerNorm;
 pub use linear::Linear;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
+pub use rnn::{RnnNonlinearity, RnnOptions, GRU, LSTM, RNN};
 pub use sequential::Sequential;
 
 use crate::Tensor;
@@ -79,4 +87,21 @@ pub trait Module {
 /// `model.set_training(false)`, for symmetry with PyTorch's `eval()`.
 pub fn eval(model: &mut dyn Module) {
     model.set_training(false);
+}
+
+/// A float as Python's `repr` writes it, so `describe` reads as PyTorch prints a layer:
+/// `0.1`, `1.0`, `1e-05` (scientific below 1e-4 and from 1e16, with a two-digit exponent).
+pub(crate) fn python_float(v: f32) -> String {
+    let a = v.abs();
+    if v == 0.0 || (1e-4..1e16).contains(&a) {
+        let s = v.to_string();
+        return if s.contains('.') { s } else { format!("{s}.0") };
+    }
+    let s = format!("{v:e}");
+    let (mantissa, exponent) = s.split_once('e').expect("`{:e}` always writes an exponent");
+    let (sign, digits) = match exponent.strip_prefix('-') {
+        Some(d) => ('-', d),
+        None => ('+', exponent),
+    };
+    format!("{mantissa}e{sign}{digits:0>2}")
 }

@@ -6,20 +6,31 @@
 //! in `to_vec`, `item` and `Device::synchronize`.
 
 mod assign;
+mod attention;
 mod augment;
 mod batch_norm;
 mod conv;
+mod embedding;
+mod layer_norm;
 mod layout;
 mod math;
 mod pool;
+mod rnn;
 mod view;
 
+pub(crate) use attention::attention_with_weights;
+pub use attention::AttnMask;
 pub(crate) use batch_norm::BatchNormGrad;
 pub(crate) use conv::ConvGrad;
 pub use conv::{im2col_budget, set_im2col_budget, Conv1dOptions, ConvOptions, Size2};
+pub(crate) use embedding::EmbeddingGrad;
+pub use embedding::{embedding_index_checks, set_embedding_index_checks};
+pub(crate) use layer_norm::LayerNormGrad;
 pub use layout::{broadcast_shapes, Layout, MAX_DIMS};
 pub(crate) use pool::PoolGrad;
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
+pub(crate) use rnn::RnnGrad;
+pub use rnn::{RnnLayerOutput, RnnMode, RnnWeights};
 
 use std::sync::{Arc, RwLock};
 
