@@ -335,13 +335,13 @@ fn mha_matches_an_independent_float64_reference() {
         let mask = Tensor::from_slice(&det(12, 1.3, 0.0, 0.5), &[3, 4], &dev);
         let padding = Tensor::from_slice(&[0.0f32, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0], &[2, 4], &dev);
         let (out, weights) =
-            mha.forward(&query, &key, &value, Some(&padding), true, Some(AttnMask::Additive(&mask)), true);
+            mha.attend(&query, &key, &value, Some(&padding), true, Some(AttnMask::Additive(&mask)), true);
         let weights = weights.expect("need_weights");
         assert_eq!((out.shape(), weights.shape()), (&[2, 3, 6][..], &[2, 3, 4][..]));
         assert_close(&format!("cross output on {name}"), &out, &f32s(&CROSS_OUTPUT), tol);
         assert_close(&format!("cross weights on {name}"), &weights, &f32s(&CROSS_WEIGHTS), tol);
 
-        let (out, weights) = mha.forward(&query, &query, &query, None, true, Some(AttnMask::Causal), false);
+        let (out, weights) = mha.attend(&query, &query, &query, None, true, Some(AttnMask::Causal), false);
         let weights = weights.expect("need_weights");
         assert_eq!(weights.shape(), &[2, 2, 3, 3]);
         assert_close(&format!("causal output on {name}"), &out, &f32s(&CAUSAL_OUTPUT), tol);
@@ -368,13 +368,13 @@ fn mha_with_identity_projections_worked_out_by_hand() {
         );
         let a = std::f32::consts::E / (std::f32::consts::E + 1.0);
         let x = eye.unsqueeze(0);
-        let (out, weights) = mha.forward(&x, &x, &x, None, true, None, false);
+        let (out, weights) = mha.attend(&x, &x, &x, None, true, None, false);
         let tol = within(1e-6, 1e-6);
         assert_close(&format!("output on {name}"), &out, &[a, 0.5, 0.5, a], tol);
         let per_head = [a, 1.0 - a, 0.5, 0.5, 0.5, 0.5, 1.0 - a, a];
         assert_close(&format!("weights on {name}"), &weights.unwrap(), &per_head, tol);
         // Unbatched input, weights averaged over the two heads.
-        let (out, weights) = mha.forward(&eye, &eye, &eye, None, true, None, true);
+        let (out, weights) = mha.attend(&eye, &eye, &eye, None, true, None, true);
         assert_eq!(out.shape(), &[2, 2]);
         assert_close(&format!("unbatched output on {name}"), &out, &[a, 0.5, 0.5, a], tol);
         let averaged = [(a + 0.5) / 2.0, (1.5 - a) / 2.0, (1.5 - a) / 2.0, (a + 0.5) / 2.0];
@@ -430,12 +430,12 @@ fn mha_shapes_and_module_forward() {
         let mha = MultiheadAttention::new(6, 3, &dev);
         let x = randn(&[2, 5, 6], 1, &dev);
         let memory = randn(&[2, 7, 6], 2, &dev);
-        let (out, weights) = mha.forward(&x, &memory, &memory, None, false, None, true);
+        let (out, weights) = mha.attend(&x, &memory, &memory, None, false, None, true);
         assert_eq!(out.shape(), &[2, 5, 6]);
         assert!(weights.is_none());
-        let (_, weights) = mha.forward(&x, &memory, &memory, None, true, None, false);
+        let (_, weights) = mha.attend(&x, &memory, &memory, None, true, None, false);
         assert_eq!(weights.unwrap().shape(), &[2, 3, 5, 7]);
-        let (out, weights) = mha.forward(
+        let (out, weights) = mha.attend(
             &x.narrow(0, 0, 1).squeeze(0),
             &memory.narrow(0, 0, 1).squeeze(0),
             &memory.narrow(0, 0, 1).squeeze(0),
@@ -446,10 +446,10 @@ fn mha_shapes_and_module_forward() {
         );
         assert_eq!((out.shape(), weights.unwrap().shape()), (&[5, 6][..], &[5, 7][..]));
         // The module interface is self-attention without masks, and fits a container.
-        let (expected, _) = mha.forward(&x, &x, &x, None, false, None, true);
+        let (expected, _) = mha.attend(&x, &x, &x, None, false, None, true);
         assert_close(
             &format!("Module::forward on {name}"),
-            &Module::forward(&mha, &x),
+            &mha.forward(&x),
             &expected.to_vec::<f32>(),
             Tolerance::Exact,
         );
@@ -472,8 +472,8 @@ fn mha_masks_agree_with_each_other() {
         // [N * H, L, S]: batch n's two heads, every query, keep where not padding.
         let keep: Vec<f32> = (0..2 * 2 * 3 * 4).map(|x| 1.0 - padding[(x / 24) * 4 + x % 4]).collect();
         let keep_t = Tensor::from_slice(&keep, &[4, 3, 4], &dev);
-        let by_padding = mha.forward(&query, &key, &value, Some(&padding_t), true, None, false);
-        let by_keep = mha.forward(&query, &key, &value, None, true, Some(AttnMask::Allowed(&keep_t)), false);
+        let by_padding = mha.attend(&query, &key, &value, Some(&padding_t), true, None, false);
+        let by_keep = mha.attend(&query, &key, &value, None, true, Some(AttnMask::Allowed(&keep_t)), false);
         assert_close(
             &format!("padding vs keep on {name}"),
             &by_padding.0,
@@ -491,14 +491,14 @@ fn mha_masks_agree_with_each_other() {
         let additive: Vec<f32> = causal_keep.iter().map(|&k| if k == 1.0 { 0.0 } else { f32::NEG_INFINITY }).collect();
         let keep_t = Tensor::from_slice(&causal_keep, &[3, 4], &dev);
         let add_t = Tensor::from_slice(&additive, &[3, 4], &dev);
-        let by_add = mha.forward(&query, &key, &value, None, false, Some(AttnMask::Additive(&add_t)), true).0;
-        let by_keep = mha.forward(&query, &key, &value, None, false, Some(AttnMask::Allowed(&keep_t)), true).0;
-        let by_causal = mha.forward(&query, &key, &value, None, false, Some(AttnMask::Causal), true).0;
+        let by_add = mha.attend(&query, &key, &value, None, false, Some(AttnMask::Additive(&add_t)), true).0;
+        let by_keep = mha.attend(&query, &key, &value, None, false, Some(AttnMask::Allowed(&keep_t)), true).0;
+        let by_causal = mha.attend(&query, &key, &value, None, false, Some(AttnMask::Causal), true).0;
         assert_close(&format!("additive vs keep on {name}"), &by_add, &by_keep.to_vec::<f32>(), Tolerance::Exact);
         assert_close(&format!("causal vs keep on {name}"), &by_causal, &by_keep.to_vec::<f32>(), Tolerance::Exact);
 
         let all_padding = Tensor::from_slice(&[0.0f32, 0.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0], &[2, 4], &dev);
-        let (out, weights) = mha.forward(&query, &key, &value, Some(&all_padding), true, None, true);
+        let (out, weights) = mha.attend(&query, &key, &value, Some(&all_padding), true, None, true);
         let out = out.to_vec::<f32>();
         let bias = mha.out_proj().bias.as_ref().unwrap().to_vec::<f32>();
         let second: Vec<f32> = out[18..].to_vec();
@@ -515,16 +515,16 @@ fn mha_dropout_in_training_only() {
         let name = dev_name(&dev);
         let mut mha = MultiheadAttention::new(4, 2, &dev).dropout(0.5);
         let x = randn(&[2, 8, 4], 3, &dev);
-        let (_, w1) = mha.forward(&x, &x, &x, None, true, None, false);
-        let (_, w2) = mha.forward(&x, &x, &x, None, true, None, false);
+        let (_, w1) = mha.attend(&x, &x, &x, None, true, None, false);
+        let (_, w2) = mha.attend(&x, &x, &x, None, true, None, false);
         let (w1, w2) = (w1.unwrap().to_vec::<f32>(), w2.unwrap().to_vec::<f32>());
         assert!(w1.contains(&0.0), "{name}: training drops weights");
         assert!(w1.iter().any(|&w| w > 1.0 / 8.0), "{name}: and rescales the kept ones");
         assert_ne!(w1, w2, "{name}: a new mask every call");
         mha.set_training(false);
         assert!(!mha.is_training());
-        let (out1, w1) = mha.forward(&x, &x, &x, None, true, None, false);
-        let (out2, _) = mha.forward(&x, &x, &x, None, true, None, false);
+        let (out1, w1) = mha.attend(&x, &x, &x, None, true, None, false);
+        let (out2, _) = mha.attend(&x, &x, &x, None, true, None, false);
         assert_eq!(out1.to_vec::<f32>(), out2.to_vec::<f32>(), "{name}: evaluation is deterministic");
         let sums: Vec<f32> = w1.unwrap().sum(&[-1], false).to_vec();
         assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{name}: evaluation weights are a distribution");
@@ -544,7 +544,7 @@ fn mha_gpu_agrees_with_the_cpu() {
     cross_check("multihead attention", &gpu, Tolerance::Normalized { tol: 1e-5 }, inputs, |x| {
         let mha =
             MultiheadAttention::from_parameters(2, x[0].clone(), Some(x[1].clone()), x[2].clone(), Some(x[3].clone()));
-        let (out, weights) = mha.forward(&x[4], &x[5], &x[6], Some(&x[7]), true, Some(AttnMask::Causal), false);
+        let (out, weights) = mha.attend(&x[4], &x[5], &x[6], Some(&x[7]), true, Some(AttnMask::Causal), false);
         Tensor::cat(&[out.reshape(&[-1]), weights.unwrap().reshape(&[-1])], 0)
     });
 }
@@ -572,7 +572,7 @@ fn mha_gradients_match_finite_differences() {
                 Some(x[5].clone()),
             );
             let padding = Tensor::from_slice(&[0.0f32, 1.0, 0.0], &[1, 3], x[0].device());
-            mha.forward(&x[0], &x[1], &x[1], Some(&padding), false, None, true).0
+            mha.attend(&x[0], &x[1], &x[1], Some(&padding), false, None, true).0
         });
         if let Err(e) = result {
             panic!("{e}");
@@ -592,7 +592,7 @@ fn mha_rejects_a_key_of_the_wrong_width() {
     let dev = Device::cpu();
     let mha = MultiheadAttention::new(8, 2, &dev);
     let (x, k) = (Tensor::zeros(&[2, 3, 8], &dev), Tensor::zeros(&[2, 5, 7], &dev));
-    mha.forward(&x, &k, &k, None, false, None, true);
+    mha.attend(&x, &k, &k, None, false, None, true);
 }
 
 #[test]
@@ -604,5 +604,5 @@ fn mha_rejects_a_mask_of_the_wrong_shape() {
     let mha = MultiheadAttention::new(8, 2, &dev);
     let (x, k) = (Tensor::zeros(&[2, 3, 8], &dev), Tensor::zeros(&[2, 5, 8], &dev));
     let mask = Tensor::ones(&[3, 3], &dev);
-    mha.forward(&x, &k, &k, None, false, Some(AttnMask::Allowed(&mask)), true);
+    mha.attend(&x, &k, &k, None, false, Some(AttnMask::Allowed(&mask)), true);
 }

@@ -25,10 +25,9 @@ use crate::{init, random, AttnMask, DType, Device, Tensor};
 /// `out_proj.weight` uniform in `[-1/sqrt(E), 1/sqrt(E)]` (the default of a linear layer)
 /// and `out_proj.bias` zeros.
 ///
-/// The full call is the inherent [`MultiheadAttention::forward`], with PyTorch's arguments;
-/// [`Module::forward`] (write `Module::forward(&mha, &x)` outside a container) is the
-/// self-attention of `x` without masks, so the layer fits in a
-/// [`Sequential`](super::Sequential).
+/// [`MultiheadAttention::attend`] is PyTorch's `forward`, with its arguments;
+/// [`Module::forward`] is the self-attention of `x` without masks, so the layer also fits
+/// in a [`Sequential`](super::Sequential).
 ///
 /// ```
 /// use wgrad::nn::{Module, MultiheadAttention};
@@ -36,10 +35,10 @@ use crate::{init, random, AttnMask, DType, Device, Tensor};
 /// let dev = Device::cpu();
 /// let mha = MultiheadAttention::new(8, 2, &dev);
 /// let x = Tensor::randn(&[3, 5, 8], 0, &dev);
-/// let (y, weights) = mha.forward(&x, &x, &x, None, true, Some(AttnMask::Causal), true);
+/// let (y, weights) = mha.attend(&x, &x, &x, None, true, Some(AttnMask::Causal), true);
 /// assert_eq!(y.shape(), &[3, 5, 8]);
 /// assert_eq!(weights.unwrap().shape(), &[3, 5, 5]);
-/// assert_eq!(Module::forward(&mha, &x).shape(), &[3, 5, 8]);
+/// assert_eq!(mha.forward(&x).shape(), &[3, 5, 8]);
 /// let names: Vec<String> = mha.named_parameters().into_iter().map(|(n, _)| n).collect();
 /// assert_eq!(names, ["in_proj_weight", "in_proj_bias", "out_proj.weight", "out_proj.bias"]);
 /// ```
@@ -206,7 +205,7 @@ impl MultiheadAttention {
     ///
     /// Panics when the shapes disagree with each other or with `embed_dim`, naming them.
     #[allow(clippy::too_many_arguments)]
-    pub fn forward(
+    pub fn attend(
         &self,
         query: &Tensor,
         key: &Tensor,
@@ -340,7 +339,7 @@ fn check_heads(embed_dim: usize, num_heads: usize) {
 impl Module for MultiheadAttention {
     /// Self-attention of `x` (`[N, L, E]` or `[L, E]`) without masks.
     fn forward(&self, x: &Tensor) -> Tensor {
-        MultiheadAttention::forward(self, x, x, x, None, false, None, true).0
+        self.attend(x, x, x, None, false, None, true).0
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
