@@ -24,6 +24,7 @@
 pub mod idx;
 mod mnist;
 mod shuffle;
+pub mod text;
 pub mod transforms;
 
 pub use idx::{read_idx, read_idx_images, read_idx_labels, IdxArray, IdxImages};
