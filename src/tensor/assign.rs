@@ -10,7 +10,6 @@
 
 use std::sync::Arc;
 
-use crate::cpu;
 use crate::dtype::{DType, Element};
 use crate::gpu::launch;
 use crate::storage::{CpuData, Storage};
@@ -88,21 +87,7 @@ impl Tensor {
             // deadlock on the CPU lock): go through a copy.
             return self.assign(&src.detach().packed_copy());
         }
-        match (&*src.storage, &*self.storage) {
-            (Storage::Cpu(s), Storage::Cpu(d)) => {
-                let s = s.read().unwrap();
-                let mut d = d.write().unwrap();
-                let words: &mut [u32] = match &mut *d {
-                    CpuData::F32(v) => bytemuck::cast_slice_mut(v),
-                    CpuData::I32(v) => bytemuck::cast_slice_mut(v),
-                };
-                cpu::elementwise::copy_into(s.words(), &src.layout, words, &self.layout);
-            }
-            (Storage::Gpu(s), Storage::Gpu(d)) => {
-                launch::copy(&s.ctx, s.buffer(), &src.layout, d.buffer(), &self.layout);
-            }
-            _ => unreachable!("assign across devices passed the device check"),
-        }
+        super::view::copy_into(src, self);
     }
 
     /// Adds one to this one-element `i32` tensor in host memory and returns the new value,

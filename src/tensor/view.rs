@@ -318,7 +318,7 @@ impl Tensor {
 
 /// Copies the elements of `src` into the view `dst` (same shape, same device). `dst` must
 /// be a view of storage that only the caller holds.
-fn copy_into(src: &Tensor, dst: &Tensor) {
+pub(super) fn copy_into(src: &Tensor, dst: &Tensor) {
     debug_assert_eq!(src.shape(), dst.shape());
     match (&*src.storage, &*dst.storage) {
         (Storage::Cpu(s), Storage::Cpu(d)) => {
