@@ -1,51 +1,60 @@
-//! Throughput of the two workloads that bound most models: square matmul (GFLOP/s, counting
-//! `2 n^3` flops) and an elementwise add of two large tensors (GB/s, counting the bytes of
-//! both inputs and the output, `3 * 4 * n`).
+//! Throughput of the workloads that bound the examples' training runs, on one device:
+//!
+//! - `matmul`: square matmul, n = 256, 512, 1024, 2048 (GFLOP/s, `2 n^3` flops);
+//! - `conv`: `conv2d` forward at batch 64, 1->32 channels at 28x28 and 32->64 at 13x13
+//!   (3x3 kernel, stride 1, no padding), then each as forward+backward of `sum(y * dy)`
+//!   with respect to the input and the weight (GFLOP/s, `2 N O Ho Wo C kh kw` flops
+//!   forward, three times that forward+backward);
+//! - `lstm`: a batch-first LSTM layer, batch 64, 28 steps, input 28, hidden 128, forward
+//!   and forward+backward (GFLOP/s of the gate matmuls);
+//! - `step`: one training step (forward, cross-entropy, backward, Adam step) at batch 64
+//!   of the MNIST CNN, MLP and LSTM of the examples (images/s);
+//! - `add`: elementwise add of two 16M-element tensors (GB/s, `3 * 4 * n` bytes moved).
 //!
 //! ```text
 //! cargo run --release --example bench -- [--device auto|gpu|software|cpu]
-//!     [--sizes 256,512,...] [--runs 5] [--elements 16777216] [--json PATH]
+//!     [--workloads matmul,conv,lstm,step,add] [--sizes 256,512,...] [--runs 5]
+//!     [--elements 16777216] [--json PATH]
 //! ```
 //!
-//! Each figure is the median of `--runs` timed runs after one warm-up run; every run ends
-//! with `Device::synchronize()`, so GPU figures include the whole kernel, not only its
-//! recording.
+//! Each figure is the median (and minimum) of `--runs` timed runs after one warm-up run;
+//! every run ends with `Device::synchronize()`, so GPU figures include the whole kernel,
+//! not only its recording. The workloads themselves live in `examples/common/workloads.rs`,
+//! which `cargo bench` (benches/workloads.rs) measures too.
 
 mod common;
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use common::{is_hardware_gpu, is_software_gpu, median, open_device, sample_ms, Args};
-use wgrad::{Device, Tensor};
+use common::workloads::{Family, Spec, Work, Workload, FAMILIES};
+use common::{is_software_gpu, median, open_device, sample_ms, Args};
+use wgrad::Device;
 
-const USAGE: &str =
-    "usage: bench [--device auto|gpu|software|cpu] [--sizes N,N,...] [--runs R] [--elements E] [--json PATH]
+const USAGE: &str = "usage: bench [--device auto|gpu|software|cpu] [--workloads W,W,...] [--sizes N,N,...]
+             [--runs R] [--elements E] [--json PATH]
 
-Measures square matmul GFLOP/s and elementwise add GB/s on one device.
-  --device    auto (default): WGRAD_DEVICE if set, else the best hardware GPU, else the CPU;
-              gpu, software (e.g. Mesa lavapipe) or cpu
-  --sizes     matmul sizes n (n x n times n x n); default 256,512,1024,2048, plus 4096 on a
-              hardware GPU, and only 256,512 on a software adapter
-  --runs      timed runs per workload after one warm-up run (default 5); the median is reported
-  --elements  elements per tensor of the add (default 16777216 = 16M)
-  --json      also write the figures as JSON to this path (written atomically)";
+Measures matmul, conv2d, LSTM, training-step and elementwise-add throughput on one device.
+  --device     auto (default): WGRAD_DEVICE if set, else the best hardware GPU, else the CPU;
+               gpu, software (e.g. Mesa lavapipe) or cpu
+  --workloads  the families to run, from matmul, conv, lstm, step, add (default all)
+  --sizes      matmul sizes n (n x n times n x n); default 256,512,1024,2048, and only 256
+               on a software adapter
+  --runs       timed runs per workload after one warm-up run (default 5; on a software
+               adapter the training steps default to 1); the median is reported
+  --elements   elements per tensor of the add (default 16777216 = 16M; 1M on a software adapter)
+  --json       also write the figures as JSON to this path (written atomically)";
 
 const DEFAULT_RUNS: usize = 5;
-const DEFAULT_ELEMENTS: usize = 16 << 20;
 
 /// One measured workload.
 struct Row {
-    workload: &'static str,
-    /// Human-readable size: `n` for matmul, the element count for add.
-    size: String,
-    /// `n` for matmul, elements for add.
-    n: usize,
+    spec: Spec,
+    runs: usize,
     median_ms: f64,
     min_ms: f64,
-    /// GFLOP/s for matmul, GB/s for add.
-    rate: f64,
-    unit: &'static str,
+    work: Work,
 }
 
 fn parse_list(flag: &str, text: &str) -> Vec<usize> {
@@ -60,53 +69,77 @@ fn parse_list(flag: &str, text: &str) -> Vec<usize> {
     }
 }
 
-fn parse_one(flag: &str, text: Option<&str>, default: usize) -> usize {
-    match text {
-        None => default,
-        Some(t) => match parse_list(flag, t).as_slice() {
-            [n] => *n,
-            _ => {
-                eprintln!("error: --{flag} takes one positive integer, not '{t}'");
-                std::process::exit(2);
-            }
-        },
+fn parse_one(flag: &str, text: Option<&str>) -> Option<usize> {
+    let t = text?;
+    match parse_list(flag, t).as_slice() {
+        [n] => Some(*n),
+        _ => {
+            eprintln!("error: --{flag} takes one positive integer, not '{t}'");
+            std::process::exit(2);
+        }
+    }
+}
+
+fn parse_families(text: &str) -> Vec<Family> {
+    let parsed: Option<Vec<Family>> = text.split(',').filter(|s| !s.trim().is_empty()).map(Family::parse).collect();
+    match parsed {
+        Some(v) if !v.is_empty() => v,
+        _ => {
+            let names: Vec<&str> = FAMILIES.iter().map(|f| f.name()).collect();
+            eprintln!("error: --workloads takes names from {} separated by commas, not '{text}'", names.join(", "));
+            std::process::exit(2);
+        }
     }
 }
 
 fn main() {
     env_logger::init();
-    let args = Args::parse(&["device", "sizes", "runs", "elements", "json"], USAGE);
+    let args = Args::parse(&["device", "workloads", "sizes", "runs", "elements", "json"], USAGE);
     let dev = open_device(args.get("device").unwrap_or("auto"));
-    let runs = parse_one("runs", args.get("runs"), DEFAULT_RUNS);
-    let elements = parse_one("elements", args.get("elements"), DEFAULT_ELEMENTS);
+    let families = args.get("workloads").map_or_else(|| FAMILIES.to_vec(), parse_families);
+    let runs = parse_one("runs", args.get("runs"));
+    let elements = parse_one("elements", args.get("elements"));
+    let sizes = args.get("sizes").map(|t| parse_list("sizes", t));
     let json_path = args.get("json");
 
     println!("{}", dev.info());
-    let sizes = match args.get("sizes") {
-        Some(text) => parse_list("sizes", text),
-        None if is_software_gpu(&dev) => {
-            println!("software adapter: matmul sizes 256 and 512 only by default (it runs well under 1 GFLOP/s); --sizes overrides");
-            vec![256, 512]
+    let small = is_software_gpu(&dev);
+    let mut specs = Spec::defaults(&families, small);
+    if let Some(sizes) = sizes.filter(|_| families.contains(&Family::Matmul)) {
+        // Matmul leads the table, as it leads the defaults.
+        specs.retain(|s| s.family() != Family::Matmul);
+        specs.splice(0..0, sizes.into_iter().map(|n| Spec::Matmul { n }));
+    }
+    if let Some(elements) = elements {
+        for s in &mut specs {
+            if let Spec::Add { elements: e } = s {
+                *e = elements;
+            }
         }
-        None if is_hardware_gpu(&dev) => vec![256, 512, 1024, 2048, 4096],
-        None => vec![256, 512, 1024, 2048],
-    };
-    println!("median of {runs} runs after 1 warm-up run; every run ends with Device::synchronize()");
+    }
+    if small {
+        println!(
+            "software adapter: small defaults (matmul 256, add 1M, one timed training step), as it runs well \
+             under 1 GFLOP/s; --sizes, --elements and --runs override"
+        );
+    }
+    println!("median and minimum of the timed runs after 1 warm-up run; every run ends with Device::synchronize()");
     println!();
 
+    println!(
+        "{:<13} {:<20} {:>5} {:>11} {:>11} {:>11}  unit",
+        "workload", "size", "runs", "median ms", "min ms", "rate"
+    );
     let mut rows = Vec::new();
-    println!("{:<10} {:>12} {:>12} {:>12}  unit", "workload", "size", "median ms", "rate");
-    for &n in &sizes {
-        let row = bench_matmul(&dev, n, runs);
+    for spec in specs {
+        let runs = runs.unwrap_or(if small && spec.family() == Family::Step { 1 } else { DEFAULT_RUNS });
+        let row = measure(&dev, spec, runs);
         print_row(&row);
         rows.push(row);
     }
-    let row = bench_add(&dev, elements, runs);
-    print_row(&row);
-    rows.push(row);
 
     if let Some(path) = json_path {
-        match write_atomically(path, &to_json(&dev, runs, &rows)) {
+        match write_atomically(path, &to_json(&dev, &rows)) {
             Ok(()) => println!("\nwrote {path}"),
             Err(e) => {
                 eprintln!("error: cannot write {path}: {e}");
@@ -116,46 +149,24 @@ fn main() {
     }
 }
 
+fn measure(dev: &Device, spec: Spec, runs: usize) -> Row {
+    // The training step updates its optimizer, so the runs borrow the workload mutably.
+    let workload = RefCell::new(Workload::new(spec, dev));
+    let times = sample_ms(dev, 1, runs, || workload.borrow_mut().run());
+    Row { spec, runs, median_ms: median(&times), min_ms: times[0], work: spec.work() }
+}
+
 fn print_row(r: &Row) {
-    println!("{:<10} {:>12} {:>12.3} {:>12.2}  {}", r.workload, r.size, r.median_ms, r.rate, r.unit);
-}
-
-fn bench_matmul(dev: &Device, n: usize, runs: usize) -> Row {
-    // Inputs are drawn on the device itself, and finished before the clock starts.
-    let a = Tensor::rand(&[n, n], 1, dev);
-    let b = Tensor::rand(&[n, n], 2, dev);
-    dev.synchronize();
-    let times = sample_ms(dev, 1, runs, || a.matmul(&b));
-    let median_ms = median(&times);
-    let flops = 2.0 * (n as f64).powi(3);
-    Row {
-        workload: "matmul",
-        size: format!("{n}x{n}x{n}"),
-        n,
-        median_ms,
-        min_ms: times[0],
-        rate: flops / (median_ms * 1e-3) / 1e9,
-        unit: "GFLOP/s",
-    }
-}
-
-fn bench_add(dev: &Device, elements: usize, runs: usize) -> Row {
-    let a = Tensor::rand(&[elements], 3, dev);
-    let b = Tensor::rand(&[elements], 4, dev);
-    dev.synchronize();
-    let times = sample_ms(dev, 1, runs, || a.add(&b));
-    let median_ms = median(&times);
-    // Two inputs read and one output written, 4 bytes each.
-    let bytes = 3.0 * 4.0 * elements as f64;
-    Row {
-        workload: "add",
-        size: elements.to_string(),
-        n: elements,
-        median_ms,
-        min_ms: times[0],
-        rate: bytes / (median_ms * 1e-3) / 1e9,
-        unit: "GB/s",
-    }
+    println!(
+        "{:<13} {:<20} {:>5} {:>11.3} {:>11.3} {:>11.2}  {}",
+        r.spec.name(),
+        r.spec.size(),
+        r.runs,
+        r.median_ms,
+        r.min_ms,
+        r.work.rate(r.median_ms),
+        r.work.unit()
+    );
 }
 
 /// A JSON string literal.
@@ -186,23 +197,23 @@ fn json_number(x: f64) -> String {
     }
 }
 
-fn to_json(dev: &Device, runs: usize, rows: &[Row]) -> String {
+fn to_json(dev: &Device, rows: &[Row]) -> String {
     let mut out = String::new();
     writeln!(out, "{{").unwrap();
     writeln!(out, "  \"device\": {},", json_string(&dev.info())).unwrap();
-    writeln!(out, "  \"runs\": {runs},").unwrap();
     writeln!(out, "  \"warmup_runs\": 1,").unwrap();
     writeln!(out, "  \"results\": [").unwrap();
     for (i, r) in rows.iter().enumerate() {
-        let (size_key, rate_key) = if r.workload == "matmul" { ("n", "gflops") } else { ("elements", "gb_per_s") };
         write!(
             out,
-            "    {{\"workload\": {}, \"{size_key}\": {}, \"median_ms\": {}, \"min_ms\": {}, \"{rate_key}\": {}}}",
-            json_string(r.workload),
-            r.n,
+            "    {{\"workload\": {}, \"size\": {}, \"runs\": {}, \"median_ms\": {}, \"min_ms\": {}, \"rate\": {}, \"unit\": {}}}",
+            json_string(&r.spec.name()),
+            json_string(&r.spec.size()),
+            r.runs,
             json_number(r.median_ms),
             json_number(r.min_ms),
-            json_number(r.rate)
+            json_number(r.work.rate(r.median_ms)),
+            json_string(r.work.unit())
         )
         .unwrap();
         out.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
