@@ -175,6 +175,9 @@ pub fn max_pool2d(src: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i32>) {
 /// recorded index is this position.
 pub fn max_pool2d_backward(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) -> Vec<f32> {
     let span = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
+    if (0..2).all(|axis| g.stride[axis] >= span(axis)) {
+        return max_pool2d_backward_disjoint(grad_out, indices, g);
+    }
     let mut out = Vec::with_capacity(g.planes * g.in_plane());
     for plane in 0..g.planes {
         let go = &grad_out[plane * g.out_plane()..(plane + 1) * g.out_plane()];
@@ -192,6 +195,36 @@ pub fn max_pool2d_backward(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) 
                     }
                 }
                 out.push(acc);
+            }
+        }
+    }
+    out
+}
+
+/// [`max_pool2d_backward`] for windows that do not overlap (stride at least the window's
+/// span on both axes, as in the common `MaxPool2d(2)`): every input position lies in at
+/// most one window, so it receives at most one gradient, and sending each output's gradient
+/// straight to its recorded index gives the gather's result exactly, in one pass over the
+/// outputs instead of a window search per input. An index outside its own window (a window
+/// made only of padding) sends nothing, as in the gather.
+fn max_pool2d_backward_disjoint(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) -> Vec<f32> {
+    let span = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
+    let mut out = vec![0.0f32; g.planes * g.in_plane()];
+    for plane in 0..g.planes {
+        let dst = &mut out[plane * g.in_plane()..(plane + 1) * g.in_plane()];
+        let base = plane * g.out_plane();
+        for oh in 0..g.out_h {
+            for ow in 0..g.out_w {
+                let o = base + oh * g.out_w + ow;
+                let Ok(at) = usize::try_from(indices[o]) else { continue };
+                if at >= g.in_plane() {
+                    continue;
+                }
+                let (ih, iw) = (at / g.in_w, at % g.in_w);
+                if g.covering_outputs(0, ih, span(0)).contains(&oh) && g.covering_outputs(1, iw, span(1)).contains(&ow)
+                {
+                    dst[at] += grad_out[o];
+                }
             }
         }
     }
