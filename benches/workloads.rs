@@ -16,6 +16,8 @@
 //! recording. Throughput is reported as elements per second where an element is a flop
 //! (matmul, conv, LSTM) or an image (training step), and in bytes per second for the add.
 
+#[path = "../examples/common/models.rs"]
+mod models;
 #[path = "../examples/common/workloads.rs"]
 mod workloads;
 

@@ -19,27 +19,14 @@
 mod common;
 
 use common::classifier::{self, Defaults, Recipe, Setup};
+use common::models;
 use wgrad::data::transforms::RandomShift;
-use wgrad::nn::{self, Conv2d, MaxPool2d};
 
 fn main() {
     env_logger::init();
     let setup = Setup::from_args("mnist_cnn", Defaults { epochs: 15, batch_size: 64, lr: 1e-3 });
     wgrad::manual_seed(setup.seed);
-    let dev = &setup.dev;
-    let mut model = nn::Sequential::new()
-        .add(Conv2d::new(1, 32, 3, dev))
-        .add(nn::ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Conv2d::new(32, 64, 3, dev))
-        .add(nn::ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Conv2d::new(64, 64, 3, dev))
-        .add(nn::ReLU)
-        .add(nn::Flatten::new())
-        .add(nn::Linear::new(64 * 3 * 3, 64, dev))
-        .add(nn::ReLU)
-        .add(nn::Linear::new(64, 10, dev));
+    let mut model = models::keras_cnn(&setup.dev);
     let mut shift = RandomShift::new(2, 2).seed(setup.seed);
     let recipe = Recipe { input: |images| images.clone(), augment: Some(&mut shift), clip_grad_norm: None };
     classifier::train(&mut model, &setup, recipe);

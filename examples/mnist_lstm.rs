@@ -17,54 +17,8 @@
 mod common;
 
 use common::classifier::{self, Defaults, Recipe, Setup};
+use common::models::RowLstm;
 use wgrad::data::transforms::RandomShift;
-use wgrad::nn::{Linear, Module, RnnOptions, LSTM};
-use wgrad::{Device, Tensor};
-
-/// LSTM over the rows, then a linear read-out of the last step's hidden state.
-struct RowLstm {
-    lstm: LSTM,
-    head: Linear,
-}
-
-impl RowLstm {
-    fn new(dev: &Device) -> RowLstm {
-        RowLstm {
-            lstm: LSTM::with_options(28, 128, RnnOptions::new().batch_first(true), dev),
-            head: Linear::new(128, 10, dev),
-        }
-    }
-}
-
-impl Module for RowLstm {
-    /// `[N, 28, 28]` (batch, rows, pixels) to `[N, 10]` logits.
-    fn forward(&self, rows: &Tensor) -> Tensor {
-        let (_, (h_n, _)) = self.lstm.forward(rows);
-        // h_n is [layers, N, hidden]: the last (only) layer's final state.
-        self.head.forward(&h_n.squeeze(0))
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let prefixed = |prefix: &str, m: &dyn Module| {
-            m.named_parameters().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)).collect::<Vec<_>>()
-        };
-        let mut all = prefixed("lstm", &self.lstm);
-        all.extend(prefixed("head", &self.head));
-        all
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.lstm.set_training(training);
-    }
-
-    fn is_training(&self) -> bool {
-        self.lstm.is_training()
-    }
-
-    fn describe(&self) -> String {
-        format!("RowLstm(\n  (lstm): {}\n  (head): {}\n)", self.lstm.describe(), self.head.describe())
-    }
-}
 
 fn main() {
     env_logger::init();

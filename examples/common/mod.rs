@@ -8,6 +8,7 @@
 #![allow(dead_code)]
 
 pub mod classifier;
+pub mod models;
 pub mod workloads;
 
 use std::time::Instant;

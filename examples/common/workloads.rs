@@ -9,7 +9,8 @@
 // The example and the bench each use a part of this module.
 #![allow(dead_code)]
 
-use wgrad::nn::{self, Conv2d, Linear, MaxPool2d, Module, RnnOptions, LSTM};
+use super::models;
+use wgrad::nn::{Module, RnnOptions, LSTM};
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::{loss, ConvOptions, Device, Tensor};
 
@@ -258,17 +259,9 @@ impl Workload {
                 wgrad::manual_seed(12);
                 let images = Tensor::randn(&[BATCH, 1, 28, 28], 13, dev);
                 let (model, input): (Box<dyn Module>, Tensor) = match model {
-                    Model::Cnn => (Box::new(mnist_cnn(dev)), images),
-                    Model::Mlp => (
-                        Box::new(
-                            nn::Sequential::new()
-                                .add(Linear::new(784, 128, dev))
-                                .add(nn::ReLU)
-                                .add(Linear::new(128, 10, dev)),
-                        ),
-                        images.reshape(&[-1, 784]),
-                    ),
-                    Model::Lstm => (Box::new(RowLstm::new(dev)), images.reshape(&[-1, 28, 28])),
+                    Model::Cnn => (Box::new(models::keras_cnn(dev)), images),
+                    Model::Mlp => (Box::new(models::mlp(dev)), images.reshape(&[-1, 784])),
+                    Model::Lstm => (Box::new(models::RowLstm::new(dev)), images.reshape(&[-1, 28, 28])),
                 };
                 // Fixed, evenly spread class labels: the step's cost does not depend on them.
                 let labels: Vec<i32> = (0..BATCH as i32).map(|i| (i * 7 + 3) % 10).collect();
@@ -319,66 +312,5 @@ impl Workload {
                 loss.detach()
             }
         }
-    }
-}
-
-/// The Keras MNIST CNN, as `examples/mnist_cnn.rs` builds it.
-fn mnist_cnn(dev: &Device) -> nn::Sequential {
-    nn::Sequential::new()
-        .add(Conv2d::new(1, 32, 3, dev))
-        .add(nn::ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Conv2d::new(32, 64, 3, dev))
-        .add(nn::ReLU)
-        .add(MaxPool2d::new(2))
-        .add(Conv2d::new(64, 64, 3, dev))
-        .add(nn::ReLU)
-        .add(nn::Flatten::new())
-        .add(Linear::new(64 * 3 * 3, 64, dev))
-        .add(nn::ReLU)
-        .add(Linear::new(64, 10, dev))
-}
-
-/// LSTM(28, 128) over the rows of `[N, 28, 28]` images and Linear(128, 10) on the final
-/// hidden state, as `examples/mnist_lstm.rs` builds it.
-struct RowLstm {
-    lstm: LSTM,
-    head: Linear,
-}
-
-impl RowLstm {
-    fn new(dev: &Device) -> RowLstm {
-        RowLstm {
-            lstm: LSTM::with_options(28, 128, RnnOptions::new().batch_first(true), dev),
-            head: Linear::new(128, 10, dev),
-        }
-    }
-}
-
-impl Module for RowLstm {
-    fn forward(&self, rows: &Tensor) -> Tensor {
-        let (_, (h_n, _)) = self.lstm.forward(rows);
-        self.head.forward(&h_n.squeeze(0))
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let prefixed = |prefix: &str, m: &dyn Module| {
-            m.named_parameters().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)).collect::<Vec<_>>()
-        };
-        let mut all = prefixed("lstm", &self.lstm);
-        all.extend(prefixed("head", &self.head));
-        all
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.lstm.set_training(training);
-    }
-
-    fn is_training(&self) -> bool {
-        self.lstm.is_training()
-    }
-
-    fn describe(&self) -> String {
-        format!("RowLstm(lstm: {}, head: {})", self.lstm.describe(), self.head.describe())
     }
 }

@@ -1,0 +1,74 @@
+//! The models of the MNIST examples, defined once: the examples train them and the
+//! benchmark workloads time their training steps.
+
+use wgrad::nn::{self, Conv2d, Linear, MaxPool2d, Module, RnnOptions, LSTM};
+use wgrad::{Device, Tensor};
+
+/// The textbook MLP: 784-128-10 with ReLU, on flattened images.
+pub fn mlp(dev: &Device) -> nn::Sequential {
+    nn::Sequential::new().add(Linear::new(784, 128, dev)).add(nn::ReLU).add(Linear::new(128, 10, dev))
+}
+
+/// The classic Keras MNIST CNN: Conv(32, 3x3, relu), MaxPool(2), Conv(64, 3x3, relu),
+/// MaxPool(2), Conv(64, 3x3, relu), Flatten, Dense(64, relu), Dense(10), on `[N, 1, 28, 28]`.
+pub fn keras_cnn(dev: &Device) -> nn::Sequential {
+    nn::Sequential::new()
+        .add(Conv2d::new(1, 32, 3, dev))
+        .add(nn::ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Conv2d::new(32, 64, 3, dev))
+        .add(nn::ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Conv2d::new(64, 64, 3, dev))
+        .add(nn::ReLU)
+        .add(nn::Flatten::new())
+        .add(Linear::new(64 * 3 * 3, 64, dev))
+        .add(nn::ReLU)
+        .add(Linear::new(64, 10, dev))
+}
+
+/// LSTM(28, 128) over the rows of `[N, 28, 28]` images, then a linear read-out of the
+/// last step's hidden state.
+pub struct RowLstm {
+    lstm: LSTM,
+    head: Linear,
+}
+
+impl RowLstm {
+    pub fn new(dev: &Device) -> RowLstm {
+        RowLstm {
+            lstm: LSTM::with_options(28, 128, RnnOptions::new().batch_first(true), dev),
+            head: Linear::new(128, 10, dev),
+        }
+    }
+}
+
+impl Module for RowLstm {
+    /// `[N, 28, 28]` (batch, rows, pixels) to `[N, 10]` logits.
+    fn forward(&self, rows: &Tensor) -> Tensor {
+        let (_, (h_n, _)) = self.lstm.forward(rows);
+        // h_n is [layers, N, hidden]: the last (only) layer's final state.
+        self.head.forward(&h_n.squeeze(0))
+    }
+
+    fn named_parameters(&self) -> Vec<(String, Tensor)> {
+        let prefixed = |prefix: &str, m: &dyn Module| {
+            m.named_parameters().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)).collect::<Vec<_>>()
+        };
+        let mut all = prefixed("lstm", &self.lstm);
+        all.extend(prefixed("head", &self.head));
+        all
+    }
+
+    fn set_training(&mut self, training: bool) {
+        self.lstm.set_training(training);
+    }
+
+    fn is_training(&self) -> bool {
+        self.lstm.is_training()
+    }
+
+    fn describe(&self) -> String {
+        format!("RowLstm(\n  (lstm): {}\n  (head): {}\n)", self.lstm.describe(), self.head.describe())
+    }
+}
