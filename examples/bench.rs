@@ -13,27 +13,33 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--device auto|gpu|software|cpu]
-//!     [--workloads matmul,conv,lstm,step,add] [--sizes 256,512,...] [--runs 5]
-//!     [--elements 16777216] [--json PATH]
+//!     [--workloads matmul,conv,lstm,step,add] [--sizes 256,512,...] [--models cnn,mlp,lstm]
+//!     [--runs 5] [--elements 16777216] [--json PATH]
 //! ```
 //!
 //! Each figure is the median (and minimum) of `--runs` timed runs after one warm-up run;
 //! every run ends with `Device::synchronize()`, so GPU figures include the whole kernel,
-//! not only its recording. The workloads themselves live in `examples/common/workloads.rs`,
-//! which `cargo bench` (benches/workloads.rs) measures too.
+//! not only its recording. On a GPU device the table also gives the kernel dispatches one
+//! run records (from `Device::stats()`, counted over the last timed run): for a training
+//! step, the launches per step that fusing kernels cuts down. The workloads themselves
+//! live in `examples/common/workloads.rs`, which `cargo bench` (benches/workloads.rs)
+//! measures too.
+//!
+//! With `WGRAD_PROFILE=1` the per-kernel time table of everything the run dispatched
+//! (warm-up included) follows on stderr (see `wgrad::profile`).
 
 mod common;
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::io::Write as _;
 
-use common::workloads::{Family, Spec, Work, Workload, FAMILIES};
+use common::workloads::{Family, Model, Spec, Work, Workload, FAMILIES, MODELS};
 use common::{is_software_gpu, median, open_device, sample_ms, Args};
-use wgrad::Device;
+use wgrad::{Device, DeviceStats};
 
 const USAGE: &str = "usage: bench [--device auto|gpu|software|cpu] [--workloads W,W,...] [--sizes N,N,...]
-             [--runs R] [--elements E] [--json PATH]
+             [--models M,M,...] [--runs R] [--elements E] [--json PATH]
 
 Measures matmul, conv2d, LSTM, training-step and elementwise-add throughput on one device.
   --device     auto (default): WGRAD_DEVICE if set, else the best hardware GPU, else the CPU;
@@ -41,10 +47,14 @@ Measures matmul, conv2d, LSTM, training-step and elementwise-add throughput on o
   --workloads  the families to run, from matmul, conv, lstm, step, add (default all)
   --sizes      matmul sizes n (n x n times n x n); default 256,512,1024,2048, and only 256
                on a software adapter
+  --models     the training-step models, from cnn, mlp, lstm (default all)
   --runs       timed runs per workload after one warm-up run (default 5; on a software
                adapter the training steps default to 1); the median is reported
   --elements   elements per tensor of the add (default 16777216 = 16M; 1M on a software adapter)
-  --json       also write the figures as JSON to this path (written atomically)";
+  --json       also write the figures as JSON to this path (written atomically)
+
+On a GPU device the dispatches column counts the kernels one run launches. With
+WGRAD_PROFILE=1 a per-kernel time table follows on stderr.";
 
 const DEFAULT_RUNS: usize = 5;
 
@@ -55,6 +65,8 @@ struct Row {
     median_ms: f64,
     min_ms: f64,
     work: Work,
+    /// What the last timed run gave the device (GPU devices only).
+    per_run: Option<DeviceStats>,
 }
 
 fn parse_list(flag: &str, text: &str) -> Vec<usize> {
@@ -80,6 +92,18 @@ fn parse_one(flag: &str, text: Option<&str>) -> Option<usize> {
     }
 }
 
+fn parse_models(text: &str) -> Vec<Model> {
+    let parsed: Option<Vec<Model>> = text.split(',').filter(|s| !s.trim().is_empty()).map(Model::parse).collect();
+    match parsed {
+        Some(v) if !v.is_empty() => v,
+        _ => {
+            let names: Vec<&str> = MODELS.iter().map(|m| m.name()).collect();
+            eprintln!("error: --models takes names from {} separated by commas, not '{text}'", names.join(", "));
+            std::process::exit(2);
+        }
+    }
+}
+
 fn parse_families(text: &str) -> Vec<Family> {
     let parsed: Option<Vec<Family>> = text.split(',').filter(|s| !s.trim().is_empty()).map(Family::parse).collect();
     match parsed {
@@ -94,12 +118,13 @@ fn parse_families(text: &str) -> Vec<Family> {
 
 fn main() {
     env_logger::init();
-    let args = Args::parse(&["device", "workloads", "sizes", "runs", "elements", "json"], USAGE);
+    let args = Args::parse(&["device", "workloads", "sizes", "models", "runs", "elements", "json"], USAGE);
     let dev = open_device(args.get("device").unwrap_or("auto"));
     let families = args.get("workloads").map_or_else(|| FAMILIES.to_vec(), parse_families);
     let runs = parse_one("runs", args.get("runs"));
     let elements = parse_one("elements", args.get("elements"));
     let sizes = args.get("sizes").map(|t| parse_list("sizes", t));
+    let models = args.get("models").map_or_else(|| MODELS.to_vec(), parse_models);
     let json_path = args.get("json");
 
     println!("{}", dev.info());
@@ -110,6 +135,10 @@ fn main() {
         specs.retain(|s| s.family() != Family::Matmul);
         specs.splice(0..0, sizes.into_iter().map(|n| Spec::Matmul { n }));
     }
+    specs.retain(|s| match s {
+        Spec::Step(model) => models.contains(model),
+        _ => true,
+    });
     if let Some(elements) = elements {
         for s in &mut specs {
             if let Spec::Add { elements: e } = s {
@@ -127,8 +156,8 @@ fn main() {
     println!();
 
     println!(
-        "{:<13} {:<20} {:>5} {:>11} {:>11} {:>11}  unit",
-        "workload", "size", "runs", "median ms", "min ms", "rate"
+        "{:<13} {:<20} {:>5} {:>11} {:>11} {:>11}  {:<9} {:>10}",
+        "workload", "size", "runs", "median ms", "min ms", "rate", "unit", "dispatches"
     );
     let mut rows = Vec::new();
     for spec in specs {
@@ -147,26 +176,42 @@ fn main() {
             }
         }
     }
+    wgrad::profile::print_report();
 }
 
 fn measure(dev: &Device, spec: Spec, runs: usize) -> Row {
     // The training step updates its optimizer, so the runs borrow the workload mutably.
     let workload = RefCell::new(Workload::new(spec, dev));
-    let times = sample_ms(dev, 1, runs, || workload.borrow_mut().run());
-    Row { spec, runs, median_ms: median(&times), min_ms: times[0], work: spec.work() }
+    let per_run = Cell::new(None);
+    let times = sample_ms(dev, 1, runs, || {
+        // Work is counted when it is recorded, so the counts of the run are complete when
+        // it returns; the final submit of its batch happens in the synchronize after.
+        let before = dev.stats();
+        let out = workload.borrow_mut().run();
+        per_run.set(dev.stats().zip(before).map(|(after, before)| after - before));
+        out
+    });
+    Row { spec, runs, median_ms: median(&times), min_ms: times[0], work: spec.work(), per_run: per_run.get() }
 }
 
 fn print_row(r: &Row) {
+    let dispatches = r.per_run.map_or_else(|| "-".to_string(), |s| s.dispatches.to_string());
     println!(
-        "{:<13} {:<20} {:>5} {:>11.3} {:>11.3} {:>11.2}  {}",
+        "{:<13} {:<20} {:>5} {:>11.3} {:>11.3} {:>11.2}  {:<9} {:>10}",
         r.spec.name(),
         r.spec.size(),
         r.runs,
         r.median_ms,
         r.min_ms,
         r.work.rate(r.median_ms),
-        r.work.unit()
+        r.work.unit(),
+        dispatches
     );
+}
+
+/// A count for JSON: `null` where there is none (the CPU backend dispatches nothing).
+fn json_count(x: Option<u64>) -> String {
+    x.map_or_else(|| "null".to_string(), |n| n.to_string())
 }
 
 /// A JSON string literal.
@@ -206,14 +251,16 @@ fn to_json(dev: &Device, rows: &[Row]) -> String {
     for (i, r) in rows.iter().enumerate() {
         write!(
             out,
-            "    {{\"workload\": {}, \"size\": {}, \"runs\": {}, \"median_ms\": {}, \"min_ms\": {}, \"rate\": {}, \"unit\": {}}}",
+            "    {{\"workload\": {}, \"size\": {}, \"runs\": {}, \"median_ms\": {}, \"min_ms\": {}, \"rate\": {}, \"unit\": {}, \"dispatches_per_run\": {}, \"read_backs_per_run\": {}}}",
             json_string(&r.spec.name()),
             json_string(&r.spec.size()),
             r.runs,
             json_number(r.median_ms),
             json_number(r.min_ms),
             json_number(r.work.rate(r.median_ms)),
-            json_string(r.work.unit())
+            json_string(r.work.unit()),
+            json_count(r.per_run.map(|s| s.dispatches)),
+            json_count(r.per_run.map(|s| s.read_backs))
         )
         .unwrap();
         out.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });

@@ -1,19 +1,32 @@
-// matmul.wgsl: batched C[b] = A[b] x B[b], A [M, K], B [K, N], C [M, N], f32.
+// matmul.wgsl: batched C[b] = act(A[b] x B[b] + bias), A [M, K], B [K, N], C [M, N], f32.
 //
-// Bindings: params, a (f32), b (f32), out (f32, contiguous [batch, M, N]).
+// Bindings: params, a (f32), b (f32), bias (f32), out (f32, contiguous [batch, M, N]).
 // A and B are strided views: any row and column strides, so a transposed operand costs
 // no copy, and per-batch offsets come from broadcast batch strides (0 on a broadcast
-// batch dimension).
+// batch dimension). The launcher binds some read-only buffer as `bias` when there is none.
 //
-// Tiling: one workgroup of 256 invocations computes a 64x64 tile of C. Each step loads a
-// 64x16 slice of A and a 16x64 slice of B into workgroup memory (four elements of each per
-// invocation, zero beyond the edges), then each invocation accumulates a 4x4 block of C
-// in registers from them. The x-y workgroup grid (folded) walks the tiles; z walks the
-// batch, offset by batch_start when a batch is split over several dispatches.
+// Epilogue (every entry point, on each finished element): bias_mode 0 adds nothing, 1 adds
+// bias[bias_offset + column] (Linear's bias, one per output feature), 2 adds
+// bias[bias_offset + row] (a convolution's bias, one per output channel); then activation
+// 0 none, 1 relu, 2 sigmoid, 3 tanh. The same element formulas as elementwise.wgsl.
+//
+// Two tilings, both walking the tiles with the folded x-y workgroup grid and the batch
+// with z (offset by batch_start when a batch is split over several dispatches):
+// - `matmul`: one workgroup of 256 invocations computes a 64x64 tile of C. Each step loads
+//   a 64x16 slice of A and a 16x64 slice of B into workgroup memory (four elements of each
+//   per invocation, zero beyond the edges), then each invocation accumulates a 4x4 block
+//   of C in registers from them. What GPUs with fast workgroup memory want.
+// - `matmul_rows8`: no workgroup memory and no barrier. A workgroup of 64 invocations
+//   computes an 8x64 block of C; invocation i owns column col0 + i of its 8 rows and walks
+//   K reading B straight from global memory. The A element of a row and step is the same
+//   for the whole workgroup, so a CPU-based adapter (lavapipe) loads it once and
+//   broadcasts it, and one gathered B load feeds eight multiply-adds.
 
 const TILE_M: u32 = 64u;
 const TILE_N: u32 = 64u;
 const TILE_K: u32 = 16u;
+const ROWS8_M: u32 = 8u;
+const ROWS8_N: u32 = 64u;
 
 struct MatmulParams {
     m: u32,
@@ -29,9 +42,9 @@ struct MatmulParams {
     b_row_stride: u32,
     b_col_stride: u32,
     batch_start: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
+    bias_mode: u32,
+    bias_offset: u32,
+    activation: u32,
     batch_shape: array<vec4<u32>, 2>,
     a_batch_strides: array<vec4<u32>, 2>,
     b_batch_strides: array<vec4<u32>, 2>,
@@ -40,10 +53,40 @@ struct MatmulParams {
 @group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 var<workgroup> a_tile: array<f32, 1024>; // [TILE_K][TILE_M]
 var<workgroup> b_tile: array<f32, 1024>; // [TILE_K][TILE_N]
+
+// The bias and activation of element (row, col) of a product, applied to its sum v.
+fn epilogue(v: f32, row: u32, col: u32) -> f32 {
+    var x = v;
+    if (p.bias_mode == 1u) {
+        x = x + bias[p.bias_offset + col];
+    } else if (p.bias_mode == 2u) {
+        x = x + bias[p.bias_offset + row];
+    }
+    switch p.activation {
+        case 1u: {
+            return select(0.0, x, x > 0.0 || is_nan(x));
+        }
+        case 2u: {
+            if (x >= 0.0) {
+                return 1.0 / (1.0 + exp(-x));
+            }
+            let e = exp(x);
+            return e / (1.0 + e);
+        }
+        case 3u: {
+            // Clamped: tanh is +-1 in f32 beyond 10, and some back-ends overflow exp inside it.
+            return select(tanh(clamp(x, -10.0, 10.0)), x, is_nan(x));
+        }
+        default: {
+            return x;
+        }
+    }
+}
 
 @compute @workgroup_size(WG)
 fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -114,8 +157,69 @@ fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: ve
         for (var j = 0u; j < 4u; j = j + 1u) {
             let gn = col0 + tx * 4u + j;
             if (gn < p.n) {
-                out[out_base + gm * p.n + gn] = rows[i][j];
+                out[out_base + gm * p.n + gn] = epilogue(rows[i][j], gm, gn);
             }
         }
+    }
+}
+
+@compute @workgroup_size(64)
+fn matmul_rows8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+    let tile = linear_workgroup(wg, nwg);
+    let tile_m = tile / p.tiles_n;
+    let tile_n = tile % p.tiles_n;
+    if (tile_m >= p.tiles_m) {
+        return;
+    }
+    let batch = p.batch_start + wg.z;
+    let a_base = p.a_offset + strided_offset(batch, p.batch_rank, p.batch_shape, p.a_batch_strides);
+    let b_base = p.b_offset + strided_offset(batch, p.batch_rank, p.batch_shape, p.b_batch_strides);
+    let row0 = tile_m * ROWS8_M;
+    let col = tile_n * ROWS8_N + lid;
+    // Rows and columns past the edge read the last row or column instead: every load stays
+    // in bounds without a branch in the K loop, and the stores below skip them.
+    let last_row = p.m - 1u;
+    let b_col = b_base + min(col, p.n - 1u) * p.b_col_stride;
+    let a0 = a_base + min(row0, last_row) * p.a_row_stride;
+    let a1 = a_base + min(row0 + 1u, last_row) * p.a_row_stride;
+    let a2 = a_base + min(row0 + 2u, last_row) * p.a_row_stride;
+    let a3 = a_base + min(row0 + 3u, last_row) * p.a_row_stride;
+    let a4 = a_base + min(row0 + 4u, last_row) * p.a_row_stride;
+    let a5 = a_base + min(row0 + 5u, last_row) * p.a_row_stride;
+    let a6 = a_base + min(row0 + 6u, last_row) * p.a_row_stride;
+    let a7 = a_base + min(row0 + 7u, last_row) * p.a_row_stride;
+
+    var acc0 = 0.0;
+    var acc1 = 0.0;
+    var acc2 = 0.0;
+    var acc3 = 0.0;
+    var acc4 = 0.0;
+    var acc5 = 0.0;
+    var acc6 = 0.0;
+    var acc7 = 0.0;
+    for (var kk = 0u; kk < p.k; kk = kk + 1u) {
+        let bv = b[b_col + kk * p.b_row_stride];
+        let ak = kk * p.a_col_stride;
+        acc0 = acc0 + a[a0 + ak] * bv;
+        acc1 = acc1 + a[a1 + ak] * bv;
+        acc2 = acc2 + a[a2 + ak] * bv;
+        acc3 = acc3 + a[a3 + ak] * bv;
+        acc4 = acc4 + a[a4 + ak] * bv;
+        acc5 = acc5 + a[a5 + ak] * bv;
+        acc6 = acc6 + a[a6 + ak] * bv;
+        acc7 = acc7 + a[a7 + ak] * bv;
+    }
+
+    if (col >= p.n) {
+        return;
+    }
+    let out_base = batch * p.m * p.n;
+    var rows = array<f32, 8>(acc0, acc1, acc2, acc3, acc4, acc5, acc6, acc7);
+    for (var i = 0u; i < ROWS8_M; i = i + 1u) {
+        let gm = row0 + i;
+        if (gm >= p.m) {
+            break;
+        }
+        out[out_base + gm * p.n + col] = epilogue(rows[i], gm, col);
     }
 }

@@ -1,22 +1,35 @@
-// optim.wgsl: fused optimizer updates, one parameter tensor per dispatch, in place.
+// optim.wgsl: fused optimizer updates of up to three parameter tensors per dispatch
+// (a multi-tensor apply), in place.
 //
-// Bindings: params, grad (f32, contiguous from grad_offset), param (f32, updated in
-// place), state0, state1, state2 (f32, the optimizer's per-element state, updated in
-// place; an update that needs fewer binds the param buffer's neighbours it has, unused).
-// One invocation updates one element: it reads the gradient, the parameter and its
-// state, and writes the new parameter and state, with PyTorch's formulas and order of
-// operations (torch.optim, foreach=False). Scalars the whole tensor shares (bias
-// corrections, the learning rate after decay) are computed once on the host.
+// Bindings: params; grad0..grad2 (f32, each contiguous from its segment's grad_offset);
+// param0..param2 (f32, updated in place from element 0); state (f32, the optimizer's
+// state arena, updated in place). Segment s of the dispatch updates param<s> from
+// grad<s>; a dispatch with fewer segments binds unused grads to grad0 and unused params to
+// distinct dummy buffers it never touches.
 //
-// state use:  sgd: state0 = momentum buffer.  adam/adamw: state0 = exp_avg, state1 =
-// exp_avg_sq.  adagrad: state0 = sum.  rmsprop: state0 = square_avg, state1 =
-// momentum buffer, state2 = grad_avg (centered).
+// Three segments keep the file at seven storage bindings, inside WebGPU's default limit
+// of eight per shader stage, so one kernel serves every adapter.
+//
+// The segment table: seg[s] = (first_workgroup, numel, grad_offset, state_offset).
+// Segment s owns the workgroups from its first_workgroup up to the next segment's, each
+// workgroup one run of WG consecutive elements, so a workgroup never straddles two
+// tensors and control flow stays uniform within it. One invocation updates one element:
+// it reads the gradient, the parameter and its state, and writes the new parameter and
+// state, with PyTorch's formulas and order of operations (torch.optim, foreach=False).
+// Scalars the tensors share (bias corrections, the learning rate after decay) are
+// computed once on the host.
+//
+// State k of element i of segment s lives at state_offset + state_pos[k] * numel + i: a
+// segment's state vectors lie one after the other in the arena, only those the update
+// uses. sgd: state 0 = momentum buffer. adam/adamw: 0 = exp_avg, 1 = exp_avg_sq.
+// adagrad: 0 = sum. rmsprop: 0 = square_avg, 1 = momentum buffer, 2 = grad_avg (centered).
 
 struct OptimParams {
-    numel: u32,
-    grad_offset: u32,
+    segments: u32,     // 1 to 3
     flags: u32,        // FLAG_* below
-    _pad: u32,
+    _pad0: u32,
+    _pad1: u32,
+    state_pos: vec4<u32>,
     lr: f32,           // adam: lr / bias_correction1; adagrad: lr / (1 + (step - 1) * lr_decay)
     weight_decay: f32,
     beta1: f32,        // sgd and rmsprop: momentum; adam: beta1
@@ -24,7 +37,8 @@ struct OptimParams {
     eps: f32,
     bias_correction2_sqrt: f32, // adam
     decoupled_lr: f32, // adamw: the plain lr, for the decoupled decay
-    _pad1: f32,
+    _pad2: f32,
+    seg: array<vec4<u32>, 3>,
 }
 
 const FLAG_NESTEROV: u32 = 1u;
@@ -35,107 +49,159 @@ const FLAG_MOMENTUM: u32 = 16u;    // sgd and rmsprop: momentum is non-zero
 const FLAG_MAXIMIZE: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: OptimParams;
-@group(0) @binding(1) var<storage, read> grad: array<f32>;
-@group(0) @binding(2) var<storage, read_write> param: array<f32>;
-@group(0) @binding(3) var<storage, read_write> state0: array<f32>;
-@group(0) @binding(4) var<storage, read_write> state1: array<f32>;
-@group(0) @binding(5) var<storage, read_write> state2: array<f32>;
+@group(0) @binding(1) var<storage, read> grad0: array<f32>;
+@group(0) @binding(2) var<storage, read> grad1: array<f32>;
+@group(0) @binding(3) var<storage, read> grad2: array<f32>;
+@group(0) @binding(4) var<storage, read_write> param0: array<f32>;
+@group(0) @binding(5) var<storage, read_write> param1: array<f32>;
+@group(0) @binding(6) var<storage, read_write> param2: array<f32>;
+@group(0) @binding(7) var<storage, read_write> state: array<f32>;
 
 fn has(flag: u32) -> bool {
     return (p.flags & flag) != 0u;
 }
 
-fn gradient(i: u32) -> f32 {
-    let g = grad[p.grad_offset + i];
+// The element one invocation updates: its segment and its index in that tensor, with
+// valid = false past the segment's end (the partial last workgroup of each segment).
+struct Element {
+    s: u32,
+    i: u32,
+    valid: bool,
+}
+
+fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Element {
+    let w = linear_workgroup(wg, nwg);
+    var s = 0u;
+    for (var k = 1u; k < p.segments; k = k + 1u) {
+        if (w >= p.seg[k].x) {
+            s = k;
+        }
+    }
+    let i = (w - p.seg[s].x) * WG + lid;
+    return Element(s, i, i < p.seg[s].y);
+}
+
+fn gradient(e: Element) -> f32 {
+    let j = p.seg[e.s].z + e.i;
+    var g: f32;
+    switch e.s {
+        case 0u: { g = grad0[j]; }
+        case 1u: { g = grad1[j]; }
+        default: { g = grad2[j]; }
+    }
     return select(g, -g, has(FLAG_MAXIMIZE));
+}
+
+fn load_param(e: Element) -> f32 {
+    var x: f32;
+    switch e.s {
+        case 0u: { x = param0[e.i]; }
+        case 1u: { x = param1[e.i]; }
+        default: { x = param2[e.i]; }
+    }
+    return x;
+}
+
+fn store_param(e: Element, v: f32) {
+    switch e.s {
+        case 0u: { param0[e.i] = v; }
+        case 1u: { param1[e.i] = v; }
+        default: { param2[e.i] = v; }
+    }
+}
+
+// Index in the arena of state k of the element.
+fn st(e: Element, k: u32) -> u32 {
+    let seg = p.seg[e.s];
+    return seg.w + p.state_pos[k] * seg.y + e.i;
 }
 
 @compute @workgroup_size(WG)
 fn sgd_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.numel) {
+    let e = element(wg, nwg, lid);
+    if (!e.valid) {
         return;
     }
-    var g = gradient(i);
-    let x = param[i];
+    var g = gradient(e);
+    let x = load_param(e);
     if (p.weight_decay != 0.0) {
         g = g + p.weight_decay * x;
     }
     if (has(FLAG_MOMENTUM)) {
         var buf = g;
         if (!has(FLAG_FIRST_STEP)) {
-            buf = p.beta1 * state0[i] + (1.0 - p.beta2) * g;
+            buf = p.beta1 * state[st(e, 0u)] + (1.0 - p.beta2) * g;
         }
-        state0[i] = buf;
+        state[st(e, 0u)] = buf;
         g = select(buf, g + p.beta1 * buf, has(FLAG_NESTEROV));
     }
-    param[i] = x - p.lr * g;
+    store_param(e, x - p.lr * g);
 }
 
 @compute @workgroup_size(WG)
 fn adam_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.numel) {
+    let e = element(wg, nwg, lid);
+    if (!e.valid) {
         return;
     }
-    var g = gradient(i);
-    var x = param[i];
+    var g = gradient(e);
+    var x = load_param(e);
     if (has(FLAG_DECOUPLED)) {
         x = x * (1.0 - p.decoupled_lr * p.weight_decay);
     } else if (p.weight_decay != 0.0) {
         g = g + p.weight_decay * x;
     }
-    let m = p.beta1 * state0[i] + (1.0 - p.beta1) * g;
-    let v = p.beta2 * state1[i] + (1.0 - p.beta2) * g * g;
-    state0[i] = m;
-    state1[i] = v;
+    let m = p.beta1 * state[st(e, 0u)] + (1.0 - p.beta1) * g;
+    let v = p.beta2 * state[st(e, 1u)] + (1.0 - p.beta2) * g * g;
+    state[st(e, 0u)] = m;
+    state[st(e, 1u)] = v;
     let denom = sqrt(v) / p.bias_correction2_sqrt + p.eps;
-    param[i] = x - p.lr * (m / denom);
+    store_param(e, x - p.lr * (m / denom));
 }
 
 @compute @workgroup_size(WG)
 fn adagrad_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.numel) {
+    let e = element(wg, nwg, lid);
+    if (!e.valid) {
         return;
     }
-    var g = gradient(i);
-    let x = param[i];
+    var g = gradient(e);
+    let x = load_param(e);
     if (p.weight_decay != 0.0) {
         g = g + p.weight_decay * x;
     }
-    let s = state0[i] + g * g;
-    state0[i] = s;
-    param[i] = x - p.lr * (g / (sqrt(s) + p.eps));
+    let s = state[st(e, 0u)] + g * g;
+    state[st(e, 0u)] = s;
+    store_param(e, x - p.lr * (g / (sqrt(s) + p.eps)));
 }
 
 @compute @workgroup_size(WG)
 fn rmsprop_step(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
-    let i = linear_index(wg, nwg, lid);
-    if (i >= p.numel) {
+    let e = element(wg, nwg, lid);
+    if (!e.valid) {
         return;
     }
-    var g = gradient(i);
-    let x = param[i];
+    var g = gradient(e);
+    let x = load_param(e);
     if (p.weight_decay != 0.0) {
         g = g + p.weight_decay * x;
     }
     let alpha = p.beta2;
-    let sq = alpha * state0[i] + (1.0 - alpha) * g * g;
-    state0[i] = sq;
+    let sq = alpha * state[st(e, 0u)] + (1.0 - alpha) * g * g;
+    state[st(e, 0u)] = sq;
     var avg: f32;
     if (has(FLAG_CENTERED)) {
-        let ga = alpha * state2[i] + (1.0 - alpha) * g;
-        state2[i] = ga;
+        let ga = alpha * state[st(e, 2u)] + (1.0 - alpha) * g;
+        state[st(e, 2u)] = ga;
         avg = sqrt(sq - ga * ga) + p.eps;
     } else {
         avg = sqrt(sq) + p.eps;
     }
     if (has(FLAG_MOMENTUM)) {
-        let buf = p.beta1 * state1[i] + g / avg;
-        state1[i] = buf;
-        param[i] = x - p.lr * buf;
+        let buf = p.beta1 * state[st(e, 1u)] + g / avg;
+        state[st(e, 1u)] = buf;
+        store_param(e, x - p.lr * buf);
     } else {
-        param[i] = x - p.lr * (g / avg);
+        store_param(e, x - p.lr * (g / avg));
     }
 }

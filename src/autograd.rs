@@ -150,6 +150,14 @@ pub(crate) enum GradOp {
     /// One recurrent layer and direction through all its time steps, its rule (backward
     /// through time) beside it in `tensor/rnn.rs`: the output is the state tensor.
     Rnn(crate::tensor::RnnGrad),
+    /// The fused cross-entropy over class indices, its rule beside it in `loss.rs`: inputs
+    /// are `[logits, targets, saved (lse per row, weight sum), weight (when present)]`.
+    CrossEntropy(crate::loss::CrossEntropyGrad),
+    /// `activation(x W^T + b)` in one GEMM, its rule beside it in `tensor/linear.rs`: inputs
+    /// are `[x as [rows, in], weight, bias (when present)]`.
+    Linear(crate::tensor::LinearGrad),
+    /// `f32`/`f16` casts and the `f16` matmul, their rules beside them in `tensor/half.rs`.
+    Half(crate::tensor::HalfGrad),
 }
 
 impl Tensor {
@@ -299,6 +307,12 @@ impl Gradients {
     /// Takes the gradient of `leaf` out of the store.
     pub fn remove(&mut self, leaf: &Tensor) -> Option<Tensor> {
         leaf.grad_id().and_then(|id| self.grads.remove(&id))
+    }
+
+    /// Every stored gradient, in no particular order, for transforms that apply to all of
+    /// them alike (the unscaling of a loss-scaled backward, in `amp`).
+    pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Tensor> {
+        self.grads.values_mut()
     }
 
     /// Stores `grad` as the gradient of `leaf` (gradient clipping and regularisers use it).
@@ -504,10 +518,13 @@ impl GradOp {
             GradOp::BroadcastTo => vec![Some(sum_to_shape(g, x.unwrap().shape()))],
             GradOp::Conv(c) => c.backward(g, inputs),
             GradOp::Rnn(r) => r.backward(g, inputs, out),
+            GradOp::CrossEntropy(c) => c.backward(g, inputs),
+            GradOp::Linear(l) => l.backward(g, inputs, out),
             GradOp::LayerNorm(l) => l.backward(g, inputs, out),
             GradOp::Embedding(e) => e.backward(g, inputs, out),
             GradOp::Pool(p) => p.backward(g, inputs, out),
             GradOp::BatchNorm(b) => b.backward(g, inputs, out),
+            GradOp::Half(h) => h.backward(g, inputs),
             GradOp::Cat { axis } => {
                 let mut start = 0;
                 inputs

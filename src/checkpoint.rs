@@ -82,6 +82,7 @@ pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
                 DType::I32 => {
                     (Dtype::I64, t.to_vec::<i32>().iter().flat_map(|&v| i64::from(v).to_le_bytes()).collect())
                 }
+                DType::F16 => (Dtype::F16, t.to_vec::<half::f16>().iter().flat_map(|v| v.to_le_bytes()).collect()),
             };
             (name.clone(), RawArray { dtype, shape: t.shape().to_vec(), bytes })
         })
@@ -125,6 +126,7 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
         let accepted: &[Dtype] = match target.dtype() {
             DType::F32 => &[Dtype::F32],
             DType::I32 => &[Dtype::I64, Dtype::I32],
+            DType::F16 => &[Dtype::F16],
         };
         if !accepted.contains(&view.dtype()) {
             problems.push(format!(
@@ -142,6 +144,9 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
             ));
         } else if target.dtype() == DType::F32 {
             updates.push((target, Values::F32(decode_f32(view.data()))));
+        } else if target.dtype() == DType::F16 {
+            let halves = view.data().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
+            updates.push((target, Values::F16(halves)));
         } else {
             let wide = decode_integers(view.dtype(), view.data());
             match wide.iter().find(|&&v| i32::try_from(v).is_err()) {
@@ -171,6 +176,7 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
         match values {
             Values::F32(v) => target.assign_from_host(&v),
             Values::I32(v) => target.assign_from_host(&v),
+            Values::F16(v) => target.assign_from_host(&v),
         }
     }
     Ok(())
@@ -180,6 +186,7 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
 enum Values {
     F32(Vec<f32>),
     I32(Vec<i32>),
+    F16(Vec<half::f16>),
 }
 
 /// Every tensor of the safetensors file at `path`, sorted by name: for inspecting a

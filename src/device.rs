@@ -6,7 +6,7 @@
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::error::{Error, Result};
-use crate::gpu::context::{AdapterSummary, GpuContext};
+use crate::gpu::context::{AdapterSummary, DeviceStats, GpuContext};
 use crate::gpu::pool::PoolStats;
 
 /// A compute device. Cheap to clone; two clones compare equal.
@@ -94,6 +94,7 @@ fn open_cached(
     let index = choose(&summaries)
         .ok_or_else(|| Error::NoAdapter { wanted, found: summaries.iter().map(|s| s.line()).collect() })?;
     let ctx = Arc::new(GpuContext::open(&adapters[index])?);
+    crate::profile::register(&ctx);
     *guard = Some(ctx.clone());
     Ok(Device::Gpu(ctx))
 }
@@ -230,6 +231,28 @@ impl Device {
     /// Buffer pool statistics of a GPU device (`None` on the CPU).
     pub fn pool_stats(&self) -> Option<PoolStats> {
         self.gpu_context().map(|c| c.pool.lock().unwrap().stats())
+    }
+
+    /// Counts of the dispatches, submits, copies, uploads and read-backs this GPU device
+    /// has been given since it opened or since [`Device::reset_stats`] (`None` on the CPU).
+    /// Always on; subtract two snapshots to count the work of a step:
+    ///
+    /// ```no_run
+    /// # let dev = wgrad::Device::gpu().unwrap();
+    /// let before = dev.stats().unwrap();
+    /// let y = wgrad::Tensor::ones(&[8], &dev).relu();
+    /// let per_op = dev.stats().unwrap() - before;
+    /// # drop(y);
+    /// ```
+    pub fn stats(&self) -> Option<DeviceStats> {
+        self.gpu_context().map(|c| c.stats())
+    }
+
+    /// Sets this GPU device's [`Device::stats`] counters back to zero (no-op on the CPU).
+    pub fn reset_stats(&self) {
+        if let Some(c) = self.gpu_context() {
+            c.reset_stats();
+        }
     }
 
     /// Debugging aid: fill every new output buffer with a NaN sentinel before its kernel

@@ -18,6 +18,7 @@
 //! their reference implementations, `gpu` their launchers and `shaders/` their kernels;
 //! [`Tensor`] is the public face of all of them.
 
+pub mod amp;
 pub mod autograd;
 pub mod checkpoint;
 pub mod cpu;
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod nn;
 pub mod op;
 pub mod optim;
+pub mod profile;
 mod random;
 mod storage;
 mod tensor;
@@ -41,10 +43,13 @@ pub use autograd::{no_grad, Gradients, NoGradGuard, TensorId};
 pub use device::{list_adapters, Device};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
+pub use gpu::context::DeviceStats;
 pub use gpu::pool::PoolStats;
 pub use random::manual_seed;
+pub use tensor::Activation;
 pub use tensor::{
     broadcast_shapes, embedding_index_checks, im2col_budget, set_embedding_index_checks, set_im2col_budget, AttnMask,
     AvgPool2dOptions, Conv1dOptions, ConvOptions, Layout, MaxPool2dOptions, RnnLayerOutput, RnnMode, RnnWeights, Size2,
     Tensor, MAX_DIMS,
 };
+pub use tensor::{conv_algorithm, with_conv_algorithm, ConvAlgorithm};

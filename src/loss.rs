@@ -4,7 +4,12 @@
 //! `gather`, reductions, `where_cond`) rather than given a kernel of its own, so each one
 //! runs on every device and differentiates through the tape with the ops' own gradient
 //! rules: nothing here can disagree between the CPU and a GPU, and nothing here needs a
-//! backward of its own. Where a naive formula would overflow or produce `0 * inf`, the
+//! backward of its own. The one exception is the most common loss of all: cross-entropy
+//! of `[N, C]` logits against class indices without label smoothing runs as one fused
+//! kernel forward and one backward (`shaders/loss.wgsl`, `cpu::loss`), where the composed
+//! version would cost a dozen dispatches and, with an `ignore_index` outside the classes,
+//! a read-back of the targets. The composed version stays for the other cases and is what
+//! the fused one is tested against. Where a naive formula would overflow or produce `0 * inf`, the
 //! composition is chosen to stay finite (cross-entropy through `log_softmax`, BCE with
 //! logits through `softplus(-|x|)`, logs of zero masked with `where_cond` before the log
 //! so that no NaN reaches the gradient).
@@ -36,7 +41,7 @@
 //!   -100, which only matters when a target is -100; set `.ignore_index(-100)` for that).
 //! - Class-index targets are checked against the number of classes on the CPU; on a GPU
 //!   (where checking would mean waiting for the device) an out-of-range index makes the
-//!   `gather` kernel yield NaN, so the loss is NaN rather than silently wrong.
+//!   kernel yield NaN, so the loss is NaN rather than silently wrong.
 //!
 //! ```
 //! use wgrad::loss::{cross_entropy, CrossEntropy, Reduction};
@@ -50,6 +55,12 @@
 //! assert!((smoothed.forward(&logits, &target).item() - 0.50760596).abs() < 1e-6);
 //! ```
 
+use crate::autograd::GradOp;
+use crate::cpu::loss::CrossEntropyRows;
+use crate::gpu::launch;
+use crate::gpu::GpuBuffer;
+use crate::storage::CpuData;
+use crate::tensor::Layout;
 use crate::{broadcast_shapes, DType, Device, Tensor};
 
 /// How a loss combines its per-element values, as PyTorch's `reduction` argument.
@@ -395,6 +406,9 @@ impl CrossEntropy {
     pub fn forward(&self, logits: &Tensor, targets: &Tensor) -> Tensor {
         let spec = self.spec("cross_entropy");
         check_class_shapes(&spec, logits, targets);
+        if let Some(loss) = fused_cross_entropy(&spec, logits, targets) {
+            return loss;
+        }
         let class_axis = if logits.rank() == 1 { 0 } else { 1 };
         class_loss(&spec, &logits.log_softmax(class_axis), targets)
     }
@@ -440,6 +454,135 @@ pub fn nll_loss(log_probs: &Tensor, targets: &Tensor, weight: Option<&Tensor>, r
     class_loss(&spec, log_probs, targets)
 }
 
+// ---- fused cross-entropy ----
+
+/// The fused cross-entropy of `logits [N, C]` (or `[C]`) against class indices, or `None`
+/// when the case is one the kernel does not cover (label smoothing, probability targets,
+/// extra dimensions, class weights that require a gradient): those take the composed path.
+fn fused_cross_entropy(spec: &ClassLoss, logits: &Tensor, targets: &Tensor) -> Option<Tensor> {
+    if targets.dtype() != DType::I32
+        || spec.label_smoothing != 0.0
+        || logits.rank() > 2
+        || spec.reduction == Reduction::BatchMean
+        || spec.weight.is_some_and(|w| w.is_tracked())
+    {
+        return None;
+    }
+    if logits.rank() == 1 {
+        // Unbatched: a batch of one, and a 0-dimensional result for Reduction::None.
+        let batched = fused_cross_entropy(spec, &logits.unsqueeze(0), &targets.unsqueeze(0))?;
+        return Some(if spec.reduction == Reduction::None { batched.squeeze(0) } else { batched });
+    }
+    let (rows, classes) = (logits.shape()[0], logits.shape()[1]);
+    let x = logits.detach().contiguous();
+    let t = targets.contiguous();
+    let w = spec.weight.map(|w| w.contiguous());
+    let shape =
+        CrossEntropyRows { rows, classes, weight: None, ignore_index: spec.ignore_index, reduction: spec.reduction };
+    let len = shape.forward_len();
+    let saved = match logits.device() {
+        Device::Cpu => {
+            let (xd, td) = (x.cpu_data(), t.cpu_data());
+            let xs = &xd.as_f32()[x.layout.offset..x.layout.offset + rows * classes];
+            let ts = &td.as_i32()[t.layout.offset..t.layout.offset + rows];
+            check_targets(spec.name, ts, classes, spec.ignore_index);
+            let wd = w.as_ref().map(|w| w.cpu_data());
+            let ws = wd.as_ref().zip(w.as_ref()).map(|(d, w)| &d.as_f32()[w.layout.offset..w.layout.offset + classes]);
+            let out = crate::cpu::loss::cross_entropy_forward(&CrossEntropyRows { weight: ws, ..shape }, xs, ts);
+            Tensor::from_cpu_data(CpuData::F32(out), &[len])
+        }
+        Device::Gpu(ctx) => {
+            let buf = GpuBuffer::new(ctx, (len * 4) as u64);
+            launch::cross_entropy_forward(ctx, &gpu_operands(&shape, &x, &t, w.as_ref()), buf.buffer());
+            Tensor::from_gpu_buffer(buf, &[len], DType::F32)
+        }
+    };
+    let loss_shape: &[usize] = if spec.reduction == Reduction::None { &[rows] } else { &[] };
+    let loss = saved.with_layout(Layout::contiguous(loss_shape));
+    let mut aux = Layout::contiguous(&[rows + 1]);
+    aux.offset = shape.lse_at();
+    let aux = saved.with_layout(aux);
+    let rule = CrossEntropyGrad { ignore_index: spec.ignore_index, reduction: spec.reduction };
+    let mut inputs = vec![logits, targets, &aux];
+    inputs.extend(spec.weight);
+    Some(Tensor::record(loss, GradOp::CrossEntropy(rule), &inputs))
+}
+
+/// The kernels' view of contiguous logits, targets and weights.
+fn gpu_operands<'a>(
+    shape: &CrossEntropyRows,
+    x: &'a Tensor,
+    t: &'a Tensor,
+    w: Option<&'a Tensor>,
+) -> launch::CrossEntropyOperands<'a> {
+    launch::CrossEntropyOperands {
+        rows: shape.rows,
+        classes: shape.classes,
+        logits: (x.gpu_buffer().buffer(), x.layout.offset),
+        targets: (t.gpu_buffer().buffer(), t.layout.offset),
+        weight: w.map(|w| (w.gpu_buffer().buffer(), w.layout.offset)),
+        ignore_index: shape.ignore_index,
+        reduction: shape.reduction,
+    }
+}
+
+/// The gradient rule of the fused cross-entropy: one kernel from the saved log-sum-exp of
+/// each row and the weight sum. The targets and the class weights get no gradient (as in
+/// PyTorch; weights that require one take the composed path).
+#[derive(Clone, Debug)]
+pub(crate) struct CrossEntropyGrad {
+    ignore_index: Option<i32>,
+    reduction: Reduction,
+}
+
+impl CrossEntropyGrad {
+    /// Inputs are `[logits, targets, saved, weight (when present)]`.
+    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let mut grads = vec![None; inputs.len()];
+        if !inputs[0].is_tracked() {
+            return grads;
+        }
+        let (rows, classes) = (inputs[0].shape()[0], inputs[0].shape()[1]);
+        let x = inputs[0].detach().contiguous();
+        let t = inputs[1].contiguous();
+        let aux = &inputs[2];
+        let w = inputs.get(3).map(|w| w.detach().contiguous());
+        let g = g.detach().contiguous();
+        let shape = CrossEntropyRows {
+            rows,
+            classes,
+            weight: None,
+            ignore_index: self.ignore_index,
+            reduction: self.reduction,
+        };
+        let dx = match x.device() {
+            Device::Cpu => {
+                let (xd, td, ad, gd) = (x.cpu_data(), t.cpu_data(), aux.cpu_data(), g.cpu_data());
+                let xs = &xd.as_f32()[x.layout.offset..x.layout.offset + rows * classes];
+                let ts = &td.as_i32()[t.layout.offset..t.layout.offset + rows];
+                let auxs = &ad.as_f32()[aux.layout.offset..aux.layout.offset + rows + 1];
+                let gs = &gd.as_f32()[g.layout.offset..g.layout.offset + g.numel()];
+                let wd = w.as_ref().map(|w| w.cpu_data());
+                let ws =
+                    wd.as_ref().zip(w.as_ref()).map(|(d, w)| &d.as_f32()[w.layout.offset..w.layout.offset + classes]);
+                let spec = CrossEntropyRows { weight: ws, ..shape };
+                let out = crate::cpu::loss::cross_entropy_backward(&spec, xs, ts, auxs, gs);
+                Tensor::from_cpu_data(CpuData::F32(out), &[rows, classes])
+            }
+            Device::Gpu(ctx) => {
+                let buf = GpuBuffer::new(ctx, (rows * classes * 4) as u64);
+                let operands = gpu_operands(&shape, &x, &t, w.as_ref());
+                let aux_at = (aux.gpu_buffer().buffer(), aux.layout.offset);
+                let grad_at = (g.gpu_buffer().buffer(), g.layout.offset);
+                launch::cross_entropy_backward(ctx, &operands, aux_at, grad_at, buf.buffer());
+                Tensor::from_gpu_buffer(buf, &[rows, classes], DType::F32)
+            }
+        };
+        grads[0] = Some(dx);
+        grads
+    }
+}
+
 /// Everything a class loss needs besides its tensors.
 struct ClassLoss<'a> {
     name: &'static str,
@@ -477,6 +620,7 @@ fn check_class_shapes(spec: &ClassLoss, input: &Tensor, targets: &Tensor) {
             targets.shape(),
             input.shape()
         ),
+        DType::F16 => panic!("{name}: targets must be i32 class indices or f32 probabilities, got f16; use .float()"),
     }
     if let Some(w) = spec.weight {
         expect_f32(name, "weight", w);
@@ -504,6 +648,7 @@ fn class_loss(spec: &ClassLoss, log_probs: &Tensor, targets: &Tensor) -> Tensor 
     match targets.dtype() {
         DType::I32 => index_target_loss(spec, log_probs, targets),
         DType::F32 => probability_target_loss(spec, log_probs, targets),
+        DType::F16 => unreachable!("{}: f16 targets are rejected by validation", spec.name),
     }
 }
 

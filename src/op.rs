@@ -150,8 +150,8 @@ op_list! {
 }
 
 op_list! {
-    /// Fused in-place optimizer updates of one parameter tensor and its state, with
-    /// PyTorch's formulas. AdamW is `Adam` with decoupled weight decay.
+    /// Fused in-place optimizer updates of up to three parameter tensors and their state
+    /// per dispatch, with PyTorch's formulas. AdamW is `Adam` with decoupled weight decay.
     OptimOp, entry prefix "" {
         Sgd => "sgd_step",
         Adam => "adam_step",
@@ -170,6 +170,10 @@ op_list! {
         /// The adjoint of `Im2col`: every input position gathers the column entries that
         /// were read from it. The input gradient of a convolution, with no atomics.
         Col2im => "col2im",
+        /// Direct convolution with the bias in the epilogue: each invocation a block of
+        /// output channels by output columns, reading the input and weights in place
+        /// (an implicit GEMM whose column matrix is never stored).
+        Conv2dDirect => "conv2d_direct",
     }
 }
 
@@ -273,6 +277,37 @@ op_list! {
     }
 }
 
+// ---- half precision ----
+
+op_list! {
+    /// Half precision (`f16`) storage and its one arithmetic op. On a GPU, `f16` tensors keep
+    /// two elements in each 32-bit word (see `shaders/half.wgsl`); these kernels are the
+    /// only ones that read or write them.
+    HalfOp, entry prefix "" {
+        /// `f32` to `f16`, rounded to nearest even; beyond the `f16` range to infinity.
+        ToHalf => "cast_to_half",
+        /// `f16` to `f32`, exact.
+        ToFloat => "cast_to_float",
+        /// Copy a strided `f16` view into a (possibly strided) `f16` destination.
+        Copy => "half_copy",
+        /// Batched `[.., M, K] x [.., K, N]` of `f16` operands, accumulated and written in `f32`.
+        Matmul => "half_matmul",
+    }
+}
+
+// ---- loss ----
+
+op_list! {
+    /// The fused cross-entropy over `i32` class indices (see `shaders/loss.wgsl`).
+    LossOp, entry prefix "" {
+        /// Log-softmax, the picked class, the weights and the reduction in one kernel; also
+        /// keeps each row's log-sum-exp and the weight sum for the backward pass.
+        CrossEntropyForward => "cross_entropy_forward",
+        /// `(softmax - one_hot) * weight * scale`, the gradient of the logits, in one kernel.
+        CrossEntropyBackward => "cross_entropy_backward",
+    }
+}
+
 /// Everything the engine computes. See the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Op {
@@ -282,9 +317,11 @@ pub enum Op {
     /// `where(cond, a, b)`: `a` where `cond != 0`, else `b`, all three broadcast.
     Where,
     Reduce(ReduceOp),
-    /// Batched `[.., M, K] x [.., K, N]` with broadcast batch dimensions and strided operands.
-    /// Row-major operands aligned to 4 elements take `matmul_vec4.wgsl` instead, the same
-    /// tiling with 16-byte loads.
+    /// Batched `[.., M, K] x [.., K, N]` with broadcast batch dimensions and strided operands,
+    /// with an optional fused bias and activation. The kernel named here is one of several
+    /// tile configurations in `matmul.wgsl` and `matmul_vec4.wgsl` (16-byte loads, for
+    /// row-major operands aligned to 4 elements); `gpu/tuning.rs` picks one per adapter and
+    /// shape class.
     Matmul,
     Softmax(SoftmaxOp),
     Index(IndexOp),
@@ -296,6 +333,10 @@ pub enum Op {
     Embedding(EmbeddingOp),
     LayerNorm(LayerNormOp),
     Rnn(RnnOp),
+    /// The fused cross-entropy forward and backward.
+    Loss(LossOp),
+    /// `f16` casts, copies and matmul with `f32` accumulation.
+    Half(HalfOp),
 }
 
 /// Where an op's kernel lives: a WGSL file in `shaders/` and an entry point in it.
@@ -327,6 +368,8 @@ impl Op {
         ops.extend(EmbeddingOp::ALL.iter().map(|&o| Op::Embedding(o)));
         ops.extend(LayerNormOp::ALL.iter().map(|&o| Op::LayerNorm(o)));
         ops.extend(RnnOp::ALL.iter().map(|&o| Op::Rnn(o)));
+        ops.extend(LossOp::ALL.iter().map(|&o| Op::Loss(o)));
+        ops.extend(HalfOp::ALL.iter().map(|&o| Op::Half(o)));
         ops
     }
 
@@ -349,6 +392,8 @@ impl Op {
             Op::Embedding(o) => o.name(),
             Op::LayerNorm(o) => o.name(),
             Op::Rnn(o) => o.name(),
+            Op::Loss(o) => o.name(),
+            Op::Half(o) => o.name(),
         }
     }
 
@@ -368,6 +413,7 @@ impl Op {
             Op::Index(o @ (IndexOp::IndexAdd | IndexOp::ScatterAdd)) => ("scatter", o.entry()),
             Op::Index(o) => ("index", o.entry()),
             Op::Optim(o) => ("optim", o.entry()),
+            Op::Conv(ConvOp::Conv2dDirect) => ("conv_direct", "conv2d_direct"),
             Op::Conv(o) => ("conv", o.entry()),
             Op::Pool(o) => ("pool", o.entry()),
             Op::BatchNorm(o) => ("batch_norm", o.entry()),
@@ -375,6 +421,9 @@ impl Op {
             Op::Embedding(o) => ("embedding", o.entry()),
             Op::LayerNorm(o) => ("layer_norm", o.entry()),
             Op::Rnn(o) => ("rnn", o.entry()),
+            Op::Loss(o) => ("loss", o.entry()),
+            Op::Half(HalfOp::Matmul) => ("half_matmul", HalfOp::Matmul.entry()),
+            Op::Half(o) => ("half", o.entry()),
         };
         KernelRef { file, entry }
     }

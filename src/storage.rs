@@ -3,6 +3,8 @@
 
 use std::sync::RwLock;
 
+use half::f16;
+
 use crate::dtype::DType;
 use crate::gpu::pool::GpuBuffer;
 
@@ -11,6 +13,7 @@ use crate::gpu::pool::GpuBuffer;
 pub enum CpuData {
     F32(Vec<f32>),
     I32(Vec<i32>),
+    F16(Vec<f16>),
 }
 
 impl CpuData {
@@ -18,6 +21,16 @@ impl CpuData {
         match self {
             CpuData::F32(_) => DType::F32,
             CpuData::I32(_) => DType::I32,
+            CpuData::F16(_) => DType::F16,
+        }
+    }
+
+    /// `n` zero elements of `dtype`.
+    pub fn zeros(dtype: DType, n: usize) -> CpuData {
+        match dtype {
+            DType::F32 => CpuData::F32(vec![0.0; n]),
+            DType::I32 => CpuData::I32(vec![0; n]),
+            DType::F16 => CpuData::F16(vec![f16::ZERO; n]),
         }
     }
 
@@ -35,18 +48,50 @@ impl CpuData {
         }
     }
 
-    /// The elements as raw 32-bit words, for dtype-agnostic copies.
+    pub fn as_f16(&self) -> &[f16] {
+        match self {
+            CpuData::F16(v) => v,
+            other => panic!("expected f16 storage, found {}", other.dtype()),
+        }
+    }
+
+    /// The elements as raw 32-bit words, for dtype-agnostic copies of the 4-byte dtypes.
+    /// Panics on `f16` storage, whose elements are half a word: copy it with
+    /// [`CpuData::gather`] instead.
     pub fn words(&self) -> &[u32] {
         match self {
             CpuData::F32(v) => bytemuck::cast_slice(v),
             CpuData::I32(v) => bytemuck::cast_slice(v),
+            CpuData::F16(_) => panic!("words: f16 storage has 2-byte elements and cannot be read as 32-bit words"),
         }
     }
 
-    pub fn from_words(dtype: DType, words: Vec<u32>) -> CpuData {
-        match dtype {
-            DType::F32 => CpuData::F32(bytemuck::cast_vec(words)),
-            DType::I32 => CpuData::I32(bytemuck::cast_vec(words)),
+    /// The elements as mutable raw 32-bit words; panics on `f16` storage as [`CpuData::words`].
+    pub fn words_mut(&mut self) -> &mut [u32] {
+        match self {
+            CpuData::F32(v) => bytemuck::cast_slice_mut(v),
+            CpuData::I32(v) => bytemuck::cast_slice_mut(v),
+            CpuData::F16(_) => {
+                panic!("words_mut: f16 storage has 2-byte elements and cannot be written as 32-bit words")
+            }
+        }
+    }
+
+    /// The elements as raw bytes, for copies that know the element size (any dtype).
+    pub fn bytes_mut(&mut self) -> &mut [u8] {
+        match self {
+            CpuData::F32(v) => bytemuck::cast_slice_mut(v),
+            CpuData::I32(v) => bytemuck::cast_slice_mut(v),
+            CpuData::F16(v) => bytemuck::cast_slice_mut(v),
+        }
+    }
+
+    /// The elements at `indices` (storage positions), in order, as new storage of the same dtype.
+    pub fn gather(&self, indices: impl Iterator<Item = usize>) -> CpuData {
+        match self {
+            CpuData::F32(v) => CpuData::F32(indices.map(|i| v[i]).collect()),
+            CpuData::I32(v) => CpuData::I32(indices.map(|i| v[i]).collect()),
+            CpuData::F16(v) => CpuData::F16(indices.map(|i| v[i]).collect()),
         }
     }
 }

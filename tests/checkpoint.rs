@@ -374,6 +374,7 @@ fn state(module: &dyn Module) -> Vec<(String, Vec<f32>)> {
         .map(|(n, t)| match t.dtype() {
             wgrad::DType::F32 => (n, t.to_vec::<f32>()),
             wgrad::DType::I32 => (n, t.to_vec::<i32>().iter().map(|&v| v as f32).collect()),
+            wgrad::DType::F16 => (n, t.float().to_vec::<f32>()),
         })
         .collect()
 }

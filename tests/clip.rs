@@ -86,7 +86,7 @@ fn under_max_norm_nothing_changes() {
     for dev in devices() {
         let mut s = setup(&dev);
         let before = grad_values(&s);
-        let norm = clip_grad_norm(&mut s.grads, &s.params, 85.01, 2.0);
+        let norm = clip_grad_norm(&mut s.grads, &s.params, 85.01, 2.0).item();
         assert!(close(norm, 85.0, 1e-6), "{dev:?}: norm {norm}");
         assert_eq!(grad_values(&s), before, "{dev:?}: gradients under max_norm must be left alone");
     }
@@ -96,7 +96,7 @@ fn under_max_norm_nothing_changes() {
 fn clipping_scales_to_max_norm() {
     for dev in devices() {
         let mut s = setup(&dev);
-        let norm = clip_grad_norm(&mut s.grads, &s.params, 17.0, 2.0);
+        let norm = clip_grad_norm(&mut s.grads, &s.params, 17.0, 2.0).item();
         assert!(close(norm, 85.0, 1e-6), "{dev:?}: returns the norm before clipping, got {norm}");
         let coef = 17.0 / (85.0 + 1e-6);
         let after = grad_values(&s);
@@ -108,7 +108,7 @@ fn clipping_scales_to_max_norm() {
         let new_norm = total_norm(&s.grads, &s.params, 2.0).unwrap().item();
         assert!(close(new_norm, 17.0, 1e-6), "{dev:?}: norm after clipping {new_norm}");
         // Clipping again changes (almost) nothing: the norm is max_norm * (1 - 6e-8).
-        let again = clip_grad_norm(&mut s.grads, &s.params, 17.0, 2.0);
+        let again = clip_grad_norm(&mut s.grads, &s.params, 17.0, 2.0).item();
         assert!(close(again, 17.0, 1e-6));
     }
 }
@@ -117,7 +117,7 @@ fn clipping_scales_to_max_norm() {
 fn clipping_by_the_inf_norm() {
     for dev in devices() {
         let mut s = setup(&dev);
-        let norm = clip_grad_norm(&mut s.grads, &s.params, 42.0, f32::INFINITY);
+        let norm = clip_grad_norm(&mut s.grads, &s.params, 42.0, f32::INFINITY).item();
         assert!(close(norm, 84.0, 1e-6), "{dev:?}: inf-norm {norm}");
         let after = grad_values(&s);
         let coef = 42.0 / (84.0 + 1e-6);
@@ -144,7 +144,7 @@ fn each_parameter_counts_once_and_missing_gradients_are_skipped() {
         let mut s = setup(&dev);
         let p0 = s.params[0].clone();
         let twice = [p0.clone(), p0.clone(), s.params[3].clone(), s.params[4].clone()];
-        let norm = clip_grad_norm(&mut s.grads, &twice, 1.0, 2.0);
+        let norm = clip_grad_norm(&mut s.grads, &twice, 1.0, 2.0).item();
         assert!(close(norm, 5.0, 1e-6), "{dev:?}: norm of [3, 4] listed twice: {norm}");
         let g = s.grads.wrt(&p0).to_vec::<f32>();
         assert!(close(g[0], 0.6, 1e-6) && close(g[1], 0.8, 1e-6), "{dev:?}: scaled once: {g:?}");
@@ -152,8 +152,10 @@ fn each_parameter_counts_once_and_missing_gradients_are_skipped() {
         assert_eq!(s.grads.wrt(&s.params[1]).to_vec::<f32>(), G1);
 
         // Nothing to clip: the norm is 0 and nothing happens.
-        assert_eq!(clip_grad_norm(&mut s.grads, &s.params[3..], 1.0, 2.0), 0.0);
-        assert_eq!(clip_grad_norm(&mut s.grads, &[], 1.0, 2.0), 0.0);
+        let none = clip_grad_norm(&mut s.grads, &s.params[3..], 1.0, 2.0);
+        assert_eq!((none.shape(), none.device(), none.item()), (&[] as &[usize], &dev, 0.0));
+        let empty = clip_grad_norm(&mut s.grads, &[], 1.0, 2.0);
+        assert_eq!((empty.shape(), empty.device(), empty.item()), (&[] as &[usize], &Device::cpu(), 0.0));
         assert!(total_norm(&s.grads, &[], 2.0).is_none());
     }
 }
@@ -167,7 +169,7 @@ fn a_nan_gradient_poisons_all_as_in_pytorch() {
         let b = Tensor::ones(&[2], &dev).requires_grad();
         let c = Tensor::from_slice(&[f32::NAN, 1.0], &[2], &dev);
         let mut grads = a.mul(&c).sum_all().add(&b.sum_all()).backward();
-        let norm = clip_grad_norm(&mut grads, &[a.clone(), b.clone()], 1.0, 2.0);
+        let norm = clip_grad_norm(&mut grads, &[a.clone(), b.clone()], 1.0, 2.0).item();
         assert!(norm.is_nan(), "{dev:?}");
         assert!(grads.wrt(&b).to_vec::<f32>().iter().all(|v| v.is_nan()), "{dev:?}");
     }
@@ -187,7 +189,7 @@ fn gpu_versus_cpu() {
             loss = loss.add(&p.mul(&c).sum_all());
         }
         let mut grads = loss.backward();
-        let norm = clip_grad_norm(&mut grads, &params, max_norm, norm_type);
+        let norm = clip_grad_norm(&mut grads, &params, max_norm, norm_type).item();
         (norm, params.iter().map(|p| grads.wrt(p).to_vec::<f32>()).collect())
     };
     for norm_type in [2.0, 1.0, f32::INFINITY, 3.0] {
@@ -209,4 +211,52 @@ fn gpu_versus_cpu() {
         grads.wrt(&p).to_vec()
     };
     assert_eq!(value(gpu), value(&Device::cpu()), "clamping is exact");
+}
+
+/// On a GPU, clipping by norm reads nothing back: the norm stays a 0-dimensional tensor
+/// on the device, the coefficient is computed beside it, and the gradients are scaled
+/// there; the norm is the caller's to read.
+///
+/// The device is shared with the other tests of this file, whose work can only add to the
+/// counts: the check takes the least of a few tries.
+#[test]
+fn clipping_by_norm_waits_for_nothing() {
+    let Some(gpu) = devices().into_iter().find(|d| !d.is_cpu()) else { return };
+    for (max_norm, norm_type) in [(17.0, 2.0), (1000.0, 2.0), (42.0, f32::INFINITY), (5.0, 3.0)] {
+        let mut least = None;
+        for _ in 0..20 {
+            let mut s = setup(&gpu);
+            gpu.synchronize();
+            let before = gpu.stats().expect("a GPU device counts its work");
+            let norm = clip_grad_norm(&mut s.grads, &s.params, max_norm, norm_type);
+            let work = gpu.stats().unwrap() - before;
+            assert_eq!((norm.shape(), norm.device()), (&[] as &[usize], &gpu));
+            // The result is still the clipped one.
+            let after = total_norm(&s.grads, &s.params, norm_type).unwrap().item();
+            let want = norm.item().min(max_norm);
+            assert!(close(after, want as f64, 1e-5), "{norm_type}-norm after clipping {after}, expected {want}");
+            let waits = (work.read_backs, work.submits);
+            least = Some(least.map_or(waits, |l: (u64, u64)| l.min(waits)));
+            if waits == (0, 0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(least, Some((0, 0)), "{norm_type}-norm: read-backs and submits while clipping");
+    }
+}
+
+/// An infinite norm makes the coefficient 0, as in PyTorch: every gradient becomes 0.
+#[test]
+fn an_infinite_norm_zeroes_the_gradients() {
+    for dev in devices() {
+        let a = Tensor::ones(&[3], &dev).requires_grad();
+        let c = Tensor::from_slice(&[f32::INFINITY, 2.0, -1.0], &[3], &dev);
+        let mut grads = a.mul(&c).sum_all().backward();
+        let norm = clip_grad_norm(&mut grads, std::slice::from_ref(&a), 1.0, 2.0).item();
+        assert_eq!(norm, f32::INFINITY, "{dev:?}");
+        // inf * 0 is NaN, finite * 0 is 0, as torch's mul_ by a zero coefficient gives.
+        let g = grads.wrt(&a).to_vec::<f32>();
+        assert!(g[0].is_nan() && g[1] == 0.0 && g[2] == 0.0, "{dev:?}: {g:?}");
+    }
 }

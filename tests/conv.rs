@@ -1,13 +1,17 @@
-//! Convolution: im2col + matmul against a direct reference written here, GPU against CPU
-//! on shapes that break kernels, gradients against finite differences, chunking of large
-//! batches, the layers, and the errors.
+//! Convolution: every algorithm (im2col + GEMM, the direct loops and the direct GPU
+//! kernel) against a direct reference written here, GPU against CPU on shapes that break
+//! kernels, gradients against finite differences, chunking of large batches, the layers,
+//! and the errors.
 
 mod common;
 
 use common::{dev_name, devices, randn, uniform_values};
 use wgrad::nn::{Conv1d, Conv2d, Module};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
-use wgrad::{Conv1dOptions, ConvOptions, Device, Tensor};
+use wgrad::{with_conv_algorithm, Conv1dOptions, ConvAlgorithm, ConvOptions, Device, Tensor};
+
+/// Every way a convolution can run; `Auto` picks one of the others per shape and device.
+const ALGORITHMS: [ConvAlgorithm; 3] = [ConvAlgorithm::Auto, ConvAlgorithm::Im2col, ConvAlgorithm::Direct];
 
 /// One convolution to try: input `[n, c, h, w]`, `o` output channels, a `kh x kw` kernel.
 #[derive(Clone, Copy, Debug)]
@@ -106,12 +110,14 @@ fn conv2d_matches_the_direct_definition_on_both_devices() {
         for (i, t) in breaking_cases().into_iter().enumerate() {
             let (x, w, b) = operands(&t, 10 * i as u64, &dev);
             let expected = direct_conv(&x.to_vec(), &w.to_vec(), Some(&b.to_vec()), &t);
-            let y = x.conv2d(&w, Some(&b), &t.opts);
             let oh = out_size(t.h, t.kh, t.opts.stride[0], t.opts.padding[0], t.opts.dilation[0]);
             let ow = out_size(t.w, t.kw, t.opts.stride[1], t.opts.padding[1], t.opts.dilation[1]);
-            assert_eq!(y.shape(), &[t.n, t.o, oh, ow], "{t:?}");
-            if let Err(e) = compare(&y.to_vec(), &expected, FORWARD_TOL) {
-                panic!("conv2d on {} {t:?}: {e}", dev_name(&dev));
+            for algorithm in ALGORITHMS {
+                let y = with_conv_algorithm(algorithm, || x.conv2d(&w, Some(&b), &t.opts));
+                assert_eq!(y.shape(), &[t.n, t.o, oh, ow], "{t:?}");
+                if let Err(e) = compare(&y.to_vec(), &expected, FORWARD_TOL) {
+                    panic!("conv2d ({algorithm:?}) on {} {t:?}: {e}", dev_name(&dev));
+                }
             }
         }
     }
@@ -128,17 +134,60 @@ fn conv2d_forward_and_backward_agree_between_gpu_and_cpu() {
             let dy = randn(&[t.n, t.o, oh, ow], 200 + i as u64, d);
             vec![x, w, b, dy]
         };
-        let name = format!("conv2d {t:?}");
-        cross_check(&name, &gpu, FORWARD_TOL, inputs, |v: &[Tensor]| v[0].conv2d(&v[1], Some(&v[2]), &t.opts));
-        // Each gradient through `sum(y * dy)`, so the incoming gradient is dy.
-        for which in 0..3 {
-            let call = move |v: &[Tensor]| {
-                let params: Vec<Tensor> = v[..3].iter().map(|p| p.detach().requires_grad()).collect();
-                let y = params[0].conv2d(&params[1], Some(&params[2]), &t.opts);
-                let grads = y.mul(&v[3]).sum_all().backward();
-                grads.get(&params[which]).expect("a gradient for every operand").clone()
-            };
-            cross_check(&format!("{name} gradient {which}"), &gpu, FORWARD_TOL, inputs, call);
+        for algorithm in ALGORITHMS {
+            with_conv_algorithm(algorithm, || {
+                let name = format!("conv2d ({algorithm:?}) {t:?}");
+                let forward = |v: &[Tensor]| v[0].conv2d(&v[1], Some(&v[2]), &t.opts);
+                cross_check(&name, &gpu, FORWARD_TOL, inputs, forward);
+                // Each gradient through `sum(y * dy)`, so the incoming gradient is dy.
+                for which in 0..3 {
+                    let call = move |v: &[Tensor]| {
+                        let params: Vec<Tensor> = v[..3].iter().map(|p| p.detach().requires_grad()).collect();
+                        let y = params[0].conv2d(&params[1], Some(&params[2]), &t.opts);
+                        let grads = y.mul(&v[3]).sum_all().backward();
+                        grads.get(&params[which]).expect("a gradient for every operand").clone()
+                    };
+                    cross_check(&format!("{name} gradient {which}"), &gpu, FORWARD_TOL, inputs, call);
+                }
+            });
+        }
+    }
+}
+
+/// The direct GPU kernel computes blocks of 4 output channels by 4 output columns: groups
+/// whose channel count is not a multiple of 4, rows shorter than or not a multiple of 4,
+/// windows that overhang the padding on either side, inputs that are strided views, no
+/// bias, and enough blocks for several workgroups with a partial last one.
+#[test]
+fn the_direct_kernel_handles_partial_blocks_and_strided_views() {
+    let o = ConvOptions::new;
+    let cases = [
+        // 5 output channels per group, 3 output columns: one partial block each way.
+        case(2, 4, (5, 5), 10, (3, 3), o().groups(2)),
+        // 7 output channels, 9 output columns, stride 3 with padding 2 and dilation 2.
+        case(1, 3, (11, 25), 7, (3, 2), o().stride(3).padding(2).dilation(2)),
+        // One output column and a window as wide as the padded input.
+        case(2, 2, (6, 3), 6, (2, 5), o().padding((0, 1))),
+        // 3 x 2 x 17 x 4 = 408 blocks: two workgroups, the second partial; depthwise.
+        case(3, 2, (19, 15), 6, (3, 3), o().groups(2)),
+    ];
+    for dev in devices("the_direct_kernel_handles_partial_blocks_and_strided_views") {
+        for (i, t) in cases.iter().enumerate() {
+            let (x, w, b) = operands(t, 700 + 10 * i as u64, &dev);
+            let bias = (i % 2 == 0).then_some(&b);
+            // The same kind of batch as a view: the last images of a larger batch, height
+            // and width transposed, so it has an offset and a width stride other than 1.
+            let view =
+                randn(&[t.n + 1, t.c, t.w, t.h], 701 + 10 * i as u64, &dev).narrow(0, 1, t.n).permute(&[0, 1, 3, 2]);
+            for input in [&x, &view] {
+                let expected = direct_conv(&input.to_vec(), &w.to_vec(), bias.map(|b| b.to_vec::<f32>()).as_deref(), t);
+                let y = with_conv_algorithm(ConvAlgorithm::Direct, || input.conv2d(&w, bias, &t.opts));
+                if let Err(e) = wgrad::testing::check_poison(&y) {
+                    panic!("direct conv2d on {} {t:?}: {e}", dev_name(&dev));
+                }
+                compare(&y.to_vec(), &expected, FORWARD_TOL)
+                    .unwrap_or_else(|e| panic!("direct conv2d on {} {t:?}: {e}", dev_name(&dev)));
+            }
         }
     }
 }
@@ -164,8 +213,14 @@ fn conv2d_gradients_match_finite_differences() {
                 (uniform_values(t.o, -1.0, 1.0, 320 + i as u64), vec![t.o]),
             ];
             let opts = t.opts;
-            gradcheck(&format!("conv2d {t:?}"), &dev, &inputs, grad_tol(), |v| v[0].conv2d(&v[1], Some(&v[2]), &opts))
+            for algorithm in [ConvAlgorithm::Im2col, ConvAlgorithm::Direct] {
+                with_conv_algorithm(algorithm, || {
+                    gradcheck(&format!("conv2d ({algorithm:?}) {t:?}"), &dev, &inputs, grad_tol(), |v| {
+                        v[0].conv2d(&v[1], Some(&v[2]), &opts)
+                    })
+                })
                 .unwrap_or_else(|e| panic!("{e}"));
+            }
         }
     }
 }

@@ -1190,3 +1190,198 @@ fn multi_margin_rejects_other_powers() {
     let dev = Device::cpu();
     multi_margin_loss(&Tensor::zeros(&[2, 3], &dev), &i32s(&[0, 1], &[2], &dev), 3, 1.0, None, Reduction::Mean);
 }
+
+// ---- the fused cross-entropy ----
+
+/// The cross-entropy of `[N, C]` logits against class indices composed of tensor ops
+/// (log_softmax, gather, weights and a mask made on the host), as the fused kernel's
+/// reference: `ignore` rows count neither in the loss nor in the mean's denominator.
+fn composed_cross_entropy(
+    logits: &Tensor,
+    targets: &[i32],
+    weight: Option<&[f32]>,
+    ignore: Option<i32>,
+    r: Reduction,
+) -> Tensor {
+    let d = logits.device();
+    let n = targets.len();
+    let safe: Vec<i32> = targets.iter().map(|&t| if Some(t) == ignore { 0 } else { t }).collect();
+    let factor: Vec<f32> =
+        targets.iter().map(|&t| if Some(t) == ignore { 0.0 } else { weight.map_or(1.0, |w| w[t as usize]) }).collect();
+    let factor = f32s(&factor, &[n], d);
+    let picked = logits.log_softmax(1).gather(1, &i32s(&safe, &[n, 1], d)).squeeze(1);
+    let per_row = picked.mul(&factor).neg();
+    match r {
+        Reduction::Mean => per_row.sum_all().div(&factor.sum_all()),
+        Reduction::Sum => per_row.sum_all(),
+        _ => per_row,
+    }
+}
+
+/// Class weights, the ignored index and the targets of one fused cross-entropy case.
+type FusedOptions<'a> = (Option<&'a [f32]>, Option<i32>, &'a [i32]);
+
+/// The fused kernels (forward and backward) against the composed cross-entropy, on both
+/// devices, over shapes chosen to break them: one row, one class, more rows than the
+/// forward's 256 invocations (and more than twice as many), class counts that are not
+/// multiples of 4, a backward with a partial last workgroup; with and without weights,
+/// with an ignored class inside and an ignored index outside the classes, for every
+/// reduction. The two sum the rows in different orders: 1e-5 relative.
+#[test]
+fn fused_cross_entropy_matches_the_composed_one() {
+    let shapes = [(1usize, 1usize), (1, 10), (5, 3), (300, 7), (600, 10), (37, 129)];
+    for dev in devices() {
+        for (case, &(n, c)) in shapes.iter().enumerate() {
+            let x = values(n * c, 40 + case as u64, -4.0, 4.0);
+            let w = values(c, 60 + case as u64, 0.25, 2.0);
+            let targets: Vec<i32> = (0..n).map(|i| ((i * 5 + i / 7 + case) % c) as i32).collect();
+            // Every fourth target replaced by -100, for the ignored index outside the classes.
+            let padded: Vec<i32> =
+                targets.iter().enumerate().map(|(i, &t)| if i % 4 == 1 { -100 } else { t }).collect();
+            // With one class the ignored class would be every target: that case has its own test.
+            let inside = if c > 1 { Some((c / 2) as i32) } else { None };
+            let options: [FusedOptions; 4] = [
+                (None, None, &targets),
+                (Some(&w), None, &targets),
+                (Some(&w), inside, &targets),
+                (None, Some(-100), &padded),
+            ];
+            for (weight, ignore, t) in options {
+                for r in REDUCTIONS {
+                    let label =
+                        format!("{} [{n}, {c}] weight {} ignore {ignore:?} {r:?}", name(&dev), weight.is_some());
+                    let run = |fused: bool| {
+                        let logits = f32s(&x, &[n, c], &dev).requires_grad();
+                        let loss = if fused {
+                            let mut f = CrossEntropy::new().reduction(r);
+                            if let Some(w) = weight {
+                                f = f.weight(&f32s(w, &[c], &dev));
+                            }
+                            if let Some(i) = ignore {
+                                f = f.ignore_index(i);
+                            }
+                            f.forward(&logits, &i32s(t, &[n], &dev))
+                        } else {
+                            composed_cross_entropy(&logits, t, weight, ignore, r)
+                        };
+                        let seed = f32s(&values(loss.numel(), 7, 0.5, 1.5), loss.shape(), &dev);
+                        let grad = loss.backward_with(&seed).wrt(&logits).to_vec::<f32>();
+                        (loss.shape().to_vec(), loss.to_vec::<f32>(), grad)
+                    };
+                    let (fused, composed) = (run(true), run(false));
+                    assert_eq!(fused.0, composed.0, "{label}: shape");
+                    let tol = wgrad::testing::Tolerance::Elementwise { atol: 1e-6, rtol: 1e-5 };
+                    if let Err(e) = wgrad::testing::compare(&fused.1, &composed.1, tol) {
+                        panic!("{label}: loss: {e}");
+                    }
+                    if let Err(e) = wgrad::testing::compare(&fused.2, &composed.2, tol) {
+                        panic!("{label}: gradient: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fused cross-entropy's gradient rule against finite differences on both devices,
+/// with the loss mid-graph, for every reduction, with weights and an ignored class, and
+/// unbatched. The suite tolerance of tests/autograd.rs.
+#[test]
+fn fused_cross_entropy_gradcheck() {
+    let tol = GradTolerance { eps: 1e-3, atol: 5e-4, rtol: 5e-3 };
+    let (n, c) = (5, 3);
+    let inputs = [(values(n * c, 70, -2.0, 2.0), vec![n, c])];
+    for dev in devices() {
+        let dn = name(&dev);
+        for r in REDUCTIONS {
+            check(
+                &format!("fused cross_entropy {r:?} {dn}"),
+                gradcheck("fused cross_entropy", &dev, &inputs, tol, |t| {
+                    CrossEntropy::new().reduction(r).forward(&t[0], &i32s(&[2, 0, 1, 1, 2], &[n], t[0].device()))
+                }),
+            );
+            check(
+                &format!("fused cross_entropy weighted, ignoring {r:?} {dn}"),
+                gradcheck("fused cross_entropy options", &dev, &inputs, tol, |t| {
+                    let d = t[0].device();
+                    CrossEntropy::new()
+                        .weight(&f32s(&[0.5, 2.0, 1.25], &[c], d))
+                        .ignore_index(-100)
+                        .reduction(r)
+                        .forward(&t[0], &i32s(&[2, -100, 1, 0, 2], &[n], d))
+                }),
+            );
+        }
+        let unbatched = [(values(7, 71, -2.0, 2.0), vec![7])];
+        check(
+            &format!("fused cross_entropy unbatched {dn}"),
+            gradcheck("fused cross_entropy unbatched", &dev, &unbatched, tol, |t| {
+                CrossEntropy::new().reduction(Reduction::None).forward(&t[0], &i32s(&[4], &[], t[0].device()))
+            }),
+        );
+    }
+}
+
+/// On a GPU the fused cross-entropy is one dispatch forward and one backward (beside the
+/// seed of `backward`), and an ignored index outside the classes reads nothing back.
+///
+/// The device is shared with the other tests of this file, whose work can only add to the
+/// counts: the check takes the least of a few tries. Outputs are poisoned there, and each
+/// poisoning fill is one more dispatch: one per output buffer.
+#[test]
+fn fused_cross_entropy_is_one_dispatch_each_way() {
+    let Some(gpu) = gpu() else { return };
+    let (n, c) = (64, 10);
+    let logits = f32s(&values(n * c, 80, -3.0, 3.0), &[n, c], &gpu).requires_grad();
+    let targets: Vec<i32> = (0..n as i32).map(|i| if i % 9 == 0 { -100 } else { i % 10 }).collect();
+    let targets = i32s(&targets, &[n], &gpu);
+    let seed = Tensor::ones(&[], &gpu);
+    let fills = gpu.gpu_context().is_some_and(|ctx| ctx.poison_enabled()) as u64;
+    let mut least = None;
+    for _ in 0..20 {
+        gpu.synchronize();
+        let before = gpu.stats().expect("a GPU device counts its work");
+        let loss = CrossEntropy::new().ignore_index(-100).forward(&logits, &targets);
+        let middle = gpu.stats().unwrap();
+        let grads = loss.backward_with(&seed);
+        let after = gpu.stats().unwrap();
+        let (forward, backward) = (middle - before, after - middle);
+        let counts = (forward.dispatches, backward.dispatches, forward.read_backs + backward.read_backs);
+        least = Some(least.map_or(counts, |l: (u64, u64, u64)| l.min(counts)));
+        assert!(grads.wrt(&logits).to_vec::<f32>().iter().all(|v| v.is_finite()));
+        if counts == (1 + fills, 1 + fills, 0) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(least, Some((1 + fills, 1 + fills, 0)), "(forward dispatches, backward dispatches, read-backs)");
+}
+
+/// A target outside the classes that is not ignored makes the loss and its row's gradient
+/// NaN on a GPU (checking would mean waiting for the device), never a read out of bounds.
+#[test]
+fn fused_cross_entropy_marks_a_bad_target_with_nan_on_a_gpu() {
+    let Some(gpu) = gpu() else { return };
+    let logits = f32s(&values(12, 81, -1.0, 1.0), &[3, 4], &gpu).requires_grad();
+    let loss = cross_entropy(&logits, &i32s(&[1, 4, 0], &[3], &gpu));
+    assert!(loss.item().is_nan());
+    let g = loss.backward().wrt(&logits).to_vec::<f32>();
+    assert!(g[4..8].iter().all(|v| v.is_nan()), "the bad row: {g:?}");
+}
+
+/// When every target is ignored the mean is 0 / 0 = NaN, as in PyTorch, and the gradient
+/// is 0, as PyTorch's NLL backward leaves ignored rows at zero (the composed version would
+/// spread the NaN of the denominator instead).
+#[test]
+fn fused_cross_entropy_with_every_target_ignored() {
+    for dev in devices() {
+        let logits = f32s(&values(6, 82, -1.0, 1.0), &[2, 3], &dev).requires_grad();
+        let targets = i32s(&[-100, -100], &[2], &dev);
+        let loss = CrossEntropy::new().ignore_index(-100).forward(&logits, &targets);
+        assert!(loss.item().is_nan(), "{}", name(&dev));
+        let g = loss.backward().wrt(&logits).to_vec::<f32>();
+        assert_eq!(g, vec![0.0; 6], "{}", name(&dev));
+        let sum = CrossEntropy::new().ignore_index(-100).reduction(Reduction::Sum).forward(&logits, &targets);
+        assert_eq!(sum.item(), 0.0, "{}", name(&dev));
+    }
+}

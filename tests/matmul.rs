@@ -1,15 +1,27 @@
-//! Matmul against the CPU reference on shapes chosen around the kernel's 64x64 tiles and
-//! K step of 16: 1x1x1, primes, exact tiles, one past a tile, a long K with M = N = 1, and
-//! K = 0; 1-D operands; broadcast batch dimensions; transposed and strided operands taken
-//! without a copy. One case is checked against a triple loop written here.
+//! Matmul against the CPU reference on shapes chosen around the kernels' tiles (64x64 with
+//! a K step of 16, 128x128 with a K step of 8, the 8x64 and 4x128 blocks of the kernels
+//! without workgroup memory): 1x1x1, primes, exact tiles, one past a tile, a long K with
+//! M = N = 1, and K = 0; 1-D operands; broadcast batch dimensions; transposed and strided
+//! operands taken without a copy. Every tile configuration is forced in turn, and the
+//! tuning pass is checked to choose one that can read the operands. One case is checked
+//! against a triple loop written here.
+//!
+//! `Tensor::linear`, the fused bias + activation epilogue, is checked against the composed
+//! matmul, add and activation on every device and configuration, forward and gradient.
 
 mod common;
 
 use std::sync::{Mutex, MutexGuard};
 
-use common::{gpu, randn, MATMUL_TOL};
-use wgrad::testing::{compare, cross_check, Tolerance};
-use wgrad::{Device, Tensor};
+use common::{dev_name, devices, gpu, randn, MATMUL_TOL};
+use wgrad::gpu::tuning::{matmul_config, tuned_matmul_configs, with_matmul_config, MATMUL_CONFIGS};
+use wgrad::nn::{Linear, Module};
+use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
+use wgrad::{Activation, Device, Tensor};
+
+/// Fused against composed linear: the product's rounding (the fused bias add is one more
+/// rounding in a different place), then activations whose slope is at most 1.
+const LINEAR_TOL: Tolerance = Tolerance::Normalized { tol: 1e-6 };
 
 type Build = fn(&Device) -> [Tensor; 2];
 
@@ -223,5 +235,251 @@ fn a_batch_larger_than_one_dispatch_allows() {
         MATMUL_TOL,
         |d| vec![randn(&[batch, 1, 3], 80, d), randn(&[batch, 3, 2], 81, d)],
         |x| x[0].matmul(&x[1]),
+    );
+}
+
+// ---- tile configurations and the tuning pass ----
+
+/// Shapes the vec4 configurations accept (row-major, K and N multiples of 4) chosen around
+/// their tiles: 4x128 blocks of `vec4_rows4`, 128x128 tiles and K steps of 8 of
+/// `vec4_tile128`, 64x64 tiles and K steps of 16 of `vec4_tile64`.
+const ALIGNED_CASES: &[(&str, Build)] = &[
+    ("1x4 by 4x4", |d| [randn(&[1, 4], 101, d), randn(&[4, 4], 102, d)]),
+    ("5x8 by 8x12 (M not a multiple of 4)", |d| [randn(&[5, 8], 103, d), randn(&[8, 12], 104, d)]),
+    ("129x132 by 132x260 (a tile and one more, K past a step, N past two tiles)", |d| {
+        [randn(&[129, 132], 105, d), randn(&[132, 260], 106, d)]
+    }),
+    ("3x4 by 4x516 (N past four column blocks)", |d| [randn(&[3, 4], 107, d), randn(&[4, 516], 108, d)]),
+    ("batched [3, 7, 12] by [3, 12, 20]", |d| [randn(&[3, 7, 12], 109, d), randn(&[3, 12, 20], 110, d)]),
+    ("broadcast batch [2, 1, 5, 8] by [3, 8, 4]", |d| [randn(&[2, 1, 5, 8], 111, d), randn(&[3, 8, 4], 112, d)]),
+    ("narrowed rows at offsets that are multiples of 4", |d| {
+        [randn(&[9, 16], 113, d).narrow(0, 2, 5).narrow(1, 4, 8), randn(&[12, 20], 114, d).narrow(0, 4, 8)]
+    }),
+];
+
+#[test]
+fn every_tile_configuration_matches_the_cpu() {
+    let Some(gpu) = gpu("every_tile_configuration_matches_the_cpu") else { return };
+    let _serial = gpu_serial();
+    for config in MATMUL_CONFIGS {
+        with_matmul_config(config.name, || {
+            for &(name, build) in CASES.iter().chain(ALIGNED_CASES) {
+                cross_check(
+                    &format!("matmul {name} forced to {}", config.name),
+                    &gpu,
+                    MATMUL_TOL,
+                    |d| build(d).to_vec(),
+                    |x| x[0].matmul(&x[1]),
+                );
+            }
+        });
+    }
+}
+
+#[test]
+fn every_tile_configuration_spans_several_dispatch_rows_of_tiles() {
+    let Some(gpu) = gpu("every_tile_configuration_spans_several_dispatch_rows_of_tiles") else { return };
+    let _serial = gpu_serial();
+    // 300 rows by 300 columns: several tiles of every configuration in each direction, the
+    // last of each partial, and a partial last K step (K = 36).
+    for config in MATMUL_CONFIGS {
+        with_matmul_config(config.name, || {
+            cross_check(
+                &format!("matmul [2, 300, 36] x [36, 300] forced to {}", config.name),
+                &gpu,
+                MATMUL_TOL,
+                |d| vec![randn(&[2, 300, 36], 120, d), randn(&[36, 300], 121, d)],
+                |x| x[0].matmul(&x[1]),
+            );
+        });
+    }
+}
+
+#[test]
+fn the_tuning_pass_picks_a_configuration_that_fits_each_shape_class() {
+    let Some(gpu) = gpu("the_tuning_pass_picks_a_configuration_that_fits_each_shape_class") else { return };
+    let _serial = gpu_serial();
+    if std::env::var_os("WGRAD_MATMUL_CONFIG").is_some() {
+        eprintln!("the tuning pass is off while WGRAD_MATMUL_CONFIG forces a configuration");
+        return;
+    }
+    let ctx = gpu.gpu_context().unwrap();
+    // An aligned product and a transposed one: two shape classes, each tuned on first use.
+    let cases: [(&str, Build); 2] = [
+        ("aligned [33, 64] x [64, 40]", |d| [randn(&[33, 64], 130, d), randn(&[64, 40], 131, d)]),
+        ("transposed [21, 33].t() x [21, 9]", |d| [randn(&[21, 33], 132, d).t(), randn(&[21, 9], 133, d)]),
+    ];
+    for (name, build) in cases {
+        cross_check(&format!("tuned matmul {name}"), &gpu, MATMUL_TOL, |d| build(d).to_vec(), |x| x[0].matmul(&x[1]));
+    }
+    let tuned = tuned_matmul_configs(ctx);
+    let find = |class_part: &str| {
+        tuned
+            .iter()
+            .find(|(class, _)| class.contains(class_part))
+            .unwrap_or_else(|| panic!("no tuned configuration for a class with '{class_part}': {tuned:?}"))
+    };
+    let (_, aligned_choice) = find("m<=64 n<=64 k<=64 aligned a:row b:row");
+    let (_, strided_choice) = find("m<=64 n<=16 k<=64 unaligned a:strided b:row");
+    assert!(MATMUL_CONFIGS.iter().any(|c| c.name == *aligned_choice), "unknown choice {aligned_choice}");
+    assert!(!matmul_config(strided_choice).vec4, "a vec4 configuration was chosen for strided operands");
+}
+
+#[test]
+#[should_panic(expected = "matmul: no tile configuration named 'tile1024'")]
+fn an_unknown_configuration_name_is_refused() {
+    with_matmul_config("tile1024", || ());
+}
+
+// ---- linear: the fused bias + activation epilogue ----
+
+const ACTIVATIONS: [Activation; 4] = [Activation::None, Activation::Relu, Activation::Sigmoid, Activation::Tanh];
+
+/// `activation(x W^T + b)` composed from matmul, add and the elementwise activation.
+fn composed_linear(x: &Tensor, w: &Tensor, b: Option<&Tensor>, activation: Activation) -> Tensor {
+    let mut y = x.matmul(&w.t());
+    if let Some(b) = b {
+        y = y.add(b);
+    }
+    match activation {
+        Activation::None => y,
+        Activation::Relu => y.relu(),
+        Activation::Sigmoid => y.sigmoid(),
+        Activation::Tanh => y.tanh(),
+    }
+}
+
+type LinearBuild = fn(&Device) -> (Tensor, Tensor, Tensor);
+
+/// (x, weight, bias): odd sizes, an aligned one spanning several tiles, more than two
+/// dimensions, a 1-D input, a transposed input, a single feature, and no input features.
+const LINEAR_CASES: &[(&str, LinearBuild)] = &[
+    ("x [5, 7], W [11, 7]", |d| (randn(&[5, 7], 140, d), randn(&[11, 7], 141, d), randn(&[11], 142, d))),
+    ("x [1, 1], W [1, 1]", |d| (randn(&[1, 1], 143, d), randn(&[1, 1], 144, d), randn(&[1], 145, d))),
+    ("x [130, 36], W [260, 36] (aligned)", |d| {
+        (randn(&[130, 36], 146, d), randn(&[260, 36], 147, d), randn(&[260], 148, d))
+    }),
+    ("x [2, 3, 8], W [12, 8]", |d| (randn(&[2, 3, 8], 149, d), randn(&[12, 8], 150, d), randn(&[12], 151, d))),
+    ("x [7] (1-D), W [3, 7]", |d| (randn(&[7], 152, d), randn(&[3, 7], 153, d), randn(&[3], 154, d))),
+    ("x [9, 5].t(), W [4, 9]", |d| (randn(&[9, 5], 155, d).t(), randn(&[4, 9], 156, d), randn(&[4], 157, d))),
+    ("bias a narrowed view", |d| {
+        (randn(&[6, 5], 158, d), randn(&[13, 5], 159, d), randn(&[20], 160, d).narrow(0, 3, 13))
+    }),
+    ("x [4, 0], W [3, 0] (no input features)", |d| {
+        (randn(&[4, 0], 161, d), randn(&[3, 0], 162, d), randn(&[3], 163, d))
+    }),
+];
+
+/// Fused linear equals the composed ops on the same device, on every device, with and
+/// without a bias, for every activation, and on the GPU for every tile configuration.
+#[test]
+fn linear_equals_matmul_add_activation() {
+    let mut runs: Vec<(String, Device, Option<&'static str>)> = vec![("cpu".into(), Device::cpu(), None)];
+    if let Some(gpu) = gpu("linear_equals_matmul_add_activation") {
+        for config in MATMUL_CONFIGS {
+            runs.push((format!("gpu {}", config.name), gpu.clone(), Some(config.name)));
+        }
+    }
+    let _serial = gpu_serial();
+    for (label, dev, config) in &runs {
+        let check = || {
+            for &(name, build) in LINEAR_CASES {
+                let (x, w, b) = build(dev);
+                for activation in ACTIVATIONS {
+                    for bias in [Some(&b), None] {
+                        let what = format!("linear {name}, {activation:?}, bias {} on {label}", bias.is_some());
+                        let got = x.linear(&w, bias, activation);
+                        let want = composed_linear(&x, &w, bias, activation);
+                        assert_eq!(got.shape(), want.shape(), "{what}: shape");
+                        if let Err(e) = wgrad::testing::check_poison(&got) {
+                            panic!("{what}: {e}");
+                        }
+                        compare(&got.to_vec::<f32>(), &want.to_vec::<f32>(), LINEAR_TOL)
+                            .unwrap_or_else(|e| panic!("{what}: {e}"));
+                    }
+                }
+            }
+        };
+        match config {
+            Some(name) => with_matmul_config(name, check),
+            None => check(),
+        }
+    }
+}
+
+/// The fused product adds the bias before the activation, and ReLU passes NaN through, as
+/// the composed ops do: values small enough that every sum is exact.
+#[test]
+fn linear_applies_bias_then_activation_exactly() {
+    for dev in devices("linear_applies_bias_then_activation_exactly") {
+        let x = Tensor::from_slice(&[1.0f32, 2.0, -1.0, 0.5, f32::NAN, 1.0], &[3, 2], &dev);
+        let w = Tensor::from_slice(&[1.0f32, 1.0, 2.0, -1.0], &[2, 2], &dev);
+        let b = Tensor::from_slice(&[-3.5f32, 0.25], &[2], &dev);
+        let got: Vec<f32> = x.linear(&w, Some(&b), Activation::Relu).to_vec();
+        // Row 0: [3 - 3.5, 0 + 0.25]; row 1: [-0.5 - 3.5, -2.5 + 0.25]; row 2: NaN in both.
+        assert_eq!(got[..4], [0.0, 0.25, 0.0, 0.0], "on {}", dev_name(&dev));
+        assert!(got[4].is_nan() && got[5].is_nan(), "relu must pass NaN through on {}: {got:?}", dev_name(&dev));
+    }
+}
+
+/// A gradcheck input: row-major values and a shape.
+type GradInput = (Vec<f32>, Vec<usize>);
+
+#[test]
+fn linear_gradients_pass_gradcheck() {
+    // The suite's tolerance of tests/autograd.rs.
+    let tol = GradTolerance { eps: 1e-3, atol: 5e-4, rtol: 5e-3 };
+    let input = |shape: &[usize], seed: u64| -> GradInput {
+        (Tensor::randn(shape, seed, &Device::cpu()).to_vec(), shape.to_vec())
+    };
+    let mut failures = Vec::new();
+    for dev in devices("linear_gradients_pass_gradcheck") {
+        let _serial = gpu_serial();
+        for activation in ACTIVATIONS {
+            let cases: [(&str, Vec<GradInput>); 3] = [
+                ("x [3, 5], W [4, 5], b [4]", vec![input(&[3, 5], 170), input(&[4, 5], 171), input(&[4], 172)]),
+                ("x [2, 2, 3], W [5, 3], b [5]", vec![input(&[2, 2, 3], 173), input(&[5, 3], 174), input(&[5], 175)]),
+                ("x [3, 4], W [2, 4], no bias", vec![input(&[3, 4], 176), input(&[2, 4], 177)]),
+            ];
+            for (name, inputs) in cases {
+                let what = format!("linear {name} {activation:?} on {}", dev_name(&dev));
+                let result = gradcheck(&what, &dev, &inputs, tol, |t| t[0].linear(&t[1], t.get(2), activation));
+                if let Err(e) = result {
+                    failures.push(e);
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} gradcheck failure(s):\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn linear_layer_with_activation_is_linear_then_activation() {
+    for dev in devices("linear_layer_with_activation_is_linear_then_activation") {
+        let plain = Linear::with_seed(6, 5, true, 7, &dev);
+        let fused = Linear::with_seed(6, 5, true, 7, &dev).with_activation(Activation::Relu);
+        assert_eq!(fused.named_parameters().len(), 2);
+        assert!(fused.describe().contains("activation=Relu"), "{}", fused.describe());
+        let x = randn(&[4, 6], 180, &dev);
+        let want: Vec<f32> = plain.forward(&x).relu().to_vec();
+        compare(&fused.forward(&x).to_vec::<f32>(), &want, LINEAR_TOL).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+#[test]
+#[should_panic(expected = "linear: input [3, 4] does not end in the 5 features of weight [2, 5]")]
+fn linear_feature_mismatch_names_the_shapes() {
+    let d = Device::cpu();
+    let _ = Tensor::zeros(&[3, 4], &d).linear(&Tensor::zeros(&[2, 5], &d), None, Activation::None);
+}
+
+#[test]
+#[should_panic(expected = "linear: bias [3] does not match weight [2, 5] (want [2])")]
+fn linear_bias_mismatch_names_the_shapes() {
+    let d = Device::cpu();
+    let _ = Tensor::zeros(&[3, 5], &d).linear(
+        &Tensor::zeros(&[2, 5], &d),
+        Some(&Tensor::zeros(&[3], &d)),
+        Activation::Relu,
     );
 }

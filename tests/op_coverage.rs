@@ -19,6 +19,7 @@ use wgrad::op::{
 };
 use wgrad::optim::{Adagrad, AdamW, Optimizer, RmsProp, Sgd};
 use wgrad::testing::{cross_check, Tolerance};
+use wgrad::{with_conv_algorithm, ConvAlgorithm};
 use wgrad::{ConvOptions, Device, RnnMode, RnnWeights, Tensor};
 
 type Inputs = Box<dyn Fn(&Device) -> Vec<Tensor>>;
@@ -225,18 +226,30 @@ fn case(op: Op) -> Case {
         Op::Embedding(e) => embedding_case(e),
         Op::Rnn(r) => rnn_case(r),
         Op::LayerNorm(l) => layer_norm_case(l),
+        // ---- half precision ----
+        Op::Half(h) => half_case(h),
+        // ---- loss ----
+        Op::Loss(l) => loss_case(l),
     }
 }
 
 // ---- convolution ----
 
 /// im2col through a convolution forward (odd sizes, uneven stride, padding), col2im
-/// through the input gradient of the same convolution.
+/// through the input gradient of the same convolution, the direct kernel through the
+/// same forward with a bias (5 output channels: a full and a partial block of 4).
 fn conv_case(op: ConvOp) -> Case {
     let opts = ConvOptions::new().stride((2, 1)).padding((1, 2));
     let inputs = |d: &Device| vec![randn(&[2, 3, 9, 7], 30, d), randn(&[5, 3, 3, 2], 31, d)];
     match op {
-        ConvOp::Im2col => case_of(MATMUL_TOL, inputs, move |x| x[0].conv2d(&x[1], None, &opts)),
+        ConvOp::Im2col => case_of(MATMUL_TOL, inputs, move |x| {
+            with_conv_algorithm(ConvAlgorithm::Im2col, || x[0].conv2d(&x[1], None, &opts))
+        }),
+        ConvOp::Conv2dDirect => case_of(
+            MATMUL_TOL,
+            |d: &Device| vec![randn(&[2, 3, 9, 7], 30, d), randn(&[5, 3, 3, 2], 31, d), randn(&[5], 32, d)],
+            move |x| with_conv_algorithm(ConvAlgorithm::Direct, || x[0].conv2d(&x[1], Some(&x[2]), &opts)),
+        ),
         ConvOp::Col2im => case_of(MATMUL_TOL, inputs, move |x| {
             let input = x[0].detach().requires_grad();
             let grads = input.conv2d(&x[1], None, &opts).square().sum_all().backward();
@@ -464,6 +477,64 @@ fn layer_norm_case(l: LayerNormOp) -> Case {
     })
 }
 
+// ---- loss ----
+
+/// The fused cross-entropy over 300 rows of 7 classes (more rows than the forward's
+/// workgroup has invocations, so some invocations take two rows; 2100 logits for the
+/// backward, a partial last workgroup) with class weights and an ignored class: the
+/// forward's loss, and the backward through the gradient of the logits. Both devices sum
+/// the rows in the same order; exp and log differ by a few ulp.
+fn loss_case(op: wgrad::op::LossOp) -> Case {
+    use wgrad::loss::CrossEntropy;
+    let inputs = |d: &Device| {
+        let targets: Vec<i32> = (0..300).map(|i| i * 5 % 7).collect();
+        vec![randn(&[300, 7], 110, d), Tensor::from_slice(&targets, &[300], d), uniform(&[7], 0.5, 2.0, 111, d)]
+    };
+    let loss_fn = |x: &[Tensor]| CrossEntropy::new().weight(&x[2]).ignore_index(3);
+    match op {
+        wgrad::op::LossOp::CrossEntropyForward => {
+            case_of(common::within(1e-6, 1e-5), inputs, move |x| loss_fn(x).forward(&x[0], &x[1]))
+        }
+        wgrad::op::LossOp::CrossEntropyBackward => case_of(common::within(1e-7, 1e-5), inputs, move |x| {
+            let logits = x[0].detach().requires_grad();
+            let grads = loss_fn(x).forward(&logits, &x[1]).backward();
+            grads.wrt(&logits).clone()
+        }),
+    }
+}
+
+// ---- half precision ----
+
+/// f16 inputs drawn on the CPU and uploaded, so both devices start from the same bits.
+fn half_input(shape: &[usize], seed: u64, d: &Device) -> Tensor {
+    Tensor::randn(shape, seed, &Device::cpu()).half().to_device(d)
+}
+
+/// Casts and copies of strided views (385 elements, odd, so the last word is half used),
+/// exact; the f16 matmul on a transposed operand with a broadcast batch, whose f32 sums run
+/// in the same order on both devices.
+fn half_case(h: wgrad::op::HalfOp) -> Case {
+    use wgrad::op::HalfOp;
+    match h {
+        HalfOp::ToHalf => {
+            case_of(EXACT, |d| vec![randn(&[5, 7, 11], 90, d).affine(4.0, 0.0)], |x| x[0].permute(&[2, 0, 1]).half())
+        }
+        HalfOp::ToFloat => {
+            case_of(EXACT, |d| vec![half_input(&[5, 7, 11], 91, d)], |x| x[0].permute(&[1, 2, 0]).float())
+        }
+        HalfOp::Copy => case_of(
+            EXACT,
+            |d| vec![half_input(&[5, 7, 11], 92, d), half_input(&[7, 5, 3], 93, d)],
+            |x| Tensor::cat(&[x[0].permute(&[1, 0, 2]), x[1].clone()], 2),
+        ),
+        HalfOp::Matmul => case_of(
+            Tolerance::Normalized { tol: 1e-6 },
+            |d| vec![half_input(&[3, 37, 29], 94, d), half_input(&[45, 29], 95, d)],
+            |x| x[0].half_matmul(&x[1].t(), wgrad::DType::F32),
+        ),
+    }
+}
+
 #[test]
 fn every_op_agrees_with_the_cpu_reference() {
     let Some(gpu) = common::gpu("every_op_agrees_with_the_cpu_reference") else { return };
@@ -511,6 +582,10 @@ fn op_all_lists_every_variant_of_every_family_once() {
         .chain(EmbeddingOp::ALL.iter().map(|&o| Op::Embedding(o)))
         .chain(RnnOp::ALL.iter().map(|&o| Op::Rnn(o)))
         .chain(LayerNormOp::ALL.iter().map(|&o| Op::LayerNorm(o)))
+        // ---- half precision ----
+        .chain(wgrad::op::HalfOp::ALL.iter().map(|&o| Op::Half(o)))
+        // ---- loss ----
+        .chain(wgrad::op::LossOp::ALL.iter().map(|&o| Op::Loss(o)))
         .collect();
     for op in &expected {
         assert!(all.contains(op), "Op::all() lacks {op:?}");

@@ -632,3 +632,96 @@ fn a_parameter_viewing_a_prefix_of_its_storage() {
         assert_eq!(base.to_vec::<f32>(), [0.5, 1.5, 2.5, 4.0, 5.0, 6.0], "on {}", dev_name(&dev));
     }
 }
+
+/// Shapes of the parameters of the grouping tests: a tensor over two workgroups (the
+/// second partial), one exactly a workgroup, odd sizes and a single element; seven
+/// tensors make two full groups of three and a group of one.
+const GROUP_SHAPES: [&[usize]; 7] = [&[300], &[7], &[1], &[13, 11], &[256], &[2, 3], &[5]];
+
+/// Three steps of `opts` (built over `params`) on the loss `sum_i sum(p_i * d_i,t)`, whose
+/// gradients are the directions `d_i,t`; the third parameter is left out of the loss at
+/// the first step, so it has no gradient then and its step count lags the others'.
+fn grouping_run(params: &[Tensor], opts: &mut [Box<dyn Optimizer>], dev: &wgrad::Device) -> Vec<Vec<f32>> {
+    for t in 0..3u64 {
+        let mut loss = Tensor::scalar(0.0, dev);
+        for (i, p) in params.iter().enumerate() {
+            if t == 0 && i == 2 {
+                continue;
+            }
+            let d = common::uniform(p.shape(), -2.0, 2.0, 1000 + 10 * t + i as u64, dev);
+            loss = loss.add(&p.mul(&d).sum_all());
+        }
+        let grads = loss.backward();
+        for opt in opts.iter_mut() {
+            opt.step(&grads);
+        }
+    }
+    params.iter().map(|p| p.to_vec::<f32>()).collect()
+}
+
+fn grouping_params(dev: &wgrad::Device) -> Vec<Tensor> {
+    GROUP_SHAPES
+        .iter()
+        .enumerate()
+        .map(|(i, s)| common::uniform(s, -1.0, 1.0, 900 + i as u64, dev).requires_grad())
+        .collect()
+}
+
+/// One optimizer over all the parameters (on a GPU, up to three per dispatch) leaves
+/// every parameter bit for bit where one optimizer per parameter (one parameter per
+/// dispatch, the single-tensor update) does, for every optimizer and on every device.
+#[test]
+fn grouped_updates_match_one_parameter_at_a_time() {
+    for dev in devices("grouped_updates_match_one_parameter_at_a_time") {
+        for (name, build) in every_optimizer() {
+            let together = grouping_params(&dev);
+            let grouped = grouping_run(&together, &mut [build(together.clone(), 0.05)], &dev);
+            let apart = grouping_params(&dev);
+            let mut singles: Vec<Box<dyn Optimizer>> = apart.iter().map(|p| build(vec![p.clone()], 0.05)).collect();
+            let single = grouping_run(&apart, &mut singles, &dev);
+            for (i, (g, s)) in grouped.iter().zip(&single).enumerate() {
+                let (g, s): (Vec<u32>, Vec<u32>) =
+                    (g.iter().map(|v| v.to_bits()).collect(), s.iter().map(|v| v.to_bits()).collect());
+                assert_eq!(g, s, "{name} on {}: parameter {i} of shape {:?}", dev_name(&dev), GROUP_SHAPES[i]);
+            }
+        }
+    }
+}
+
+/// On a GPU a step of one optimizer over seven parameters with equal step counts is three
+/// dispatches (three, three and one parameter), and reads nothing back.
+///
+/// The device is shared with the other tests of this file, whose work can only add to the
+/// counts: the check takes the least of a few tries.
+#[test]
+fn a_step_over_seven_parameters_is_three_dispatches() {
+    let Some(dev) = common::gpu("a_step_over_seven_parameters_is_three_dispatches") else { return };
+    for (name, build) in every_optimizer() {
+        let params = grouping_params(&dev);
+        let mut opt = build(params.clone(), 0.05);
+        let loss = |t: u64| {
+            let mut loss = Tensor::scalar(0.0, &dev);
+            for (i, p) in params.iter().enumerate() {
+                loss = loss.add(&p.mul(&common::uniform(p.shape(), -2.0, 2.0, 50 + 10 * t + i as u64, &dev)).sum_all());
+            }
+            loss
+        };
+        // The first step also creates the state.
+        opt.step(&loss(0).backward());
+        let mut least = None;
+        for t in 1..20 {
+            let grads = loss(t).backward();
+            dev.synchronize();
+            let before = dev.stats().expect("a GPU device counts its work");
+            opt.step(&grads);
+            let work = dev.stats().unwrap() - before;
+            let counts = (work.dispatches, work.read_backs);
+            least = Some(least.map_or(counts, |l: (u64, u64)| l.min(counts)));
+            if counts == (3, 0) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(least, Some((3, 0)), "{name}: (dispatches, read-backs) of one step");
+    }
+}

@@ -193,4 +193,5 @@ pub fn train(model: &mut dyn Module, setup: &Setup, mut recipe: Recipe) {
         }
     }
     println!("test accuracy: {:.2}%", 100.0 * test_correct as f64 / data.test.len() as f64);
+    wgrad::profile::print_report(); // the per-kernel table on stderr when WGRAD_PROFILE is set
 }

@@ -22,6 +22,8 @@ pub const ADD_ELEMENTS: usize = 16 << 20;
 pub const MATMUL_SIZES: [usize; 4] = [256, 512, 1024, 2048];
 /// The workload families, as `--workloads` names them.
 pub const FAMILIES: [Family; 5] = [Family::Matmul, Family::Conv, Family::Lstm, Family::Step, Family::Add];
+/// The models of the training-step workloads, as `--models` names them.
+pub const MODELS: [Model; 3] = [Model::Cnn, Model::Mlp, Model::Lstm];
 
 /// A group of related workloads, selected together by `--workloads`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,12 +65,18 @@ pub enum Model {
 }
 
 impl Model {
-    fn name(self) -> &'static str {
+    /// The name `--models` accepts and tables show (`step cnn`).
+    pub fn name(self) -> &'static str {
         match self {
             Model::Cnn => "cnn",
             Model::Mlp => "mlp",
             Model::Lstm => "lstm",
         }
+    }
+
+    /// The model called `name`, if any.
+    pub fn parse(name: &str) -> Option<Model> {
+        MODELS.into_iter().find(|m| m.name() == name.trim())
     }
 }
 
@@ -209,7 +217,7 @@ impl Spec {
                         specs.push(Spec::Lstm { steps: 28, input: 28, hidden: 128, backward });
                     }
                 }
-                Family::Step => specs.extend([Model::Cnn, Model::Mlp, Model::Lstm].map(Spec::Step)),
+                Family::Step => specs.extend(MODELS.map(Spec::Step)),
                 Family::Add => specs.push(Spec::Add { elements: if small { 1 << 20 } else { ADD_ELEMENTS } }),
             }
         }

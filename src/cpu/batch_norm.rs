@@ -3,13 +3,17 @@
 //!
 //! Element `(n, c, l)` is at `(n * C + c) * L + l`, so one channel's `M = N * L` elements
 //! are `N` runs of `L`. Per-channel sums are accumulated in f64, so the reference is more
-//! accurate than the f32 kernels it checks.
+//! accurate than the f32 kernels it checks; each run is summed with the interleaved
+//! accumulators of [`super::reduce`], and channels run in parallel, one thread each.
 //!
 //! The statistics table (`[4, C]`) holds per channel: mean, biased variance,
 //! `invstd = 1 / sqrt(var + eps)` and `scale = weight * invstd`. The gradient table
 //! (`[6, C]`) holds: `sum(dy)` (the bias gradient), `invstd * sum(dy * (x - mean))` (the
 //! weight gradient), mean, `mean(dy)`, `proj = invstd^2 * mean(dy * (x - mean))` and scale;
 //! in evaluation mode `mean(dy)` and `proj` are zero, since the statistics are constants.
+
+use super::parallel;
+use super::reduce::sum_f64_indices;
 
 /// Rows of the statistics table.
 pub const STATS_ROWS: usize = 4;
@@ -34,80 +38,89 @@ impl BnDims {
         self.n * self.c * self.l
     }
 
-    /// The channel of flat element `i`.
-    fn channel_of(&self, i: usize) -> usize {
-        (i / self.l) % self.c
-    }
-
-    /// Flat indices of the elements of channel `ch`, in memory order.
-    fn channel(&self, ch: usize) -> impl Iterator<Item = usize> + '_ {
-        (0..self.n).flat_map(move |n| {
-            let start = (n * self.c + ch) * self.l;
-            start..start + self.l
-        })
+    /// `sum(term(i))` over the elements `i` of channel `ch`: each of its `N` runs summed
+    /// by [`sum_f64`], the run sums added in order.
+    fn channel_sum(&self, ch: usize, term: impl Fn(usize) -> f64) -> f64 {
+        (0..self.n)
+            .map(|n| {
+                let start = (n * self.c + ch) * self.l;
+                sum_f64_indices(start..start + self.l, &term)
+            })
+            .fold(0.0, |a, b| a + b)
     }
 }
 
 /// The `[4, C]` statistics table of `x` (contiguous `[N, C, L]`): mean and biased
 /// variance by two passes, then `invstd` and `scale` (weight 1 when `weight` is `None`).
+/// Channels are reduced in parallel, each by one thread.
 pub fn stats(x: &[f32], d: BnDims, weight: Option<&[f32]>, eps: f32) -> Vec<f32> {
-    let mut table = vec![0.0f32; STATS_ROWS * d.c];
     let count = d.per_channel() as f64;
-    for ch in 0..d.c {
-        let mean = d.channel(ch).map(|i| x[i] as f64).sum::<f64>() / count;
-        let var = d.channel(ch).map(|i| (x[i] as f64 - mean).powi(2)).sum::<f64>() / count;
+    let per_channel = parallel::map_indices(d.c, 2 * d.per_channel(), |ch| {
+        let mean = d.channel_sum(ch, |i| x[i] as f64) / count;
+        let var = d.channel_sum(ch, |i| (x[i] as f64 - mean).powi(2)) / count;
         let invstd = 1.0 / (var + eps as f64).sqrt();
         let w = weight.map_or(1.0, |w| w[ch] as f64);
-        table[ch] = mean as f32;
-        table[d.c + ch] = var as f32;
-        table[2 * d.c + ch] = invstd as f32;
-        table[3 * d.c + ch] = (w * invstd) as f32;
+        [mean as f32, var as f32, invstd as f32, (w * invstd) as f32]
+    });
+    transpose_table(&per_channel, d.c)
+}
+
+/// The `[R, C]` table whose column `ch` is `columns[ch]`.
+fn transpose_table<const R: usize>(columns: &[[f32; R]], c: usize) -> Vec<f32> {
+    let mut table = vec![0.0f32; R * c];
+    for (ch, column) in columns.iter().enumerate() {
+        for (r, &v) in column.iter().enumerate() {
+            table[r * c + ch] = v;
+        }
     }
     table
+}
+
+/// `out[i] = f(i, channel of i)` over contiguous `[N, C, L]` data, computed in parallel
+/// runs of whole `L`-element rows (one channel each).
+fn per_element(d: BnDims, f: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; d.numel()];
+    if d.l == 0 {
+        return out;
+    }
+    parallel::for_each_run(&mut out, d.l, d.l, |first_row, run| {
+        for (r, row) in run.chunks_exact_mut(d.l).enumerate() {
+            let (row_index, ch) = (first_row + r, (first_row + r) % d.c);
+            for (k, o) in row.iter_mut().enumerate() {
+                *o = f(row_index * d.l + k, ch);
+            }
+        }
+    });
+    out
 }
 
 /// `y = (x - mean[c]) * scale[c] + bias[c]` over contiguous `[N, C, L]` `x`, with
 /// per-channel `mean` and `scale` and an optional `bias` (zero when `None`).
 pub fn apply(x: &[f32], d: BnDims, mean: &[f32], scale: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
-    (0..d.numel())
-        .map(|i| {
-            let ch = d.channel_of(i);
-            (x[i] - mean[ch]) * scale[ch] + bias.map_or(0.0, |b| b[ch])
-        })
-        .collect()
+    per_element(d, |i, ch| (x[i] - mean[ch]) * scale[ch] + bias.map_or(0.0, |b| b[ch]))
 }
 
 /// The `[6, C]` gradient table from the output gradient `dy` and input `x` (both
 /// contiguous `[N, C, L]`) and the statistics table `stats` the forward pass used.
+/// Channels are reduced in parallel, each by one thread.
 pub fn backward_reduce(dy: &[f32], x: &[f32], d: BnDims, stats: &[f32], training: bool) -> Vec<f32> {
-    let mut table = vec![0.0f32; GRAD_ROWS * d.c];
     let count = d.per_channel() as f64;
-    for ch in 0..d.c {
+    let per_channel = parallel::map_indices(d.c, 2 * d.per_channel(), |ch| {
         let mean = stats[ch] as f64;
         let invstd = stats[2 * d.c + ch] as f64;
-        let sum_dy: f64 = d.channel(ch).map(|i| dy[i] as f64).sum();
-        let sum_dy_xmu: f64 = d.channel(ch).map(|i| dy[i] as f64 * (x[i] as f64 - mean)).sum();
+        let sum_dy = d.channel_sum(ch, |i| dy[i] as f64);
+        let sum_dy_xmu = d.channel_sum(ch, |i| dy[i] as f64 * (x[i] as f64 - mean));
         let (mean_dy, proj) =
             if training { (sum_dy / count, sum_dy_xmu / count * invstd * invstd) } else { (0.0, 0.0) };
-        table[ch] = sum_dy as f32;
-        table[d.c + ch] = (sum_dy_xmu * invstd) as f32;
-        table[2 * d.c + ch] = mean as f32;
-        table[3 * d.c + ch] = mean_dy as f32;
-        table[4 * d.c + ch] = proj as f32;
-        table[5 * d.c + ch] = stats[3 * d.c + ch];
-    }
-    table
+        [sum_dy as f32, (sum_dy_xmu * invstd) as f32, mean as f32, mean_dy as f32, proj as f32, stats[3 * d.c + ch]]
+    });
+    transpose_table(&per_channel, d.c)
 }
 
 /// `dx = (dy - mean(dy)[c] - (x - mean[c]) * proj[c]) * scale[c]` from the gradient table.
 pub fn backward_apply(dy: &[f32], x: &[f32], d: BnDims, table: &[f32]) -> Vec<f32> {
     let row = |r: usize, ch: usize| table[r * d.c + ch];
-    (0..d.numel())
-        .map(|i| {
-            let ch = d.channel_of(i);
-            (dy[i] - row(3, ch) - (x[i] - row(2, ch)) * row(4, ch)) * row(5, ch)
-        })
-        .collect()
+    per_element(d, |i, ch| (dy[i] - row(3, ch) - (x[i] - row(2, ch)) * row(4, ch)) * row(5, ch))
 }
 
 #[cfg(test)]
@@ -117,8 +130,10 @@ mod tests {
     #[test]
     fn channels_are_runs_of_l_per_image() {
         let d = BnDims { n: 2, c: 3, l: 2 };
-        assert_eq!(d.channel(1).collect::<Vec<_>>(), [2, 3, 8, 9]);
-        assert_eq!((0..12).map(|i| d.channel_of(i)).collect::<Vec<_>>(), [0, 0, 1, 1, 2, 2, 0, 0, 1, 1, 2, 2]);
+        // Channel 1 is elements 2, 3, 8 and 9.
+        assert_eq!(d.channel_sum(1, |i| (1u64 << i) as f64), (4 + 8 + 256 + 512) as f64);
+        assert_eq!(per_element(d, |_, ch| ch as f32), [0.0, 0.0, 1.0, 1.0, 2.0, 2.0, 0.0, 0.0, 1.0, 1.0, 2.0, 2.0]);
+        assert_eq!(per_element(d, |i, _| i as f32), (0..12).map(|i| i as f32).collect::<Vec<_>>());
     }
 
     #[test]

@@ -1,9 +1,18 @@
 //! Unary, binary and where over strided views (broadcast dimensions have stride 0).
+//!
+//! Outputs are contiguous and cut into runs of elements that threads fill independently
+//! (see [`super::parallel`]); each element is computed by the same scalar function
+//! whichever run it falls in.
 
+use std::ops::Range;
+
+use super::parallel;
 use crate::op::{BinaryOp, UnaryOp};
 use crate::tensor::Layout;
 
 /// The value of a unary op at one element: the definition every kernel is checked against.
+/// Always inlined: the loops call it with a constant `op`, and only that arm must remain.
+#[inline(always)]
 pub fn unary_scalar(op: UnaryOp, x: f32, s0: f32, s1: f32) -> f32 {
     match op {
         UnaryOp::Copy => x,
@@ -99,7 +108,8 @@ fn mask(b: bool) -> f32 {
     }
 }
 
-/// The value of a binary op at one pair of elements.
+/// The value of a binary op at one pair of elements (always inlined, as [`unary_scalar`]).
+#[inline(always)]
 pub fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
     match op {
         BinaryOp::Add => x + y,
@@ -118,29 +128,57 @@ pub fn binary_scalar(op: BinaryOp, x: f32, y: f32) -> f32 {
     }
 }
 
-/// Walks views that share one shape row by row (a row: the last axis), calling
-/// `f(offsets, strides, len)` with each view's storage offset of the row's first element and
-/// its stride along the row. Ops loop over a row with plain indexing, which the compiler
-/// vectorises when the stride is 1, instead of stepping a multi-index per element.
-fn for_each_row<const K: usize>(views: [&Layout; K], mut f: impl FnMut([usize; K], [usize; K], usize)) {
+/// Walks the elements `range` (flat row-major positions) of views that share one shape,
+/// row by row (a row: the last axis), calling `f(offsets, strides, len)` with each view's
+/// storage offset of the first element of a piece of a row and its stride along the row.
+/// Ops loop over a piece with plain indexing, which the compiler vectorises when the stride
+/// is 1, instead of stepping a multi-index per element. The first and last pieces may be
+/// partial rows, so that any range of the output can be handed to one thread.
+fn for_each_row<const K: usize>(
+    views: [&Layout; K],
+    range: Range<usize>,
+    mut f: impl FnMut([usize; K], [usize; K], usize),
+) {
     let shape = &views[0].shape;
-    if shape.contains(&0) {
+    if shape.contains(&0) || range.is_empty() {
         return;
     }
     let Some((&len, outer)) = shape.split_last() else {
         return f(views.map(|l| l.offset), [0; K], 1);
     };
     let inner = views.map(|l| l.strides[shape.len() - 1]);
+    // The multi-index of the row holding `range.start`, and the offsets of its first piece.
+    let (mut row, mut col) = (range.start / len, range.start % len);
     let mut index = vec![0usize; outer.len()];
-    let mut offsets = views.map(|l| l.offset);
+    for d in (0..outer.len()).rev() {
+        index[d] = row % outer[d];
+        row /= outer[d];
+    }
+    let mut offsets = views.map(|l| l.offset + col * l.strides[shape.len() - 1]);
+    for (d, &i) in index.iter().enumerate() {
+        for (o, l) in offsets.iter_mut().zip(&views) {
+            *o += i * l.strides[d];
+        }
+    }
+    let mut remaining = range.len();
+    let mut piece = (len - col).min(remaining);
     loop {
-        f(offsets, inner, len);
-        // Advance the outer multi-index like an odometer, updating every offset.
+        f(offsets, inner, piece);
+        remaining -= piece;
+        if remaining == 0 {
+            return;
+        }
+        // Back to the start of the row (only the first piece can start inside one), then
+        // advance the outer multi-index like an odometer, updating every offset.
+        if col > 0 {
+            for (o, s) in offsets.iter_mut().zip(inner) {
+                *o -= col * s;
+            }
+            col = 0;
+        }
         let mut d = outer.len();
         loop {
-            if d == 0 {
-                return;
-            }
+            debug_assert!(d > 0, "for_each_row: range past the end of the views");
             d -= 1;
             index[d] += 1;
             for (o, l) in offsets.iter_mut().zip(&views) {
@@ -154,31 +192,71 @@ fn for_each_row<const K: usize>(views: [&Layout; K], mut f: impl FnMut([usize; K
             }
             index[d] = 0;
         }
+        piece = len.min(remaining);
     }
 }
 
-fn map1(src: &[f32], layout: &Layout, f: impl Fn(f32) -> f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(layout.numel());
-    for_each_row([layout], |[o], [s], len| {
-        if s == 1 {
-            out.extend(src[o..o + len].iter().map(|&x| f(x)));
-        } else {
-            out.extend((0..len).map(|k| f(src[o + k * s])));
-        }
-    });
-    out
+/// `f` of every element of the view `layout` of `src`, in row-major order; the output is
+/// cut into runs of elements computed in parallel.
+fn map1(src: &[f32], layout: &Layout, f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
+    // SAFETY: `for_each_row` visits the whole run in pieces, and every piece is written.
+    unsafe {
+        parallel::collect_runs(layout.numel(), |first, run| {
+            let mut at = 0;
+            for_each_row([layout], first..first + run.len(), |[o], [s], len| {
+                let dst = &mut run[at..at + len];
+                if s == 1 {
+                    for (d, &x) in dst.iter_mut().zip(&src[o..o + len]) {
+                        d.write(f(x));
+                    }
+                } else {
+                    for (k, d) in dst.iter_mut().enumerate() {
+                        d.write(f(src[o + k * s]));
+                    }
+                }
+                at += len;
+            });
+        })
+    }
 }
 
-fn map2(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, f: impl Fn(f32, f32) -> f32) -> Vec<f32> {
-    let mut out = Vec::with_capacity(la.numel());
-    for_each_row([la, lb], |[oa, ob], [sa, sb], len| match (sa, sb) {
-        (1, 1) => out.extend(a[oa..oa + len].iter().zip(&b[ob..ob + len]).map(|(&x, &y)| f(x, y))),
-        // A row of `a` against one broadcast value of `b` (bias adds, scalars), and back.
-        (1, 0) => out.extend(a[oa..oa + len].iter().map(|&x| f(x, b[ob]))),
-        (0, 1) => out.extend(b[ob..ob + len].iter().map(|&y| f(a[oa], y))),
-        _ => out.extend((0..len).map(|k| f(a[oa + k * sa], b[ob + k * sb]))),
-    });
-    out
+/// `f` of every pair of elements of two views of the output's shape.
+fn map2(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+    // SAFETY: `for_each_row` visits the whole run in pieces, and every piece is written.
+    unsafe {
+        parallel::collect_runs(la.numel(), |first, run| {
+            let mut at = 0;
+            for_each_row([la, lb], first..first + run.len(), |[oa, ob], [sa, sb], len| {
+                let dst = &mut run[at..at + len];
+                match (sa, sb) {
+                    (1, 1) => {
+                        for ((d, &x), &y) in dst.iter_mut().zip(&a[oa..oa + len]).zip(&b[ob..ob + len]) {
+                            d.write(f(x, y));
+                        }
+                    }
+                    // A row of `a` against one broadcast value of `b` (bias adds, scalars), and back.
+                    (1, 0) => {
+                        let y = b[ob];
+                        for (d, &x) in dst.iter_mut().zip(&a[oa..oa + len]) {
+                            d.write(f(x, y));
+                        }
+                    }
+                    (0, 1) => {
+                        let x = a[oa];
+                        for (d, &y) in dst.iter_mut().zip(&b[ob..ob + len]) {
+                            d.write(f(x, y));
+                        }
+                    }
+                    _ => {
+                        for (k, d) in dst.iter_mut().enumerate() {
+                            d.write(f(a[oa + k * sa], b[ob + k * sb]));
+                        }
+                    }
+                }
+                at += len;
+            });
+        })
+    }
 }
 
 /// Runs `$call` with `$f` bound to `$scalar` fixed to one variant of the op, so every
@@ -221,17 +299,45 @@ pub fn binary(op: BinaryOp, a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> V
 
 /// `a` where `cond != 0`, else `b`; all three views have the output's shape.
 pub fn where_select(cond: &[f32], lc: &Layout, a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
-    let mut out = Vec::with_capacity(lc.numel());
-    for_each_row([lc, la, lb], |[oc, oa, ob], [sc, sa, sb], len| {
-        out.extend((0..len).map(|k| if cond[oc + k * sc] != 0.0 { a[oa + k * sa] } else { b[ob + k * sb] }));
-    });
-    out
+    // SAFETY: `for_each_row` visits the whole run in pieces, and every piece is written.
+    unsafe {
+        parallel::collect_runs(lc.numel(), |first, run| {
+            let mut at = 0;
+            for_each_row([lc, la, lb], first..first + run.len(), |[oc, oa, ob], [sc, sa, sb], len| {
+                for (k, d) in run[at..at + len].iter_mut().enumerate() {
+                    d.write(if cond[oc + k * sc] != 0.0 { a[oa + k * sa] } else { b[ob + k * sb] });
+                }
+                at += len;
+            });
+        })
+    }
 }
 
 /// Copies the view `ls` of `src` into the view `ld` of `dst` (same shape), word for word.
+/// A contiguous destination (what `contiguous()` writes) is filled in parallel runs; a
+/// strided one on the calling thread.
 pub fn copy_into(src: &[u32], ls: &Layout, dst: &mut [u32], ld: &Layout) {
     debug_assert_eq!(ls.shape, ld.shape);
-    for_each_row([ls, ld], |[os, od], [ss, sd], len| {
+    let numel = ls.numel();
+    if ld.is_contiguous() {
+        let dst = &mut dst[ld.offset..ld.offset + numel];
+        parallel::for_each_run(dst, 1, 1, |first, run| {
+            let mut at = 0;
+            for_each_row([ls], first..first + run.len(), |[os], [ss], len| {
+                let piece = &mut run[at..at + len];
+                if ss == 1 {
+                    piece.copy_from_slice(&src[os..os + len]);
+                } else {
+                    for (k, d) in piece.iter_mut().enumerate() {
+                        *d = src[os + k * ss];
+                    }
+                }
+                at += len;
+            });
+        });
+        return;
+    }
+    for_each_row([ls, ld], 0..numel, |[os, od], [ss, sd], len| {
         if ss == 1 && sd == 1 {
             dst[od..od + len].copy_from_slice(&src[os..os + len]);
         } else {

@@ -8,6 +8,7 @@
 //! bit for bit. [`group_by_index`] is the reference for the sort and the segment
 //! boundaries themselves.
 
+use super::parallel;
 use crate::tensor::Layout;
 
 /// `index` as a row of a table of `rows` rows, or a panic that names `op`, the index and
@@ -21,14 +22,29 @@ pub fn check_index(op: &str, index: i32, rows: usize) -> usize {
 }
 
 /// Rows `indices` of the `[rows, dim]` view `lw` of `weight`, one after another: the
-/// contiguous `[indices.len(), dim]` lookup. Panics on an index outside the table.
+/// contiguous `[indices.len(), dim]` lookup, copied in parallel runs of output rows.
+/// Panics on an index outside the table.
 pub fn embedding(weight: &[f32], lw: &Layout, indices: &[i32]) -> Vec<f32> {
     let (rows, dim) = (lw.shape[0], lw.shape[1]);
-    let mut out = Vec::with_capacity(indices.len() * dim);
     for &index in indices {
-        let base = lw.offset + check_index("embedding", index, rows) * lw.strides[0];
-        out.extend((0..dim).map(|c| weight[base + c * lw.strides[1]]));
+        check_index("embedding", index, rows);
     }
+    let mut out = vec![0.0f32; indices.len() * dim];
+    if dim == 0 {
+        return out;
+    }
+    parallel::for_each_run(&mut out, dim, dim, |first, run| {
+        for (dst, &index) in run.chunks_exact_mut(dim).zip(&indices[first..]) {
+            let base = lw.offset + index as usize * lw.strides[0];
+            if lw.strides[1] == 1 {
+                dst.copy_from_slice(&weight[base..base + dim]);
+            } else {
+                for (c, d) in dst.iter_mut().enumerate() {
+                    *d = weight[base + c * lw.strides[1]];
+                }
+            }
+        }
+    });
     out
 }
 
@@ -36,6 +52,10 @@ pub fn embedding(weight: &[f32], lw: &Layout, indices: &[i32]) -> Vec<f32> {
 /// `[indices.len(), dim]` gradient `grad` of its output: row `v` is the sum, in increasing
 /// position, of the gradient rows whose index is `v`; zero for rows no index names and
 /// for `padding_idx`. Panics on an index outside the table.
+///
+/// The table is cut into runs of rows filled in parallel: each run walks all positions in
+/// order and adds only those that land in it, so every row is summed by one thread in the
+/// same order as on one thread.
 pub fn embedding_backward(
     grad: &[f32],
     indices: &[i32],
@@ -43,17 +63,29 @@ pub fn embedding_backward(
     dim: usize,
     padding_idx: Option<usize>,
 ) -> Vec<f32> {
-    let mut out = vec![0.0f32; rows * dim];
-    for (position, &index) in indices.iter().enumerate() {
-        let row = check_index("embedding backward", index, rows);
-        if Some(row) == padding_idx {
-            continue;
-        }
-        let g = &grad[position * dim..(position + 1) * dim];
-        for (o, &x) in out[row * dim..(row + 1) * dim].iter_mut().zip(g) {
-            *o += x;
-        }
+    for &index in indices {
+        check_index("embedding backward", index, rows);
     }
+    let mut out = vec![0.0f32; rows * dim];
+    if dim == 0 {
+        return out;
+    }
+    // Every run scans all positions; the rows it owns receive their share of the adds.
+    let work_per_row = (indices.len() * dim).div_ceil(rows.max(1)) + 1;
+    parallel::for_each_run(&mut out, dim, work_per_row, |first, run| {
+        let owned = first..first + run.len() / dim;
+        for (position, &index) in indices.iter().enumerate() {
+            let row = index as usize;
+            if !owned.contains(&row) || Some(row) == padding_idx {
+                continue;
+            }
+            let g = &grad[position * dim..(position + 1) * dim];
+            let dst = &mut run[(row - first) * dim..(row - first + 1) * dim];
+            for (o, &x) in dst.iter_mut().zip(g) {
+                *o += x;
+            }
+        }
+    });
     out
 }
 

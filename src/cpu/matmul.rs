@@ -1,7 +1,22 @@
 //! Batched matrix multiplication on the host with `matrixmultiply`'s sgemm, which takes
 //! arbitrary row and column strides: transposed and broadcast operands need no copy.
+//!
+//! The fused form ([`matmul_fused`]) is the CPU twin of the GPU kernels' epilogue: the
+//! output is first filled with the bias, sgemm adds the product to it (`beta = 1`), and the
+//! activation runs in place, so bias and activation cost one pass over the output instead
+//! of two more tensors.
 
-use crate::tensor::Layout;
+use crate::tensor::{Activation, Layout};
+
+/// Which output index a fused bias is indexed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BiasAxis {
+    /// One bias per output column (`N`): a linear layer's bias, `x W^T + b`.
+    Column,
+    /// One bias per output row (`M`): a convolution's bias when the product is
+    /// `[C_out, C_in*kh*kw] x [C_in*kh*kw, L]` per image.
+    Row,
+}
 
 /// `out[b] = a[b] x b[b]` for every batch index of `batch_shape`. `la` and `lb` are views
 /// whose leading dimensions have been broadcast to `batch_shape` (stride 0 where
@@ -17,10 +32,39 @@ pub fn matmul(
     k: usize,
     n: usize,
 ) -> Vec<f32> {
+    matmul_fused(a, la, b, lb, batch_shape, m, k, n, None, Activation::None)
+}
+
+/// [`matmul`] followed by `activation(out + bias)`, the bias (`n` elements for
+/// [`BiasAxis::Column`], `m` for [`BiasAxis::Row`]) shared by every batch entry.
+pub fn matmul_fused(
+    a: &[f32],
+    la: &Layout,
+    b: &[f32],
+    lb: &Layout,
+    batch_shape: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+    bias: Option<(&[f32], BiasAxis)>,
+    activation: Activation,
+) -> Vec<f32> {
     let batch: usize = batch_shape.iter().product();
     let mut out = vec![0.0f32; batch * m * n];
     if m == 0 || n == 0 {
         return out;
+    }
+    if let Some((bias, axis)) = bias {
+        let want = if axis == BiasAxis::Column { n } else { m };
+        assert_eq!(bias.len(), want, "matmul: a {axis:?} bias of {} elements for a [{m}, {n}] product", bias.len());
+        for c in out.chunks_exact_mut(m * n) {
+            for (i, row) in c.chunks_exact_mut(n).enumerate() {
+                match axis {
+                    BiasAxis::Column => row.copy_from_slice(bias),
+                    BiasAxis::Row => row.fill(bias[i]),
+                }
+            }
+        }
     }
     let r = la.rank();
     let (a_rs, a_cs) = (la.strides[r - 2] as isize, la.strides[r - 1] as isize);
@@ -29,30 +73,36 @@ pub fn matmul(
         Layout { shape: batch_shape.to_vec(), strides: la.strides[..r - 2].to_vec(), offset: la.offset };
     let batch_layout_b =
         Layout { shape: batch_shape.to_vec(), strides: lb.strides[..r - 2].to_vec(), offset: lb.offset };
-    for (bi, (oa, ob)) in batch_layout_a.storage_indices().zip(batch_layout_b.storage_indices()).enumerate() {
-        let c = &mut out[bi * m * n..(bi + 1) * m * n];
-        if k == 0 {
-            continue;
+    if k > 0 {
+        for (bi, (oa, ob)) in batch_layout_a.storage_indices().zip(batch_layout_b.storage_indices()).enumerate() {
+            let c = &mut out[bi * m * n..(bi + 1) * m * n];
+            // SAFETY: every index sgemm touches, offset + i*rs + j*cs for i < rows and j < cols,
+            // lies inside the storage extent of the views, which the tensor layer guarantees.
+            unsafe {
+                matrixmultiply::sgemm(
+                    m,
+                    k,
+                    n,
+                    1.0,
+                    a.as_ptr().add(oa),
+                    a_rs,
+                    a_cs,
+                    b.as_ptr().add(ob),
+                    b_rs,
+                    b_cs,
+                    // With a bias, add to it; without, overwrite (sgemm then never reads `c`).
+                    if bias.is_some() { 1.0 } else { 0.0 },
+                    c.as_mut_ptr(),
+                    n as isize,
+                    1,
+                );
+            }
         }
-        // SAFETY: every index sgemm touches, offset + i*rs + j*cs for i < rows and j < cols,
-        // lies inside the storage extent of the views, which the tensor layer guarantees.
-        unsafe {
-            matrixmultiply::sgemm(
-                m,
-                k,
-                n,
-                1.0,
-                a.as_ptr().add(oa),
-                a_rs,
-                a_cs,
-                b.as_ptr().add(ob),
-                b_rs,
-                b_cs,
-                0.0,
-                c.as_mut_ptr(),
-                n as isize,
-                1,
-            );
+    }
+    if let Some(op) = activation.unary_op() {
+        // The elementwise kernel's own formula, so the fused result equals the composed one.
+        for v in &mut out {
+            *v = crate::cpu::elementwise::unary_scalar(op, *v, 0.0, 0.0);
         }
     }
     out

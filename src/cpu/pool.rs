@@ -10,8 +10,12 @@
 //! windows that cover it, in increasing output order, instead of scattering each output
 //! gradient over its window. That is what the WGSL kernels must do (WGSL has no float
 //! atomics), and doing the same here makes both devices add in the same order.
+//!
+//! Planes are computed in parallel, each by one thread (see [`super::parallel`]).
 
 use std::ops::Range;
+
+use super::parallel;
 
 /// The sizes of one 2-D pooling: how many planes, the input and output plane sizes, the
 /// window, and for average pooling what the sum is divided by. The GPU launcher copies
@@ -146,29 +150,57 @@ fn adaptive_covering(i: usize, len: usize, out: usize) -> impl Iterator<Item = u
 /// window, as PyTorch); among equal maxima the first in row-major window order wins.
 pub fn max_pool2d(src: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i32>) {
     let n = g.planes * g.out_plane();
-    let (mut out, mut indices) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    for plane in src.chunks_exact(g.in_plane()).take(g.planes) {
-        for oh in 0..g.out_h {
-            let (h0, h1) = g.max_taps(0, oh);
-            for ow in 0..g.out_w {
-                let (w0, w1) = g.max_taps(1, ow);
-                let mut best = f32::NEG_INFINITY;
-                let mut best_index = h0 * g.in_w + w0;
-                for h in (h0..h1).step_by(g.dilation[0]) {
-                    for w in (w0..w1).step_by(g.dilation[1]) {
-                        let v = plane[h * g.in_w + w];
-                        if v.is_nan() || (!best.is_nan() && v > best) {
-                            best = v;
-                            best_index = h * g.in_w + w;
-                        }
+    let (mut out, mut indices) = (vec![0.0f32; n], vec![0i32; n]);
+    if n == 0 {
+        return (out, indices);
+    }
+    let work = g.out_plane() * g.kernel[0] * g.kernel[1];
+    let op = g.out_plane();
+    parallel::for_each_run2(&mut out, op, &mut indices, op, work, |first, out, indices| {
+        let planes = out.chunks_exact_mut(op).zip(indices.chunks_exact_mut(op));
+        for (p, (out, indices)) in planes.enumerate() {
+            let plane = &src[(first + p) * g.in_plane()..(first + p + 1) * g.in_plane()];
+            max_pool_plane(plane, g, out, indices);
+        }
+    });
+    (out, indices)
+}
+
+fn max_pool_plane(plane: &[f32], g: &PoolGeometry, out: &mut [f32], indices: &mut [i32]) {
+    for oh in 0..g.out_h {
+        let (h0, h1) = g.max_taps(0, oh);
+        for ow in 0..g.out_w {
+            let (w0, w1) = g.max_taps(1, ow);
+            let mut best = f32::NEG_INFINITY;
+            let mut best_index = h0 * g.in_w + w0;
+            for h in (h0..h1).step_by(g.dilation[0]) {
+                for w in (w0..w1).step_by(g.dilation[1]) {
+                    let v = plane[h * g.in_w + w];
+                    if v.is_nan() || (!best.is_nan() && v > best) {
+                        best = v;
+                        best_index = h * g.in_w + w;
                     }
                 }
-                out.push(best);
-                indices.push(best_index as i32);
             }
+            out[oh * g.out_w + ow] = best;
+            indices[oh * g.out_w + ow] = best_index as i32;
         }
     }
-    (out, indices)
+}
+
+/// A contiguous output of `planes` planes of `plane_len` elements, plane `p` written by
+/// `f(p, plane)`; planes are computed in parallel, `work` being the cost of one.
+fn per_plane(planes: usize, plane_len: usize, work: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
+    let mut out = vec![0.0f32; planes * plane_len];
+    if plane_len == 0 {
+        return out;
+    }
+    parallel::for_each_run(&mut out, plane_len, work, |first, run| {
+        for (p, dst) in run.chunks_exact_mut(plane_len).enumerate() {
+            f(first + p, dst);
+        }
+    });
+    out
 }
 
 /// Gradient of [`max_pool2d`]: each input position sums the output gradients whose
@@ -178,8 +210,8 @@ pub fn max_pool2d_backward(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) 
     if (0..2).all(|axis| g.stride[axis] >= span(axis)) {
         return max_pool2d_backward_disjoint(grad_out, indices, g);
     }
-    let mut out = Vec::with_capacity(g.planes * g.in_plane());
-    for plane in 0..g.planes {
+    let work = g.in_plane() * g.kernel[0] * g.kernel[1];
+    per_plane(g.planes, g.in_plane(), work, |plane, dst| {
         let go = &grad_out[plane * g.out_plane()..(plane + 1) * g.out_plane()];
         let idx = &indices[plane * g.out_plane()..(plane + 1) * g.out_plane()];
         for ih in 0..g.in_h {
@@ -194,11 +226,10 @@ pub fn max_pool2d_backward(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) 
                         }
                     }
                 }
-                out.push(acc);
+                dst[ih * g.in_w + iw] = acc;
             }
         }
-    }
-    out
+    })
 }
 
 /// [`max_pool2d_backward`] for windows that do not overlap (stride at least the window's
@@ -209,9 +240,7 @@ pub fn max_pool2d_backward(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) 
 /// made only of padding) sends nothing, as in the gather.
 fn max_pool2d_backward_disjoint(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) -> Vec<f32> {
     let span = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
-    let mut out = vec![0.0f32; g.planes * g.in_plane()];
-    for plane in 0..g.planes {
-        let dst = &mut out[plane * g.in_plane()..(plane + 1) * g.in_plane()];
+    per_plane(g.planes, g.in_plane(), g.in_plane() + g.out_plane(), |plane, dst| {
         let base = plane * g.out_plane();
         for oh in 0..g.out_h {
             for ow in 0..g.out_w {
@@ -227,15 +256,15 @@ fn max_pool2d_backward_disjoint(grad_out: &[f32], indices: &[i32], g: &PoolGeome
                 }
             }
         }
-    }
-    out
+    })
 }
 
 /// Window means of `src` (`planes` contiguous input planes), zeros standing in for the
 /// padding, divided as [`PoolGeometry::avg_divisor`] says.
 pub fn avg_pool2d(src: &[f32], g: &PoolGeometry) -> Vec<f32> {
-    let mut out = Vec::with_capacity(g.planes * g.out_plane());
-    for plane in src.chunks_exact(g.in_plane()).take(g.planes) {
+    let work = g.out_plane() * g.kernel[0] * g.kernel[1];
+    per_plane(g.planes, g.out_plane(), work, |p, dst| {
+        let plane = &src[p * g.in_plane()..(p + 1) * g.in_plane()];
         for oh in 0..g.out_h {
             let (rows, _) = g.avg_window(0, oh);
             for ow in 0..g.out_w {
@@ -246,18 +275,17 @@ pub fn avg_pool2d(src: &[f32], g: &PoolGeometry) -> Vec<f32> {
                         sum += plane[h * g.in_w + w];
                     }
                 }
-                out.push(sum / g.avg_divisor(oh, ow));
+                dst[oh * g.out_w + ow] = sum / g.avg_divisor(oh, ow);
             }
         }
-    }
-    out
+    })
 }
 
 /// Gradient of [`avg_pool2d`]: each input position sums `grad / divisor` over the windows
 /// that contain it.
 pub fn avg_pool2d_backward(grad_out: &[f32], g: &PoolGeometry) -> Vec<f32> {
-    let mut out = Vec::with_capacity(g.planes * g.in_plane());
-    for plane in 0..g.planes {
+    let work = g.in_plane() * g.kernel[0] * g.kernel[1];
+    per_plane(g.planes, g.in_plane(), work, |plane, dst| {
         let go = &grad_out[plane * g.out_plane()..(plane + 1) * g.out_plane()];
         for ih in 0..g.in_h {
             for iw in 0..g.in_w {
@@ -267,18 +295,19 @@ pub fn avg_pool2d_backward(grad_out: &[f32], g: &PoolGeometry) -> Vec<f32> {
                         acc += go[oh * g.out_w + ow] / g.avg_divisor(oh, ow);
                     }
                 }
-                out.push(acc);
+                dst[ih * g.in_w + iw] = acc;
             }
         }
-    }
-    out
+    })
 }
 
 /// Means over the adaptive windows `[floor(o * H / OH), ceil((o + 1) * H / OH))` (and the
 /// same along the width), divided by the height and then the width as PyTorch does.
 pub fn adaptive_avg_pool2d(src: &[f32], g: &PoolGeometry) -> Vec<f32> {
-    let mut out = Vec::with_capacity(g.planes * g.out_plane());
-    for plane in src.chunks_exact(g.in_plane()).take(g.planes) {
+    // Every input element is read about once per output plane's worth of windows.
+    let work = g.in_plane() + g.out_plane();
+    per_plane(g.planes, g.out_plane(), work, |p, dst| {
+        let plane = &src[p * g.in_plane()..(p + 1) * g.in_plane()];
         for oh in 0..g.out_h {
             let (h0, h1) = (adaptive_start(oh, g.out_h, g.in_h), adaptive_end(oh, g.out_h, g.in_h));
             for ow in 0..g.out_w {
@@ -289,18 +318,16 @@ pub fn adaptive_avg_pool2d(src: &[f32], g: &PoolGeometry) -> Vec<f32> {
                         sum += plane[h * g.in_w + w];
                     }
                 }
-                out.push(sum / (h1 - h0) as f32 / (w1 - w0) as f32);
+                dst[oh * g.out_w + ow] = sum / (h1 - h0) as f32 / (w1 - w0) as f32;
             }
         }
-    }
-    out
+    })
 }
 
 /// Gradient of [`adaptive_avg_pool2d`]: each input position sums `grad / kh / kw` over the
 /// windows that contain it.
 pub fn adaptive_avg_pool2d_backward(grad_out: &[f32], g: &PoolGeometry) -> Vec<f32> {
-    let mut out = Vec::with_capacity(g.planes * g.in_plane());
-    for plane in 0..g.planes {
+    per_plane(g.planes, g.in_plane(), g.in_plane() + g.out_plane(), |plane, dst| {
         let go = &grad_out[plane * g.out_plane()..(plane + 1) * g.out_plane()];
         for ih in 0..g.in_h {
             for iw in 0..g.in_w {
@@ -312,9 +339,8 @@ pub fn adaptive_avg_pool2d_backward(grad_out: &[f32], g: &PoolGeometry) -> Vec<f
                         acc += go[oh * g.out_w + ow] / kh as f32 / kw as f32;
                     }
                 }
-                out.push(acc);
+                dst[ih * g.in_w + iw] = acc;
             }
         }
-    }
-    out
+    })
 }

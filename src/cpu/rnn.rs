@@ -4,7 +4,15 @@
 //! operation for operation, so the two devices round alike.
 //!
 //! The GEMMs around the cells are the tensor layer's matmul; what is left here is a tight
-//! loop over `batch * hidden` units per step.
+//! loop over `batch * hidden` units per step. Batch rows are independent, so they run in
+//! parallel (see [`super::parallel`]), each row a loop over the hidden units that reads
+//! every operand as a contiguous slice; the nonlinearities are branch-free so the compiler
+//! can vectorise that loop (on x86-64 also in an AVX2 build chosen at run time, whose
+//! results are bit-identical: Rust does not contract `a * b + c` into FMAs).
+
+use std::ops::Range;
+
+use super::parallel;
 
 /// One time step of a recurrent layer: the sizes and the state slots every cell kernel
 /// needs (the Rust twin of the leading fields of `RnnParams` in rnn.wgsl).
@@ -24,18 +32,29 @@ pub struct CellStep {
 }
 
 impl CellStep {
-    /// Element `bh = b * hidden + j` of state section `s`, slot `k`.
-    fn state_index(&self, s: usize, k: usize, bh: usize) -> usize {
-        (s * (self.steps + 1) + k) * self.batch * self.hidden + bh
+    /// The `[B * H]` range of state section `s`, slot `k`, in the `[S, T + 1, B, H]` state.
+    fn slot(&self, s: usize, k: usize) -> Range<usize> {
+        let len = self.batch * self.hidden;
+        let start = (s * (self.steps + 1) + k) * len;
+        start..start + len
     }
 
-    /// Gate `g` of unit `(b, j)` at this step's time in a `[.., T, B, width]` tensor.
-    fn gate_index(&self, section: usize, g: usize, b: usize, j: usize, width: usize) -> usize {
-        ((section * self.steps + self.t) * self.batch + b) * width + g * self.hidden + j
+    /// The `[B * width]` range of this step's time in section `section` of a
+    /// `[.., T, B, width]` tensor.
+    fn time_rows(&self, section: usize, width: usize) -> Range<usize> {
+        let len = self.batch * width;
+        let start = (section * self.steps + self.t) * len;
+        start..start + len
     }
 
     fn active(&self, lengths: Option<&[i32]>, b: usize) -> bool {
         lengths.is_none_or(|l| (self.t as i64) < l[b] as i64)
+    }
+
+    /// What one batch row of a cell costs, for the parallel split: about ten
+    /// element-operations per exp and a few for the rest, per gate and unit.
+    fn row_work(&self, gates: usize) -> usize {
+        16 * gates * self.hidden
     }
 }
 
@@ -69,13 +88,42 @@ pub struct BackwardInputs<'a> {
     pub lengths: Option<&'a [i32]>,
 }
 
-/// The logistic function as rnn.wgsl writes it: no overflow for either sign.
+/// `e^x` in f32 as `2^k * 2^r` (`k` an integer, `|r| <= 1/2`), computed in f64 with a
+/// degree-10 Taylor polynomial of `2^r` whose error (below 1e-12) is far under an f32 ulp:
+/// the result is the correctly rounded value except in rare ties, like the platform's
+/// `expf`, but branch-free, so the cell loops that call it vectorise.
+#[inline(always)]
+pub fn exp(x: f32) -> f32 {
+    // Past these bounds e^x is zero or infinite in f32; clamping keeps 2^k a normal f64.
+    // NaN passes through the clamp and the polynomial.
+    let t = (x as f64).clamp(-104.0, 89.0) * std::f64::consts::LOG2_E;
+    // Adding 1.5 * 2^52 rounds t to the nearest integer k, which lands in the low
+    // mantissa bits: `shifted - SHIFT` is k as a float, and the low bits of
+    // `shifted.to_bits() + 1023` are k's biased exponent.
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
+    let shifted = t + SHIFT;
+    let k = shifted - SHIFT;
+    let u = (t - k) * std::f64::consts::LN_2;
+    let mut p = 1.0 / 3_628_800.0;
+    for c in [1.0 / 362_880.0, 1.0 / 40_320.0, 1.0 / 5_040.0, 1.0 / 720.0, 1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5] {
+        p = p * u + c;
+    }
+    let p = (p * u + 1.0) * u + 1.0;
+    let scale = f64::from_bits(shifted.to_bits().wrapping_add(1023) << 52);
+    (p * scale) as f32
+}
+
+/// The logistic function as rnn.wgsl writes it: `1 / (1 + e^-x)` for `x >= 0` and
+/// `e^x / (1 + e^x)` below, so that neither side overflows. Both sides are computed and
+/// one is selected, which keeps the cell loops branch-free.
+#[inline(always)]
 pub fn sigmoid(x: f32) -> f32 {
+    let e = exp(-x.abs());
+    let (positive, negative) = (1.0 / (1.0 + e), e / (1.0 + e));
     if x >= 0.0 {
-        1.0 / (1.0 + (-x).exp())
+        positive
     } else {
-        let e = x.exp();
-        e / (1.0 + e)
+        negative
     }
 }
 
@@ -85,85 +133,194 @@ pub fn sigmoid(x: f32) -> f32 {
 /// Computed as Cephes' `tanhf`: `1 - 2 / (exp(2|x|) + 1)` with the sign of `x` from
 /// |x| = 0.625 on, and below it an odd polynomial with Cephes' minimax coefficients, which
 /// avoids the cancellation of the first form near zero. Within 1 ulp of the exact value
-/// over [-10, 10] (tests/rnn.rs checks it against f64), and here about 2.5 times faster
-/// than the platform's `tanhf`, which otherwise dominates a cell step on the CPU.
+/// over [-10, 10] (tests/rnn.rs checks it against f64). Both forms are computed and one is
+/// selected, so the loops that call it vectorise; the platform's `tanhf` would otherwise
+/// dominate a cell step on the CPU.
+#[inline(always)]
 pub fn tanh(x: f32) -> f32 {
-    if x.is_nan() {
-        return x;
-    }
     let x = x.clamp(-10.0, 10.0);
     let a = x.abs();
+    let large = (1.0 - 2.0 / (exp(a + a) + 1.0)).copysign(x);
+    let z = x * x;
+    let p = (((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z - 3.333_328e-1;
+    let small = p * z * x + x;
+    // NaN fails the comparison and takes the polynomial, which keeps it NaN.
     if a >= 0.625 {
-        (1.0 - 2.0 / ((a + a).exp() + 1.0)).copysign(x)
+        large
     } else {
-        let z = x * x;
-        let p = (((-5.704_988_7e-3 * z + 2.063_909e-2) * z - 5.373_971_6e-2) * z + 1.333_144_2e-1) * z - 3.333_328e-1;
-        p * z * x + x
+        small
     }
 }
 
-impl ForwardInputs<'_> {
-    /// `x W_ih^T (+ b_ih)` of gate `g`.
-    fn x_gate(&self, s: &CellStep, g: usize, b: usize, j: usize, width: usize) -> f32 {
-        let col = g * s.hidden + j;
-        let v = self.xw[(s.t * s.batch + b) * width + col];
-        match self.bias {
-            Some((b_ih, _)) => v + b_ih[col],
-            None => v,
+/// Runs `f`, on x86-64 CPUs with AVX2 compiled for AVX2 so that the cell loops inlined into
+/// it run 8 floats wide instead of 4. The arithmetic is the same IEEE operations either
+/// way, so the results are bit-identical.
+#[inline(always)]
+fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { with_avx2(f) };
         }
     }
-
-    /// `h W_hh^T (+ b_hh)` of gate `g`.
-    fn h_gate(&self, s: &CellStep, g: usize, b: usize, j: usize, width: usize) -> f32 {
-        let col = g * s.hidden + j;
-        let v = self.hw[b * width + col];
-        match self.bias {
-            Some((_, b_hh)) => v + b_hh[col],
-            None => v,
-        }
-    }
-
-    fn pre(&self, s: &CellStep, g: usize, b: usize, j: usize, width: usize) -> f32 {
-        self.x_gate(s, g, b, j, width) + self.h_gate(s, g, b, j, width)
-    }
+    f()
 }
 
-/// `dL/dh_t` of unit `bh`: from the output slot itself, through the next step's `W_hh`,
-/// and the carried part.
-fn incoming_dh(s: &CellStep, x: &BackwardInputs, carry: &[f32], bh: usize) -> f32 {
-    x.d_state[s.state_index(0, s.slot_out, bh)] + x.dhw[bh] + carry[bh]
+/// Disjoint mutable regions `ranges` of `data`, in the order given.
+fn regions<const N: usize>(data: &mut [f32], ranges: [Range<usize>; N]) -> [&mut [f32]; N] {
+    let mut order: [usize; N] = std::array::from_fn(|i| i);
+    order.sort_by_key(|&i| ranges[i].start);
+    let mut out: [Option<&mut [f32]>; N] = std::array::from_fn(|_| None);
+    let (mut rest, mut consumed) = (data, 0);
+    for i in order {
+        let r = &ranges[i];
+        assert!(r.start >= consumed, "rnn cell: state regions {ranges:?} overlap");
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - consumed);
+        let (region, tail) = tail.split_at_mut(r.len());
+        out[i] = Some(region);
+        rest = tail;
+        consumed = r.end;
+    }
+    out.map(|r| r.expect("every region was split off"))
+}
+
+/// The bias pair of a forward step, or `-0.0` in its place: `v + -0.0 == v` for every
+/// `v` (zeros keep their sign), so one loop serves both cases with unchanged results.
+fn biases<'a>(x: &ForwardInputs<'a>, zeros: &'a [f32]) -> (&'a [f32], &'a [f32]) {
+    x.bias.unwrap_or((zeros, zeros))
+}
+
+/// Gate `g`'s `[H]` block of a row of `G * H` values.
+fn gate(row: &[f32], g: usize, h: usize) -> &[f32] {
+    &row[g * h..(g + 1) * h]
+}
+
+/// Calls `f(b, row)` for every batch row `b`, rows split across threads; `rows` holds one
+/// entry of disjoint mutable slices per batch row.
+fn per_row<T: Send>(rows: &mut [T], work_per_row: usize, f: impl Fn(usize, &mut T) + Sync) {
+    parallel::for_each_run(rows, 1, work_per_row, |first, run| {
+        vectorised(|| {
+            for (k, row) in run.iter_mut().enumerate() {
+                f(first + k, row);
+            }
+        })
+    });
+}
+
+/// `dL/dh_t` of unit `j` of a batch row: from the output slot itself, through the next
+/// step's `W_hh`, and the carried part.
+#[inline(always)]
+fn incoming_dh(d_out: &[f32], dhw: &[f32], carry: &[f32], j: usize) -> f32 {
+    d_out[j] + dhw[j] + carry[j]
+}
+
+/// The outputs of one LSTM forward row.
+struct LstmForwardRow<'a> {
+    h: &'a mut [f32],
+    c: &'a mut [f32],
+    ws: &'a mut [f32],
 }
 
 /// `lstm_cell_forward`: writes slot `slot_out` of both state sections and the gate
 /// activations `i, f, g, o` of time `t` into `ws` (`[T, B, 4H]`).
 pub fn lstm_cell_forward(s: &CellStep, x: &ForwardInputs, state: &mut [f32], ws: &mut [f32]) {
     let (h, width) = (s.hidden, 4 * s.hidden);
-    for b in 0..s.batch {
-        let active = s.active(x.lengths, b);
-        for j in 0..h {
-            let bh = b * h + j;
-            let h_prev = state[s.state_index(0, s.slot_in, bh)];
-            let c_prev = state[s.state_index(1, s.slot_in, bh)];
-            if !active {
-                state[s.state_index(0, s.slot_out, bh)] = h_prev;
-                state[s.state_index(1, s.slot_out, bh)] = c_prev;
-                for g in 0..4 {
-                    ws[s.gate_index(0, g, b, j, width)] = 0.0;
-                }
-                continue;
-            }
-            let ig = sigmoid(x.pre(s, 0, b, j, width));
-            let fg = sigmoid(x.pre(s, 1, b, j, width));
-            let gg = tanh(x.pre(s, 2, b, j, width));
-            let og = sigmoid(x.pre(s, 3, b, j, width));
-            let c = fg * c_prev + ig * gg;
-            state[s.state_index(0, s.slot_out, bh)] = og * tanh(c);
-            state[s.state_index(1, s.slot_out, bh)] = c;
-            for (g, v) in [ig, fg, gg, og].into_iter().enumerate() {
-                ws[s.gate_index(0, g, b, j, width)] = v;
+    let [h_in, c_in, h_out, c_out] =
+        regions(state, [s.slot(0, s.slot_in), s.slot(1, s.slot_in), s.slot(0, s.slot_out), s.slot(1, s.slot_out)]);
+    let (h_in, c_in) = (&*h_in, &*c_in);
+    let ws = &mut ws[s.time_rows(0, width)];
+    let mut rows: Vec<LstmForwardRow> = h_out
+        .chunks_exact_mut(h)
+        .zip(c_out.chunks_exact_mut(h))
+        .zip(ws.chunks_exact_mut(width))
+        .map(|((h, c), ws)| LstmForwardRow { h, c, ws })
+        .collect();
+    let zeros = vec![-0.0f32; width];
+    let (b_ih, b_hh) = biases(x, &zeros);
+    let xw = &x.xw[s.time_rows(0, width)];
+    per_row(&mut rows, s.row_work(4), |b, out| {
+        let (h_prev, c_prev) = (&h_in[b * h..(b + 1) * h], &c_in[b * h..(b + 1) * h]);
+        if !s.active(x.lengths, b) {
+            out.h.copy_from_slice(h_prev);
+            out.c.copy_from_slice(c_prev);
+            out.ws.fill(0.0);
+            return;
+        }
+        // Three passes over slices, each a plain loop the compiler vectorises: the
+        // pre-activations into the workspace row, the gate nonlinearities in place, then the
+        // state update. Per element these are the operations of rnn.wgsl, in its order.
+        let (xw, hw) = (&xw[b * width..(b + 1) * width], &x.hw[b * width..(b + 1) * width]);
+        for ((((pre, &xw), &b_ih), &hw), &b_hh) in out.ws.iter_mut().zip(xw).zip(b_ih).zip(hw).zip(b_hh) {
+            *pre = (xw + b_ih) + (hw + b_hh);
+        }
+        let (ig, rest) = out.ws.split_at_mut(h);
+        let (fg, rest) = rest.split_at_mut(h);
+        let (gg, og) = rest.split_at_mut(h);
+        for gate in [&mut *ig, &mut *fg, &mut *og] {
+            for v in gate.iter_mut() {
+                *v = sigmoid(*v);
             }
         }
-    }
+        for v in gg.iter_mut() {
+            *v = tanh(*v);
+        }
+        let gates = ig.iter().zip(fg.iter()).zip(gg.iter()).zip(og.iter());
+        for ((h_out, c_out), (&c_prev, (((&ig, &fg), &gg), &og))) in
+            out.h.iter_mut().zip(out.c.iter_mut()).zip(c_prev.iter().zip(gates))
+        {
+            let c = fg * c_prev + ig * gg;
+            *h_out = og * tanh(c);
+            *c_out = c;
+        }
+    });
+}
+
+/// The outputs of one backward row: its gate gradients (one or two sections) and its
+/// carried gradients (one or two state sections).
+struct BackwardRow<'a> {
+    dgates: [&'a mut [f32]; 2],
+    carry: [&'a mut [f32]; 2],
+}
+
+/// Per batch row, the `[width]` gate-gradient rows of this step's time in each of
+/// `sections` sections of `dgates` and the `[H]` rows of each of `carry_sections`
+/// sections of `carry` (`[S, B, H]`). Absent sections are empty slices.
+fn backward_rows<'a>(
+    s: &CellStep,
+    dgates: &'a mut [f32],
+    sections: usize,
+    width: usize,
+    carry: &'a mut [f32],
+    carry_sections: usize,
+) -> Vec<BackwardRow<'a>> {
+    let bh = s.batch * s.hidden;
+    let (dg0, dg1) = if sections == 2 {
+        let [a, b] = regions(dgates, [s.time_rows(0, width), s.time_rows(1, width)]);
+        (a, b)
+    } else {
+        (&mut dgates[s.time_rows(0, width)], &mut [][..])
+    };
+    let (c0, c1) = carry[..carry_sections * bh].split_at_mut(bh);
+    let section_rows = |d: &'a mut [f32], len: usize| -> Vec<&'a mut [f32]> {
+        if d.is_empty() {
+            (0..s.batch).map(|_| &mut [][..]).collect()
+        } else {
+            d.chunks_exact_mut(len).collect()
+        }
+    };
+    let (dg0, dg1, c0, c1) = (section_rows(dg0, width), section_rows(dg1, width), section_rows(c0, s.hidden), {
+        section_rows(c1, s.hidden)
+    });
+    dg0.into_iter()
+        .zip(dg1)
+        .zip(c0.into_iter().zip(c1))
+        .map(|((d0, d1), (c0, c1))| BackwardRow { dgates: [d0, d1], carry: [c0, c1] })
+        .collect()
 }
 
 /// `lstm_cell_backward`: writes the gate pre-activation gradients of time `t` into
@@ -171,66 +328,83 @@ pub fn lstm_cell_forward(s: &CellStep, x: &ForwardInputs, state: &mut [f32], ws:
 /// that bypasses `W_hh`, and `dL/dc_{t-1}`).
 pub fn lstm_cell_backward(s: &CellStep, x: &BackwardInputs, dgates: &mut [f32], carry: &mut [f32]) {
     let (h, width) = (s.hidden, 4 * s.hidden);
-    let bh_total = s.batch * h;
-    for b in 0..s.batch {
-        let active = s.active(x.lengths, b);
-        for j in 0..h {
-            let bh = b * h + j;
-            let dh = incoming_dh(s, x, carry, bh);
-            let mut dc = x.d_state[s.state_index(1, s.slot_out, bh)] + carry[bh_total + bh];
-            if !active {
-                carry[bh] = dh;
-                carry[bh_total + bh] = dc;
-                for g in 0..4 {
-                    dgates[s.gate_index(0, g, b, j, width)] = 0.0;
-                }
-                continue;
+    let mut rows = backward_rows(s, dgates, 1, width, carry, 2);
+    let (dh_out, dc_out) = (&x.d_state[s.slot(0, s.slot_out)], &x.d_state[s.slot(1, s.slot_out)]);
+    let (c_out, c_in) = (&x.state[s.slot(1, s.slot_out)], &x.state[s.slot(1, s.slot_in)]);
+    let ws = &x.ws[s.time_rows(0, width)];
+    per_row(&mut rows, s.row_work(2), |b, out| {
+        let unit = b * h..(b + 1) * h;
+        let (dh_out, dc_out, dhw) = (&dh_out[unit.clone()], &dc_out[unit.clone()], &x.dhw[unit.clone()]);
+        let [dgates, _] = &mut out.dgates;
+        let [carry_h, carry_c] = &mut out.carry;
+        if !s.active(x.lengths, b) {
+            for j in 0..h {
+                carry_h[j] = incoming_dh(dh_out, dhw, carry_h, j);
+                carry_c[j] += dc_out[j];
             }
-            let ig = x.ws[s.gate_index(0, 0, b, j, width)];
-            let fg = x.ws[s.gate_index(0, 1, b, j, width)];
-            let gg = x.ws[s.gate_index(0, 2, b, j, width)];
-            let og = x.ws[s.gate_index(0, 3, b, j, width)];
-            let c = x.state[s.state_index(1, s.slot_out, bh)];
-            let c_prev = x.state[s.state_index(1, s.slot_in, bh)];
-            let tc = tanh(c);
-            let d_o = dh * tc;
-            dc += dh * og * (1.0 - tc * tc);
-            dgates[s.gate_index(0, 0, b, j, width)] = dc * gg * ig * (1.0 - ig);
-            dgates[s.gate_index(0, 1, b, j, width)] = dc * c_prev * fg * (1.0 - fg);
-            dgates[s.gate_index(0, 2, b, j, width)] = dc * ig * (1.0 - gg * gg);
-            dgates[s.gate_index(0, 3, b, j, width)] = d_o * og * (1.0 - og);
-            carry[bh] = 0.0;
-            carry[bh_total + bh] = dc * fg;
+            dgates.fill(0.0);
+            return;
         }
-    }
+        let ws = &ws[b * width..(b + 1) * width];
+        let (c_out, c_in) = (&c_out[unit.clone()], &c_in[unit]);
+        let (ig, fg, gg, og) = (gate(ws, 0, h), gate(ws, 1, h), gate(ws, 2, h), gate(ws, 3, h));
+        let (d_i, rest) = dgates.split_at_mut(h);
+        let (d_f, rest) = rest.split_at_mut(h);
+        let (d_g, d_o) = rest.split_at_mut(h);
+        for j in 0..h {
+            let dh = incoming_dh(dh_out, dhw, carry_h, j);
+            let tc = tanh(c_out[j]);
+            let dc = dc_out[j] + carry_c[j] + dh * og[j] * (1.0 - tc * tc);
+            d_i[j] = dc * gg[j] * ig[j] * (1.0 - ig[j]);
+            d_f[j] = dc * c_in[j] * fg[j] * (1.0 - fg[j]);
+            d_g[j] = dc * ig[j] * (1.0 - gg[j] * gg[j]);
+            d_o[j] = dh * tc * og[j] * (1.0 - og[j]);
+            carry_h[j] = 0.0;
+            carry_c[j] = dc * fg[j];
+        }
+    });
+}
+
+/// The outputs of one GRU or Elman forward row.
+struct ForwardRow<'a> {
+    h: &'a mut [f32],
+    ws: &'a mut [f32],
 }
 
 /// `gru_cell_forward`: writes slot `slot_out` and `r, z, n, W_hn h + b_hn` of time `t`
 /// into `ws` (`[T, B, 4H]`).
 pub fn gru_cell_forward(s: &CellStep, x: &ForwardInputs, state: &mut [f32], ws: &mut [f32]) {
     let (h, width, ws_width) = (s.hidden, 3 * s.hidden, 4 * s.hidden);
-    for b in 0..s.batch {
-        let active = s.active(x.lengths, b);
-        for j in 0..h {
-            let bh = b * h + j;
-            let h_prev = state[s.state_index(0, s.slot_in, bh)];
-            if !active {
-                state[s.state_index(0, s.slot_out, bh)] = h_prev;
-                for g in 0..4 {
-                    ws[s.gate_index(0, g, b, j, ws_width)] = 0.0;
-                }
-                continue;
-            }
-            let r = sigmoid(x.pre(s, 0, b, j, width));
-            let z = sigmoid(x.pre(s, 1, b, j, width));
-            let hn = x.h_gate(s, 2, b, j, width);
-            let n = tanh(x.x_gate(s, 2, b, j, width) + r * hn);
-            state[s.state_index(0, s.slot_out, bh)] = (1.0 - z) * n + z * h_prev;
-            for (g, v) in [r, z, n, hn].into_iter().enumerate() {
-                ws[s.gate_index(0, g, b, j, ws_width)] = v;
-            }
+    let [h_in, h_out] = regions(state, [s.slot(0, s.slot_in), s.slot(0, s.slot_out)]);
+    let h_in = &*h_in;
+    let ws = &mut ws[s.time_rows(0, ws_width)];
+    let mut rows: Vec<ForwardRow> =
+        h_out.chunks_exact_mut(h).zip(ws.chunks_exact_mut(ws_width)).map(|(h, ws)| ForwardRow { h, ws }).collect();
+    let zeros = vec![-0.0f32; width];
+    let (b_ih, b_hh) = biases(x, &zeros);
+    let xw = &x.xw[s.time_rows(0, width)];
+    per_row(&mut rows, s.row_work(3), |b, out| {
+        let h_prev = &h_in[b * h..(b + 1) * h];
+        if !s.active(x.lengths, b) {
+            out.h.copy_from_slice(h_prev);
+            out.ws.fill(0.0);
+            return;
         }
-    }
+        let (xw, hw) = (&xw[b * width..(b + 1) * width], &x.hw[b * width..(b + 1) * width]);
+        let x_gate = |g: usize, j: usize| xw[g * h + j] + b_ih[g * h + j];
+        let h_gate = |g: usize, j: usize| hw[g * h + j] + b_hh[g * h + j];
+        let (ws_r, rest) = out.ws.split_at_mut(h);
+        let (ws_z, rest) = rest.split_at_mut(h);
+        let (ws_n, ws_hn) = rest.split_at_mut(h);
+        for j in 0..h {
+            let r = sigmoid(x_gate(0, j) + h_gate(0, j));
+            let z = sigmoid(x_gate(1, j) + h_gate(1, j));
+            let hn = h_gate(2, j);
+            let n = tanh(x_gate(2, j) + r * hn);
+            out.h[j] = (1.0 - z) * n + z * h_prev[j];
+            (ws_r[j], ws_z[j], ws_n[j], ws_hn[j]) = (r, z, n, hn);
+        }
+    });
 }
 
 /// `gru_cell_backward`: writes the input-side (section 0) and recurrent-side (section 1)
@@ -238,55 +412,64 @@ pub fn gru_cell_forward(s: &CellStep, x: &ForwardInputs, state: &mut [f32], ws: 
 /// (`[1, B, H]`).
 pub fn gru_cell_backward(s: &CellStep, x: &BackwardInputs, dgates: &mut [f32], carry: &mut [f32]) {
     let (h, width, ws_width) = (s.hidden, 3 * s.hidden, 4 * s.hidden);
-    for b in 0..s.batch {
-        let active = s.active(x.lengths, b);
-        for j in 0..h {
-            let bh = b * h + j;
-            let dh = incoming_dh(s, x, carry, bh);
-            if !active {
-                carry[bh] = dh;
-                for g in 0..3 {
-                    dgates[s.gate_index(0, g, b, j, width)] = 0.0;
-                    dgates[s.gate_index(1, g, b, j, width)] = 0.0;
-                }
-                continue;
+    let mut rows = backward_rows(s, dgates, 2, width, carry, 1);
+    let dh_out = &x.d_state[s.slot(0, s.slot_out)];
+    let h_in = &x.state[s.slot(0, s.slot_in)];
+    let ws = &x.ws[s.time_rows(0, ws_width)];
+    per_row(&mut rows, s.row_work(2), |b, out| {
+        let unit = b * h..(b + 1) * h;
+        let (dh_out, dhw) = (&dh_out[unit.clone()], &x.dhw[unit.clone()]);
+        let [dx, dhh] = &mut out.dgates;
+        let [carry, _] = &mut out.carry;
+        if !s.active(x.lengths, b) {
+            for j in 0..h {
+                carry[j] = incoming_dh(dh_out, dhw, carry, j);
             }
-            let r = x.ws[s.gate_index(0, 0, b, j, ws_width)];
-            let z = x.ws[s.gate_index(0, 1, b, j, ws_width)];
-            let n = x.ws[s.gate_index(0, 2, b, j, ws_width)];
-            let hn = x.ws[s.gate_index(0, 3, b, j, ws_width)];
-            let h_prev = x.state[s.state_index(0, s.slot_in, bh)];
-            let dn = dh * (1.0 - z);
-            let dz = dh * (h_prev - n);
-            let dan = dn * (1.0 - n * n);
-            let dar = dan * hn * r * (1.0 - r);
-            let daz = dz * z * (1.0 - z);
-            for (g, v) in [dar, daz, dan].into_iter().enumerate() {
-                dgates[s.gate_index(0, g, b, j, width)] = v;
-            }
-            for (g, v) in [dar, daz, dan * r].into_iter().enumerate() {
-                dgates[s.gate_index(1, g, b, j, width)] = v;
-            }
-            carry[bh] = dh * z;
+            dx.fill(0.0);
+            dhh.fill(0.0);
+            return;
         }
-    }
+        let ws = &ws[b * ws_width..(b + 1) * ws_width];
+        let h_prev = &h_in[unit];
+        let (r, z, n, hn) = (gate(ws, 0, h), gate(ws, 1, h), gate(ws, 2, h), gate(ws, 3, h));
+        let (dx_r, rest) = dx.split_at_mut(h);
+        let (dx_z, dx_n) = rest.split_at_mut(h);
+        let (dh_r, rest) = dhh.split_at_mut(h);
+        let (dh_z, dh_n) = rest.split_at_mut(h);
+        for j in 0..h {
+            let dh = incoming_dh(dh_out, dhw, carry, j);
+            let dn = dh * (1.0 - z[j]);
+            let dz = dh * (h_prev[j] - n[j]);
+            let dan = dn * (1.0 - n[j] * n[j]);
+            let dar = dan * hn[j] * r[j] * (1.0 - r[j]);
+            let daz = dz * z[j] * (1.0 - z[j]);
+            (dx_r[j], dx_z[j], dx_n[j]) = (dar, daz, dan);
+            (dh_r[j], dh_z[j], dh_n[j]) = (dar, daz, dan * r[j]);
+            carry[j] = dh * z[j];
+        }
+    });
 }
 
 /// `rnn_cell_forward`: writes slot `slot_out`, `tanh` or (with `relu`) `relu` of the
 /// pre-activation. The Elman cell keeps no workspace: its backward reads the output.
 pub fn rnn_cell_forward(s: &CellStep, x: &ForwardInputs, relu: bool, state: &mut [f32]) {
     let h = s.hidden;
-    for b in 0..s.batch {
-        let active = s.active(x.lengths, b);
+    let [h_in, h_out] = regions(state, [s.slot(0, s.slot_in), s.slot(0, s.slot_out)]);
+    let h_in = &*h_in;
+    let mut rows: Vec<ForwardRow> = h_out.chunks_exact_mut(h).map(|h| ForwardRow { h, ws: &mut [] }).collect();
+    let zeros = vec![-0.0f32; h];
+    let (b_ih, b_hh) = biases(x, &zeros);
+    let xw = &x.xw[s.time_rows(0, h)];
+    per_row(&mut rows, s.row_work(1), |b, out| {
+        let h_prev = &h_in[b * h..(b + 1) * h];
+        if !s.active(x.lengths, b) {
+            out.h.copy_from_slice(h_prev);
+            return;
+        }
+        let (xw, hw) = (&xw[b * h..(b + 1) * h], &x.hw[b * h..(b + 1) * h]);
         for j in 0..h {
-            let bh = b * h + j;
-            let out = s.state_index(0, s.slot_out, bh);
-            if !active {
-                state[out] = state[s.state_index(0, s.slot_in, bh)];
-                continue;
-            }
-            let pre = x.pre(s, 0, b, j, h);
-            state[out] = if !relu {
+            let pre = (xw[j] + b_ih[j]) + (hw[j] + b_hh[j]);
+            out.h[j] = if !relu {
                 tanh(pre)
             } else if pre > 0.0 || pre.is_nan() {
                 pre
@@ -294,33 +477,39 @@ pub fn rnn_cell_forward(s: &CellStep, x: &ForwardInputs, relu: bool, state: &mut
                 0.0
             };
         }
-    }
+    });
 }
 
 /// `rnn_cell_backward`: writes the pre-activation gradient of time `t` into `dgates`
 /// (`[1, T, B, H]`) and updates `carry` (`[1, B, H]`).
 pub fn rnn_cell_backward(s: &CellStep, x: &BackwardInputs, relu: bool, dgates: &mut [f32], carry: &mut [f32]) {
     let h = s.hidden;
-    for b in 0..s.batch {
-        let active = s.active(x.lengths, b);
-        for j in 0..h {
-            let bh = b * h + j;
-            let dh = incoming_dh(s, x, carry, bh);
-            let slot = s.gate_index(0, 0, b, j, h);
-            if !active {
-                carry[bh] = dh;
-                dgates[slot] = 0.0;
-                continue;
+    let mut rows = backward_rows(s, dgates, 1, h, carry, 1);
+    let dh_out = &x.d_state[s.slot(0, s.slot_out)];
+    let h_out = &x.state[s.slot(0, s.slot_out)];
+    per_row(&mut rows, s.row_work(1), |b, row| {
+        let unit = b * h..(b + 1) * h;
+        let (dh_out, dhw) = (&dh_out[unit.clone()], &x.dhw[unit.clone()]);
+        let [dgates, _] = &mut row.dgates;
+        let [carry, _] = &mut row.carry;
+        if !s.active(x.lengths, b) {
+            for j in 0..h {
+                carry[j] = incoming_dh(dh_out, dhw, carry, j);
             }
-            let out = x.state[s.state_index(0, s.slot_out, bh)];
-            dgates[slot] = if !relu {
-                dh * (1.0 - out * out)
-            } else if out > 0.0 {
+            dgates.fill(0.0);
+            return;
+        }
+        let out = &h_out[unit];
+        for j in 0..h {
+            let dh = incoming_dh(dh_out, dhw, carry, j);
+            dgates[j] = if !relu {
+                dh * (1.0 - out[j] * out[j])
+            } else if out[j] > 0.0 {
                 dh
             } else {
                 0.0
             };
-            carry[bh] = 0.0;
+            carry[j] = 0.0;
         }
-    }
+    });
 }

@@ -5,15 +5,24 @@
 //! encoder, and the encoder is submitted only when the host needs a value (a read-back,
 //! `synchronize`) or when [`MAX_DISPATCHES_PER_BATCH`] passes have been recorded. The
 //! params of every dispatch in a batch go into one uniform buffer, written once at submit.
+//!
+//! The context also counts what it is given (dispatches, submits, copies, uploads,
+//! read-backs: [`DeviceStats`], always on) and, when [`crate::profile`] is on, times each
+//! dispatch: with timestamp queries, one pair per compute pass in a query set as large as
+//! a batch, resolved into a read-back buffer at each submit and mapped asynchronously, so
+//! profiling neither breaks batching nor waits for the GPU; or, without them, by waiting
+//! for each dispatch on its own.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use super::pool::BufferPool;
 use super::shaders::{self, Access};
 use crate::error::{Error, Result};
 use crate::op::KernelRef;
+use crate::profile::{Clock, DeviceProfile, ProfileSums};
 
 /// Dispatches recorded before the batch is submitted without being asked.
 pub const MAX_DISPATCHES_PER_BATCH: usize = 256;
@@ -64,6 +73,128 @@ struct Batch {
     /// Params of each recorded dispatch, one [`PARAMS_SLOT`] each.
     params: Vec<u8>,
     dispatches: usize,
+    /// The kernels of this batch whose passes write timestamps, in order: the `i`-th wrote
+    /// queries `2i` (begin) and `2i + 1` (end). Never longer than `dispatches`.
+    timed: Vec<KernelRef>,
+    /// Timestamp profiling state, made on the first timed dispatch.
+    timestamps: Option<Timestamps>,
+}
+
+/// Queries of a whole batch and the read-backs of their values.
+struct Timestamps {
+    /// Two queries per dispatch of a full batch: a batch is submitted before it holds more
+    /// than [`MAX_DISPATCHES_PER_BATCH`] dispatches, so the set never overflows.
+    query_set: wgpu::QuerySet,
+    /// Where the queries are resolved to, then copied from into a mappable buffer.
+    resolve: wgpu::Buffer,
+    /// Mappable buffers not in use, each large enough for a full batch.
+    free: Vec<wgpu::Buffer>,
+    /// Submitted batches whose timestamps are on their way to the host, oldest first.
+    in_flight: VecDeque<InFlight>,
+    /// Nanoseconds per tick.
+    period_ns: f32,
+}
+
+const MAP_PENDING: u8 = 0;
+const MAP_DONE: u8 = 1;
+const MAP_FAILED: u8 = 2;
+
+/// One submitted batch's timestamps being mapped.
+struct InFlight {
+    staging: wgpu::Buffer,
+    kernels: Vec<KernelRef>,
+    /// Set by the map callback: [`MAP_DONE`] or [`MAP_FAILED`].
+    state: Arc<AtomicU8>,
+}
+
+/// Counts of the work a device has been given since it opened (or since
+/// [`GpuContext::reset_stats`]): the figures that say whether a workload is bound by
+/// kernel launches and host round trips rather than by the kernels themselves.
+///
+/// Counting is always on and costs one relaxed atomic add per event. Differences of two
+/// snapshots (`after - before`) count the work in between; a device shared by several
+/// threads counts all of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// Compute dispatches recorded (one per kernel launch; launches of zero workgroups are
+    /// skipped and not counted).
+    pub dispatches: u64,
+    /// Command buffers submitted to the queue: one per batch, so one per
+    /// [`MAX_DISPATCHES_PER_BATCH`] dispatches at best, plus one per read-back or
+    /// synchronisation (and one per dispatch while profiling with the host clock).
+    pub submits: u64,
+    /// Buffer-to-buffer copies recorded, those of uploads and read-backs included.
+    pub copies: u64,
+    /// Uploads of host data into device buffers.
+    pub uploads: u64,
+    /// Bytes uploaded.
+    pub upload_bytes: u64,
+    /// Read-backs of device data to the host; each waits until the device is idle.
+    pub read_backs: u64,
+    /// Bytes read back.
+    pub read_back_bytes: u64,
+}
+
+impl std::ops::Sub for DeviceStats {
+    type Output = DeviceStats;
+
+    /// The work done between two snapshots (saturating, in case of a reset in between).
+    fn sub(self, earlier: DeviceStats) -> DeviceStats {
+        DeviceStats {
+            dispatches: self.dispatches.saturating_sub(earlier.dispatches),
+            submits: self.submits.saturating_sub(earlier.submits),
+            copies: self.copies.saturating_sub(earlier.copies),
+            uploads: self.uploads.saturating_sub(earlier.uploads),
+            upload_bytes: self.upload_bytes.saturating_sub(earlier.upload_bytes),
+            read_backs: self.read_backs.saturating_sub(earlier.read_backs),
+            read_back_bytes: self.read_back_bytes.saturating_sub(earlier.read_back_bytes),
+        }
+    }
+}
+
+/// The atomic twin of [`DeviceStats`].
+#[derive(Default)]
+struct Counters {
+    dispatches: AtomicU64,
+    submits: AtomicU64,
+    copies: AtomicU64,
+    uploads: AtomicU64,
+    upload_bytes: AtomicU64,
+    read_backs: AtomicU64,
+    read_back_bytes: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64, by: u64) {
+        counter.fetch_add(by, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> DeviceStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DeviceStats {
+            dispatches: get(&self.dispatches),
+            submits: get(&self.submits),
+            copies: get(&self.copies),
+            uploads: get(&self.uploads),
+            upload_bytes: get(&self.upload_bytes),
+            read_backs: get(&self.read_backs),
+            read_back_bytes: get(&self.read_back_bytes),
+        }
+    }
+
+    fn reset(&self) {
+        for c in [
+            &self.dispatches,
+            &self.submits,
+            &self.copies,
+            &self.uploads,
+            &self.upload_bytes,
+            &self.read_backs,
+            &self.read_back_bytes,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+    }
 }
 
 /// An open wgpu device with its caches. Shared by every tensor on it through an `Arc`.
@@ -81,6 +212,9 @@ pub struct GpuContext {
     params_buffer: wgpu::Buffer,
     params_stride: usize,
     poison: AtomicBool,
+    counters: Counters,
+    /// Kernel times gathered while profiling.
+    profile: Mutex<ProfileSums>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -119,6 +253,7 @@ impl GpuContext {
             mapped_at_creation: false,
         });
         log::info!("opened {} (driver {} {})", summary.line(), summary.driver, summary.driver_info);
+        crate::profile::env_mode();
         Ok(GpuContext {
             device,
             queue,
@@ -128,10 +263,18 @@ impl GpuContext {
             pool: Mutex::new(BufferPool::default()),
             layouts: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
-            batch: Mutex::new(Batch { encoder: None, params: Vec::new(), dispatches: 0 }),
+            batch: Mutex::new(Batch {
+                encoder: None,
+                params: Vec::new(),
+                dispatches: 0,
+                timed: Vec::new(),
+                timestamps: None,
+            }),
             params_buffer,
             params_stride,
             poison: AtomicBool::new(false),
+            counters: Counters::default(),
+            profile: Mutex::new(ProfileSums::default()),
         })
     }
 
@@ -143,6 +286,24 @@ impl GpuContext {
 
     pub fn poison_enabled(&self) -> bool {
         self.poison.load(Ordering::Relaxed)
+    }
+
+    /// What this device has been given so far; see [`DeviceStats`].
+    pub fn stats(&self) -> DeviceStats {
+        self.counters.snapshot()
+    }
+
+    /// Sets every [`DeviceStats`] counter back to zero.
+    pub fn reset_stats(&self) {
+        self.counters.reset();
+    }
+
+    /// The clock this device times dispatches with right now, if profiling is on.
+    pub fn profile_clock(&self) -> Option<Clock> {
+        match crate::profile::requested_clock()? {
+            Clock::Timestamps if self.features.contains(wgpu::Features::TIMESTAMP_QUERY) => Some(Clock::Timestamps),
+            _ => Some(Clock::Host),
+        }
     }
 
     /// Fails with [`Error::TooLarge`] when `bytes` cannot be bound as one storage buffer.
@@ -247,11 +408,18 @@ impl GpuContext {
         let pipeline = self.pipeline(kernel);
         let layout = self.bind_group_layout(kernel.file);
         log::trace!("dispatch {}::{} {:?}", kernel.file, kernel.entry, workgroups);
+        let clock = self.profile_clock();
 
         let mut batch = self.batch.lock().unwrap();
         if batch.dispatches == MAX_DISPATCHES_PER_BATCH {
             self.submit_locked(&mut batch);
         }
+        if clock == Some(Clock::Host) {
+            // Earlier work must not be counted in this kernel's time.
+            self.submit_locked(&mut batch);
+            self.wait_idle();
+        }
+        Counters::bump(&self.counters.dispatches, 1);
         let slot = batch.dispatches * self.params_stride;
         batch.params.resize(slot + self.params_stride, 0);
         batch.params[slot..slot + params.len()].copy_from_slice(params);
@@ -273,18 +441,69 @@ impl GpuContext {
             layout: &layout,
             entries: &entries,
         });
-        let encoder = self.encoder(&mut batch);
-        let mut pass = encoder
-            .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes: None });
-        pass.set_pipeline(&pipeline);
-        pass.set_bind_group(0, &bind_group, &[]);
-        pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        let query = (clock == Some(Clock::Timestamps)).then(|| {
+            self.timestamps(&mut batch);
+            batch.timed.push(kernel);
+            2 * (batch.timed.len() - 1) as u32
+        });
+        {
+            let Batch { encoder, timestamps, .. } = &mut *batch;
+            let encoder = encoder.get_or_insert_with(|| self.new_encoder());
+            let timestamp_writes = query.map(|q| wgpu::ComputePassTimestampWrites {
+                query_set: &timestamps.as_ref().expect("timestamp state made above").query_set,
+                beginning_of_pass_write_index: Some(q),
+                end_of_pass_write_index: Some(q + 1),
+            });
+            let mut pass = encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes });
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bind_group, &[]);
+            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        }
+        if clock == Some(Clock::Host) {
+            let start = Instant::now();
+            self.submit_locked(&mut batch);
+            self.wait_idle();
+            let ns = start.elapsed().as_secs_f64() * 1e9;
+            self.profile.lock().unwrap().add(Clock::Host, kernel, ns);
+        }
+    }
+
+    /// The timestamp state, made on first use: a query set and resolve buffer for a full batch.
+    fn timestamps<'a>(&self, batch: &'a mut Batch) -> &'a mut Timestamps {
+        batch.timestamps.get_or_insert_with(|| {
+            let queries = 2 * MAX_DISPATCHES_PER_BATCH as u32;
+            debug_assert!(queries <= wgpu::QUERY_SET_MAX_QUERIES);
+            Timestamps {
+                query_set: self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                    label: Some("wgrad profile"),
+                    ty: wgpu::QueryType::Timestamp,
+                    count: queries,
+                }),
+                resolve: self.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some("wgrad profile resolve"),
+                    size: queries as u64 * wgpu::QUERY_SIZE as u64,
+                    usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+                free: Vec::new(),
+                in_flight: VecDeque::new(),
+                period_ns: self.queue.get_timestamp_period(),
+            }
+        })
+    }
+
+    fn new_encoder(&self) -> wgpu::CommandEncoder {
+        self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
+    }
+
+    /// Waits until the device has finished everything submitted.
+    fn wait_idle(&self) {
+        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("wgpu device lost while waiting");
     }
 
     fn encoder<'a>(&self, batch: &'a mut Batch) -> &'a mut wgpu::CommandEncoder {
-        batch.encoder.get_or_insert_with(|| {
-            self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wgrad batch") })
-        })
+        batch.encoder.get_or_insert_with(|| self.new_encoder())
     }
 
     /// Records a buffer-to-buffer copy in the current batch (so it is ordered with the
@@ -294,21 +513,105 @@ impl GpuContext {
             return;
         }
         let mut batch = self.batch.lock().unwrap();
+        Counters::bump(&self.counters.copies, 1);
         self.encoder(&mut batch).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
     }
 
     fn submit_locked(&self, batch: &mut Batch) {
-        if let Some(encoder) = batch.encoder.take() {
+        let timed = std::mem::take(&mut batch.timed);
+        if let Some(mut encoder) = batch.encoder.take() {
             if batch.dispatches > 0 {
                 // Ordered before the command buffer below on the queue timeline, and after
                 // every earlier submission that read the previous batch's params.
                 self.queue.write_buffer(&self.params_buffer, 0, &batch.params);
             }
+            let read_back = (!timed.is_empty()).then(|| {
+                let ts = self.timestamps(batch);
+                let bytes = 2 * timed.len() as u64 * wgpu::QUERY_SIZE as u64;
+                let staging = ts.free.pop().unwrap_or_else(|| {
+                    self.device.create_buffer(&wgpu::BufferDescriptor {
+                        label: Some("wgrad profile read-back"),
+                        size: ts.resolve.size(),
+                        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                        mapped_at_creation: false,
+                    })
+                });
+                encoder.resolve_query_set(&ts.query_set, 0..2 * timed.len() as u32, &ts.resolve, 0);
+                encoder.copy_buffer_to_buffer(&ts.resolve, 0, &staging, 0, bytes);
+                staging
+            });
             self.queue.submit([encoder.finish()]);
+            Counters::bump(&self.counters.submits, 1);
             log::trace!("submitted a batch of {} dispatches", batch.dispatches);
+            if let Some(staging) = read_back {
+                let state = Arc::new(AtomicU8::new(MAP_PENDING));
+                let signal = state.clone();
+                staging.map_async(wgpu::MapMode::Read, .., move |r| {
+                    signal.store(if r.is_ok() { MAP_DONE } else { MAP_FAILED }, Ordering::Release);
+                });
+                let ts = self.timestamps(batch);
+                ts.in_flight.push_back(InFlight { staging, kernels: timed, state });
+                // Gathers the batches the device has finished, without waiting for any.
+                let _ = self.device.poll(wgpu::PollType::Poll);
+                self.collect_timestamps(batch);
+            }
         }
         batch.params.clear();
         batch.dispatches = 0;
+    }
+
+    /// Adds the kernel times of every batch whose timestamps have reached the host.
+    fn collect_timestamps(&self, batch: &mut Batch) {
+        let Some(ts) = batch.timestamps.as_mut() else { return };
+        while let Some(front) = ts.in_flight.front() {
+            match front.state.load(Ordering::Acquire) {
+                MAP_PENDING => break,
+                MAP_DONE => {
+                    let done = ts.in_flight.pop_front().expect("front exists");
+                    {
+                        let view = done.staging.get_mapped_range(..).expect("mapped above");
+                        let ticks: &[u64] = bytemuck::cast_slice(&view[..done.kernels.len() * 16]);
+                        let mut sums = self.profile.lock().unwrap();
+                        for (kernel, pair) in done.kernels.iter().zip(ticks.chunks_exact(2)) {
+                            // A timestamp pair out of order (possible across power states on
+                            // some GPUs) counts the call with no time rather than a wrapped one.
+                            let ns = pair[1].saturating_sub(pair[0]) as f64 * ts.period_ns as f64;
+                            sums.add(Clock::Timestamps, *kernel, ns);
+                        }
+                    }
+                    done.staging.unmap();
+                    ts.free.push(done.staging);
+                }
+                _ => {
+                    let lost = ts.in_flight.pop_front().expect("front exists");
+                    log::warn!("profile: mapping the timestamps of {} dispatches failed", lost.kernels.len());
+                }
+            }
+        }
+    }
+
+    /// Submits the recorded work, waits for it and gathers every timestamp in flight.
+    fn settle_profile(&self) {
+        self.flush();
+        self.wait_idle();
+        let mut batch = self.batch.lock().unwrap();
+        self.collect_timestamps(&mut batch);
+    }
+
+    /// This device's profile tables (one per clock used), after waiting for the
+    /// timestamps in flight.
+    pub(crate) fn profile_tables(&self) -> Vec<DeviceProfile> {
+        self.settle_profile();
+        let period = self.batch.lock().unwrap().timestamps.as_ref().map(|t| t.period_ns);
+        let mut sums = self.profile.lock().unwrap();
+        sums.unreported = false;
+        sums.tables(&self.adapter.line(), period)
+    }
+
+    /// Forgets the kernel times gathered so far, in flight included.
+    pub(crate) fn reset_profile(&self) {
+        self.settle_profile();
+        self.profile.lock().unwrap().clear();
     }
 
     /// Submits everything recorded so far without waiting for it.
@@ -339,6 +642,9 @@ impl GpuContext {
         });
         {
             let mut batch = self.batch.lock().unwrap();
+            Counters::bump(&self.counters.read_backs, 1);
+            Counters::bump(&self.counters.read_back_bytes, bytes);
+            Counters::bump(&self.counters.copies, 1);
             self.encoder(&mut batch).copy_buffer_to_buffer(src, start, &staging, 0, end - start);
             self.submit_locked(&mut batch);
         }
@@ -376,6 +682,22 @@ impl GpuContext {
             view.slice(..data.len()).copy_from_slice(data);
         }
         staging.unmap();
+        Counters::bump(&self.counters.uploads, 1);
+        Counters::bump(&self.counters.upload_bytes, data.len() as u64);
         self.record_copy(&staging, 0, dst, offset, padded as u64);
+    }
+}
+
+impl Drop for GpuContext {
+    /// A context that goes away with kernel times nobody has asked for prints them, so a
+    /// profiled run that forgot `profile::print_report()` still shows its table (for
+    /// contexts that are dropped at all: the shared ones live in statics).
+    fn drop(&mut self) {
+        let unreported = self.profile.get_mut().map(|s| s.unreported).unwrap_or(false);
+        if unreported && !std::thread::panicking() {
+            for table in self.profile_tables() {
+                eprint!("{table}");
+            }
+        }
     }
 }

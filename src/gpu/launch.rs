@@ -186,7 +186,9 @@ pub fn softmax(
     ctx.dispatch(Op::Softmax(op).kernel(), bytemuck::bytes_of(&p), &[src, out], ctx.fold_workgroups(u32_of(rows)));
 }
 
-/// `MatmulParams` of matmul.wgsl.
+// ---- matmul ----
+
+/// `MatmulParams` of matmul.wgsl and matmul_vec4.wgsl.
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct MatmulParams {
@@ -203,13 +205,30 @@ struct MatmulParams {
     b_row_stride: u32,
     b_col_stride: u32,
     batch_start: u32,
-    _pad: [u32; 3],
+    bias_mode: u32,
+    bias_offset: u32,
+    activation: u32,
     batch_shape: [u32; MAX_DIMS],
     a_batch_strides: [u32; MAX_DIMS],
     b_batch_strides: [u32; MAX_DIMS],
 }
 
-const MATMUL_TILE: usize = 64;
+pub use crate::cpu::matmul::BiasAxis;
+
+/// What the matmul kernels apply to each finished element before storing it:
+/// `activation(sum + bias[..])`. The same bias vector serves every batch entry.
+#[derive(Clone, Copy)]
+pub struct MatmulEpilogue<'a> {
+    /// The bias buffer, the element offset of the bias vector in it, and its axis.
+    pub bias: Option<(&'a wgpu::Buffer, usize, BiasAxis)>,
+    pub activation: crate::tensor::Activation,
+}
+
+impl MatmulEpilogue<'_> {
+    /// A plain product.
+    pub const NONE: MatmulEpilogue<'static> =
+        MatmulEpilogue { bias: None, activation: crate::tensor::Activation::None };
+}
 
 /// Batched matmul of two views whose batch dimensions are broadcast to `batch_shape`; the
 /// output is contiguous `[batch.., m, n]`.
@@ -225,9 +244,38 @@ pub fn matmul(
     n: usize,
     out: &wgpu::Buffer,
 ) {
+    matmul_fused(ctx, a, la, b, lb, batch_shape, m, k, n, MatmulEpilogue::NONE, out);
+}
+
+/// [`matmul`] with a bias and an activation applied in the same dispatch (see
+/// [`MatmulEpilogue`]): the fused epilogue of `Tensor::linear`, and the one a convolution
+/// uses for its bias with [`BiasAxis::Row`]. `la` and `lb` are views of `[batch.., m, k]`
+/// and `[batch.., k, n]` with any strides (stride 0 on broadcast batch dimensions); a bias
+/// vector has `n` (column) or `m` (row) elements from its offset on. `k` may be 0: then
+/// every element is `activation(bias)`.
+///
+/// The tile configuration comes from [`super::tuning`]: the one forced, or the winner of
+/// the tuning pass for this adapter and shape class (run here the first time a class is
+/// seen).
+#[allow(clippy::too_many_arguments)]
+pub fn matmul_fused(
+    ctx: &Arc<GpuContext>,
+    a: &wgpu::Buffer,
+    la: &Layout,
+    b: &wgpu::Buffer,
+    lb: &Layout,
+    batch_shape: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+    epilogue: MatmulEpilogue<'_>,
+    out: &wgpu::Buffer,
+) {
+    let batch: usize = batch_shape.iter().product();
+    if batch == 0 || m == 0 || n == 0 {
+        return;
+    }
     let r = la.rank();
-    let tiles_m = m.div_ceil(MATMUL_TILE);
-    let tiles_n = n.div_ceil(MATMUL_TILE);
     let mut p = MatmulParams::zeroed();
     p.m = u32_of(m);
     p.n = u32_of(n);
@@ -235,8 +283,6 @@ pub fn matmul(
     p.batch_rank = batch_shape.len() as u32;
     p.a_offset = u32_of(la.offset);
     p.b_offset = u32_of(lb.offset);
-    p.tiles_m = u32_of(tiles_m);
-    p.tiles_n = u32_of(tiles_n);
     p.a_row_stride = u32_of(la.strides[r - 2]);
     p.a_col_stride = u32_of(la.strides[r - 1]);
     p.b_row_stride = u32_of(lb.strides[r - 2]);
@@ -244,14 +290,45 @@ pub fn matmul(
     p.batch_shape = pack(batch_shape);
     p.a_batch_strides = pack(&la.strides[..r - 2]);
     p.b_batch_strides = pack(&lb.strides[..r - 2]);
-    let batch: usize = batch_shape.iter().product();
+    p.activation = epilogue.activation.code();
+    // Without a bias the kernels never read the binding; any read-only buffer fills it.
+    let bias_buffer = match epilogue.bias {
+        Some((buffer, offset, axis)) => {
+            p.bias_mode = if axis == BiasAxis::Column { 1 } else { 2 };
+            p.bias_offset = u32_of(offset);
+            buffer
+        }
+        None => a,
+    };
     // 16-byte loads and stores need row-major operands whose rows all start on a
-    // 4-element boundary; anything else takes the scalar kernel.
+    // 4-element boundary; anything else takes the scalar kernels.
     let aligned = p.a_col_stride == 1
         && p.b_col_stride == 1
         && [p.k, p.n, p.a_row_stride, p.b_row_stride, p.a_offset, p.b_offset].iter().all(|v| v % 4 == 0)
         && p.a_batch_strides.iter().chain(&p.b_batch_strides).all(|v| v % 4 == 0);
-    let kernel = if aligned { KernelRef { file: "matmul_vec4", entry: "matmul_vec4" } } else { Op::Matmul.kernel() };
+    let class = super::tuning::ShapeClass::new(m, n, k, batch, aligned, p.a_col_stride == 1, p.b_col_stride == 1);
+    let buffers = [a, b, bias_buffer, out];
+    let mut record = |config: &'static super::tuning::MatmulConfig, slice: super::tuning::Slice| {
+        let mut q = p;
+        q.m = u32_of(slice.rows);
+        record_matmul(ctx, config, q, slice.batches, &buffers);
+    };
+    let config = super::tuning::choose(ctx, class, (m, n, k, batch), &mut record);
+    record_matmul(ctx, config, p, batch, &buffers);
+}
+
+/// Records the dispatches of one configuration over `batch` batch entries (`p.m` rows each).
+fn record_matmul(
+    ctx: &GpuContext,
+    config: &super::tuning::MatmulConfig,
+    mut p: MatmulParams,
+    batch: usize,
+    buffers: &[&wgpu::Buffer; 4],
+) {
+    let tiles_m = (p.m as usize).div_ceil(config.tile_m);
+    let tiles_n = (p.n as usize).div_ceil(config.tile_n);
+    p.tiles_m = u32_of(tiles_m);
+    p.tiles_n = u32_of(tiles_n);
     let grid = ctx.fold_workgroups(u32_of(tiles_m * tiles_n));
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     // The z dimension walks the batch; a batch beyond the limit takes several dispatches.
@@ -259,7 +336,7 @@ pub fn matmul(
     while start < batch {
         let count = (batch - start).min(max_z);
         p.batch_start = u32_of(start);
-        ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[a, b, out], [grid[0], grid[1], u32_of(count)]);
+        ctx.dispatch(config.kernel, bytemuck::bytes_of(&p), buffers, [grid[0], grid[1], u32_of(count)]);
         start += count;
     }
 }
@@ -313,10 +390,10 @@ pub fn index(
 #[repr(C)]
 #[derive(Clone, Copy, Pod, Zeroable)]
 struct OptimParams {
-    numel: u32,
-    grad_offset: u32,
+    segments: u32,
     flags: u32,
-    _pad: u32,
+    _pad0: [u32; 2],
+    state_pos: [u32; 4],
     lr: f32,
     weight_decay: f32,
     beta1: f32,
@@ -324,26 +401,50 @@ struct OptimParams {
     eps: f32,
     bias_correction2_sqrt: f32,
     decoupled_lr: f32,
-    _pad1: f32,
+    _pad2: f32,
+    /// `(first_workgroup, numel, grad_offset, state_offset)` of each segment.
+    seg: [[u32; 4]; OPTIM_SEGMENTS],
 }
 
-/// One fused optimizer update of `numel` elements of `param` (offset 0) and its three
-/// state buffers, in place, from the contiguous gradient at `grad_offset`.
+/// Parameter tensors one optimizer dispatch updates at most (the `seg` table of optim.wgsl).
+pub const OPTIM_SEGMENTS: usize = 3;
+
+/// One parameter tensor of a multi-tensor optimizer dispatch: `numel` elements of `param`
+/// (from element 0), its contiguous gradient at `grad_offset` of `grad`, and its state
+/// vectors in the arena from `state_offset`.
+pub struct OptimSegment<'a> {
+    pub param: &'a wgpu::Buffer,
+    pub grad: &'a wgpu::Buffer,
+    pub grad_offset: usize,
+    pub state_offset: usize,
+    pub numel: usize,
+}
+
+/// One fused optimizer update of up to [`OPTIM_SEGMENTS`] parameters and their state in
+/// `arena`, in place. `state_pos[k]` is where state `k` lies in a segment's state block
+/// (in units of the segment's length). `dummies` are distinct buffers, none of them a
+/// parameter or the arena, bound in the place of missing segments' parameters (a
+/// writable buffer may be bound only once per dispatch).
 pub fn optim(
     ctx: &Arc<GpuContext>,
     op: OptimOp,
     s: &OptimScalars,
-    grad: &wgpu::Buffer,
-    grad_offset: usize,
-    param: &wgpu::Buffer,
-    state: [&wgpu::Buffer; 3],
-    numel: usize,
+    state_pos: [u32; 3],
+    segments: &[OptimSegment],
+    arena: &wgpu::Buffer,
+    dummies: [&wgpu::Buffer; OPTIM_SEGMENTS - 1],
 ) {
-    let p = OptimParams {
-        numel: u32_of(numel),
-        grad_offset: u32_of(grad_offset),
+    assert!(
+        (1..=OPTIM_SEGMENTS).contains(&segments.len()),
+        "{}: {} segments in one dispatch",
+        op.name(),
+        segments.len()
+    );
+    let mut p = OptimParams {
+        segments: segments.len() as u32,
         flags: s.flags,
-        _pad: 0,
+        _pad0: [0; 2],
+        state_pos: [state_pos[0], state_pos[1], state_pos[2], 0],
         lr: s.lr,
         weight_decay: s.weight_decay,
         beta1: s.beta1,
@@ -351,10 +452,21 @@ pub fn optim(
         eps: s.eps,
         bias_correction2_sqrt: s.bias_correction2_sqrt,
         decoupled_lr: s.decoupled_lr,
-        _pad1: 0.0,
+        _pad2: 0.0,
+        seg: [[0; 4]; OPTIM_SEGMENTS],
     };
-    let buffers = [grad, param, state[0], state[1], state[2]];
-    ctx.dispatch(Op::Optim(op).kernel(), bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, numel));
+    let mut workgroups = 0usize;
+    let mut grads = [segments[0].grad; OPTIM_SEGMENTS];
+    let mut params = dummies.to_vec();
+    params.insert(0, segments[0].param);
+    for (k, seg) in segments.iter().enumerate() {
+        p.seg[k] = [u32_of(workgroups), u32_of(seg.numel), u32_of(seg.grad_offset), u32_of(seg.state_offset)];
+        workgroups += seg.numel.div_ceil(WORKGROUP_SIZE as usize);
+        grads[k] = seg.grad;
+        params[k] = seg.param;
+    }
+    let buffers = [grads[0], grads[1], grads[2], params[0], params[1], params[2], arena];
+    ctx.dispatch(Op::Optim(op).kernel(), bytemuck::bytes_of(&p), &buffers, ctx.fold_workgroups(u32_of(workgroups)));
 }
 
 // ---- convolution ----
@@ -436,6 +548,82 @@ pub fn col2im(
         &[cols_buffer, out],
         linear_groups(ctx, numel),
     );
+}
+
+/// `DirectParams` of conv_direct.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct DirectParams {
+    batch: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    out_channels: u32,
+    out_h: u32,
+    out_w: u32,
+    groups: u32,
+    kernel_h: u32,
+    kernel_w: u32,
+    stride_h: u32,
+    stride_w: u32,
+    pad_h: u32,
+    pad_w: u32,
+    dilation_h: u32,
+    dilation_w: u32,
+    x_offset: u32,
+    has_bias: u32,
+    blocks: u32,
+    _pad: u32,
+    x_strides: [u32; 4],
+}
+
+/// Output channels and output columns one invocation of `conv2d_direct` computes (the
+/// `OC_BLOCK` and `OX_BLOCK` of conv_direct.wgsl).
+const DIRECT_BLOCK: [usize; 2] = [4, 4];
+
+/// The direct convolution of the `[N, C, H, W]` view `lx` of `x` with the contiguous
+/// weights `w` (`[out, C / groups, kh, kw]`) and, if given, the contiguous `[out]` bias,
+/// into the contiguous `[N, out, oh, ow]` buffer `out`.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_direct(
+    ctx: &Arc<GpuContext>,
+    x: &wgpu::Buffer,
+    lx: &Layout,
+    g: &ConvGeometry,
+    w: &wgpu::Buffer,
+    out_channels: usize,
+    groups: usize,
+    bias: Option<&wgpu::Buffer>,
+    out: &wgpu::Buffer,
+) {
+    let per_group = out_channels / groups;
+    let blocks = g.batch * groups * per_group.div_ceil(DIRECT_BLOCK[0]) * g.out[0] * g.out[1].div_ceil(DIRECT_BLOCK[1]);
+    let p = DirectParams {
+        batch: u32_of(g.batch),
+        channels: u32_of(g.channels),
+        height: u32_of(g.height),
+        width: u32_of(g.width),
+        out_channels: u32_of(out_channels),
+        out_h: u32_of(g.out[0]),
+        out_w: u32_of(g.out[1]),
+        groups: u32_of(groups),
+        kernel_h: u32_of(g.kernel[0]),
+        kernel_w: u32_of(g.kernel[1]),
+        stride_h: u32_of(g.stride[0]),
+        stride_w: u32_of(g.stride[1]),
+        pad_h: u32_of(g.padding[0]),
+        pad_w: u32_of(g.padding[1]),
+        dilation_h: u32_of(g.dilation[0]),
+        dilation_w: u32_of(g.dilation[1]),
+        x_offset: u32_of(lx.offset),
+        has_bias: bias.is_some() as u32,
+        blocks: u32_of(blocks),
+        _pad: 0,
+        x_strides: [lx.strides[0], lx.strides[1], lx.strides[2], lx.strides[3]].map(u32_of),
+    };
+    // Without a bias the weights stand in for the unread bias binding (both read-only).
+    let buffers = [x, w, bias.unwrap_or(w), out];
+    ctx.dispatch(Op::Conv(ConvOp::Conv2dDirect).kernel(), bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, blocks));
 }
 
 // ---- pooling ----
@@ -856,4 +1044,216 @@ pub fn rnn_cell(
     };
     let buffers = [inputs[0].0, inputs[1].0, inputs[2].0, inputs[3].0, lengths.0, outputs[0], outputs[1]];
     ctx.dispatch(Op::Rnn(op).kernel(), bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, numel));
+}
+
+// ---- half precision ----
+
+use crate::op::HalfOp;
+
+/// `HalfParams` of half.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct HalfParams {
+    numel: u32,
+    rank: u32,
+    src_offset: u32,
+    dst_offset: u32,
+    src_contiguous: u32,
+    dst_contiguous: u32,
+    _pad: [u32; 2],
+    shape: [u32; MAX_DIMS],
+    src_strides: [u32; MAX_DIMS],
+    dst_strides: [u32; MAX_DIMS],
+}
+
+fn half_params(ls: &Layout, ld: &Layout) -> HalfParams {
+    let mut p = HalfParams::zeroed();
+    p.numel = u32_of(ls.numel());
+    p.rank = ls.rank() as u32;
+    p.src_offset = u32_of(ls.offset);
+    p.dst_offset = u32_of(ld.offset);
+    p.src_contiguous = ls.is_contiguous() as u32;
+    p.dst_contiguous = ld.is_contiguous() as u32;
+    p.shape = pack(&ls.shape);
+    p.src_strides = pack(&ls.strides);
+    p.dst_strides = pack(&ld.strides);
+    p
+}
+
+/// Converts the view `ls` of `src` (f32 for [`HalfOp::ToHalf`], f16 for
+/// [`HalfOp::ToFloat`]) into the contiguous `out` of the other dtype, at offset 0.
+pub fn half_cast(ctx: &Arc<GpuContext>, op: HalfOp, src: &wgpu::Buffer, ls: &Layout, out: &wgpu::Buffer) {
+    let p = half_params(ls, &Layout::contiguous(&ls.shape));
+    // One invocation writes one output word: two f16 elements, or one f32.
+    let items = match op {
+        HalfOp::ToHalf => ls.numel().div_ceil(2),
+        HalfOp::ToFloat => ls.numel(),
+        HalfOp::Copy | HalfOp::Matmul => unreachable!("half_cast: {} is not a cast", op.name()),
+    };
+    ctx.dispatch(Op::Half(op).kernel(), bytemuck::bytes_of(&p), &[src, out], linear_groups(ctx, items));
+}
+
+/// Copies the f16 view `ls` of `src` into the f16 view `ld` of `out`, bit for bit.
+pub fn half_copy(ctx: &Arc<GpuContext>, src: &wgpu::Buffer, ls: &Layout, out: &wgpu::Buffer, ld: &Layout) {
+    let p = half_params(ls, ld);
+    ctx.dispatch(Op::Half(HalfOp::Copy).kernel(), bytemuck::bytes_of(&p), &[src, out], linear_groups(ctx, ls.numel()));
+}
+
+/// `HalfMatmulParams` of half_matmul.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct HalfMatmulParams {
+    m: u32,
+    n: u32,
+    k: u32,
+    batch_rank: u32,
+    a_offset: u32,
+    b_offset: u32,
+    blocks_m: u32,
+    blocks_n: u32,
+    a_row_stride: u32,
+    a_col_stride: u32,
+    b_row_stride: u32,
+    b_col_stride: u32,
+    batch_start: u32,
+    _pad: [u32; 3],
+    batch_shape: [u32; MAX_DIMS],
+    a_batch_strides: [u32; MAX_DIMS],
+    b_batch_strides: [u32; MAX_DIMS],
+}
+
+/// Rows and columns of C each invocation of `half_matmul` computes (`BLOCK` in the WGSL).
+const HALF_MATMUL_BLOCK: usize = 4;
+
+/// Batched matmul of two f16 views whose batch dimensions are broadcast to `batch_shape`,
+/// accumulated in f32 into the contiguous f32 `out` of shape `[batch.., m, n]`. `m`, `n`
+/// and `k` are at least 1.
+pub fn half_matmul(
+    ctx: &Arc<GpuContext>,
+    a: &wgpu::Buffer,
+    la: &Layout,
+    b: &wgpu::Buffer,
+    lb: &Layout,
+    batch_shape: &[usize],
+    m: usize,
+    k: usize,
+    n: usize,
+    out: &wgpu::Buffer,
+) {
+    let r = la.rank();
+    let mut p = HalfMatmulParams::zeroed();
+    p.m = u32_of(m);
+    p.n = u32_of(n);
+    p.k = u32_of(k);
+    p.batch_rank = batch_shape.len() as u32;
+    p.a_offset = u32_of(la.offset);
+    p.b_offset = u32_of(lb.offset);
+    p.blocks_m = u32_of(m.div_ceil(HALF_MATMUL_BLOCK));
+    p.blocks_n = u32_of(n.div_ceil(HALF_MATMUL_BLOCK));
+    p.a_row_stride = u32_of(la.strides[r - 2]);
+    p.a_col_stride = u32_of(la.strides[r - 1]);
+    p.b_row_stride = u32_of(lb.strides[r - 2]);
+    p.b_col_stride = u32_of(lb.strides[r - 1]);
+    p.batch_shape = pack(batch_shape);
+    p.a_batch_strides = pack(&la.strides[..r - 2]);
+    p.b_batch_strides = pack(&lb.strides[..r - 2]);
+    let blocks = p.blocks_m as usize * p.blocks_n as usize;
+    let grid = linear_groups(ctx, blocks);
+    let batch: usize = batch_shape.iter().product();
+    let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
+    // The z dimension walks the batch; a batch beyond the limit takes several dispatches.
+    let mut start = 0;
+    while start < batch {
+        let count = (batch - start).min(max_z);
+        p.batch_start = u32_of(start);
+        let groups = [grid[0], grid[1], u32_of(count)];
+        ctx.dispatch(Op::Half(HalfOp::Matmul).kernel(), bytemuck::bytes_of(&p), &[a, b, out], groups);
+        start += count;
+    }
+}
+
+// ---- loss ----
+
+/// `LossParams` of loss.wgsl.
+#[repr(C)]
+#[derive(Clone, Copy, Pod, Zeroable)]
+struct LossParams {
+    rows: u32,
+    classes: u32,
+    logits_offset: u32,
+    targets_offset: u32,
+    weight_offset: u32,
+    aux_offset: u32,
+    grad_offset: u32,
+    flags: u32,
+    ignore_index: i32,
+    reduction: u32,
+    _pad: [u32; 2],
+}
+
+/// A buffer of the fused cross-entropy and the element its data starts at.
+pub type BufferAt<'a> = (&'a wgpu::Buffer, usize);
+
+/// The operands of the fused cross-entropy kernels: contiguous `logits [rows, classes]`,
+/// `i32` `targets [rows]` and the optional class weights `[classes]`.
+pub struct CrossEntropyOperands<'a> {
+    pub rows: usize,
+    pub classes: usize,
+    pub logits: BufferAt<'a>,
+    pub targets: BufferAt<'a>,
+    pub weight: Option<BufferAt<'a>>,
+    pub ignore_index: Option<i32>,
+    pub reduction: crate::loss::Reduction,
+}
+
+impl CrossEntropyOperands<'_> {
+    fn params(&self, aux_offset: usize, grad_offset: usize) -> LossParams {
+        use crate::loss::Reduction;
+        let flags = self.weight.is_some() as u32 | (self.ignore_index.is_some() as u32) << 1;
+        LossParams {
+            rows: u32_of(self.rows),
+            classes: u32_of(self.classes),
+            logits_offset: u32_of(self.logits.1),
+            targets_offset: u32_of(self.targets.1),
+            weight_offset: u32_of(self.weight.map_or(0, |w| w.1)),
+            aux_offset: u32_of(aux_offset),
+            grad_offset: u32_of(grad_offset),
+            flags,
+            ignore_index: self.ignore_index.unwrap_or(0),
+            reduction: match self.reduction {
+                Reduction::Mean => 0,
+                Reduction::Sum => 1,
+                Reduction::None => 2,
+                Reduction::BatchMean => unreachable!("cross_entropy: BatchMean is rejected before the kernel"),
+            },
+            _pad: [0; 2],
+        }
+    }
+}
+
+/// The fused cross-entropy forward into `out` (`[losses | lse per row | weight sum]`, see
+/// `cpu::loss::CrossEntropyRows::forward_len`), one workgroup.
+pub fn cross_entropy_forward(ctx: &Arc<GpuContext>, x: &CrossEntropyOperands, out: &wgpu::Buffer) {
+    let p = x.params(0, 0);
+    let weight = x.weight.map_or(x.logits.0, |w| w.0);
+    let buffers = [x.logits.0, x.targets.0, weight, x.logits.0, x.logits.0, out];
+    let kernel = Op::Loss(crate::op::LossOp::CrossEntropyForward).kernel();
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &buffers, [1, 1, 1]);
+}
+
+/// The gradient of the fused cross-entropy with respect to the logits into `out`
+/// (`[rows, classes]`), from the forward's `aux` (`lse` per row, then the weight sum) and
+/// the incoming gradient `grad`.
+pub fn cross_entropy_backward(
+    ctx: &Arc<GpuContext>,
+    x: &CrossEntropyOperands,
+    aux: BufferAt,
+    grad: BufferAt,
+    out: &wgpu::Buffer,
+) {
+    let p = x.params(aux.1, grad.1);
+    let weight = x.weight.map_or(x.logits.0, |w| w.0);
+    let buffers = [x.logits.0, x.targets.0, weight, aux.0, grad.0, out];
+    let kernel = Op::Loss(crate::op::LossOp::CrossEntropyBackward).kernel();
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, x.rows * x.classes));
 }

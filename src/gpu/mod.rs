@@ -7,6 +7,7 @@ pub mod context;
 pub mod launch;
 pub mod pool;
 pub mod shaders;
+pub mod tuning;
 
 pub use context::GpuContext;
 pub use pool::GpuBuffer;

@@ -44,20 +44,29 @@ pub const FILES: &[ShaderFile] = &[
     ShaderFile { name: "reduce", body: include_str!("../../shaders/reduce.wgsl"), storage: &[Read, ReadWrite] },
     ShaderFile { name: "argreduce", body: include_str!("../../shaders/argreduce.wgsl"), storage: &[Read, ReadWrite] },
     ShaderFile { name: "softmax", body: include_str!("../../shaders/softmax.wgsl"), storage: &[Read, ReadWrite] },
-    ShaderFile { name: "matmul", body: include_str!("../../shaders/matmul.wgsl"), storage: &[Read, Read, ReadWrite] },
+    ShaderFile {
+        name: "matmul",
+        body: include_str!("../../shaders/matmul.wgsl"),
+        storage: &[Read, Read, Read, ReadWrite],
+    },
     ShaderFile {
         name: "matmul_vec4",
         body: include_str!("../../shaders/matmul_vec4.wgsl"),
-        storage: &[Read, Read, ReadWrite],
+        storage: &[Read, Read, Read, ReadWrite],
     },
     ShaderFile {
         name: "optim",
         body: include_str!("../../shaders/optim.wgsl"),
-        storage: &[Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+        storage: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
     },
     ShaderFile { name: "scatter", body: include_str!("../../shaders/scatter.wgsl"), storage: &[Read, Read, ReadWrite] },
     ShaderFile { name: "index", body: include_str!("../../shaders/index.wgsl"), storage: &[Read, Read, ReadWrite] },
     ShaderFile { name: "conv", body: include_str!("../../shaders/conv.wgsl"), storage: &[Read, ReadWrite] },
+    ShaderFile {
+        name: "conv_direct",
+        body: include_str!("../../shaders/conv_direct.wgsl"),
+        storage: &[Read, Read, Read, ReadWrite],
+    },
     ShaderFile {
         name: "pool",
         body: include_str!("../../shaders/pool.wgsl"),
@@ -83,6 +92,17 @@ pub const FILES: &[ShaderFile] = &[
         name: "rnn",
         body: include_str!("../../shaders/rnn.wgsl"),
         storage: &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+    },
+    ShaderFile {
+        name: "loss",
+        body: include_str!("../../shaders/loss.wgsl"),
+        storage: &[Read, Read, Read, Read, Read, ReadWrite],
+    },
+    ShaderFile { name: "half", body: include_str!("../../shaders/half.wgsl"), storage: &[Read, ReadWrite] },
+    ShaderFile {
+        name: "half_matmul",
+        body: include_str!("../../shaders/half_matmul.wgsl"),
+        storage: &[Read, Read, ReadWrite],
     },
 ];
 

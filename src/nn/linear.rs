@@ -1,14 +1,20 @@
 //! The fully connected layer.
 
 use super::Module;
-use crate::{init, random, Device, Tensor};
+use crate::{init, random, Activation, Device, Tensor};
 
 /// `y = x W^T + b`, as `torch.nn.Linear`: `weight` is `[out, in]`, `bias` `[out]`.
 /// PyTorch's default initialisation: both uniform in `[-1/sqrt(in), 1/sqrt(in)]`
 /// (`kaiming_uniform_(a=sqrt(5))` for the weight).
+///
+/// The forward pass is one [`Tensor::linear`]: product, bias and (with
+/// [`Linear::with_activation`]) an activation in a single GEMM, so a `Linear` followed by a
+/// ReLU can be one layer and one dispatch.
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    /// Applied to `x W^T + b` inside the GEMM; [`Activation::None`] for PyTorch's `Linear`.
+    pub activation: Activation,
 }
 
 impl Linear {
@@ -23,7 +29,7 @@ impl Linear {
         let bound = 1.0 / (in_features.max(1) as f32).sqrt();
         let weight = init::uniform(&[out_features, in_features], -bound, bound, seed, device).requires_grad();
         let bias = bias.then(|| init::uniform(&[out_features], -bound, bound, seed ^ 0xb1a5, device).requires_grad());
-        Linear { weight, bias }
+        Linear { weight, bias, activation: Activation::None }
     }
 
     /// A layer with the given parameters (which should require gradients).
@@ -38,7 +44,13 @@ impl Linear {
                 weight.shape()
             );
         }
-        Linear { weight, bias }
+        Linear { weight, bias, activation: Activation::None }
+    }
+
+    /// The same layer with `activation` fused into its forward pass: `Linear` followed by
+    /// `ReLU` as one layer, with the same parameters.
+    pub fn with_activation(self, activation: Activation) -> Linear {
+        Linear { activation, ..self }
     }
 }
 
@@ -50,11 +62,7 @@ impl Module for Linear {
             "Linear: input of shape {:?} does not end in {in_features} features",
             x.shape()
         );
-        let y = x.matmul(&self.weight.t());
-        match &self.bias {
-            Some(b) => y.add(b),
-            None => y,
-        }
+        x.linear(&self.weight, self.bias.as_ref(), self.activation)
     }
 
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
@@ -66,8 +74,12 @@ impl Module for Linear {
     }
 
     fn describe(&self) -> String {
+        let activation = match self.activation {
+            Activation::None => String::new(),
+            a => format!(", activation={a:?}"),
+        };
         format!(
-            "Linear(in_features={}, out_features={}, bias={})",
+            "Linear(in_features={}, out_features={}, bias={}{activation})",
             self.weight.dim(1),
             self.weight.dim(0),
             self.bias.is_some()

@@ -1,6 +1,6 @@
 //! AdaGrad, as `torch.optim.Adagrad`.
 
-use super::{fused_update, slots, Optimizer, Slot};
+use super::{Optimizer, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_MAXIMIZE};
 use crate::op::OptimOp;
@@ -9,7 +9,7 @@ use crate::Tensor;
 /// `torch.optim.Adagrad`: lr 0.01 by convention, lr decay 0, weight decay 0, initial
 /// accumulator 0, eps 1e-10.
 pub struct Adagrad {
-    slots: Vec<Slot>,
+    params: ParamSet,
     lr: f32,
     lr_decay: f32,
     weight_decay: f32,
@@ -19,10 +19,11 @@ pub struct Adagrad {
 }
 
 impl Adagrad {
+    /// AdaGrad over `params` with learning rate `lr`.
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> Adagrad {
         assert!(lr >= 0.0, "Adagrad: invalid learning rate {lr}");
         Adagrad {
-            slots: slots(params),
+            params: ParamSet::new(params),
             lr,
             lr_decay: 0.0,
             weight_decay: 0.0,
@@ -31,22 +32,27 @@ impl Adagrad {
             maximize: false,
         }
     }
+    /// The learning rate of step `t` is `lr / (1 + (t - 1) * lr_decay)`.
     pub fn lr_decay(mut self, lr_decay: f32) -> Adagrad {
         self.lr_decay = lr_decay;
         self
     }
+    /// L2 penalty added to the gradient.
     pub fn weight_decay(mut self, weight_decay: f32) -> Adagrad {
         self.weight_decay = weight_decay;
         self
     }
+    /// The starting value of the sum of squared gradients.
     pub fn initial_accumulator_value(mut self, value: f32) -> Adagrad {
         self.initial_accumulator_value = value;
         self
     }
+    /// The term added to the denominator, outside the square root.
     pub fn eps(mut self, eps: f32) -> Adagrad {
         self.eps = eps;
         self
     }
+    /// Ascend instead of descend.
     pub fn maximize(mut self, maximize: bool) -> Adagrad {
         self.maximize = maximize;
         self
@@ -55,20 +61,13 @@ impl Adagrad {
 
 impl Optimizer for Adagrad {
     fn step(&mut self, grads: &Gradients) {
-        for slot in &mut self.slots {
-            let Some(g) = grads.get(&slot.param) else { continue };
-            slot.steps += 1;
-            let clr = self.lr as f64 / (1.0 + (slot.steps - 1) as f64 * self.lr_decay as f64);
-            let s = OptimScalars {
-                flags: if self.maximize { FLAG_MAXIMIZE } else { 0 },
-                lr: clr as f32,
-                weight_decay: self.weight_decay,
-                eps: self.eps,
-                ..Default::default()
-            };
-            let state = slot.state([true, false, false], self.initial_accumulator_value).clone();
-            fused_update(OptimOp::Adagrad, &s, &slot.param, g, &state);
-        }
+        let flags = if self.maximize { FLAG_MAXIMIZE } else { 0 };
+        let Adagrad { lr, lr_decay, weight_decay, eps, initial_accumulator_value, .. } = *self;
+        self.params.step(OptimOp::Adagrad, [true, false, false], initial_accumulator_value, grads, |steps| {
+            *steps += 1;
+            let clr = lr as f64 / (1.0 + (*steps - 1) as f64 * lr_decay as f64);
+            OptimScalars { flags, lr: clr as f32, weight_decay, eps, ..Default::default() }
+        });
     }
     fn lr(&self) -> f32 {
         self.lr

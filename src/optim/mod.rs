@@ -1,10 +1,21 @@
 //! Optimizers, learning-rate schedules, gradient clipping and regularisers.
 //!
-//! Every optimizer updates each parameter with one fused kernel (`shaders/optim.wgsl`, and
-//! its CPU twin in `cpu::optim`): the parameter and the optimizer's state are rewritten in
-//! place, so a step allocates nothing after the first. Semantics and defaults are
-//! PyTorch's (`torch.optim`, single-tensor implementation); a parameter without a gradient
+//! Every optimizer updates its parameters with one fused kernel (`shaders/optim.wgsl`,
+//! and its CPU twin in `cpu::optim`) that rewrites the parameters and the optimizer's
+//! state in place, so a step allocates nothing after the first. Semantics and defaults
+//! are PyTorch's (`torch.optim`, single-tensor formulas); a parameter without a gradient
 //! is skipped, as one whose `.grad` is `None`.
+//!
+//! On a GPU one dispatch updates up to three parameters (a multi-tensor apply), so a
+//! model with `P` parameter tensors costs `ceil(P / 3)` dispatches per step instead of
+//! `P`. Parameters belong to the model and each owns its buffer, so they cannot be moved
+//! into one arena; they are bound side by side instead, and three (gradient, parameter)
+//! pairs plus the state arena stay within WebGPU's default of eight storage buffers per
+//! shader stage, which every adapter offers. The optimizer's own state (momentum
+//! buffers, `exp_avg`, ...) does live in one arena per device, allocated at the first
+//! step, which is what lets any three parameters share a dispatch. Each element still
+//! goes through exactly the arithmetic of a one-parameter update, so grouping changes
+//! no bit of the result.
 //!
 //! ```
 //! use wgrad::optim::{Optimizer, Sgd};
@@ -33,12 +44,12 @@ pub use sgd::Sgd;
 
 use std::sync::Arc;
 
-use crate::autograd::Gradients;
+use crate::autograd::{no_grad, Gradients};
 use crate::cpu::optim::OptimScalars;
 use crate::gpu::launch;
 use crate::op::{OptimOp, UnaryOp};
 use crate::storage::{CpuData, Storage};
-use crate::Tensor;
+use crate::{Device, Tensor};
 
 /// What every optimizer offers: one update from a set of gradients, and its learning rate
 /// (which schedulers set between steps).
@@ -47,16 +58,18 @@ pub trait Optimizer {
     fn step(&mut self, grads: &Gradients);
     /// The learning rate the next step uses.
     fn lr(&self) -> f32;
+    /// Sets the learning rate of the following steps.
     fn set_lr(&mut self, lr: f32);
 }
 
-/// One parameter and the optimizer state that follows it.
+/// One parameter and where its optimizer state lies.
 struct Slot {
     param: Tensor,
-    /// Up to three state tensors of the parameter's shape, created on the first step.
-    state: Option<[Tensor; 3]>,
     /// Steps taken for this parameter (PyTorch counts per parameter).
     steps: u64,
+    /// Which of [`ParamSet::arenas`] holds the state, and from which element.
+    arena: usize,
+    state_offset: usize,
 }
 
 impl Slot {
@@ -71,75 +84,220 @@ impl Slot {
             "optimizer: a parameter of shape {:?} is a view; parameters must own their storage",
             param.shape()
         );
-        Slot { param, state: None, steps: 0 }
-    }
-
-    /// The state tensors, created on first use: those marked `used` filled with `init` in
-    /// the parameter's shape, the rest one-element placeholders that the kernel never
-    /// reads (each distinct, since a buffer may be bound for writing only once).
-    fn state(&mut self, used: [bool; 3], init: f32) -> &[Tensor; 3] {
-        let param = &self.param;
-        self.state.get_or_insert_with(|| {
-            let make = |i: usize| {
-                crate::autograd::no_grad(|| {
-                    if used[i] {
-                        Tensor::full(param.shape(), init, param.device())
-                    } else {
-                        Tensor::zeros(&[1], param.device())
-                    }
-                })
-            };
-            [make(0), make(1), make(2)]
-        })
+        Slot { param, steps: 0, arena: 0, state_offset: 0 }
     }
 }
 
-fn slots(params: impl IntoIterator<Item = Tensor>) -> Vec<Slot> {
-    params.into_iter().map(Slot::new).collect()
+/// The parameters of one optimizer, their state arenas, and the grouping of updates into
+/// multi-tensor dispatches.
+struct ParamSet {
+    slots: Vec<Slot>,
+    /// The state of every slot, created at the first step: for each slot, the state
+    /// vectors its update uses, one after the other. One arena per device, more when the
+    /// state would not fit in one storage binding.
+    arenas: Vec<Tensor>,
+    /// The state vectors the update keeps (set with the arenas).
+    used: [bool; 3],
+    /// Where state `k` lies in a slot's block, in units of the slot's length.
+    state_pos: [u32; 3],
+    /// For each arena on a GPU, distinct one-element buffers on its device, bound for the
+    /// parameters of missing segments.
+    dummies: Vec<Option<[Tensor; launch::OPTIM_SEGMENTS - 1]>>,
 }
 
-/// Runs one fused update of `param` and `state` in place.
-fn fused_update(op: OptimOp, s: &OptimScalars, param: &Tensor, grad: &Tensor, state: &[Tensor; 3]) {
-    assert_eq!(
-        grad.shape(),
-        param.shape(),
-        "{}: gradient of shape {:?} for a parameter of shape {:?}",
-        op.name(),
-        grad.shape(),
-        param.shape()
-    );
-    let mut grad = grad.detach().contiguous();
-    // A gradient may share the parameter's storage (`p.backward_with(&p)`, or one inserted
-    // by hand): reading it while the parameter is written would deadlock on the CPU lock
-    // and bind one buffer twice on the GPU, so it is copied first.
-    if Arc::ptr_eq(&grad.storage, &param.storage) {
-        grad = grad.unary_op(UnaryOp::Copy, 0.0, 0.0);
-    }
-    let n = param.numel();
-    match (&*param.storage, &*grad.storage) {
-        (Storage::Cpu(p), Storage::Cpu(g)) => {
-            let g = g.read().unwrap();
-            let g = &g.as_f32()[grad.layout.offset..grad.layout.offset + n];
-            let mut p = p.write().unwrap();
-            let mut locks: Vec<_> = state
-                .iter()
-                .map(|t| match &*t.storage {
-                    Storage::Cpu(d) => d.write().unwrap(),
-                    Storage::Gpu(_) => unreachable!("state lives with its parameter"),
-                })
-                .collect();
-            let [s0, s1, s2] = &mut locks[..] else { unreachable!() };
-            // The parameter's own elements: its storage may be longer (a prefix view).
-            let p = &mut f32_mut(&mut p)[..n];
-            crate::cpu::optim::update(op, s, g, p, [f32_mut(s0), f32_mut(s1), f32_mut(s2)]);
+/// One parameter's update of a step, before it is grouped.
+struct Update {
+    slot: usize,
+    scalars: OptimScalars,
+    grad: Tensor,
+}
+
+impl ParamSet {
+    fn new(params: impl IntoIterator<Item = Tensor>) -> ParamSet {
+        ParamSet {
+            slots: params.into_iter().map(Slot::new).collect(),
+            arenas: Vec::new(),
+            used: [false; 3],
+            state_pos: [0; 3],
+            dummies: Vec::new(),
         }
-        (Storage::Gpu(p), Storage::Gpu(g)) => {
-            let st: Vec<&wgpu::Buffer> = state.iter().map(|t| t.gpu_buffer().buffer()).collect();
-            if n > 0 {
-                launch::optim(&p.ctx, op, s, g.buffer(), grad.layout.offset, p.buffer(), [st[0], st[1], st[2]], n);
+    }
+
+    /// Updates every parameter that has a gradient in `grads` with `op`. `scalars` gives
+    /// the scalars of one parameter's update from its step count, which it advances as
+    /// the optimizer counts. `used` names the state vectors the update reads and writes,
+    /// created filled with `init`.
+    fn step(
+        &mut self,
+        op: OptimOp,
+        used: [bool; 3],
+        init: f32,
+        grads: &Gradients,
+        mut scalars: impl FnMut(&mut u64) -> OptimScalars,
+    ) {
+        let mut updates = Vec::new();
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            let Some(grad) = grads.get(&slot.param) else { continue };
+            assert_eq!(
+                grad.shape(),
+                slot.param.shape(),
+                "{}: gradient of shape {:?} for a parameter of shape {:?}",
+                op.name(),
+                grad.shape(),
+                slot.param.shape()
+            );
+            assert!(
+                grad.device() == slot.param.device(),
+                "{}: the gradient of a parameter of shape {:?} is on another device than the parameter",
+                op.name(),
+                slot.param.shape()
+            );
+            let s = scalars(&mut slot.steps);
+            updates.push(Update { slot: i, scalars: s, grad: grad.detach() });
+        }
+        if updates.is_empty() {
+            return;
+        }
+        self.create_state(used, init);
+        let mut group: Vec<Update> = Vec::with_capacity(launch::OPTIM_SEGMENTS);
+        for u in updates {
+            if self.slots[u.slot].param.numel() == 0 {
+                continue;
+            }
+            if let Some(first) = group.first() {
+                let slot = &self.slots[u.slot];
+                let fits = group.len() < launch::OPTIM_SEGMENTS
+                    && first.scalars == u.scalars
+                    && self.slots[first.slot].arena == slot.arena
+                    // A buffer may be bound for writing only once per dispatch.
+                    && !group.iter().any(|g| Arc::ptr_eq(&self.slots[g.slot].param.storage, &slot.param.storage));
+                if !fits {
+                    self.run(op, &std::mem::take(&mut group));
+                }
+            }
+            group.push(u);
+        }
+        if !group.is_empty() {
+            self.run(op, &group);
+        }
+    }
+
+    /// Creates the state arenas on the first step.
+    fn create_state(&mut self, used: [bool; 3], init: f32) {
+        if !self.arenas.is_empty() {
+            return;
+        }
+        self.used = used;
+        let mut count = 0;
+        for (k, &u) in used.iter().enumerate() {
+            self.state_pos[k] = count;
+            count += u as u32;
+        }
+        let per_element = count as usize;
+        // Sizes of the arenas to create and the device of each.
+        let mut arenas: Vec<(Device, usize)> = Vec::new();
+        for slot in &mut self.slots {
+            let dev = slot.param.device();
+            let limit = match dev {
+                Device::Cpu => usize::MAX,
+                Device::Gpu(ctx) => (ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size) / 4)
+                    .try_into()
+                    .unwrap_or(usize::MAX),
+            };
+            let len = per_element * slot.param.numel();
+            assert!(
+                len <= limit,
+                "optimizer: the state of a parameter of shape {:?} ({len} elements) exceeds the device's largest \
+                 storage binding ({limit} elements)",
+                slot.param.shape()
+            );
+            match arenas.last_mut() {
+                Some((d, used)) if d == dev && *used + len <= limit => {
+                    slot.state_offset = *used;
+                    *used += len;
+                }
+                _ => {
+                    slot.state_offset = 0;
+                    arenas.push((dev.clone(), len));
+                }
+            }
+            slot.arena = arenas.len() - 1;
+        }
+        // Never empty, so an update that keeps no state still has a buffer to bind.
+        no_grad(|| {
+            self.arenas = arenas.iter().map(|(dev, len)| Tensor::full(&[(*len).max(1)], init, dev)).collect();
+            self.dummies = arenas
+                .iter()
+                .map(|(dev, _)| (!dev.is_cpu()).then(|| std::array::from_fn(|_| Tensor::zeros(&[1], dev))))
+                .collect();
+        });
+    }
+
+    /// Runs the updates of one group: parameters on one device and arena with equal scalars.
+    fn run(&self, op: OptimOp, group: &[Update]) {
+        let arena_index = self.slots[group[0].slot].arena;
+        let arena = self.arenas[arena_index].clone();
+        let grads: Vec<Tensor> = group
+            .iter()
+            .map(|u| {
+                let grad = u.grad.contiguous();
+                // A gradient may share a parameter's storage (`p.backward_with(&p)`, or one
+                // inserted by hand): reading it while that parameter is written would
+                // deadlock on the CPU lock and bind one buffer twice on the GPU, so it is
+                // copied first.
+                if group.iter().any(|g| Arc::ptr_eq(&grad.storage, &self.slots[g.slot].param.storage)) {
+                    grad.unary_op(UnaryOp::Copy, 0.0, 0.0)
+                } else {
+                    grad
+                }
+            })
+            .collect();
+        let s = &group[0].scalars;
+        match &*arena.storage {
+            Storage::Cpu(arena) => {
+                let mut arena = arena.write().unwrap();
+                let arena = f32_mut(&mut arena);
+                for (u, grad) in group.iter().zip(&grads) {
+                    let slot = &self.slots[u.slot];
+                    let n = slot.param.numel();
+                    let g = grad.cpu_data();
+                    let g = &g.as_f32()[grad.layout.offset..grad.layout.offset + n];
+                    let Storage::Cpu(p) = &*slot.param.storage else {
+                        unreachable!("the arena is on the parameter's device")
+                    };
+                    let mut p = p.write().unwrap();
+                    // The parameter's own elements: its storage may be longer (a prefix view).
+                    let p = &mut f32_mut(&mut p)[..n];
+                    let blocks = self.used.iter().filter(|&&u| u).count();
+                    let block = &mut arena[slot.state_offset..slot.state_offset + blocks * n];
+                    let mut chunks = block.chunks_mut(n);
+                    let state =
+                        self.used
+                            .map(|u| if u { chunks.next().expect("one chunk per state") } else { Default::default() });
+                    crate::cpu::optim::update(op, s, g, p, state);
+                }
+            }
+            Storage::Gpu(arena) => {
+                let ctx = &arena.ctx;
+                let segments: Vec<launch::OptimSegment> = group
+                    .iter()
+                    .zip(&grads)
+                    .map(|(u, grad)| {
+                        let slot = &self.slots[u.slot];
+                        launch::OptimSegment {
+                            param: slot.param.gpu_buffer().buffer(),
+                            grad: grad.gpu_buffer().buffer(),
+                            grad_offset: grad.layout.offset,
+                            state_offset: slot.state_offset,
+                            numel: slot.param.numel(),
+                        }
+                    })
+                    .collect();
+                let dummies = self.dummies[arena_index].as_ref().expect("a GPU arena has its dummies");
+                let dummies = dummies.each_ref().map(|d| d.gpu_buffer().buffer());
+                launch::optim(ctx, op, s, self.state_pos, &segments, arena.buffer(), dummies);
             }
         }
-        _ => panic!("{}: the gradient is on another device than its parameter", op.name()),
     }
 }
 

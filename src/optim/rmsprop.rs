@@ -1,6 +1,6 @@
 //! RMSprop, as `torch.optim.RMSprop`, with momentum and the centered variant.
 
-use super::{fused_update, slots, Optimizer, Slot};
+use super::{Optimizer, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_CENTERED, FLAG_MAXIMIZE, FLAG_MOMENTUM};
 use crate::op::OptimOp;
@@ -9,7 +9,7 @@ use crate::Tensor;
 /// `torch.optim.RMSprop`: lr 0.01 by convention, alpha 0.99, eps 1e-8 (outside the
 /// square root), weight decay 0, momentum 0, not centered.
 pub struct RmsProp {
-    slots: Vec<Slot>,
+    params: ParamSet,
     lr: f32,
     alpha: f32,
     eps: f32,
@@ -20,10 +20,11 @@ pub struct RmsProp {
 }
 
 impl RmsProp {
+    /// RMSprop over `params` with learning rate `lr`.
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> RmsProp {
         assert!(lr >= 0.0, "RmsProp: invalid learning rate {lr}");
         RmsProp {
-            slots: slots(params),
+            params: ParamSet::new(params),
             lr,
             alpha: 0.99,
             eps: 1e-8,
@@ -33,18 +34,22 @@ impl RmsProp {
             maximize: false,
         }
     }
+    /// The smoothing constant of the running average of squared gradients.
     pub fn alpha(mut self, alpha: f32) -> RmsProp {
         self.alpha = alpha;
         self
     }
+    /// The term added to the denominator, outside the square root.
     pub fn eps(mut self, eps: f32) -> RmsProp {
         self.eps = eps;
         self
     }
+    /// L2 penalty added to the gradient.
     pub fn weight_decay(mut self, weight_decay: f32) -> RmsProp {
         self.weight_decay = weight_decay;
         self
     }
+    /// The momentum factor (0 turns momentum off).
     pub fn momentum(mut self, momentum: f32) -> RmsProp {
         self.momentum = momentum;
         self
@@ -54,6 +59,7 @@ impl RmsProp {
         self.centered = centered;
         self
     }
+    /// Ascend instead of descend.
     pub fn maximize(mut self, maximize: bool) -> RmsProp {
         self.maximize = maximize;
         self
@@ -62,31 +68,21 @@ impl RmsProp {
 
 impl Optimizer for RmsProp {
     fn step(&mut self, grads: &Gradients) {
-        for slot in &mut self.slots {
-            let Some(g) = grads.get(&slot.param) else { continue };
-            let mut flags = 0;
-            if self.centered {
-                flags |= FLAG_CENTERED;
-            }
-            if self.momentum > 0.0 {
-                flags |= FLAG_MOMENTUM;
-            }
-            if self.maximize {
-                flags |= FLAG_MAXIMIZE;
-            }
-            let s = OptimScalars {
-                flags,
-                lr: self.lr,
-                weight_decay: self.weight_decay,
-                beta1: self.momentum,
-                beta2: self.alpha,
-                eps: self.eps,
-                ..Default::default()
-            };
-            let state = slot.state([true, self.momentum > 0.0, self.centered], 0.0).clone();
-            fused_update(OptimOp::RmsProp, &s, &slot.param, g, &state);
-            slot.steps += 1;
+        let mut flags = 0;
+        if self.centered {
+            flags |= FLAG_CENTERED;
         }
+        if self.momentum > 0.0 {
+            flags |= FLAG_MOMENTUM;
+        }
+        if self.maximize {
+            flags |= FLAG_MAXIMIZE;
+        }
+        let RmsProp { lr, alpha, eps, weight_decay, momentum, centered, .. } = *self;
+        self.params.step(OptimOp::RmsProp, [true, momentum > 0.0, centered], 0.0, grads, |steps| {
+            *steps += 1;
+            OptimScalars { flags, lr, weight_decay, beta1: momentum, beta2: alpha, eps, ..Default::default() }
+        });
     }
     fn lr(&self) -> f32 {
         self.lr

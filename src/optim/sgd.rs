@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight
 //! decay, as `torch.optim.SGD`.
 
-use super::{fused_update, slots, Optimizer, Slot};
+use super::{Optimizer, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_FIRST_STEP, FLAG_MAXIMIZE, FLAG_MOMENTUM, FLAG_NESTEROV};
 use crate::op::OptimOp;
@@ -9,7 +9,7 @@ use crate::Tensor;
 
 /// `torch.optim.SGD`: momentum 0, dampening 0, weight decay 0, no Nesterov by default.
 pub struct Sgd {
-    slots: Vec<Slot>,
+    params: ParamSet,
     lr: f32,
     momentum: f32,
     dampening: f32,
@@ -19,10 +19,11 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// SGD over `params` with learning rate `lr`.
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> Sgd {
         assert!(lr >= 0.0, "Sgd: invalid learning rate {lr}");
         Sgd {
-            slots: slots(params),
+            params: ParamSet::new(params),
             lr,
             momentum: 0.0,
             dampening: 0.0,
@@ -31,15 +32,19 @@ impl Sgd {
             maximize: false,
         }
     }
+    /// The momentum factor (0 turns momentum off).
     pub fn momentum(mut self, momentum: f32) -> Sgd {
         assert!(momentum >= 0.0, "Sgd: invalid momentum {momentum}");
         self.momentum = momentum;
         self
     }
+    /// The dampening of the momentum: the new gradient enters the buffer scaled by
+    /// `1 - dampening`.
     pub fn dampening(mut self, dampening: f32) -> Sgd {
         self.dampening = dampening;
         self
     }
+    /// L2 penalty added to the gradient.
     pub fn weight_decay(mut self, weight_decay: f32) -> Sgd {
         assert!(weight_decay >= 0.0, "Sgd: invalid weight decay {weight_decay}");
         self.weight_decay = weight_decay;
@@ -63,33 +68,29 @@ impl Optimizer for Sgd {
             !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
             "Sgd: Nesterov momentum requires a momentum and zero dampening"
         );
-        for slot in &mut self.slots {
-            let Some(g) = grads.get(&slot.param) else { continue };
-            let mut flags = 0;
-            if self.momentum != 0.0 {
-                flags |= FLAG_MOMENTUM;
-            }
-            if slot.steps == 0 {
-                flags |= FLAG_FIRST_STEP;
-            }
-            if self.nesterov {
-                flags |= FLAG_NESTEROV;
-            }
-            if self.maximize {
-                flags |= FLAG_MAXIMIZE;
-            }
-            let s = OptimScalars {
-                flags,
-                lr: self.lr,
-                weight_decay: self.weight_decay,
-                beta1: self.momentum,
-                beta2: self.dampening,
-                ..Default::default()
-            };
-            let state = slot.state([self.momentum != 0.0, false, false], 0.0).clone();
-            fused_update(OptimOp::Sgd, &s, &slot.param, g, &state);
-            slot.steps += 1;
+        let mut flags = 0;
+        if self.momentum != 0.0 {
+            flags |= FLAG_MOMENTUM;
         }
+        if self.nesterov {
+            flags |= FLAG_NESTEROV;
+        }
+        if self.maximize {
+            flags |= FLAG_MAXIMIZE;
+        }
+        let Sgd { lr, momentum, dampening, weight_decay, .. } = *self;
+        self.params.step(OptimOp::Sgd, [momentum != 0.0, false, false], 0.0, grads, |steps| {
+            let first = if *steps == 0 { FLAG_FIRST_STEP } else { 0 };
+            *steps += 1;
+            OptimScalars {
+                flags: flags | first,
+                lr,
+                weight_decay,
+                beta1: momentum,
+                beta2: dampening,
+                ..Default::default()
+            }
+        });
     }
     fn lr(&self) -> f32 {
         self.lr

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use crate::dtype::{DType, Element};
-use crate::gpu::launch;
 use crate::storage::{CpuData, Storage};
 use crate::Tensor;
 
@@ -48,17 +47,25 @@ impl Tensor {
             self.numel()
         );
         let offset = self.layout.offset;
+        let size = T::DTYPE.size_bytes();
         match &*self.storage {
             Storage::Cpu(lock) => {
                 let mut storage = lock.write().unwrap();
-                let words: &mut [u32] = match &mut *storage {
-                    CpuData::F32(v) => bytemuck::cast_slice_mut(v),
-                    CpuData::I32(v) => bytemuck::cast_slice_mut(v),
-                };
-                words[offset..offset + data.len()].copy_from_slice(bytemuck::cast_slice(data));
+                let bytes = storage.bytes_mut();
+                bytes[offset * size..(offset + data.len()) * size].copy_from_slice(bytemuck::cast_slice(data));
             }
             Storage::Gpu(buffer) => {
-                buffer.ctx.record_upload(buffer.buffer(), (offset * 4) as u64, bytemuck::cast_slice(data));
+                // Uploads move whole 32-bit words: an f16 tensor is written only where it
+                // owns them, from an even offset to an even length or the end of its storage.
+                let end = (offset + data.len()) * size;
+                let whole_words = (offset * size).is_multiple_of(4)
+                    && (end.is_multiple_of(4) || end.div_ceil(4) * 4 >= buffer.len_bytes as usize);
+                assert!(
+                    whole_words,
+                    "assign: the f16 view of shape {:?} at offset {offset} shares 32-bit words with other elements",
+                    self.shape()
+                );
+                buffer.ctx.record_upload(buffer.buffer(), (offset * size) as u64, bytemuck::cast_slice(data));
             }
         }
     }
@@ -115,13 +122,12 @@ impl Tensor {
     fn packed_copy(&self) -> Tensor {
         match &*self.storage {
             Storage::Cpu(s) => {
-                let words = s.read().unwrap();
-                let packed: Vec<u32> = self.layout.storage_indices().map(|i| words.words()[i]).collect();
-                Tensor::from_cpu_data(CpuData::from_words(self.dtype, packed), self.shape())
+                let data = s.read().unwrap();
+                Tensor::from_cpu_data(data.gather(self.layout.storage_indices()), self.shape())
             }
-            Storage::Gpu(s) => {
+            Storage::Gpu(_) => {
                 let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device);
-                launch::copy(&s.ctx, s.buffer(), &self.layout, out.gpu_buffer().buffer(), &out.layout);
+                super::view::copy_into(self, &out);
                 out
             }
         }

@@ -1,22 +1,30 @@
-//! Convolution as im2col plus the batched matmul kernel.
+//! Convolution: fused host loops on the CPU; a direct kernel or im2col plus the batched
+//! matmul kernel on the GPU.
 //!
-//! `conv2d` unfolds every receptive field of a batch into a column matrix (the `Im2col`
-//! kernel) and multiplies the weights, viewed as `[groups, out/groups, rows]`, with it in
-//! one broadcast batched matmul, so a whole mini-batch is two dispatches. The backward
-//! pass reuses the same pieces: the input gradient is `W^T` times the output gradient
-//! folded back by `Col2im`; the weight gradient is one matmul of the output gradient with
-//! the column matrix laid out `[rows, images, positions]`, contracting over images and
-//! positions together; the bias gradient is the reduction the broadcast add already has.
+//! On the CPU, `conv2d` and its gradients run `cpu::conv`'s fused passes, image by image
+//! on the thread pool (im2col into a per-thread buffer and a GEMM onto bias-prefilled
+//! output), whatever the [`ConvAlgorithm`].
 //!
-//! The column matrix is `kh * kw` times larger than the input. It is bounded by
+//! On the GPU the forward pass is either the direct kernel (`ConvOp::Conv2dDirect`: an
+//! implicit GEMM reading input and weights in place, bias in its epilogue, one dispatch),
+//! or im2col: every receptive field of a batch is unfolded into a column matrix (the
+//! `Im2col` kernel) and the weights, viewed as `[groups, out/groups, rows]`, multiply it in
+//! one broadcast batched matmul. [`ConvAlgorithm`] says which; the default picks by the
+//! shape. The backward pass reuses the im2col pieces: the input gradient is `W^T` times the
+//! output gradient folded back by `Col2im`; the weight gradient is one matmul of the output
+//! gradient with the column matrix laid out `[rows, images, positions]`, contracting over
+//! images and positions together; the bias gradient is a sum over images and positions.
+//!
+//! The GPU column matrix is `kh * kw` times larger than the input. It is bounded by
 //! [`im2col_budget`]: a batch whose columns would exceed it is processed in chunks of
 //! images, so a large batch costs more dispatches rather than failing. A 1x1 convolution
 //! with unit stride and no padding needs no unfolding: its column matrix is the input.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::autograd::GradOp;
-use crate::cpu::conv::{ColumnLayout, ConvGeometry};
+use crate::cpu::conv::{ColumnLayout, ConvGeometry, Groups};
 use crate::cpu::{self};
 use crate::device::Device;
 use crate::dtype::DType;
@@ -167,7 +175,65 @@ pub fn set_im2col_budget(bytes: usize) {
     IM2COL_BUDGET.store(bytes, Ordering::Relaxed);
 }
 
-/// The gradient rule of `conv2d` without its bias: inputs are `[x, weight]`.
+/// How `conv2d` computes a convolution's forward pass on the GPU (the CPU backend has one
+/// way). [`ConvAlgorithm::Auto`] (the default) picks per shape; the others force one way,
+/// to compare them or to test each.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum ConvAlgorithm {
+    /// The faster measured choice for the shape: see [`ConvAlgorithm::Direct`].
+    #[default]
+    Auto,
+    /// Unfold the input into a column matrix and multiply it by the weights with the
+    /// matmul kernel, in chunks of the batch.
+    Im2col,
+    /// The `conv2d_direct` kernel: no column matrix, the bias in its epilogue. `Auto` takes
+    /// it for every forward pass except a 1x1 convolution with unit stride and no padding
+    /// (a plain matmul).
+    Direct,
+}
+
+thread_local! {
+    static CONV_ALGORITHM: Cell<ConvAlgorithm> = const { Cell::new(ConvAlgorithm::Auto) };
+}
+
+/// Runs `f` with every `conv2d` (and `conv1d`) on this thread using `algorithm` on the
+/// GPU, then restores the previous choice (also when `f` panics). The setting is per
+/// thread because the ops a thread records run on that thread. The CPU backend has one
+/// algorithm (per-image im2col and GEMM) and ignores it.
+///
+/// ```
+/// use wgrad::{with_conv_algorithm, ConvAlgorithm, ConvOptions, Device, Tensor};
+/// let dev = Device::cpu();
+/// let (x, w) = (Tensor::randn(&[2, 3, 8, 8], 0, &dev), Tensor::randn(&[4, 3, 3, 3], 1, &dev));
+/// let y = with_conv_algorithm(ConvAlgorithm::Direct, || x.conv2d(&w, None, &ConvOptions::new()));
+/// assert_eq!(y.shape(), &[2, 4, 6, 6]);
+/// ```
+pub fn with_conv_algorithm<R>(algorithm: ConvAlgorithm, f: impl FnOnce() -> R) -> R {
+    struct Restore(ConvAlgorithm);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CONV_ALGORITHM.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(CONV_ALGORITHM.with(|c| c.replace(algorithm)));
+    f()
+}
+
+/// The algorithm this thread's convolutions use (see [`with_conv_algorithm`]).
+pub fn conv_algorithm() -> ConvAlgorithm {
+    CONV_ALGORITHM.with(|c| c.get())
+}
+
+/// Whether the GPU forward pass runs the direct kernel.
+fn gpu_direct(g: &ConvGeometry) -> bool {
+    match conv_algorithm() {
+        ConvAlgorithm::Direct => true,
+        ConvAlgorithm::Im2col => false,
+        ConvAlgorithm::Auto => !is_pointwise(g),
+    }
+}
+
+/// The gradient rule of `conv2d`: inputs are `[x, weight]` or `[x, weight, bias]`.
 #[derive(Clone, Debug)]
 pub(crate) struct ConvGrad {
     options: ConvOptions,
@@ -181,8 +247,18 @@ impl ConvGrad {
         let (out_channels, rows) = (w.dim(0), geom.rows() / groups);
         let per_group = out_channels / groups;
         let positions = geom.positions();
+        // The bias gradient sums the output gradient over images and positions.
+        let db = inputs.get(2).filter(|b| b.is_tracked()).map(|_| gy.sum(&[0, 2, 3], false));
         if geom.batch == 0 {
-            return vec![Some(Tensor::zeros(x.shape(), x.device())), Some(Tensor::zeros(w.shape(), w.device()))];
+            let (dx, dw) = (Tensor::zeros(x.shape(), x.device()), Tensor::zeros(w.shape(), w.device()));
+            return [Some(dx), Some(dw)].into_iter().chain(inputs.get(2).map(|_| db)).collect();
+        }
+        if let Device::Cpu = x.device() {
+            let mut grads = cpu_backward(gy, x, w, &geom, Groups::new(&geom, groups, out_channels));
+            if inputs.len() > 2 {
+                grads.push(db);
+            }
+            return grads;
         }
         let gy = gy.reshape(&[geom.batch as isize, groups as isize, per_group as isize, positions as isize]);
         let chunks = batch_chunks(&geom, x.device());
@@ -218,8 +294,31 @@ impl ConvGrad {
             let total = parts.reduce(|a, b| a.add(&b)).expect("a batch has at least one chunk");
             total.reshape(&shape_of(w.shape()))
         });
-        vec![dx, dw]
+        let mut grads = vec![dx, dw];
+        if inputs.len() > 2 {
+            grads.push(db);
+        }
+        grads
     }
+}
+
+/// The input and weight gradients on the host, each only where its input is tracked.
+fn cpu_backward(gy: &Tensor, x: &Tensor, w: &Tensor, geom: &ConvGeometry, gr: Groups) -> Vec<Option<Tensor>> {
+    let gy = gy.contiguous();
+    let gy_data = gy.cpu_data();
+    let gy_slice = &gy_data.as_f32()[gy.layout.offset..];
+    let dx = x.is_tracked().then(|| {
+        let w = w.contiguous();
+        let data = w.cpu_data();
+        let dx = cpu::conv::conv2d_input_grad(gy_slice, &data.as_f32()[w.layout.offset..], geom, gr);
+        Tensor::from_cpu_data(CpuData::F32(dx), x.shape())
+    });
+    let dw = w.is_tracked().then(|| {
+        let data = x.cpu_data();
+        let dw = cpu::conv::conv2d_weight_grad(data.as_f32(), &x.layout, gy_slice, geom, gr);
+        Tensor::from_cpu_data(CpuData::F32(dw), w.shape())
+    });
+    vec![dx, dw]
 }
 
 fn shape_of(dims: &[usize]) -> Vec<isize> {
@@ -327,20 +426,21 @@ impl Tensor {
         weight.expect_dtype(DType::F32, "conv2d");
         self.same_device(weight, "conv2d");
         let out_channels = weight.dim(0);
-        let out = conv2d_forward(&self.detach(), &weight.detach(), &geom, options.groups);
-        let out = Tensor::record(out, GradOp::Conv(ConvGrad { options: *options }), &[self, weight]);
+        if let Some(b) = bias {
+            assert_eq!(
+                b.shape(),
+                [out_channels],
+                "conv2d: bias of shape {:?} does not match {out_channels} output channels",
+                b.shape()
+            );
+            b.expect_dtype(DType::F32, "conv2d");
+            self.same_device(b, "conv2d");
+        }
+        let out = conv2d_forward(&self.detach(), &weight.detach(), bias.map(|b| b.detach()).as_ref(), &geom, options);
+        let grad = GradOp::Conv(ConvGrad { options: *options });
         match bias {
-            Some(b) => {
-                assert_eq!(
-                    b.shape(),
-                    [out_channels],
-                    "conv2d: bias of shape {:?} does not match {out_channels} output channels",
-                    b.shape()
-                );
-                self.same_device(b, "conv2d");
-                out.add(&b.reshape(&[1, out_channels as isize, 1, 1]))
-            }
-            None => out,
+            Some(b) => Tensor::record(out, grad, &[self, weight, b]),
+            None => Tensor::record(out, grad, &[self, weight]),
         }
     }
 
@@ -407,10 +507,48 @@ impl Tensor {
     }
 }
 
-/// The convolution itself, on untracked operands: per chunk of images, the column matrix
+/// The convolution itself, on untracked operands, with the bias (if any) added.
+fn conv2d_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, geom: &ConvGeometry, options: &ConvOptions) -> Tensor {
+    let (groups, out_channels) = (options.groups, w.dim(0));
+    let out_shape = [geom.batch, out_channels, geom.out[0], geom.out[1]];
+    let w = w.contiguous();
+    let b = b.map(|b| b.contiguous());
+    match x.device() {
+        Device::Cpu => {
+            let gr = Groups::new(geom, groups, out_channels);
+            let (xd, wd) = (x.cpu_data(), w.cpu_data());
+            let bd = b.as_ref().map(|b| b.cpu_data());
+            let bias = b.as_ref().zip(bd.as_ref()).map(|(b, d)| &d.as_f32()[b.layout.offset..]);
+            let wslice = &wd.as_f32()[w.layout.offset..];
+            let out = cpu::conv::conv2d(xd.as_f32(), &x.layout, wslice, bias, geom, gr);
+            Tensor::from_cpu_data(CpuData::F32(out), &out_shape)
+        }
+        Device::Gpu(ctx)
+            if gpu_direct(geom) && w.layout.offset == 0 && b.as_ref().is_none_or(|b| b.layout.offset == 0) =>
+        {
+            let numel = out_shape.iter().product::<usize>();
+            let out = GpuBuffer::new(ctx, (numel * 4) as u64);
+            if numel > 0 {
+                let bias = b.as_ref().map(|b| b.gpu_buffer().buffer());
+                let (xb, wb) = (x.gpu_buffer().buffer(), w.gpu_buffer().buffer());
+                launch::conv2d_direct(ctx, xb, &x.layout, geom, wb, out_channels, groups, bias, out.buffer());
+            }
+            Tensor::from_gpu_buffer(out, &out_shape, DType::F32)
+        }
+        Device::Gpu(_) => {
+            let y = im2col_forward(x, &w, geom, groups);
+            match b {
+                Some(b) => y.add(&b.reshape(&[1, out_channels as isize, 1, 1])),
+                None => y,
+            }
+        }
+    }
+}
+
+/// The GPU's im2col forward pass: per chunk of images, the column matrix
 /// `[n, groups, rows, L]` times the weights `[groups, out/groups, rows]`, broadcast over
 /// images in one batched matmul that writes `[n, out, L]`, which is NCHW already.
-fn conv2d_forward(x: &Tensor, w: &Tensor, geom: &ConvGeometry, groups: usize) -> Tensor {
+fn im2col_forward(x: &Tensor, w: &Tensor, geom: &ConvGeometry, groups: usize) -> Tensor {
     let out_channels = w.dim(0);
     if geom.batch == 0 {
         return Tensor::zeros(&[0, out_channels, geom.out[0], geom.out[1]], x.device());

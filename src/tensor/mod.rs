@@ -11,8 +11,10 @@ mod augment;
 mod batch_norm;
 mod conv;
 mod embedding;
+mod half;
 mod layer_norm;
 mod layout;
+mod linear;
 mod math;
 mod pool;
 mod rnn;
@@ -22,11 +24,15 @@ pub(crate) use attention::attention_with_weights;
 pub use attention::AttnMask;
 pub(crate) use batch_norm::BatchNormGrad;
 pub(crate) use conv::ConvGrad;
+pub use conv::{conv_algorithm, with_conv_algorithm, ConvAlgorithm};
 pub use conv::{im2col_budget, set_im2col_budget, Conv1dOptions, ConvOptions, Size2};
 pub(crate) use embedding::EmbeddingGrad;
 pub use embedding::{embedding_index_checks, set_embedding_index_checks};
+pub(crate) use half::HalfGrad;
 pub(crate) use layer_norm::LayerNormGrad;
 pub use layout::{broadcast_shapes, Layout, MAX_DIMS};
+pub use linear::Activation;
+pub(crate) use linear::LinearGrad;
 pub(crate) use pool::PoolGrad;
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub(crate) use rnn::RnnGrad;
@@ -139,7 +145,8 @@ impl Tensor {
             Device::Gpu(ctx) => {
                 let bytes: &[u8] = bytemuck::cast_slice(data);
                 ctx.check_size(bytes.len() as u64)?;
-                let buf = GpuBuffer::new(ctx, bytes.len() as u64);
+                // Whole 32-bit words: an odd number of f16 elements ends in half a word.
+                let buf = GpuBuffer::new(ctx, T::DTYPE.buffer_bytes(n) as u64);
                 ctx.record_upload(buf.buffer(), 0, bytes);
                 Tensor::from_gpu_buffer(buf, shape, T::DTYPE)
             }
@@ -294,7 +301,8 @@ impl Tensor {
                 all[t.layout.offset..t.layout.offset + t.numel()].to_vec()
             }
             Storage::Gpu(b) => {
-                let bytes = b.ctx.read_bytes(b.buffer(), (t.layout.offset * 4) as u64, (t.numel() * 4) as u64);
+                let size = T::DTYPE.size_bytes();
+                let bytes = b.ctx.read_bytes(b.buffer(), (t.layout.offset * size) as u64, (t.numel() * size) as u64);
                 bytemuck::pod_collect_to_vec(&bytes)
             }
         }
@@ -303,6 +311,9 @@ impl Tensor {
     /// The value of a one-element tensor.
     pub fn item(&self) -> f32 {
         assert_eq!(self.numel(), 1, "item: the tensor has shape {:?}, not one element", self.shape());
+        if self.dtype == DType::F16 {
+            return self.to_vec::<::half::f16>()[0].to_f32();
+        }
         self.to_vec::<f32>()[0]
     }
 
@@ -314,6 +325,7 @@ impl Tensor {
         match self.dtype {
             DType::F32 => Tensor::from_slice(&self.to_vec::<f32>(), self.shape(), device),
             DType::I32 => Tensor::from_slice(&self.to_vec::<i32>(), self.shape(), device),
+            DType::F16 => Tensor::from_slice(&self.to_vec::<::half::f16>(), self.shape(), device),
         }
     }
 

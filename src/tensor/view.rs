@@ -27,8 +27,10 @@ impl Tensor {
     pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device) -> Tensor {
         let n = numel(shape);
         match device {
-            Device::Cpu => Tensor::from_cpu_data(CpuData::from_words(dtype, vec![0; n]), shape),
-            Device::Gpu(ctx) => Tensor::from_gpu_buffer(GpuBuffer::new(ctx, (n * 4) as u64), shape, dtype),
+            Device::Cpu => Tensor::from_cpu_data(CpuData::zeros(dtype, n), shape),
+            Device::Gpu(ctx) => {
+                Tensor::from_gpu_buffer(GpuBuffer::new(ctx, dtype.buffer_bytes(n) as u64), shape, dtype)
+            }
         }
     }
 
@@ -320,15 +322,15 @@ impl Tensor {
 /// be a view of storage that only the caller holds.
 pub(super) fn copy_into(src: &Tensor, dst: &Tensor) {
     debug_assert_eq!(src.shape(), dst.shape());
+    if src.dtype == DType::F16 {
+        // Two f16 elements share a 32-bit word: the word copies below do not apply.
+        return super::half::copy_half_into(src, dst);
+    }
     match (&*src.storage, &*dst.storage) {
         (Storage::Cpu(s), Storage::Cpu(d)) => {
             let s = s.read().unwrap();
             let mut d = d.write().unwrap();
-            let words: &mut [u32] = match &mut *d {
-                CpuData::F32(v) => bytemuck::cast_slice_mut(v),
-                CpuData::I32(v) => bytemuck::cast_slice_mut(v),
-            };
-            cpu::elementwise::copy_into(s.words(), &src.layout, words, &dst.layout);
+            cpu::elementwise::copy_into(s.words(), &src.layout, d.words_mut(), &dst.layout);
         }
         (Storage::Gpu(s), Storage::Gpu(d)) => {
             if src.numel() > 0 {

@@ -1,0 +1,324 @@
+//! Which matmul kernel runs on which adapter: the tile configurations and the short tuning
+//! pass that picks one per adapter and shape class.
+//!
+//! No single tiling is fastest everywhere. GPUs with fast workgroup memory want large
+//! shared-memory tiles and many multiply-adds per invocation (`vec4_tile128`); a CPU-based
+//! Vulkan adapter such as lavapipe runs a workgroup on one CPU thread, where barriers and
+//! workgroup memory are expensive and plain global loads hit the CPU caches, so the
+//! register-blocked kernels without workgroup memory (`rows8`, `vec4_rows4`) win there.
+//! Shape matters too: a product with a handful of rows cannot fill a 128x128 tile.
+//!
+//! So the first matmul of a [`ShapeClass`] on an adapter times every configuration that can
+//! run it, on a slice of the real problem (its first rows, or its first batch entries)
+//! grown until the fastest candidate takes about a millisecond, and remembers the winner
+//! for that adapter and class for the rest of the process (the cache is in memory only).
+//! The pass waits for the GPU, so it costs a few milliseconds of GPU time once per class;
+//! on a software adapter, where a millisecond of work is a small slice, it is the compile
+//! time of the candidate pipelines that dominates.
+//!
+//! Every configuration computes each output element as one dot product over K in
+//! ascending order, accumulated in f32; they differ only in whether a multiply and add are
+//! fused, so a choice changes results by summation-order rounding at most (within the
+//! normalised tolerance the cross-checks use against the CPU).
+//!
+//! `WGRAD_MATMUL_CONFIG=<name>` (one of [`MATMUL_CONFIGS`]) skips the pass and forces a
+//! configuration process-wide; [`with_matmul_config`] does the same for one closure on the
+//! current thread (what the tests use). A vec4 configuration forced on operands it cannot
+//! read (not row-major or not aligned to 4 elements) falls back to its scalar twin.
+
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use super::context::GpuContext;
+use crate::op::KernelRef;
+
+/// One way of tiling the matmul: a WGSL entry point and the block of the output one
+/// workgroup computes.
+#[derive(Debug, PartialEq, Eq)]
+pub struct MatmulConfig {
+    /// The name `WGRAD_MATMUL_CONFIG` and [`with_matmul_config`] take.
+    pub name: &'static str,
+    /// The entry point that runs it.
+    pub kernel: KernelRef,
+    /// Output rows per workgroup.
+    pub tile_m: usize,
+    /// Output columns per workgroup.
+    pub tile_n: usize,
+    /// Needs row-major operands whose rows start on 4-element boundaries (`matmul_vec4.wgsl`).
+    pub vec4: bool,
+    /// The configuration used instead when a vec4 one is forced on operands it cannot read.
+    pub fallback: &'static str,
+}
+
+/// Every configuration, scalar (any strides) first.
+pub const MATMUL_CONFIGS: &[MatmulConfig] = &[
+    MatmulConfig {
+        name: "tile64",
+        kernel: KernelRef { file: "matmul", entry: "matmul" },
+        tile_m: 64,
+        tile_n: 64,
+        vec4: false,
+        fallback: "tile64",
+    },
+    MatmulConfig {
+        name: "rows8",
+        kernel: KernelRef { file: "matmul", entry: "matmul_rows8" },
+        tile_m: 8,
+        tile_n: 64,
+        vec4: false,
+        fallback: "rows8",
+    },
+    MatmulConfig {
+        name: "vec4_tile64",
+        kernel: KernelRef { file: "matmul_vec4", entry: "matmul_vec4" },
+        tile_m: 64,
+        tile_n: 64,
+        vec4: true,
+        fallback: "tile64",
+    },
+    MatmulConfig {
+        name: "vec4_tile128",
+        kernel: KernelRef { file: "matmul_vec4", entry: "matmul_vec4_tile128" },
+        tile_m: 128,
+        tile_n: 128,
+        vec4: true,
+        fallback: "tile64",
+    },
+    MatmulConfig {
+        name: "vec4_rows4",
+        kernel: KernelRef { file: "matmul_vec4", entry: "matmul_vec4_rows4" },
+        tile_m: 4,
+        tile_n: 128,
+        vec4: true,
+        fallback: "rows8",
+    },
+];
+
+/// The configuration with this name. Panics on an unknown name, listing the known ones.
+pub fn matmul_config(name: &str) -> &'static MatmulConfig {
+    MATMUL_CONFIGS.iter().find(|c| c.name == name).unwrap_or_else(|| {
+        let names: Vec<&str> = MATMUL_CONFIGS.iter().map(|c| c.name).collect();
+        panic!("matmul: no tile configuration named '{name}' (known: {})", names.join(", "))
+    })
+}
+
+thread_local! {
+    static FORCED_HERE: Cell<Option<&'static MatmulConfig>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with every GPU matmul launched from this thread forced to the configuration
+/// `name` (see the module documentation), then restores the previous choice. Panics on an
+/// unknown name.
+pub fn with_matmul_config<R>(name: &str, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<&'static MatmulConfig>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED_HERE.with(|c| c.set(self.0));
+        }
+    }
+    let config = matmul_config(name);
+    let _restore = Restore(FORCED_HERE.with(|c| c.replace(Some(config))));
+    f()
+}
+
+/// The configuration forced by [`with_matmul_config`] or else by `WGRAD_MATMUL_CONFIG`.
+fn forced() -> Option<&'static MatmulConfig> {
+    static FROM_ENV: OnceLock<Option<&'static MatmulConfig>> = OnceLock::new();
+    FORCED_HERE.with(|c| c.get()).or_else(|| {
+        *FROM_ENV.get_or_init(|| {
+            let name = std::env::var("WGRAD_MATMUL_CONFIG").ok().filter(|s| !s.is_empty())?;
+            let config = matmul_config(&name);
+            log::info!("matmul: WGRAD_MATMUL_CONFIG forces the {} configuration", config.name);
+            Some(config)
+        })
+    })
+}
+
+/// The bucket of a dimension: 0 for 1, then one per factor of 4 (2..4 -> 1, 5..16 -> 2, ...).
+fn bucket(size: usize) -> u8 {
+    let bits = usize::BITS - size.max(1).saturating_sub(1).leading_zeros();
+    bits.div_ceil(2) as u8
+}
+
+/// Products that are expected to prefer the same configuration: sizes by factors of 4,
+/// whether the batch has more than one entry, whether the vec4 kernels can read the
+/// operands, and which operands are row-major (the others are read across rows).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ShapeClass {
+    m: u8,
+    n: u8,
+    k: u8,
+    batched: bool,
+    aligned: bool,
+    a_row_major: bool,
+    b_row_major: bool,
+}
+
+impl ShapeClass {
+    /// The class of a `[batch, m, k] x [batch, k, n]` product.
+    pub fn new(
+        m: usize,
+        n: usize,
+        k: usize,
+        batch: usize,
+        aligned: bool,
+        a_row_major: bool,
+        b_row_major: bool,
+    ) -> ShapeClass {
+        ShapeClass { m: bucket(m), n: bucket(n), k: bucket(k), batched: batch > 1, aligned, a_row_major, b_row_major }
+    }
+}
+
+impl std::fmt::Display for ShapeClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let upper = |b: u8| 1usize << (2 * b as u32);
+        write!(f, "m<={} n<={} k<={}", upper(self.m), upper(self.n), upper(self.k))?;
+        if self.batched {
+            f.write_str(" batched")?;
+        }
+        f.write_str(if self.aligned { " aligned" } else { " unaligned" })?;
+        let major = |row: bool| if row { "row" } else { "strided" };
+        write!(f, " a:{} b:{}", major(self.a_row_major), major(self.b_row_major))
+    }
+}
+
+/// Winners of the tuning pass, by adapter (its description line, driver and version) and
+/// shape class. Global rather than per context, so two devices opened on one adapter tune
+/// once.
+fn cache() -> &'static Mutex<HashMap<(String, ShapeClass), &'static MatmulConfig>> {
+    static CACHE: OnceLock<Mutex<HashMap<(String, ShapeClass), &'static MatmulConfig>>> = OnceLock::new();
+    CACHE.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
+fn adapter_key(ctx: &GpuContext) -> String {
+    format!("{} | {} {}", ctx.adapter.line(), ctx.adapter.driver, ctx.adapter.driver_info)
+}
+
+/// The configurations tuned so far on `ctx`'s adapter, as (shape class, configuration
+/// name) pairs sorted by class: what the tuning pass chose, for logs and benchmarks.
+pub fn tuned_matmul_configs(ctx: &GpuContext) -> Vec<(String, &'static str)> {
+    let key = adapter_key(ctx);
+    let mut out: Vec<(String, &'static str)> = cache()
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|((adapter, _), _)| *adapter == key)
+        .map(|((_, class), config)| (class.to_string(), config.name))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A slice of the real problem for timing: its first `rows` rows of its first `batches`
+/// batch entries.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Slice {
+    pub rows: usize,
+    pub batches: usize,
+}
+
+/// Multiply-adds of the first slice timed; small enough for a software adapter, and grown
+/// until the fastest candidate takes [`TARGET`] on faster ones.
+const FIRST_SLICE_MACS: usize = 1 << 22;
+/// Long enough that the time of a submit and a wait is a small part of what is measured.
+const TARGET: Duration = Duration::from_millis(1);
+/// A candidate slower than this is timed once, not twice.
+const SLOW: Duration = Duration::from_millis(20);
+
+/// The configuration for a `[batch, m, k] x [batch, k, n]` product of class `class` on
+/// `ctx`. `record` records one dispatch of a configuration on a slice of the problem (into
+/// the real output, which the real dispatch overwrites afterwards).
+pub(crate) fn choose(
+    ctx: &GpuContext,
+    class: ShapeClass,
+    (m, n, k, batch): (usize, usize, usize, usize),
+    record: &mut dyn FnMut(&'static MatmulConfig, Slice),
+) -> &'static MatmulConfig {
+    if let Some(config) = forced() {
+        if !config.vec4 || class.aligned {
+            return config;
+        }
+        return matmul_config(config.fallback);
+    }
+    let key = (adapter_key(ctx), class);
+    if let Some(config) = cache().lock().unwrap().get(&key) {
+        return config;
+    }
+    let candidates: Vec<&'static MatmulConfig> = MATMUL_CONFIGS.iter().filter(|c| !c.vec4 || class.aligned).collect();
+    // Work recorded before this product must not be counted against the first candidate.
+    ctx.synchronize();
+    let per_row = (n * k).max(1);
+    let mut slice = if batch > 1 {
+        Slice { rows: m, batches: (FIRST_SLICE_MACS / (per_row * m.max(1))).clamp(1, batch) }
+    } else {
+        Slice { rows: (FIRST_SLICE_MACS / per_row).clamp(1, m), batches: 1 }
+    };
+    loop {
+        let times: Vec<Duration> = candidates
+            .iter()
+            .map(|&config| {
+                let once = |record: &mut dyn FnMut(&'static MatmulConfig, Slice)| {
+                    // Recording compiles the pipeline on first use, outside the timed wait.
+                    record(config, slice);
+                    let start = Instant::now();
+                    ctx.synchronize();
+                    start.elapsed()
+                };
+                let first = once(record);
+                if first > SLOW {
+                    first
+                } else {
+                    first.min(once(record))
+                }
+            })
+            .collect();
+        let fastest = times.iter().copied().min().unwrap_or_default();
+        let whole = slice.rows == m && slice.batches == batch;
+        if fastest >= TARGET || whole {
+            let best = candidates.iter().zip(&times).min_by_key(|(_, t)| **t).map(|(c, _)| *c).unwrap_or(candidates[0]);
+            let report: Vec<String> = candidates
+                .iter()
+                .zip(&times)
+                .map(|(c, t)| format!("{} {:.3} ms", c.name, t.as_secs_f64() * 1e3))
+                .collect();
+            log::info!(
+                "matmul on {}: {} -> {} (timed on {} rows x {} batch entries: {})",
+                ctx.adapter.line(),
+                class,
+                best.name,
+                slice.rows,
+                slice.batches,
+                report.join(", ")
+            );
+            cache().lock().unwrap().insert(key, best);
+            return best;
+        }
+        if slice.batches < batch {
+            slice.batches = (slice.batches * 4).min(batch);
+        } else {
+            slice.rows = (slice.rows * 4).min(m);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_grow_by_factors_of_four() {
+        let got: Vec<u8> = [1, 2, 4, 5, 16, 17, 64, 65, 256, 1024, 1025].iter().map(|&s| bucket(s)).collect();
+        assert_eq!(got, vec![0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6]);
+        assert_eq!(bucket(0), 0);
+    }
+
+    #[test]
+    fn fallbacks_are_scalar_configurations() {
+        for c in MATMUL_CONFIGS {
+            let f = matmul_config(c.fallback);
+            assert!(!f.vec4, "{} falls back to the vec4 configuration {}", c.name, f.name);
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! Half precision tensors: conversions between `f32` and `f16`, copies of `f16` views, and
+//! the `f16` matmul that accumulates in `f32`.
+//!
+//! `f16` is a storage format here, not an arithmetic type: the one op that computes on it
+//! is [`Tensor::half_matmul`], whose products are exact in `f32` and whose sums run in
+//! `f32`. Every other op checks its operands and panics, naming itself, on an `f16` tensor;
+//! convert with [`Tensor::float`] first. Views (reshape, transpose, narrow, ...) work on
+//! any dtype.
+//!
+//! Gradients: the gradient with respect to an `f16` tensor is kept in `f32`, whatever the
+//! tensor's own dtype, so that gradients meeting at a tensor add up in `f32` and reach the
+//! `f32` master weights of mixed-precision training (see [`crate::amp`]) without a
+//! rounding on the way. The backward of `half_matmul` rounds the incoming gradient to
+//! `f16` and runs the two gradient products in `f16` with `f32` accumulation, as PyTorch's
+//! autocast does; that rounding is why loss scaling exists.
+
+use super::layout::{broadcast_shapes, numel};
+use super::Tensor;
+use crate::autograd::{sum_to_shape, GradOp};
+use crate::cpu;
+use crate::device::Device;
+use crate::dtype::DType;
+use crate::gpu::launch::{self, CreationParams};
+use crate::gpu::GpuBuffer;
+use crate::op::{CreationOp, HalfOp};
+use crate::storage::{CpuData, Storage};
+
+/// The differentiable half-precision ops, their rules beside them.
+#[derive(Clone, Debug)]
+pub(crate) enum HalfGrad {
+    /// `to_dtype` between `f32` and `f16`: the gradient passes through (in `f32`).
+    Cast,
+    /// `half_matmul` of `[a, b]`, both with at least two dimensions.
+    Matmul,
+}
+
+impl HalfGrad {
+    /// The gradient of each input, in `f32` (see the module documentation).
+    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let g = g.float();
+        match self {
+            HalfGrad::Cast => vec![Some(g)],
+            HalfGrad::Matmul => {
+                let (a, b) = (&inputs[0], &inputs[1]);
+                let g16 = g.half();
+                let ga = g16.half_matmul(&b.detach().t(), DType::F32);
+                let gb = a.detach().t().half_matmul(&g16, DType::F32);
+                vec![Some(sum_to_shape(&ga, a.shape())), Some(sum_to_shape(&gb, b.shape()))]
+            }
+        }
+    }
+}
+
+impl Tensor {
+    /// The same values as `dtype`: `f32` to `f16` rounds to nearest (ties to even) and
+    /// gives infinity beyond ±65504 (from ±65520 on), `f16` to `f32` is exact; the same
+    /// tensor when it already has that dtype. Differentiable; the gradient arrives in
+    /// `f32`. Panics for conversions involving `i32`, which wgrad does not offer.
+    ///
+    /// ```
+    /// use wgrad::{DType, Device, Tensor};
+    /// let x = Tensor::from_slice(&[1.0f32, 0.1, 70000.0], &[3], &Device::cpu());
+    /// let h = x.to_dtype(DType::F16);
+    /// assert_eq!(h.dtype(), DType::F16);
+    /// assert_eq!(h.float().to_vec::<f32>(), vec![1.0, 0.099975586, f32::INFINITY]);
+    /// ```
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if self.dtype == dtype {
+            return self.clone();
+        }
+        let op = match (self.dtype, dtype) {
+            (DType::F32, DType::F16) => HalfOp::ToHalf,
+            (DType::F16, DType::F32) => HalfOp::ToFloat,
+            (from, to) => panic!(
+                "to_dtype: no conversion from {from} to {to} for the tensor of shape {:?} (only f32 <-> f16)",
+                self.shape()
+            ),
+        };
+        let n = self.numel();
+        let out = match &self.device {
+            Device::Cpu => {
+                let data = {
+                    let d = self.cpu_data();
+                    match op {
+                        HalfOp::ToHalf => CpuData::F16(cpu::half::to_half(d.as_f32(), &self.layout)),
+                        _ => CpuData::F32(cpu::half::to_float(d.as_f16(), &self.layout)),
+                    }
+                };
+                Tensor::from_cpu_data(data, self.shape())
+            }
+            Device::Gpu(ctx) => {
+                let buf = GpuBuffer::new(ctx, dtype.buffer_bytes(n) as u64);
+                if n > 0 {
+                    launch::half_cast(ctx, op, self.gpu_buffer().buffer(), &self.layout, buf.buffer());
+                }
+                Tensor::from_gpu_buffer(buf, self.shape(), dtype)
+            }
+        };
+        Tensor::record(out, GradOp::Half(HalfGrad::Cast), &[self])
+    }
+
+    /// `self.to_dtype(DType::F16)`, as PyTorch's `.half()`.
+    pub fn half(&self) -> Tensor {
+        self.to_dtype(DType::F16)
+    }
+
+    /// `self.to_dtype(DType::F32)`, as PyTorch's `.float()`.
+    pub fn float(&self) -> Tensor {
+        self.to_dtype(DType::F32)
+    }
+
+    /// Matrix product of two `f16` tensors with `torch.matmul`'s shape rules (1-D operands
+    /// promoted and the added axis removed, batch axes broadcast, transposed views taken
+    /// without a copy), accumulated in `f32` and returned as `out_dtype` (`F32`, or `F16`
+    /// rounded once at the end). Differentiable, with gradients in `f32`.
+    ///
+    /// ```
+    /// use wgrad::{DType, Device, Tensor};
+    /// let dev = Device::cpu();
+    /// let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0, 4.0], &[2, 2], &dev).half();
+    /// let b = Tensor::from_slice(&[0.5f32, -1.0], &[2, 1], &dev).half();
+    /// let c = a.half_matmul(&b, DType::F32);
+    /// assert_eq!(c.to_vec::<f32>(), vec![-1.5, -2.5]);
+    /// ```
+    pub fn half_matmul(&self, other: &Tensor, out_dtype: DType) -> Tensor {
+        self.expect_dtype(DType::F16, "half_matmul");
+        other.expect_dtype(DType::F16, "half_matmul");
+        assert!(
+            matches!(out_dtype, DType::F32 | DType::F16),
+            "half_matmul: the result can be f32 or f16, not {out_dtype}"
+        );
+        self.same_device(other, "half_matmul");
+        assert!(
+            self.rank() >= 1 && other.rank() >= 1,
+            "half_matmul: both operands need at least 1 dimension, got {:?} and {:?}",
+            self.shape(),
+            other.shape()
+        );
+        let a = if self.rank() == 1 { self.unsqueeze(0) } else { self.clone() };
+        let b = if other.rank() == 1 { other.unsqueeze(1) } else { other.clone() };
+        let (m, k) = (a.dim(-2), a.dim(-1));
+        let (k2, n) = (b.dim(-2), b.dim(-1));
+        assert_eq!(
+            k,
+            k2,
+            "half_matmul: lhs {:?} and rhs {:?} disagree on the inner dimension ({k} vs {k2})",
+            self.shape(),
+            other.shape()
+        );
+        let batch = broadcast_shapes(&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]).unwrap_or_else(|| {
+            panic!(
+                "half_matmul: batch dimensions of {:?} and {:?} cannot be broadcast together",
+                self.shape(),
+                other.shape()
+            )
+        });
+        let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
+        let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
+        let out_shape = [batch.as_slice(), &[m, n]].concat();
+        let out = match &self.device {
+            Device::Cpu => {
+                let (da, db) = (a.cpu_data(), b.cpu_data());
+                let out = cpu::half::matmul(da.as_f16(), &la, db.as_f16(), &lb, &batch, m, k, n);
+                Tensor::from_cpu_data(CpuData::F32(out), &out_shape)
+            }
+            Device::Gpu(ctx) => {
+                let total = numel(&out_shape);
+                let buf = GpuBuffer::new(ctx, (total * 4) as u64);
+                if total > 0 && k == 0 {
+                    let p = CreationParams { numel: total as u32, ..Default::default() };
+                    launch::creation(ctx, CreationOp::Fill, p, buf.buffer());
+                } else if total > 0 {
+                    let (ba, bb) = (a.gpu_buffer().buffer(), b.gpu_buffer().buffer());
+                    launch::half_matmul(ctx, ba, &la, bb, &lb, &batch, m, k, n, buf.buffer());
+                }
+                Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
+            }
+        };
+        let mut result = Tensor::record(out, GradOp::Half(HalfGrad::Matmul), &[&a, &b]).to_dtype(out_dtype);
+        // Undo the promotion of 1-D operands, row axis first (see `Tensor::matmul`).
+        if self.rank() == 1 {
+            result = result.squeeze(-2);
+        }
+        if other.rank() == 1 {
+            result = result.squeeze(-1);
+        }
+        result
+    }
+}
+
+/// Copies the `f16` elements of `src` into the view `dst` (same shape, same device), for
+/// `contiguous`, `cat` and in-place assignment. `dst` must be a view of storage that only
+/// the caller holds.
+pub(super) fn copy_half_into(src: &Tensor, dst: &Tensor) {
+    debug_assert_eq!(src.shape(), dst.shape());
+    match (&*src.storage, &*dst.storage) {
+        (Storage::Cpu(s), Storage::Cpu(d)) => {
+            let s = s.read().unwrap();
+            let mut d = d.write().unwrap();
+            let CpuData::F16(d) = &mut *d else { panic!("copy: f16 source into {} storage", d.dtype()) };
+            cpu::half::copy_into(s.as_f16(), &src.layout, d, &dst.layout);
+        }
+        (Storage::Gpu(s), Storage::Gpu(d)) => {
+            if src.numel() > 0 {
+                launch::half_copy(&s.ctx, s.buffer(), &src.layout, d.buffer(), &dst.layout);
+            }
+        }
+        _ => unreachable!("copy_into across devices"),
+    }
+}
