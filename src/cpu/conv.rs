@@ -17,6 +17,8 @@
 
 use rayon::prelude::*;
 
+use super::gemm::{sgemm, Strided, Threads};
+
 use crate::tensor::Layout;
 
 /// The shape arithmetic of one 2-D convolution over an NCHW batch, shared by the CPU
@@ -206,12 +208,11 @@ fn axpy_fma(y: &mut [f32], a: f32, x: &[f32]) {
     }
 }
 
-/// `C = A B + beta C` with `matrixmultiply`, whose strides let `A` and `B` be read
-/// transposed in place. Each slice starts at the matrix's first element and holds every
-/// element the strides reach.
+/// `C = A B + beta C` on this thread (the callers run one image per rayon task), `A` and
+/// `B` given as slices starting at their first element with `(row, column)` strides.
 #[allow(clippy::too_many_arguments)]
 fn gemm(
-    (m, k, n): (usize, usize, usize),
+    mkn: (usize, usize, usize),
     a: &[f32],
     (rsa, csa): (usize, usize),
     b: &[f32],
@@ -220,37 +221,9 @@ fn gemm(
     c: &mut [f32],
     rsc: usize,
 ) {
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // An empty sum: C keeps beta times its value.
-        for i in 0..m {
-            c[i * rsc..i * rsc + n].iter_mut().for_each(|v| *v *= beta);
-        }
-        return;
-    }
-    assert!((a.len() > (m - 1) * rsa + (k - 1) * csa && b.len() > (k - 1) * rsb + (n - 1) * csb));
-    assert!(c.len() > (m - 1) * rsc + n - 1);
-    // SAFETY: the asserts above keep every index sgemm touches inside the slices.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            rsc as isize,
-            1,
-        );
-    }
+    let operand =
+        |data, rs: usize, cs: usize| Strided { data, offset: 0, row_stride: rs as isize, col_stride: cs as isize };
+    sgemm(mkn, operand(a, rsa, csa), operand(b, rsb, csb), beta, c, rsc, Threads::Caller);
 }
 
 /// The channel split of a grouped convolution: `(groups, input channels per group,

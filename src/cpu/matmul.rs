@@ -1,11 +1,12 @@
-//! Batched matrix multiplication on the host with `matrixmultiply`'s sgemm, which takes
-//! arbitrary row and column strides: transposed and broadcast operands need no copy.
+//! Batched matrix multiplication on the host with [`sgemm`], which takes arbitrary row
+//! and column strides: transposed and broadcast operands need no copy.
 //!
 //! The fused form ([`matmul_fused`]) is the CPU twin of the GPU kernels' epilogue: the
-//! output is first filled with the bias, sgemm adds the product to it (`beta = 1`), and the
+//! output is first filled with the bias, the GEMM adds the product to it (`beta = 1`), and the
 //! activation runs in place, so bias and activation cost one pass over the output instead
 //! of two more tensors.
 
+use super::gemm::{sgemm, Strided, Threads};
 use crate::tensor::{Activation, Layout};
 
 /// Which output index a fused bias is indexed by.
@@ -76,27 +77,11 @@ pub fn matmul_fused(
     if k > 0 {
         for (bi, (oa, ob)) in batch_layout_a.storage_indices().zip(batch_layout_b.storage_indices()).enumerate() {
             let c = &mut out[bi * m * n..(bi + 1) * m * n];
-            // SAFETY: every index sgemm touches, offset + i*rs + j*cs for i < rows and j < cols,
-            // lies inside the storage extent of the views, which the tensor layer guarantees.
-            unsafe {
-                matrixmultiply::sgemm(
-                    m,
-                    k,
-                    n,
-                    1.0,
-                    a.as_ptr().add(oa),
-                    a_rs,
-                    a_cs,
-                    b.as_ptr().add(ob),
-                    b_rs,
-                    b_cs,
-                    // With a bias, add to it; without, overwrite (sgemm then never reads `c`).
-                    if bias.is_some() { 1.0 } else { 0.0 },
-                    c.as_mut_ptr(),
-                    n as isize,
-                    1,
-                );
-            }
+            let lhs = Strided { data: a, offset: oa, row_stride: a_rs, col_stride: a_cs };
+            let rhs = Strided { data: b, offset: ob, row_stride: b_rs, col_stride: b_cs };
+            // With a bias, add to it; without, overwrite (the GEMM then never reads `c`).
+            let beta = if bias.is_some() { 1.0 } else { 0.0 };
+            sgemm((m, k, n), lhs, rhs, beta, c, n, Threads::Pool);
         }
     }
     if let Some(op) = activation.unary_op() {

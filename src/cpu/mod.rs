@@ -17,20 +17,21 @@
 //! order as on one thread, so results are bit-identical for every thread count: the CPU
 //! backend stays a deterministic reference. No kernel sums partial results across threads.
 //!
-//! Matrix products go to `matrixmultiply`, which has its own threads (up to 4, set by
-//! `MATMUL_NUM_THREADS`, default the number of physical cores). It is only ever called
-//! from the thread that runs the op, never from inside a rayon task, so the two pools take
-//! turns instead of competing for the cores: while a GEMM runs the rayon workers are idle,
-//! and the GEMM's workers are idle while a rayon kernel runs.
+//! Matrix products go to [`gemm::sgemm`] (the `gemm` crate), which splits a large product
+//! over blocks of its output on the same rayon pool, so GEMMs and the other kernels share
+//! one set of threads. A GEMM inside a kernel that is already split across the pool (one
+//! image of a convolution per task) runs on its task's thread.
 //!
 //! [`Layout`]: crate::tensor::Layout
 
+pub(crate) mod alloc;
 pub mod augment;
 pub mod batch_norm;
 pub mod conv;
 pub mod creation;
 pub mod elementwise;
 pub mod embedding;
+pub mod gemm;
 pub mod half;
 pub mod index;
 pub mod layer_norm;

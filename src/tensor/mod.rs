@@ -86,6 +86,7 @@ impl Tensor {
     // ---- construction helpers used by every op ----
 
     pub(crate) fn from_cpu_data(data: CpuData, shape: &[usize]) -> Tensor {
+        crate::cpu::alloc::tune_once();
         let dtype = data.dtype();
         Tensor {
             storage: Arc::new(Storage::Cpu(RwLock::new(data))),
