@@ -12,6 +12,9 @@
 
 use std::ops::Range;
 
+use rayon::prelude::*;
+
+use super::gemm::{sgemm, Strided, Threads};
 use super::parallel;
 
 /// One time step of a recurrent layer: the sizes and the state slots every cell kernel
@@ -266,43 +269,205 @@ pub fn lstm_cell_forward(s: &CellStep, x: &ForwardInputs, state: &mut [f32], ws:
         .map(|((h, c), ws)| LstmForwardRow { h, c, ws })
         .collect();
     let zeros = vec![-0.0f32; width];
-    let (b_ih, b_hh) = biases(x, &zeros);
+    let bias = biases(x, &zeros);
     let xw = &x.xw[s.time_rows(0, width)];
     per_row(&mut rows, s.row_work(4), |b, out| {
-        let (h_prev, c_prev) = (&h_in[b * h..(b + 1) * h], &c_in[b * h..(b + 1) * h]);
-        if !s.active(x.lengths, b) {
-            out.h.copy_from_slice(h_prev);
-            out.c.copy_from_slice(c_prev);
-            out.ws.fill(0.0);
-            return;
-        }
-        // Three passes over slices, each a plain loop the compiler vectorises: the
-        // pre-activations into the workspace row, the gate nonlinearities in place, then the
-        // state update. Per element these are the operations of rnn.wgsl, in its order.
-        let (xw, hw) = (&xw[b * width..(b + 1) * width], &x.hw[b * width..(b + 1) * width]);
-        for ((((pre, &xw), &b_ih), &hw), &b_hh) in out.ws.iter_mut().zip(xw).zip(b_ih).zip(hw).zip(b_hh) {
-            *pre = (xw + b_ih) + (hw + b_hh);
-        }
-        let (ig, rest) = out.ws.split_at_mut(h);
-        let (fg, rest) = rest.split_at_mut(h);
-        let (gg, og) = rest.split_at_mut(h);
-        for gate in [&mut *ig, &mut *fg, &mut *og] {
-            for v in gate.iter_mut() {
-                *v = sigmoid(*v);
-            }
-        }
-        for v in gg.iter_mut() {
-            *v = tanh(*v);
-        }
-        let gates = ig.iter().zip(fg.iter()).zip(gg.iter()).zip(og.iter());
-        for ((h_out, c_out), (&c_prev, (((&ig, &fg), &gg), &og))) in
-            out.h.iter_mut().zip(out.c.iter_mut()).zip(c_prev.iter().zip(gates))
-        {
-            let c = fg * c_prev + ig * gg;
-            *h_out = og * tanh(c);
-            *c_out = c;
-        }
+        let (units, gates) = (b * h..(b + 1) * h, b * width..(b + 1) * width);
+        let prev = (&h_in[units.clone()], &c_in[units]);
+        lstm_forward_row(s.active(x.lengths, b), &xw[gates.clone()], &x.hw[gates], bias, prev, out);
     });
+}
+
+/// One batch row of an LSTM step: `xw` and `hw` are the row's `[4H]` projections, `prev`
+/// its `[H]` previous hidden and cell state. A row past its sequence's end (not `active`)
+/// carries its state over and leaves zero gate activations.
+#[inline(always)]
+fn lstm_forward_row(
+    active: bool,
+    xw: &[f32],
+    hw: &[f32],
+    (b_ih, b_hh): (&[f32], &[f32]),
+    (h_prev, c_prev): (&[f32], &[f32]),
+    out: &mut LstmForwardRow,
+) {
+    let h = h_prev.len();
+    if !active {
+        out.h.copy_from_slice(h_prev);
+        out.c.copy_from_slice(c_prev);
+        out.ws.fill(0.0);
+        return;
+    }
+    // Three passes over slices, each a plain loop the compiler vectorises: the
+    // pre-activations into the workspace row, the gate nonlinearities in place, then the
+    // state update. Per element these are the operations of rnn.wgsl, in its order.
+    for ((((pre, &xw), &b_ih), &hw), &b_hh) in out.ws.iter_mut().zip(xw).zip(b_ih).zip(hw).zip(b_hh) {
+        *pre = (xw + b_ih) + (hw + b_hh);
+    }
+    let (ig, rest) = out.ws.split_at_mut(h);
+    let (fg, rest) = rest.split_at_mut(h);
+    let (gg, og) = rest.split_at_mut(h);
+    for gate in [&mut *ig, &mut *fg, &mut *og] {
+        for v in gate.iter_mut() {
+            *v = sigmoid(*v);
+        }
+    }
+    for v in gg.iter_mut() {
+        *v = tanh(*v);
+    }
+    let gates = ig.iter().zip(fg.iter()).zip(gg.iter()).zip(og.iter());
+    for ((h_out, c_out), (&c_prev, (((&ig, &fg), &gg), &og))) in
+        out.h.iter_mut().zip(out.c.iter_mut()).zip(c_prev.iter().zip(gates))
+    {
+        let c = fg * c_prev + ig * gg;
+        *h_out = og * tanh(c);
+        *c_out = c;
+    }
+}
+
+/// What the forward pass of a whole LSTM layer and direction reads: `xw` `[T, B, 4H]`
+/// (`x_t W_ih^T` of every step), `w_hh_t` (`W_hh^T`, `[H, 4H]` row-major), the two biases
+/// `[4H]`, lengths `[B]`.
+#[derive(Clone, Copy, Debug)]
+pub struct SequenceInputs<'a> {
+    pub xw: &'a [f32],
+    pub w_hh_t: &'a [f32],
+    pub bias: Option<(&'a [f32], &'a [f32])>,
+    pub lengths: Option<&'a [i32]>,
+}
+
+/// Whether [`lstm_layer_forward`] pays for a batch of `batch` sequences: it splits the
+/// batch across threads, so it needs at least two rows per thread to beat the per-step
+/// split of [`lstm_cell_forward`] and the matmul.
+pub fn splits_by_sequence(batch: usize) -> bool {
+    let threads = parallel::threads();
+    threads > 1 && batch >= 2 * threads
+}
+
+/// The forward pass of a whole LSTM layer and direction: for each step of `steps` (in the
+/// order given), `h W_hh^T` and the cell, writing the state slots and the workspace as
+/// [`lstm_cell_forward`] does step by step.
+///
+/// The sequences of a batch are independent through all the steps, so the batch is cut
+/// into one run of rows per thread and each thread carries its rows through every step on
+/// its own: one hand-off to the pool per layer instead of two per step (the GEMM's and the
+/// cell's), and each thread's rows of the state stay in its core's cache. Each row is
+/// computed by the same operations as in the step-by-step path (its recurrent GEMM row is
+/// one dot product over `H` per element, whatever the rows around it), so the results are
+/// the same bits.
+pub fn lstm_layer_forward(steps: &[CellStep], x: &SequenceInputs, state: &mut [f32], ws: &mut [f32]) {
+    let Some(first) = steps.first() else { return };
+    let (batch, h, width) = (first.batch, first.hidden, 4 * first.hidden);
+    assert_eq!(x.w_hh_t.len(), h * width, "lstm_layer_forward: W_hh^T of {} elements for hidden {h}", x.w_hh_t.len());
+    let per_run = batch.div_ceil(parallel::threads().clamp(1, batch.max(1)));
+    let zeros = vec![-0.0f32; width];
+    let bias = x.bias.unwrap_or((&zeros, &zeros));
+    let (state, ws) = (RowShared::new(state), RowShared::new(ws));
+    (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| {
+        let rows = run * per_run..((run + 1) * per_run).min(batch);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { lstm_run_avx2(steps, x, bias, rows, &state, &ws) };
+        }
+        lstm_run(steps, x, bias, rows, &state, &ws);
+    });
+}
+
+/// [`lstm_run`] compiled for AVX2, 8 floats wide (see [`vectorised`]). The body is
+/// `#[inline(always)]`, so it is compiled here in full rather than left to the inliner.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lstm_run_avx2(
+    steps: &[CellStep],
+    x: &SequenceInputs,
+    bias: (&[f32], &[f32]),
+    rows: Range<usize>,
+    state: &RowShared,
+    ws: &RowShared,
+) {
+    lstm_run(steps, x, bias, rows, state, ws)
+}
+
+/// One run of [`lstm_layer_forward`]: the batch rows `rows` through every step.
+#[inline(always)]
+fn lstm_run(
+    steps: &[CellStep],
+    x: &SequenceInputs,
+    bias: (&[f32], &[f32]),
+    rows: Range<usize>,
+    state: &RowShared,
+    ws: &RowShared,
+) {
+    let (n, h) = (rows.len(), steps[0].hidden);
+    let width = 4 * h;
+    // The rows `rows` of a `[B, w]` block that starts at `range.start`, and row `i` of them.
+    let own = |range: Range<usize>, w: usize| range.start + rows.start * w..range.start + rows.end * w;
+    let own_row = |range: Range<usize>, w: usize, i: usize| {
+        let start = range.start + (rows.start + i) * w;
+        start..start + w
+    };
+    let mut hw = vec![0.0f32; n * width];
+    for s in steps {
+        // SAFETY: this run reads and writes only its own rows of each slot and of the
+        // workspace, which no other run touches; within a step the slots read (`slot_in`)
+        // and written (`slot_out`) are different slots.
+        let (h_prev, c_prev) =
+            unsafe { (state.get(own(s.slot(0, s.slot_in), h)), state.get(own(s.slot(1, s.slot_in), h))) };
+        let lhs = Strided { data: h_prev, offset: 0, row_stride: h as isize, col_stride: 1 };
+        let rhs = Strided { data: x.w_hh_t, offset: 0, row_stride: width as isize, col_stride: 1 };
+        sgemm((n, h, width), lhs, rhs, 0.0, &mut hw, width, Threads::Caller);
+        let xw = &x.xw[own(s.time_rows(0, width), width)];
+        for i in 0..n {
+            let (units, gates) = (i * h..(i + 1) * h, i * width..(i + 1) * width);
+            // SAFETY: as above; row `i` of this step's outputs is reached only here.
+            let mut out = unsafe {
+                LstmForwardRow {
+                    h: state.get_mut(own_row(s.slot(0, s.slot_out), h, i)),
+                    c: state.get_mut(own_row(s.slot(1, s.slot_out), h, i)),
+                    ws: ws.get_mut(own_row(s.time_rows(0, width), width, i)),
+                }
+            };
+            let prev = (&h_prev[units.clone()], &c_prev[units]);
+            let active = s.active(x.lengths, rows.start + i);
+            lstm_forward_row(active, &xw[gates.clone()], &hw[gates], bias, prev, &mut out);
+        }
+    }
+}
+
+/// A mutable buffer that several threads carve disjoint row ranges out of (the runs of
+/// [`lstm_layer_forward`]). Holding it borrows the buffer mutably for its whole life.
+struct RowShared<'a> {
+    ptr: *mut f32,
+    len: usize,
+    _borrow: std::marker::PhantomData<&'a mut [f32]>,
+}
+
+// SAFETY: the buffer is only reached through `get` and `get_mut`, whose callers promise
+// that no range given out mutably overlaps another range in use on any thread.
+unsafe impl Send for RowShared<'_> {}
+unsafe impl Sync for RowShared<'_> {}
+
+impl<'a> RowShared<'a> {
+    fn new(data: &'a mut [f32]) -> Self {
+        RowShared { ptr: data.as_mut_ptr(), len: data.len(), _borrow: std::marker::PhantomData }
+    }
+
+    /// # Safety
+    /// No range overlapping `r` may be in use mutably while the slice lives.
+    unsafe fn get(&self, r: Range<usize>) -> &[f32] {
+        assert!(r.start <= r.end && r.end <= self.len, "rnn: rows {r:?} outside a buffer of {}", self.len);
+        // SAFETY: in bounds (checked above); the caller rules out mutable overlap.
+        unsafe { std::slice::from_raw_parts(self.ptr.add(r.start), r.len()) }
+    }
+
+    /// # Safety
+    /// No range overlapping `r` may be in use at all while the slice lives.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn get_mut(&self, r: Range<usize>) -> &mut [f32] {
+        assert!(r.start <= r.end && r.end <= self.len, "rnn: rows {r:?} outside a buffer of {}", self.len);
+        // SAFETY: in bounds (checked above); the caller rules out any overlap.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(r.start), r.len()) }
+    }
 }
 
 /// The outputs of one backward row: its gate gradients (one or two sections) and its

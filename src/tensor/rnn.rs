@@ -521,10 +521,25 @@ impl Tensor {
             (width, _) => Tensor::empty_like_shape(&[steps, batch, width * hidden], DType::F32, &device),
         };
         debug_assert_eq!(xw.shape(), [steps * batch, gh]);
-        for k_step in 0..steps {
-            let step = slots.step(batch, hidden, k_step);
-            let hw = slot_view(&state, 0, step.slot_in).matmul(&w_hh_t);
-            cell_forward(mode, &step, &xw, &hw, &k, &state, &ws);
+        if mode == RnnMode::Lstm && device.is_cpu() && cpu_rnn::splits_by_sequence(batch) {
+            // The whole sequence in one pass, the batch split across threads.
+            let steps: Vec<CellStep> = (0..steps).map(|k_step| slots.step(batch, hidden, k_step)).collect();
+            let (xw_data, w_data) = (xw.cpu_data(), w_hh_t.cpu_data());
+            let inputs = cpu_rnn::SequenceInputs {
+                xw: host_slice(&xw_data, &xw),
+                w_hh_t: host_slice(&w_data, &w_hh_t),
+                bias: k.host_bias.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice())),
+                lengths: k.lengths.as_deref(),
+            };
+            with_host_mut(&state, |state| {
+                with_host_mut(&ws, |ws| cpu_rnn::lstm_layer_forward(&steps, &inputs, state, ws))
+            });
+        } else {
+            for k_step in 0..steps {
+                let step = slots.step(batch, hidden, k_step);
+                let hw = slot_view(&state, 0, step.slot_in).matmul(&w_hh_t);
+                cell_forward(mode, &step, &xw, &hw, &k, &state, &ws);
+            }
         }
 
         let mut inputs: Vec<&Tensor> = vec![self, weights.weight_ih, weights.weight_hh, &h0];
