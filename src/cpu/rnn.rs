@@ -524,35 +524,167 @@ pub fn lstm_cell_backward(s: &CellStep, x: &BackwardInputs, dgates: &mut [f32], 
     let ws = &x.ws[s.time_rows(0, width)];
     per_row(&mut rows, s.row_work(2), |b, out| {
         let unit = b * h..(b + 1) * h;
-        let (dh_out, dc_out, dhw) = (&dh_out[unit.clone()], &dc_out[unit.clone()], &x.dhw[unit.clone()]);
+        let d_out = (&dh_out[unit.clone()], &dc_out[unit.clone()]);
+        let cells = (&c_out[unit.clone()], &c_in[unit.clone()]);
         let [dgates, _] = &mut out.dgates;
         let [carry_h, carry_c] = &mut out.carry;
-        if !s.active(x.lengths, b) {
-            for j in 0..h {
-                carry_h[j] = incoming_dh(dh_out, dhw, carry_h, j);
-                carry_c[j] += dc_out[j];
-            }
-            dgates.fill(0.0);
-            return;
-        }
-        let ws = &ws[b * width..(b + 1) * width];
-        let (c_out, c_in) = (&c_out[unit.clone()], &c_in[unit]);
-        let (ig, fg, gg, og) = (gate(ws, 0, h), gate(ws, 1, h), gate(ws, 2, h), gate(ws, 3, h));
-        let (d_i, rest) = dgates.split_at_mut(h);
-        let (d_f, rest) = rest.split_at_mut(h);
-        let (d_g, d_o) = rest.split_at_mut(h);
-        for j in 0..h {
-            let dh = incoming_dh(dh_out, dhw, carry_h, j);
-            let tc = tanh(c_out[j]);
-            let dc = dc_out[j] + carry_c[j] + dh * og[j] * (1.0 - tc * tc);
-            d_i[j] = dc * gg[j] * ig[j] * (1.0 - ig[j]);
-            d_f[j] = dc * c_in[j] * fg[j] * (1.0 - fg[j]);
-            d_g[j] = dc * ig[j] * (1.0 - gg[j] * gg[j]);
-            d_o[j] = dh * tc * og[j] * (1.0 - og[j]);
-            carry_h[j] = 0.0;
-            carry_c[j] = dc * fg[j];
-        }
+        let active = s.active(x.lengths, b);
+        lstm_backward_row(
+            active,
+            d_out,
+            &x.dhw[unit],
+            &ws[b * width..(b + 1) * width],
+            cells,
+            dgates,
+            carry_h,
+            carry_c,
+        );
     });
+}
+
+/// One batch row of an LSTM backward step: `d_out` is the state gradient `(dh, dc)` of
+/// the step's output slot, `dhw` the next step's gate gradients times `W_hh`, `ws` the
+/// row's `[4H]` gate activations, `cells` its `(c_t, c_{t-1})`. Writes the row's gate
+/// gradients and updates its carried `(dh, dc)`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn lstm_backward_row(
+    active: bool,
+    (dh_out, dc_out): (&[f32], &[f32]),
+    dhw: &[f32],
+    ws: &[f32],
+    (c_out, c_in): (&[f32], &[f32]),
+    dgates: &mut [f32],
+    carry_h: &mut [f32],
+    carry_c: &mut [f32],
+) {
+    let h = dh_out.len();
+    if !active {
+        for j in 0..h {
+            carry_h[j] = incoming_dh(dh_out, dhw, carry_h, j);
+            carry_c[j] += dc_out[j];
+        }
+        dgates.fill(0.0);
+        return;
+    }
+    let (ig, fg, gg, og) = (gate(ws, 0, h), gate(ws, 1, h), gate(ws, 2, h), gate(ws, 3, h));
+    let (d_i, rest) = dgates.split_at_mut(h);
+    let (d_f, rest) = rest.split_at_mut(h);
+    let (d_g, d_o) = rest.split_at_mut(h);
+    for j in 0..h {
+        let dh = incoming_dh(dh_out, dhw, carry_h, j);
+        let tc = tanh(c_out[j]);
+        let dc = dc_out[j] + carry_c[j] + dh * og[j] * (1.0 - tc * tc);
+        d_i[j] = dc * gg[j] * ig[j] * (1.0 - ig[j]);
+        d_f[j] = dc * c_in[j] * fg[j] * (1.0 - fg[j]);
+        d_g[j] = dc * ig[j] * (1.0 - gg[j] * gg[j]);
+        d_o[j] = dh * tc * og[j] * (1.0 - og[j]);
+        carry_h[j] = 0.0;
+        carry_c[j] = dc * fg[j];
+    }
+}
+
+/// What the backward pass of a whole LSTM layer and direction reads: the gradient of the
+/// state tensor `[2, T + 1, B, H]`, the forward workspace `[T, B, 4H]` and state, `W_hh`
+/// (`[4H, H]` row-major), lengths `[B]`.
+#[derive(Clone, Copy, Debug)]
+pub struct SequenceBackwardInputs<'a> {
+    pub d_state: &'a [f32],
+    pub ws: &'a [f32],
+    pub state: &'a [f32],
+    pub w_hh: &'a [f32],
+    pub lengths: Option<&'a [i32]>,
+}
+
+/// The backward pass through time of a whole LSTM layer and direction: `steps` in forward
+/// order, walked from the last; for each, `dhw = dgates_next W_hh` and the backward cell,
+/// writing `dgates` (`[1, T, B, 4H]`) and `carry` (`[2, B, H]`) as [`lstm_cell_backward`]
+/// does step by step. The batch is split across threads as in [`lstm_layer_forward`], with
+/// the same bits as the step-by-step path.
+pub fn lstm_layer_backward(steps: &[CellStep], x: &SequenceBackwardInputs, dgates: &mut [f32], carry: &mut [f32]) {
+    let Some(first) = steps.first() else { return };
+    let (batch, h, width) = (first.batch, first.hidden, 4 * first.hidden);
+    assert_eq!(x.w_hh.len(), width * h, "lstm_layer_backward: W_hh of {} elements for hidden {h}", x.w_hh.len());
+    let per_run = batch.div_ceil(parallel::threads().clamp(1, batch.max(1)));
+    let (dgates, carry) = (RowShared::new(dgates), RowShared::new(carry));
+    (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| {
+        let rows = run * per_run..((run + 1) * per_run).min(batch);
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU supports AVX2, checked just above.
+            return unsafe { lstm_backward_run_avx2(steps, x, rows, &dgates, &carry) };
+        }
+        lstm_backward_run(steps, x, rows, &dgates, &carry);
+    });
+}
+
+/// [`lstm_backward_run`] compiled for AVX2 (as [`lstm_run_avx2`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lstm_backward_run_avx2(
+    steps: &[CellStep],
+    x: &SequenceBackwardInputs,
+    rows: Range<usize>,
+    dgates: &RowShared,
+    carry: &RowShared,
+) {
+    lstm_backward_run(steps, x, rows, dgates, carry)
+}
+
+/// One run of [`lstm_layer_backward`]: the batch rows `rows` back through every step.
+#[inline(always)]
+fn lstm_backward_run(
+    steps: &[CellStep],
+    x: &SequenceBackwardInputs,
+    rows: Range<usize>,
+    dgates: &RowShared,
+    carry: &RowShared,
+) {
+    let (n, h, batch) = (rows.len(), steps[0].hidden, steps[0].batch);
+    let width = 4 * h;
+    let own = |range: Range<usize>, w: usize| range.start + rows.start * w..range.start + rows.end * w;
+    let own_row = |range: Range<usize>, w: usize, i: usize| {
+        let start = range.start + (rows.start + i) * w;
+        start..start + w
+    };
+    // SAFETY: each run's rows of `carry` (both sections) are its own for the whole pass.
+    let (carry_h, carry_c) =
+        unsafe { (carry.get_mut(own(0..batch * h, h)), carry.get_mut(own(batch * h..2 * batch * h, h))) };
+    let mut dhw = vec![0.0f32; n * h];
+    for k in (0..steps.len()).rev() {
+        let s = &steps[k];
+        if let Some(next) = steps.get(k + 1) {
+            // SAFETY: the next step's gate gradients (another time) were written by this
+            // run, and nothing writes them now.
+            let dg_next = unsafe { dgates.get(own(next.time_rows(0, width), width)) };
+            let lhs = Strided { data: dg_next, offset: 0, row_stride: width as isize, col_stride: 1 };
+            let rhs = Strided { data: x.w_hh, offset: 0, row_stride: h as isize, col_stride: 1 };
+            sgemm((n, width, h), lhs, rhs, 0.0, &mut dhw, h, Threads::Caller);
+        }
+        let (dh_out, dc_out) = (&x.d_state[s.slot(0, s.slot_out)], &x.d_state[s.slot(1, s.slot_out)]);
+        let (c_out, c_in) = (&x.state[s.slot(1, s.slot_out)], &x.state[s.slot(1, s.slot_in)]);
+        let ws = &x.ws[s.time_rows(0, width)];
+        for i in 0..n {
+            let b = rows.start + i;
+            let unit = b * h..(b + 1) * h;
+            let d_out = (&dh_out[unit.clone()], &dc_out[unit.clone()]);
+            let cells = (&c_out[unit.clone()], &c_in[unit]);
+            // SAFETY: row `b` of this step's gate gradients is reached only here.
+            let dg = unsafe { dgates.get_mut(own_row(s.time_rows(0, width), width, i)) };
+            let local = i * h..(i + 1) * h;
+            let (ch, cc) = (&mut carry_h[local.clone()], &mut carry_c[local.clone()]);
+            lstm_backward_row(
+                s.active(x.lengths, b),
+                d_out,
+                &dhw[local],
+                &ws[b * width..(b + 1) * width],
+                cells,
+                dg,
+                ch,
+                cc,
+            );
+        }
+    }
 }
 
 /// The outputs of one GRU or Elman forward row.

@@ -398,13 +398,31 @@ impl RnnGrad {
         let dgates_h = |t: usize| matrix_view(&dgates, ((sections - 1) * steps + t) * batch * gh, batch, gh);
         let ws = ws.map_or_else(|| state.clone(), |w| w.detach());
         let zero_dhw = Tensor::zeros(&[batch, hidden], device);
-        for k_step in (0..steps).rev() {
-            let step = slots.step(batch, hidden, k_step);
-            // dL/dh_t through the next step's recurrent GEMM (none after the last step).
-            let dhw =
-                if k_step + 1 < steps { dgates_h(slots.time(k_step + 1)).matmul(&w_hh) } else { zero_dhw.clone() };
-            let operands = BackwardOperands { d_state: &d_state, dhw: &dhw, ws: &ws, state: &state };
-            cell_backward(mode, &step, &operands, &k, &dgates, &carry);
+        if mode == RnnMode::Lstm && device.is_cpu() && cpu_rnn::splits_by_sequence(batch) {
+            // Back through the whole sequence in one pass, the batch split across threads.
+            let steps: Vec<CellStep> = (0..steps).map(|k_step| slots.step(batch, hidden, k_step)).collect();
+            let w_hh = w_hh.contiguous();
+            let (d_data, ws_data, state_data, w_data) =
+                (d_state.cpu_data(), ws.cpu_data(), state.cpu_data(), w_hh.cpu_data());
+            let inputs = cpu_rnn::SequenceBackwardInputs {
+                d_state: host_slice(&d_data, &d_state),
+                ws: host_slice(&ws_data, &ws),
+                state: host_slice(&state_data, &state),
+                w_hh: host_slice(&w_data, &w_hh),
+                lengths: k.lengths.as_deref(),
+            };
+            with_host_mut(&dgates, |dg| {
+                with_host_mut(&carry, |c| cpu_rnn::lstm_layer_backward(&steps, &inputs, dg, c))
+            });
+        } else {
+            for k_step in (0..steps).rev() {
+                let step = slots.step(batch, hidden, k_step);
+                // dL/dh_t through the next step's recurrent GEMM (none after the last step).
+                let dhw =
+                    if k_step + 1 < steps { dgates_h(slots.time(k_step + 1)).matmul(&w_hh) } else { zero_dhw.clone() };
+                let operands = BackwardOperands { d_state: &d_state, dhw: &dhw, ws: &ws, state: &state };
+                cell_backward(mode, &step, &operands, &k, &dgates, &carry);
+            }
         }
 
         let mut grads: Vec<Option<Tensor>> = vec![None; inputs.len()];
