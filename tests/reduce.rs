@@ -267,3 +267,30 @@ fn reductions_of_large_sums_stay_accurate() {
         |x| x[0].sum(&[1], false),
     );
 }
+
+/// Sums and means over the leading axes of a contiguous CPU tensor read its rows in place
+/// (no transposing copy); they must give the same bits as the same reduction over the
+/// last axes of the transposed copy, which takes the general path. Lengths around the
+/// eight accumulators (1, 7, 8, 9, 61), column counts that split across threads, a
+/// non-zero offset, and empty axes.
+#[test]
+fn leading_axis_sums_read_in_place_with_the_same_bits() {
+    let dev = Device::cpu();
+    let bits = |t: &Tensor| t.to_vec::<f32>().into_iter().map(f32::to_bits).collect::<Vec<_>>();
+    for &(len, cols) in &[(1, 5), (7, 3), (8, 1), (9, 13), (61, 600), (1792, 512), (0, 4), (5, 0)] {
+        let x = randn(&[len, cols], 31, &dev);
+        let xt = x.t().contiguous();
+        assert_eq!(bits(&x.sum(&[0], false)), bits(&xt.sum(&[1], false)), "sum of [{len}, {cols}]");
+        let (m, mt) = (x.mean(&[0], true), xt.mean(&[1], false));
+        assert_eq!(m.shape(), [1, cols]);
+        assert_eq!(bits(&m), bits(&mt), "mean of [{len}, {cols}]");
+    }
+    // Two leading axes of a 3-D tensor, and a view with an offset (a narrowed first axis).
+    let x = randn(&[6, 11, 37], 32, &dev);
+    let xt = x.permute(&[2, 0, 1]).contiguous();
+    assert_eq!(bits(&x.sum(&[0, 1], false)), bits(&xt.sum(&[1, 2], false)));
+    let part = x.narrow(0, 2, 3);
+    let part_t = part.permute(&[1, 2, 0]).contiguous();
+    assert_eq!(bits(&part.sum(&[0], false)), bits(&part_t.sum(&[2], false)));
+    assert_eq!(bits(&x.sum(&[0], false)), bits(&x.permute(&[1, 2, 0]).contiguous().sum(&[2], false)));
+}

@@ -167,6 +167,13 @@ pub fn max_pool2d(src: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i32>) {
 }
 
 fn max_pool_plane(plane: &[f32], g: &PoolGeometry, out: &mut [f32], indices: &mut [i32]) {
+    let halving = g.kernel == [2, 2] && g.stride == [2, 2] && g.padding == [0, 0] && g.dilation == [1, 1];
+    if halving && 2 * g.out_h <= g.in_h && 2 * g.out_w <= g.in_w {
+        return max_pool_plane_2x2(plane, g, out, indices);
+    }
+    if g.dilation == [1, 1] {
+        return max_pool_plane_dense(plane, g, out, indices);
+    }
     for oh in 0..g.out_h {
         let (h0, h1) = g.max_taps(0, oh);
         for ow in 0..g.out_w {
@@ -184,6 +191,62 @@ fn max_pool_plane(plane: &[f32], g: &PoolGeometry, out: &mut [f32], indices: &mu
             }
             out[oh * g.out_w + ow] = best;
             indices[oh * g.out_w + ow] = best_index as i32;
+        }
+    }
+}
+
+/// [`max_pool_plane`] for 2x2 windows with stride 2 that all lie inside the plane (the
+/// pooling of the textbook CNNs): the four taps in row-major order with the same
+/// comparisons, written as selects so that the loop over a row of outputs vectorises.
+fn max_pool_plane_2x2(plane: &[f32], g: &PoolGeometry, out: &mut [f32], indices: &mut [i32]) {
+    let (in_w, out_w) = (g.in_w, g.out_w);
+    for oh in 0..g.out_h {
+        let top = 2 * oh * in_w;
+        let (r0, r1) = (&plane[top..][..2 * out_w], &plane[top + in_w..][..2 * out_w]);
+        let (out_row, index_row) = (&mut out[oh * out_w..][..out_w], &mut indices[oh * out_w..][..out_w]);
+        for (ow, (o, index)) in out_row.iter_mut().zip(index_row.iter_mut()).enumerate() {
+            let at = (top + 2 * ow) as i32;
+            let taps = [
+                (r0[2 * ow], at),
+                (r0[2 * ow + 1], at + 1),
+                (r1[2 * ow], at + in_w as i32),
+                (r1[2 * ow + 1], at + in_w as i32 + 1),
+            ];
+            let (mut best, mut best_index) = (f32::NEG_INFINITY, at);
+            for (v, i) in taps {
+                let take = v.is_nan() | (!best.is_nan() & (v > best));
+                best = if take { v } else { best };
+                best_index = if take { i } else { best_index };
+            }
+            *o = best;
+            *index = best_index;
+        }
+    }
+}
+
+/// [`max_pool_plane`] for undilated windows (every pooling layer of the textbook
+/// networks): the same taps in the same order with the same comparisons, as plain ranges
+/// over row slices with the column windows worked out once per plane, where `step_by`
+/// and the per-window tap arithmetic cost more than the comparisons themselves.
+fn max_pool_plane_dense(plane: &[f32], g: &PoolGeometry, out: &mut [f32], indices: &mut [i32]) {
+    let cols: Vec<(usize, usize)> = (0..g.out_w).map(|ow| g.max_taps(1, ow)).collect();
+    for oh in 0..g.out_h {
+        let (h0, h1) = g.max_taps(0, oh);
+        let (out_row, index_row) = (&mut out[oh * g.out_w..][..g.out_w], &mut indices[oh * g.out_w..][..g.out_w]);
+        for ((o, index), &(w0, w1)) in out_row.iter_mut().zip(index_row.iter_mut()).zip(&cols) {
+            let mut best = f32::NEG_INFINITY;
+            let mut best_index = h0 * g.in_w + w0;
+            for h in h0..h1 {
+                let row = &plane[h * g.in_w..][..w1];
+                for (w, &v) in row.iter().enumerate().take(w1).skip(w0) {
+                    if v.is_nan() || (!best.is_nan() && v > best) {
+                        best = v;
+                        best_index = h * g.in_w + w;
+                    }
+                }
+            }
+            *o = best;
+            *index = best_index as i32;
         }
     }
 }
@@ -240,18 +303,29 @@ pub fn max_pool2d_backward(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) 
 /// made only of padding) sends nothing, as in the gather.
 fn max_pool2d_backward_disjoint(grad_out: &[f32], indices: &[i32], g: &PoolGeometry) -> Vec<f32> {
     let span = |axis: usize| (g.kernel[axis] - 1) * g.dilation[axis] + 1;
+    // Output `o`'s window along `axis` as a range of input positions (padding clipped); an
+    // index outside it did not come from this window and sends nothing. Worked out once per
+    // axis rather than per output.
+    let windows =
+        |axis: usize, outs: usize| -> Vec<(usize, usize)> { (0..outs).map(|o| g.max_taps(axis, o)).collect() };
+    let (rows, cols) = (windows(0, g.out_h), windows(1, g.out_w));
+    let dense = g.dilation == [1, 1];
     per_plane(g.planes, g.in_plane(), g.in_plane() + g.out_plane(), |plane, dst| {
         let base = plane * g.out_plane();
-        for oh in 0..g.out_h {
-            for ow in 0..g.out_w {
+        for (oh, &(h0, h1)) in rows.iter().enumerate() {
+            for (ow, &(w0, w1)) in cols.iter().enumerate() {
                 let o = base + oh * g.out_w + ow;
                 let Ok(at) = usize::try_from(indices[o]) else { continue };
                 if at >= g.in_plane() {
                     continue;
                 }
                 let (ih, iw) = (at / g.in_w, at % g.in_w);
-                if g.covering_outputs(0, ih, span(0)).contains(&oh) && g.covering_outputs(1, iw, span(1)).contains(&ow)
-                {
+                let inside = if dense {
+                    (h0..h1).contains(&ih) && (w0..w1).contains(&iw)
+                } else {
+                    g.covering_outputs(0, ih, span(0)).contains(&oh) && g.covering_outputs(1, iw, span(1)).contains(&ow)
+                };
+                if inside {
                     dst[at] += grad_out[o];
                 }
             }

@@ -30,6 +30,42 @@ pub fn reduce(op: ReduceOp, src: &[f32], offset: usize, rows: usize, len: usize,
     }
 }
 
+/// The sums (or with `mean` the means) of the `cols` columns of the row-major `[len, cols]`
+/// matrix at `src[offset..]`: the reduction of its leading axis without transposing it
+/// first. Column `j` is summed exactly as [`sum_f64`] sums a contiguous row (element `i`
+/// into accumulator `i % 8`, the same pairwise combination, then the tail), so the result
+/// is the same bits as [`reduce`] on the transposed copy; the accumulators are kept for a
+/// run of columns at once, so each pass over a row is one vectorised loop.
+pub fn column_sums(src: &[f32], offset: usize, len: usize, cols: usize, mean: bool) -> Vec<f32> {
+    let mut out = vec![0.0f32; cols];
+    parallel::for_each_run(&mut out, 1, len, |first, run| {
+        let w = run.len();
+        if w == 0 {
+            return;
+        }
+        let row = |i: usize| &src[offset + i * cols + first..][..w];
+        let mut acc = vec![0.0f64; 8 * w];
+        let full = len / 8 * 8;
+        for i in (0..full).step_by(8) {
+            for (k, lane) in acc.chunks_exact_mut(w).enumerate() {
+                for (a, &x) in lane.iter_mut().zip(row(i + k)) {
+                    *a += x as f64;
+                }
+            }
+        }
+        let lane = |k: usize, j: usize| acc[k * w + j];
+        for (j, o) in run.iter_mut().enumerate() {
+            let mut total = ((lane(0, j) + lane(4, j)) + (lane(1, j) + lane(5, j)))
+                + ((lane(2, j) + lane(6, j)) + (lane(3, j) + lane(7, j)));
+            for i in full..len {
+                total += row(i)[j] as f64;
+            }
+            *o = if mean { (total / len as f64) as f32 } else { total as f32 };
+        }
+    });
+    out
+}
+
 /// `sum(term(x))` over `xs` in f64: element `i` goes to accumulator `i % 8`, the
 /// accumulators are added pairwise in a fixed order, then the tail. The same bits for the
 /// same input every time.

@@ -257,7 +257,6 @@ impl Tensor {
         }
         let kept: Vec<usize> = (0..self.rank()).filter(|d| !reduced.contains(d)).collect();
         let perm: Vec<usize> = kept.iter().chain(&reduced).copied().collect();
-        let x = self.detach().permute(&perm).contiguous();
         let rows: usize = kept.iter().map(|&d| self.shape()[d]).product();
         let len: usize = reduced.iter().map(|&d| self.shape()[d]).product();
         if matches!(op, ReduceOp::Max | ReduceOp::Min | ReduceOp::ArgMax | ReduceOp::ArgMin) {
@@ -269,7 +268,20 @@ impl Tensor {
             kept.iter().map(|&d| self.shape()[d]).collect()
         };
         let out_dtype = if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) { DType::I32 } else { DType::F32 };
+        // Summing the leading axes of a contiguous tensor (a bias gradient, say) reads the
+        // rows in place instead of through a transposing copy; same order, same bits.
+        let leading = reduced.iter().enumerate().all(|(i, &d)| i == d) && !kept.is_empty();
+        let in_place_sums = matches!(op, ReduceOp::Sum | ReduceOp::Mean)
+            && leading
+            && self.layout.is_contiguous()
+            && self.device.is_cpu();
+        let x = if in_place_sums { self.detach() } else { self.detach().permute(&perm).contiguous() };
         let out = match &self.device {
+            Device::Cpu if in_place_sums => {
+                let data = x.cpu_data();
+                let sums = cpu::reduce::column_sums(data.as_f32(), x.layout.offset, len, rows, op == ReduceOp::Mean);
+                Tensor::from_cpu_data(CpuData::F32(sums), &out_shape)
+            }
             Device::Cpu => {
                 let out = cpu::reduce::reduce(op, x.cpu_data().as_f32(), x.layout.offset, rows, len, correction);
                 Tensor::from_cpu_data(out, &out_shape)

@@ -462,7 +462,9 @@ impl RnnGrad {
                 grads[index] = Some(dgates_x.sum(&[0], false));
             }
             if b_hh.is_tracked() {
-                grads[index + 1] = Some(dgates_hh.sum(&[0], false));
+                // With one gate-gradient section (LSTM, Elman) both biases get the same sum.
+                let shared = if sections == 1 { grads[index].clone() } else { None };
+                grads[index + 1] = Some(shared.unwrap_or_else(|| dgates_hh.sum(&[0], false)));
             }
         }
         grads
