@@ -181,8 +181,9 @@ pub fn tanh(x: f32) -> f32 {
 /// Runs `f`, on x86-64 CPUs with AVX2 compiled for AVX2 so that the cell loops inlined into
 /// it run 8 floats wide instead of 4. The arithmetic is the same IEEE operations either
 /// way (no FMA contraction), so the results are bit-identical. (An AVX-512 build as a
-/// third choice was measured slower: with three call sites the compiler stops inlining
-/// the cell loops into them.)
+/// third choice here was measured slower: with three call sites the compiler stops
+/// inlining the cell loops into them. The whole-sequence LSTM passes have AVX-512 builds
+/// of their own, whose bodies are `#[inline(always)]` and so always compiled in full.)
 #[inline(always)]
 fn vectorised<R>(f: impl FnOnce() -> R) -> R {
     #[cfg(target_arch = "x86_64")]
@@ -365,16 +366,37 @@ pub fn lstm_layer_forward(steps: &[CellStep], x: &SequenceInputs, state: &mut [f
     (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| {
         let rows = run * per_run..((run + 1) * per_run).min(batch);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { lstm_run_avx2(steps, x, bias, rows, &state, &ws) };
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F, checked just above.
+                return unsafe { lstm_run_avx512(steps, x, bias, rows, &state, &ws) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                return unsafe { lstm_run_avx2(steps, x, bias, rows, &state, &ws) };
+            }
         }
         lstm_run(steps, x, bias, rows, &state, &ws);
     });
 }
 
+/// [`lstm_run`] compiled for AVX-512, 16 floats wide.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn lstm_run_avx512(
+    steps: &[CellStep],
+    x: &SequenceInputs,
+    bias: (&[f32], &[f32]),
+    rows: Range<usize>,
+    state: &RowShared,
+    ws: &RowShared,
+) {
+    lstm_run(steps, x, bias, rows, state, ws)
+}
+
 /// [`lstm_run`] compiled for AVX2, 8 floats wide (see [`vectorised`]). The body is
-/// `#[inline(always)]`, so it is compiled here in full rather than left to the inliner.
+/// `#[inline(always)]`, so it is compiled here in full rather than left to the inliner;
+/// the arithmetic is the same IEEE operations on every path, so the bits are too.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn lstm_run_avx2(
@@ -610,12 +632,31 @@ pub fn lstm_layer_backward(steps: &[CellStep], x: &SequenceBackwardInputs, dgate
     (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| {
         let rows = run * per_run..((run + 1) * per_run).min(batch);
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx2") {
-            // SAFETY: the CPU supports AVX2, checked just above.
-            return unsafe { lstm_backward_run_avx2(steps, x, rows, &dgates, &carry) };
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports AVX-512F, checked just above.
+                return unsafe { lstm_backward_run_avx512(steps, x, rows, &dgates, &carry) };
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                // SAFETY: the CPU supports AVX2, checked just above.
+                return unsafe { lstm_backward_run_avx2(steps, x, rows, &dgates, &carry) };
+            }
         }
         lstm_backward_run(steps, x, rows, &dgates, &carry);
     });
+}
+
+/// [`lstm_backward_run`] compiled for AVX-512 (as [`lstm_run_avx512`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+fn lstm_backward_run_avx512(
+    steps: &[CellStep],
+    x: &SequenceBackwardInputs,
+    rows: Range<usize>,
+    dgates: &RowShared,
+    carry: &RowShared,
+) {
+    lstm_backward_run(steps, x, rows, dgates, carry)
 }
 
 /// [`lstm_backward_run`] compiled for AVX2 (as [`lstm_run_avx2`]).
