@@ -238,7 +238,7 @@ fn max_pool_plane_dense(plane: &[f32], g: &PoolGeometry, out: &mut [f32], indice
             let mut best_index = h0 * g.in_w + w0;
             for h in h0..h1 {
                 let row = &plane[h * g.in_w..][..w1];
-                for (w, &v) in row.iter().enumerate().take(w1).skip(w0) {
+                for (w, &v) in row.iter().enumerate().skip(w0) {
                     if v.is_nan() || (!best.is_nan() && v > best) {
                         best = v;
                         best_index = h * g.in_w + w;

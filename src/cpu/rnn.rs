@@ -359,55 +359,75 @@ pub fn lstm_layer_forward(steps: &[CellStep], x: &SequenceInputs, state: &mut [f
     let Some(first) = steps.first() else { return };
     let (batch, h, width) = (first.batch, first.hidden, 4 * first.hidden);
     assert_eq!(x.w_hh_t.len(), h * width, "lstm_layer_forward: W_hh^T of {} elements for hidden {h}", x.w_hh_t.len());
-    let per_run = batch.div_ceil(parallel::threads().clamp(1, batch.max(1)));
     let zeros = vec![-0.0f32; width];
     let bias = x.bias.unwrap_or((&zeros, &zeros));
     let (state, ws) = (RowShared::new(state), RowShared::new(ws));
-    (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| {
-        let rows = run * per_run..((run + 1) * per_run).min(batch);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F, checked just above.
-                return unsafe { lstm_run_avx512(steps, x, bias, rows, &state, &ws) };
+    for_each_batch_run(batch, |rows| lstm_run_widest(steps, x, bias, rows, &state, &ws));
+}
+
+/// Calls `f(rows)` on one run of consecutive batch rows per thread, in parallel; the runs
+/// cover `0..batch` once.
+fn for_each_batch_run(batch: usize, f: impl Fn(Range<usize>) + Sync) {
+    let per_run = batch.div_ceil(parallel::threads().clamp(1, batch.max(1)));
+    (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| f(run * per_run..((run + 1) * per_run).min(batch)));
+}
+
+/// Defines `fn $name(args)` that calls `$body(args)` compiled for the widest vector unit of
+/// the CPU it runs on: on x86-64 an AVX-512 build, else an AVX2 build, else the baseline.
+/// `$body` is `#[inline(always)]`, so each `#[target_feature]` build compiles it in full
+/// instead of leaving the cell loops to the inliner's judgement (see [`vectorised`]); the
+/// arithmetic is the same IEEE operations in every build, so the results are the same bits.
+macro_rules! widest_vector_build {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) = $body:ident) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F, checked just above.
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                return unsafe { lstm_run_avx2(steps, x, bias, rows, &state, &ws) };
-            }
+            $body($($arg),*)
         }
-        lstm_run(steps, x, bias, rows, &state, &ws);
-    });
+    };
 }
 
-/// [`lstm_run`] compiled for AVX-512, 16 floats wide.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn lstm_run_avx512(
-    steps: &[CellStep],
-    x: &SequenceInputs,
-    bias: (&[f32], &[f32]),
-    rows: Range<usize>,
-    state: &RowShared,
-    ws: &RowShared,
-) {
-    lstm_run(steps, x, bias, rows, state, ws)
+widest_vector_build!(
+    /// [`lstm_run`] for the CPU's vector unit.
+    fn lstm_run_widest(
+        steps: &[CellStep],
+        x: &SequenceInputs,
+        bias: (&[f32], &[f32]),
+        rows: Range<usize>,
+        state: &RowShared,
+        ws: &RowShared,
+    ) = lstm_run
+);
+
+/// The rows `rows` of a `[B, w]` block that starts at `block.start`.
+#[inline(always)]
+fn run_block(block: Range<usize>, rows: &Range<usize>, w: usize) -> Range<usize> {
+    block.start + rows.start * w..block.start + rows.end * w
 }
 
-/// [`lstm_run`] compiled for AVX2, 8 floats wide (see [`vectorised`]). The body is
-/// `#[inline(always)]`, so it is compiled here in full rather than left to the inliner;
-/// the arithmetic is the same IEEE operations on every path, so the bits are too.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn lstm_run_avx2(
-    steps: &[CellStep],
-    x: &SequenceInputs,
-    bias: (&[f32], &[f32]),
-    rows: Range<usize>,
-    state: &RowShared,
-    ws: &RowShared,
-) {
-    lstm_run(steps, x, bias, rows, state, ws)
+/// Row `i` of the rows `rows` of a `[B, w]` block that starts at `block.start`.
+#[inline(always)]
+fn run_row(block: Range<usize>, rows: &Range<usize>, w: usize, i: usize) -> Range<usize> {
+    let start = block.start + (rows.start + i) * w;
+    start..start + w
 }
 
 /// One run of [`lstm_layer_forward`]: the batch rows `rows` through every step.
@@ -422,12 +442,8 @@ fn lstm_run(
 ) {
     let (n, h) = (rows.len(), steps[0].hidden);
     let width = 4 * h;
-    // The rows `rows` of a `[B, w]` block that starts at `range.start`, and row `i` of them.
-    let own = |range: Range<usize>, w: usize| range.start + rows.start * w..range.start + rows.end * w;
-    let own_row = |range: Range<usize>, w: usize, i: usize| {
-        let start = range.start + (rows.start + i) * w;
-        start..start + w
-    };
+    let own = |block: Range<usize>, w: usize| run_block(block, &rows, w);
+    let own_row = |block: Range<usize>, w: usize, i: usize| run_row(block, &rows, w, i);
     let mut hw = vec![0.0f32; n * width];
     for s in steps {
         // SAFETY: this run reads and writes only its own rows of each slot and of the
@@ -627,50 +643,20 @@ pub fn lstm_layer_backward(steps: &[CellStep], x: &SequenceBackwardInputs, dgate
     let Some(first) = steps.first() else { return };
     let (batch, h, width) = (first.batch, first.hidden, 4 * first.hidden);
     assert_eq!(x.w_hh.len(), width * h, "lstm_layer_backward: W_hh of {} elements for hidden {h}", x.w_hh.len());
-    let per_run = batch.div_ceil(parallel::threads().clamp(1, batch.max(1)));
     let (dgates, carry) = (RowShared::new(dgates), RowShared::new(carry));
-    (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| {
-        let rows = run * per_run..((run + 1) * per_run).min(batch);
-        #[cfg(target_arch = "x86_64")]
-        {
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports AVX-512F, checked just above.
-                return unsafe { lstm_backward_run_avx512(steps, x, rows, &dgates, &carry) };
-            }
-            if std::arch::is_x86_feature_detected!("avx2") {
-                // SAFETY: the CPU supports AVX2, checked just above.
-                return unsafe { lstm_backward_run_avx2(steps, x, rows, &dgates, &carry) };
-            }
-        }
-        lstm_backward_run(steps, x, rows, &dgates, &carry);
-    });
+    for_each_batch_run(batch, |rows| lstm_backward_run_widest(steps, x, rows, &dgates, &carry));
 }
 
-/// [`lstm_backward_run`] compiled for AVX-512 (as [`lstm_run_avx512`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f")]
-fn lstm_backward_run_avx512(
-    steps: &[CellStep],
-    x: &SequenceBackwardInputs,
-    rows: Range<usize>,
-    dgates: &RowShared,
-    carry: &RowShared,
-) {
-    lstm_backward_run(steps, x, rows, dgates, carry)
-}
-
-/// [`lstm_backward_run`] compiled for AVX2 (as [`lstm_run_avx2`]).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn lstm_backward_run_avx2(
-    steps: &[CellStep],
-    x: &SequenceBackwardInputs,
-    rows: Range<usize>,
-    dgates: &RowShared,
-    carry: &RowShared,
-) {
-    lstm_backward_run(steps, x, rows, dgates, carry)
-}
+widest_vector_build!(
+    /// [`lstm_backward_run`] for the CPU's vector unit.
+    fn lstm_backward_run_widest(
+        steps: &[CellStep],
+        x: &SequenceBackwardInputs,
+        rows: Range<usize>,
+        dgates: &RowShared,
+        carry: &RowShared,
+    ) = lstm_backward_run
+);
 
 /// One run of [`lstm_layer_backward`]: the batch rows `rows` back through every step.
 #[inline(always)]
@@ -683,11 +669,8 @@ fn lstm_backward_run(
 ) {
     let (n, h, batch) = (rows.len(), steps[0].hidden, steps[0].batch);
     let width = 4 * h;
-    let own = |range: Range<usize>, w: usize| range.start + rows.start * w..range.start + rows.end * w;
-    let own_row = |range: Range<usize>, w: usize, i: usize| {
-        let start = range.start + (rows.start + i) * w;
-        start..start + w
-    };
+    let own = |block: Range<usize>, w: usize| run_block(block, &rows, w);
+    let own_row = |block: Range<usize>, w: usize, i: usize| run_row(block, &rows, w, i);
     // SAFETY: each run's rows of `carry` (both sections) are its own for the whole pass.
     let (carry_h, carry_c) =
         unsafe { (carry.get_mut(own(0..batch * h, h)), carry.get_mut(own(batch * h..2 * batch * h, h))) };

@@ -14,7 +14,8 @@
 //! `f16` and runs the two gradient products in `f16` with `f32` accumulation, as PyTorch's
 //! autocast does; that rounding is why loss scaling exists.
 
-use super::layout::{broadcast_shapes, numel};
+use super::layout::numel;
+use super::math::MatmulOperands;
 use super::Tensor;
 use crate::autograd::{sum_to_shape, GradOp};
 use crate::cpu;
@@ -129,34 +130,7 @@ impl Tensor {
             matches!(out_dtype, DType::F32 | DType::F16),
             "half_matmul: the result can be f32 or f16, not {out_dtype}"
         );
-        self.same_device(other, "half_matmul");
-        assert!(
-            self.rank() >= 1 && other.rank() >= 1,
-            "half_matmul: both operands need at least 1 dimension, got {:?} and {:?}",
-            self.shape(),
-            other.shape()
-        );
-        let a = if self.rank() == 1 { self.unsqueeze(0) } else { self.clone() };
-        let b = if other.rank() == 1 { other.unsqueeze(1) } else { other.clone() };
-        let (m, k) = (a.dim(-2), a.dim(-1));
-        let (k2, n) = (b.dim(-2), b.dim(-1));
-        assert_eq!(
-            k,
-            k2,
-            "half_matmul: lhs {:?} and rhs {:?} disagree on the inner dimension ({k} vs {k2})",
-            self.shape(),
-            other.shape()
-        );
-        let batch = broadcast_shapes(&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]).unwrap_or_else(|| {
-            panic!(
-                "half_matmul: batch dimensions of {:?} and {:?} cannot be broadcast together",
-                self.shape(),
-                other.shape()
-            )
-        });
-        let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
-        let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
-        let out_shape = [batch.as_slice(), &[m, n]].concat();
+        let MatmulOperands { a, b, la, lb, batch, m, k, n, out_shape } = self.matmul_operands(other, "half_matmul");
         let out = match &self.device {
             Device::Cpu => {
                 let (da, db) = (a.cpu_data(), b.cpu_data());
@@ -176,15 +150,8 @@ impl Tensor {
                 Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
             }
         };
-        let mut result = Tensor::record(out, GradOp::Half(HalfGrad::Matmul), &[&a, &b]).to_dtype(out_dtype);
-        // Undo the promotion of 1-D operands, row axis first (see `Tensor::matmul`).
-        if self.rank() == 1 {
-            result = result.squeeze(-2);
-        }
-        if other.rank() == 1 {
-            result = result.squeeze(-1);
-        }
-        result
+        let result = Tensor::record(out, GradOp::Half(HalfGrad::Matmul), &[&a, &b]).to_dtype(out_dtype);
+        self.undo_matmul_promotion(other, result)
     }
 }
 

@@ -372,34 +372,7 @@ impl Tensor {
     pub fn matmul(&self, other: &Tensor) -> Tensor {
         self.expect_dtype(DType::F32, "matmul");
         other.expect_dtype(DType::F32, "matmul");
-        self.same_device(other, "matmul");
-        assert!(
-            self.rank() >= 1 && other.rank() >= 1,
-            "matmul: both operands need at least 1 dimension, got {:?} and {:?}",
-            self.shape(),
-            other.shape()
-        );
-        let a = if self.rank() == 1 { self.unsqueeze(0) } else { self.clone() };
-        let b = if other.rank() == 1 { other.unsqueeze(1) } else { other.clone() };
-        let (m, k) = (a.dim(-2), a.dim(-1));
-        let (k2, n) = (b.dim(-2), b.dim(-1));
-        assert_eq!(
-            k,
-            k2,
-            "matmul: lhs {:?} and rhs {:?} disagree on the inner dimension ({k} vs {k2})",
-            self.shape(),
-            other.shape()
-        );
-        let batch = broadcast_shapes(&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]).unwrap_or_else(|| {
-            panic!(
-                "matmul: batch dimensions of {:?} and {:?} cannot be broadcast together",
-                self.shape(),
-                other.shape()
-            )
-        });
-        let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
-        let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
-        let out_shape = [batch.as_slice(), &[m, n]].concat();
+        let MatmulOperands { a, b, la, lb, batch, m, k, n, out_shape } = self.matmul_operands(other, "matmul");
         let out = match &self.device {
             Device::Cpu => {
                 let out = cpu::matmul::matmul(a.cpu_data().as_f32(), &la, b.cpu_data().as_f32(), &lb, &batch, m, k, n);
@@ -423,9 +396,44 @@ impl Tensor {
                 Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
             }
         };
-        // Undo the promotion of 1-D operands: the row axis added to `self` is axis -2 of the
-        // product, so it goes first, before removing the column axis shifts it to -1.
-        let mut result = Tensor::record(out, GradOp::Matmul, &[&a, &b]);
+        self.undo_matmul_promotion(other, Tensor::record(out, GradOp::Matmul, &[&a, &b]))
+    }
+
+    /// The operands of a matrix product after `torch.matmul`'s rules, checked: 1-D
+    /// operands promoted to a row (left) or column (right), the batch axes broadcast. `op`
+    /// names the caller in the panic messages. Shared by every matmul flavour.
+    pub(super) fn matmul_operands(&self, other: &Tensor, op: &str) -> MatmulOperands {
+        self.same_device(other, op);
+        assert!(
+            self.rank() >= 1 && other.rank() >= 1,
+            "{op}: both operands need at least 1 dimension, got {:?} and {:?}",
+            self.shape(),
+            other.shape()
+        );
+        let a = if self.rank() == 1 { self.unsqueeze(0) } else { self.clone() };
+        let b = if other.rank() == 1 { other.unsqueeze(1) } else { other.clone() };
+        let (m, k) = (a.dim(-2), a.dim(-1));
+        let (k2, n) = (b.dim(-2), b.dim(-1));
+        assert_eq!(
+            k,
+            k2,
+            "{op}: lhs {:?} and rhs {:?} disagree on the inner dimension ({k} vs {k2})",
+            self.shape(),
+            other.shape()
+        );
+        let batch = broadcast_shapes(&a.shape()[..a.rank() - 2], &b.shape()[..b.rank() - 2]).unwrap_or_else(|| {
+            panic!("{op}: batch dimensions of {:?} and {:?} cannot be broadcast together", self.shape(), other.shape())
+        });
+        let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
+        let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
+        let out_shape = [batch.as_slice(), &[m, n]].concat();
+        MatmulOperands { a, b, la, lb, batch, m, k, n, out_shape }
+    }
+
+    /// Undoes the promotion of 1-D operands in a product `result` of `self` and `other`:
+    /// the row axis added to `self` is axis -2 of the product, so it goes first, before
+    /// removing the column axis shifts it to -1.
+    pub(super) fn undo_matmul_promotion(&self, other: &Tensor, mut result: Tensor) -> Tensor {
         if self.rank() == 1 {
             result = result.squeeze(-2);
         }
@@ -557,4 +565,18 @@ impl std::ops::Neg for Tensor {
     fn neg(self) -> Tensor {
         Tensor::neg(&self)
     }
+}
+
+/// What [`Tensor::matmul_operands`] returns: the promoted operands, their views broadcast
+/// to `[batch.., m, k]` and `[batch.., k, n]`, and the product's shape `[batch.., m, n]`.
+pub(super) struct MatmulOperands {
+    pub a: Tensor,
+    pub b: Tensor,
+    pub la: super::Layout,
+    pub lb: super::Layout,
+    pub batch: Vec<usize>,
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+    pub out_shape: Vec<usize>,
 }

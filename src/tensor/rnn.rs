@@ -196,6 +196,11 @@ impl Slots {
             slot_out: t + self.first_output(),
         }
     }
+
+    /// Every step of the layer in processing order, for the CPU's whole-sequence passes.
+    fn all_steps(&self, batch: usize, hidden: usize) -> Vec<CellStep> {
+        (0..self.steps).map(|k| self.step(batch, hidden, k)).collect()
+    }
 }
 
 /// The `[B, H]` view of slot `slot` of section `section` of a contiguous `[S, T + 1, B, H]`
@@ -400,7 +405,7 @@ impl RnnGrad {
         let zero_dhw = Tensor::zeros(&[batch, hidden], device);
         if mode == RnnMode::Lstm && device.is_cpu() && cpu_rnn::splits_by_sequence(batch) {
             // Back through the whole sequence in one pass, the batch split across threads.
-            let steps: Vec<CellStep> = (0..steps).map(|k_step| slots.step(batch, hidden, k_step)).collect();
+            let steps = slots.all_steps(batch, hidden);
             let w_hh = w_hh.contiguous();
             let (d_data, ws_data, state_data, w_data) =
                 (d_state.cpu_data(), ws.cpu_data(), state.cpu_data(), w_hh.cpu_data());
@@ -543,7 +548,7 @@ impl Tensor {
         debug_assert_eq!(xw.shape(), [steps * batch, gh]);
         if mode == RnnMode::Lstm && device.is_cpu() && cpu_rnn::splits_by_sequence(batch) {
             // The whole sequence in one pass, the batch split across threads.
-            let steps: Vec<CellStep> = (0..steps).map(|k_step| slots.step(batch, hidden, k_step)).collect();
+            let steps = slots.all_steps(batch, hidden);
             let (xw_data, w_data) = (xw.cpu_data(), w_hh_t.cpu_data());
             let inputs = cpu_rnn::SequenceInputs {
                 xw: host_slice(&xw_data, &xw),
