@@ -5,6 +5,8 @@
 // One invocation computes one output element: it turns its linear index into the storage
 // offset of each operand (a plain add when the operand is contiguous) and applies the op.
 // Unary entry points read only `a`; binary ones `a` and `b`; where_select all three.
+// The file is built twice (src/gpu/shaders.rs): as `elementwise`, and as
+// `elementwise_contiguous` for dispatches whose operands are all contiguous.
 
 struct ElementwiseParams {
     numel: u32,
@@ -23,7 +25,14 @@ struct ElementwiseParams {
 @group(0) @binding(3) var<storage, read> cond: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+// CONTIGUOUS is defined before this file: true in the `elementwise_contiguous` build, which
+// the launcher uses only when every operand is contiguous (`contiguous` 1) or one value
+// broadcast to all elements (`contiguous` 0, every stride 0), so that the strided path is
+// compiled out rather than skipped at run time.
 fn operand_offset(which: u32, i: u32) -> u32 {
+    if (CONTIGUOUS) {
+        return p.offsets[which] + i * p.contiguous[which];
+    }
     if (p.contiguous[which] == 1u) {
         return p.offsets[which] + i;
     }

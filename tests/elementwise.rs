@@ -55,6 +55,14 @@ const BINARY_PAIRS: &[PairCase] = &[
     ("[] with [7]", |d, r, s| u(&[], r, s, d), |d, r, s| u(&[7], r, s, d)),
     ("[13] with []", |d, r, s| u(&[13], r, s, d), |d, r, s| u(&[], r, s, d)),
     ("[1] with [11]", |d, r, s| u(&[1], r, s, d), |d, r, s| u(&[11], r, s, d)),
+    // The contiguous build (every operand contiguous or one broadcast value) with a
+    // broadcast value that is not at the start of its buffer.
+    (
+        "[45, 65] with element 4 of a [9]",
+        |d, r, s| u(&[45, 65], r, s, d),
+        |d, r, s| u(&[9], r, s, d).narrow(0, 4, 1).reshape(&[1, 1]),
+    ),
+    ("[6, 7] narrowed from [6, 10] with []", |d, r, s| u(&[6, 10], r, s, d).narrow(1, 2, 7), |d, r, s| u(&[], r, s, d)),
     // 2925 elements over twelve workgroups, the rhs repeated per row.
     ("[45, 65] with [65]", |d, r, s| u(&[45, 65], r, s, d), |d, r, s| u(&[65], r, s, d)),
     ("[45, 1] with [1, 65]", |d, r, s| u(&[45, 1], r, s, d), |d, r, s| u(&[1, 65], r, s, d)),

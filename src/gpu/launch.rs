@@ -67,6 +67,20 @@ fn elementwise_params(shape: &[usize], operands: [Option<&Layout>; 4], s0: f32, 
     p
 }
 
+/// The elementwise kernel `kernel` in the build that suits `p`: `elementwise_contiguous`
+/// when every operand is contiguous or one value broadcast to every element (all strides
+/// zero, as a scalar operand is), which a software adapter runs several times faster;
+/// `elementwise` otherwise.
+fn elementwise_kernel(kernel: KernelRef, p: &ElementwiseParams) -> KernelRef {
+    debug_assert_eq!(kernel.file, "elementwise");
+    let unit_or_zero_step = |w: usize| p.contiguous[w] == 1 || p.strides[w].iter().all(|&s| s == 0);
+    if (0..4).all(unit_or_zero_step) {
+        KernelRef { file: "elementwise_contiguous", entry: kernel.entry }
+    } else {
+        kernel
+    }
+}
+
 /// Unary `op` of the view `la` of `a` into the contiguous `out`.
 pub fn unary(ctx: &Arc<GpuContext>, op: UnaryOp, s0: f32, s1: f32, a: &wgpu::Buffer, la: &Layout, out: &wgpu::Buffer) {
     let lo = Layout::contiguous(&la.shape);
@@ -74,7 +88,8 @@ pub fn unary(ctx: &Arc<GpuContext>, op: UnaryOp, s0: f32, s1: f32, a: &wgpu::Buf
         return copy(ctx, a, la, out, &lo);
     }
     let p = elementwise_params(&la.shape, [Some(la), None, None, Some(&lo)], s0, s1);
-    ctx.dispatch(Op::Unary(op).kernel(), bytemuck::bytes_of(&p), &[a, a, a, out], linear_groups(ctx, la.numel()));
+    let kernel = elementwise_kernel(Op::Unary(op).kernel(), &p);
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[a, a, a, out], linear_groups(ctx, la.numel()));
 }
 
 /// Copies the view `ls` of `src` into the view `ld` of `out`, word for word (any dtype).
@@ -100,7 +115,8 @@ pub fn binary(
 ) {
     let lo = Layout::contiguous(&la.shape);
     let p = elementwise_params(&la.shape, [Some(la), Some(lb), None, Some(&lo)], 0.0, 0.0);
-    ctx.dispatch(Op::Binary(op).kernel(), bytemuck::bytes_of(&p), &[a, b, a, out], linear_groups(ctx, la.numel()));
+    let kernel = elementwise_kernel(Op::Binary(op).kernel(), &p);
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[a, b, a, out], linear_groups(ctx, la.numel()));
 }
 
 /// `where(cond, a, b)` of three views already broadcast to the output shape.
@@ -116,7 +132,8 @@ pub fn where_select(
 ) {
     let lo = Layout::contiguous(&la.shape);
     let p = elementwise_params(&la.shape, [Some(la), Some(lb), Some(lc), Some(&lo)], 0.0, 0.0);
-    ctx.dispatch(Op::Where.kernel(), bytemuck::bytes_of(&p), &[a, b, cond, out], linear_groups(ctx, la.numel()));
+    let kernel = elementwise_kernel(Op::Where.kernel(), &p);
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[a, b, cond, out], linear_groups(ctx, la.numel()));
 }
 
 /// `CreationParams` of creation.wgsl.

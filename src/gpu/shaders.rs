@@ -25,6 +25,9 @@ pub struct ShaderFile {
     pub body: &'static str,
     /// Storage bindings 1.. in order (binding 0 is always the params uniform).
     pub storage: &'static [Access],
+    /// Definitions placed between the common prelude and the body: how two files that
+    /// share one body differ (see `elementwise_contiguous`).
+    pub defines: &'static str,
 }
 
 /// Shared helpers prepended to every file.
@@ -38,71 +41,143 @@ pub const FILES: &[ShaderFile] = &[
         name: "elementwise",
         body: include_str!("../../shaders/elementwise.wgsl"),
         storage: &[Read, Read, Read, ReadWrite],
+        defines: "const CONTIGUOUS: bool = false;",
     },
-    ShaderFile { name: "copy", body: include_str!("../../shaders/copy.wgsl"), storage: &[Read, ReadWrite] },
-    ShaderFile { name: "creation", body: include_str!("../../shaders/creation.wgsl"), storage: &[ReadWrite] },
-    ShaderFile { name: "reduce", body: include_str!("../../shaders/reduce.wgsl"), storage: &[Read, ReadWrite] },
-    ShaderFile { name: "argreduce", body: include_str!("../../shaders/argreduce.wgsl"), storage: &[Read, ReadWrite] },
-    ShaderFile { name: "softmax", body: include_str!("../../shaders/softmax.wgsl"), storage: &[Read, ReadWrite] },
+    // The same kernels for operands that are all contiguous, chosen by the launcher: with
+    // the strided index path folded away at compile time, not skipped at run time, a
+    // software adapter runs them several times faster (lavapipe compiles both sides of a
+    // uniform branch).
+    ShaderFile {
+        name: "elementwise_contiguous",
+        body: include_str!("../../shaders/elementwise.wgsl"),
+        storage: &[Read, Read, Read, ReadWrite],
+        defines: "const CONTIGUOUS: bool = true;",
+    },
+    ShaderFile {
+        name: "copy",
+        body: include_str!("../../shaders/copy.wgsl"),
+        storage: &[Read, ReadWrite],
+        defines: "",
+    },
+    ShaderFile {
+        name: "creation",
+        body: include_str!("../../shaders/creation.wgsl"),
+        storage: &[ReadWrite],
+        defines: "",
+    },
+    ShaderFile {
+        name: "reduce",
+        body: include_str!("../../shaders/reduce.wgsl"),
+        storage: &[Read, ReadWrite],
+        defines: "",
+    },
+    ShaderFile {
+        name: "argreduce",
+        body: include_str!("../../shaders/argreduce.wgsl"),
+        storage: &[Read, ReadWrite],
+        defines: "",
+    },
+    ShaderFile {
+        name: "softmax",
+        body: include_str!("../../shaders/softmax.wgsl"),
+        storage: &[Read, ReadWrite],
+        defines: "",
+    },
     ShaderFile {
         name: "matmul",
         body: include_str!("../../shaders/matmul.wgsl"),
         storage: &[Read, Read, Read, ReadWrite],
+        defines: "",
     },
     ShaderFile {
         name: "matmul_vec4",
         body: include_str!("../../shaders/matmul_vec4.wgsl"),
         storage: &[Read, Read, Read, ReadWrite],
+        defines: "",
     },
     ShaderFile {
         name: "optim",
         body: include_str!("../../shaders/optim.wgsl"),
         storage: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+        defines: "",
     },
-    ShaderFile { name: "scatter", body: include_str!("../../shaders/scatter.wgsl"), storage: &[Read, Read, ReadWrite] },
-    ShaderFile { name: "index", body: include_str!("../../shaders/index.wgsl"), storage: &[Read, Read, ReadWrite] },
-    ShaderFile { name: "conv", body: include_str!("../../shaders/conv.wgsl"), storage: &[Read, ReadWrite] },
+    ShaderFile {
+        name: "scatter",
+        body: include_str!("../../shaders/scatter.wgsl"),
+        storage: &[Read, Read, ReadWrite],
+        defines: "",
+    },
+    ShaderFile {
+        name: "index",
+        body: include_str!("../../shaders/index.wgsl"),
+        storage: &[Read, Read, ReadWrite],
+        defines: "",
+    },
+    ShaderFile {
+        name: "conv",
+        body: include_str!("../../shaders/conv.wgsl"),
+        storage: &[Read, ReadWrite],
+        defines: "",
+    },
     ShaderFile {
         name: "conv_direct",
         body: include_str!("../../shaders/conv_direct.wgsl"),
         storage: &[Read, Read, Read, ReadWrite],
+        defines: "",
     },
     ShaderFile {
         name: "pool",
         body: include_str!("../../shaders/pool.wgsl"),
         storage: &[Read, Read, ReadWrite, ReadWrite],
+        defines: "",
     },
     ShaderFile {
         name: "batch_norm",
         body: include_str!("../../shaders/batch_norm.wgsl"),
         storage: &[Read, Read, Read, Read, ReadWrite],
+        defines: "",
     },
-    ShaderFile { name: "augment", body: include_str!("../../shaders/augment.wgsl"), storage: &[Read, Read, ReadWrite] },
+    ShaderFile {
+        name: "augment",
+        body: include_str!("../../shaders/augment.wgsl"),
+        storage: &[Read, Read, ReadWrite],
+        defines: "",
+    },
     ShaderFile {
         name: "embedding",
         body: include_str!("../../shaders/embedding.wgsl"),
         storage: &[Read, Read, ReadWrite, ReadWrite],
+        defines: "",
     },
     ShaderFile {
         name: "layer_norm",
         body: include_str!("../../shaders/layer_norm.wgsl"),
         storage: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+        defines: "",
     },
     ShaderFile {
         name: "rnn",
         body: include_str!("../../shaders/rnn.wgsl"),
         storage: &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+        defines: "",
     },
     ShaderFile {
         name: "loss",
         body: include_str!("../../shaders/loss.wgsl"),
         storage: &[Read, Read, Read, Read, Read, ReadWrite],
+        defines: "",
     },
-    ShaderFile { name: "half", body: include_str!("../../shaders/half.wgsl"), storage: &[Read, ReadWrite] },
+    ShaderFile {
+        name: "half",
+        body: include_str!("../../shaders/half.wgsl"),
+        storage: &[Read, ReadWrite],
+        defines: "",
+    },
     ShaderFile {
         name: "half_matmul",
         body: include_str!("../../shaders/half_matmul.wgsl"),
         storage: &[Read, Read, ReadWrite],
+        defines: "",
     },
 ];
 
@@ -112,7 +187,7 @@ pub fn file(name: &str) -> &'static ShaderFile {
     FILES.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no shader file named '{name}'"))
 }
 
-/// The full source handed to wgpu: the common prelude, then the file.
+/// The full source handed to wgpu: the common prelude, the file's defines, then the file.
 pub fn full_source(file: &ShaderFile) -> String {
-    format!("{COMMON}\n// ---- {}.wgsl ----\n{}", file.name, file.body)
+    format!("{COMMON}\n{}\n// ---- {}.wgsl ----\n{}", file.defines, file.name, file.body)
 }
