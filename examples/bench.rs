@@ -1,6 +1,8 @@
 //! Throughput of the workloads that bound the examples' training runs, on one device:
 //!
 //! - `matmul`: square matmul, n = 256, 512, 1024, 2048 (GFLOP/s, `2 n^3` flops);
+//! - `hmatmul`: the same with f16 operands accumulated in f32 (`half_matmul`), on
+//!   cooperative matrices where the device runs it there (see `Device::info`);
 //! - `conv`: `conv2d` forward at batch 64, 1->32 channels at 28x28 and 32->64 at 13x13
 //!   (3x3 kernel, stride 1, no padding), then each as forward+backward of `sum(y * dy)`
 //!   with respect to the input and the weight (GFLOP/s, `2 N O Ho Wo C kh kw` flops
@@ -13,7 +15,7 @@
 //!
 //! ```text
 //! cargo run --release --example bench -- [--device auto|gpu|software|cpu]
-//!     [--workloads matmul,conv,lstm,step,add] [--sizes 256,512,...] [--models cnn,mlp,lstm]
+//!     [--workloads matmul,hmatmul,conv,lstm,step,add] [--sizes 256,512,...] [--models cnn,mlp,lstm]
 //!     [--runs 5] [--elements 16777216] [--json PATH]
 //! ```
 //!
@@ -44,8 +46,9 @@ const USAGE: &str = "usage: bench [--device auto|gpu|software|cpu] [--workloads 
 Measures matmul, conv2d, LSTM, training-step and elementwise-add throughput on one device.
   --device     auto (default): WGRAD_DEVICE if set, else the best hardware GPU, else the CPU;
                gpu, software (e.g. Mesa lavapipe) or cpu
-  --workloads  the families to run, from matmul, conv, lstm, step, add (default all)
-  --sizes      matmul sizes n (n x n times n x n); default 256,512,1024,2048, and only 256
+  --workloads  the families to run, from matmul, hmatmul (f16 operands), conv, lstm, step,
+               add (default all)
+  --sizes      matmul and hmatmul sizes n (n x n times n x n); default 256,512,1024,2048, and only 256
                on a software adapter
   --models     the training-step models, from cnn, mlp, lstm (default all)
   --runs       timed runs per workload after one warm-up run (default 5; on a software
@@ -130,10 +133,17 @@ fn main() {
     println!("{}", dev.info());
     let small = is_software_gpu(&dev);
     let mut specs = Spec::defaults(&families, small);
-    if let Some(sizes) = sizes.filter(|_| families.contains(&Family::Matmul)) {
-        // Matmul leads the table, as it leads the defaults.
-        specs.retain(|s| s.family() != Family::Matmul);
-        specs.splice(0..0, sizes.into_iter().map(|n| Spec::Matmul { n }));
+    if let Some(sizes) = sizes {
+        // The matmuls lead the table, as they lead the defaults.
+        specs.retain(|s| !matches!(s.family(), Family::Matmul | Family::HalfMatmul));
+        let mut matmuls = Vec::new();
+        if families.contains(&Family::Matmul) {
+            matmuls.extend(sizes.iter().map(|&n| Spec::Matmul { n }));
+        }
+        if families.contains(&Family::HalfMatmul) {
+            matmuls.extend(sizes.iter().map(|&n| Spec::HalfMatmul { n }));
+        }
+        specs.splice(0..0, matmuls);
     }
     specs.retain(|s| match s {
         Spec::Step(model) => models.contains(model),

@@ -5,6 +5,7 @@ the matmul), so that wgrad's `examples/bench.rs` figures can be set beside them 
     python3 scripts/bench_pytorch.py                 # CPU, every workload
     python3 scripts/bench_pytorch.py --device cuda   # the same on a CUDA GPU
     python3 scripts/bench_pytorch.py --workloads matmul --sizes 4096 --device cuda
+    python3 scripts/bench_pytorch.py --workloads hmatmul --sizes 4096 --device cuda   # f16
 
 Each workload is the same work as wgrad's: the same shapes, the backward passes taking the
 same gradients (conv: input and weight; LSTM: input and every weight), the training steps
@@ -78,6 +79,11 @@ def workloads(args, dev):
             if dev.type == "cpu":
                 an, bn = a.numpy(), b.numpy()
                 yield "numpy matmul", f"{n}x{n}x{n}", 2.0 * n ** 3, "GFLOP/s", lambda an=an, bn=bn: an @ bn
+    if "hmatmul" in families:
+        # f16 operands; PyTorch accumulates in f32 and returns f16 (wgrad returns the f32 sums).
+        for n in args.sizes:
+            a, b = randn(n, n).half(), randn(n, n).half()
+            yield "matmul f16", f"{n}x{n}x{n}", 2.0 * n ** 3, "GFLOP/s", lambda a=a, b=b: a @ b
     if "conv" in families:
         for backward in (False, True):
             for cin, cout, hw in ((1, 32, 28), (32, 64, 13)):

@@ -64,22 +64,19 @@ fn nan_min(a: f32, b: f32) -> f32 {
 // The f32 value of the f16 bits in the low 16 bits of h (the f16 kernels' packed
 // storage, see half.wgsl), exact, decided on the bits:
 // `unpack2x16float` would need a capability some back-ends lack, and float arithmetic on
-// the subnormals could be flushed to zero.
+// the subnormals could be flushed to zero. Branch-free, with one return: a function that
+// may return early makes naga treat its callers' later control flow as non-uniform, which
+// the cooperative-matrix kernel cannot have.
 fn half_to_f32(h: u32) -> f32 {
     let sign = (h & 0x8000u) << 16u;
     let e = (h >> 10u) & 0x1fu;
     let m = h & 0x3ffu;
-    if (e == 0x1fu) {
-        // Infinity or NaN (payload kept).
-        return bitcast<f32>(sign | 0x7f800000u | (m << 13u));
-    }
-    if (e == 0u) {
-        if (m == 0u) {
-            return bitcast<f32>(sign);
-        }
-        // Subnormal: m * 2^-24 = 1.f * 2^(top - 24), normal in f32.
-        let top = firstLeadingBit(m);
-        return bitcast<f32>(sign | ((top + 103u) << 23u) | ((m << (23u - top)) & 0x7fffffu));
-    }
-    return bitcast<f32>(sign | ((e + 112u) << 23u) | (m << 13u));
+    let normal = sign | ((e + 112u) << 23u) | (m << 13u);
+    // Infinity or NaN (payload kept).
+    let special = sign | 0x7f800000u | (m << 13u);
+    // Subnormal: m * 2^-24 = 1.f * 2^(top - 24), normal in f32 (not used when m is 0).
+    let top = firstLeadingBit(m);
+    let subnormal = sign | ((top + 103u) << 23u) | ((m << ((23u - top) & 31u)) & 0x7fffffu);
+    let small = select(subnormal, sign, m == 0u);
+    return bitcast<f32>(select(select(normal, special, e == 0x1fu), small, e == 0u));
 }

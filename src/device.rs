@@ -202,8 +202,11 @@ impl Device {
                     (wgpu::Features::SUBGROUP, "subgroup"),
                 ] {
                     if ctx.features.contains(f) {
-                        features.push(name);
+                        features.push(name.to_string());
                     }
+                }
+                if let Some(t) = ctx.cooperative_f16_tile {
+                    features.push(format!("cooperative-matrix (f16 matmul on {t}x{t} tiles)"));
                 }
                 let a = &ctx.adapter;
                 format!(

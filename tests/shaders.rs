@@ -25,11 +25,29 @@ struct Compiled {
     info: ModuleInfo,
 }
 
-/// The capabilities a compute shader may use on a device opened without optional features.
-/// wgrad asks for `SHADER_F16` and `SUBGROUP` only when an adapter has them, so its kernels
-/// must not need them; `Capabilities::default()` is enough for every file.
-fn capabilities() -> Capabilities {
-    Capabilities::default()
+/// The capabilities a compute shader may use on a device opened without optional features,
+/// plus those of the features the file declares. wgrad asks for `SHADER_F16`, `SUBGROUP`
+/// and cooperative matrices only when an adapter has them, and creates a file that needs
+/// them only on such a device; every other file must do with `Capabilities::default()`.
+fn capabilities(file: &ShaderFile) -> Capabilities {
+    let mut caps = Capabilities::default();
+    for (feature, cap) in [
+        (wgpu::Features::SHADER_F16, Capabilities::SHADER_FLOAT16),
+        (wgpu::Features::SUBGROUP, Capabilities::SUBGROUP),
+        (wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX, Capabilities::COOPERATIVE_MATRIX),
+    ] {
+        if file.features.contains(feature) {
+            caps |= cap;
+        }
+    }
+    caps
+}
+
+/// Whether wgpu offers every feature `file` needs on this back-end: cooperative matrices
+/// exist on Vulkan and Metal only.
+fn backend_offers(backend: &str, file: &ShaderFile) -> bool {
+    let vulkan_or_metal = backend == "SPIR-V" || backend == "MSL";
+    vulkan_or_metal || !file.features.contains(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX)
 }
 
 /// Parses and validates one file; the error names the file and maps line numbers back to it.
@@ -40,7 +58,7 @@ fn compile(file: &'static ShaderFile) -> Result<Compiled, String> {
     let path = format!("{}.wgsl after the common.wgsl prelude (subtract {prelude_lines} from line numbers)", file.name);
     let module = naga::front::wgsl::parse_str(&source)
         .map_err(|e| format!("{}.wgsl does not parse:\n{}", file.name, e.emit_to_string_with_path(&source, &path)))?;
-    let info = Validator::new(ValidationFlags::all(), capabilities()).validate(&module).map_err(|e| {
+    let info = Validator::new(ValidationFlags::all(), capabilities(file)).validate(&module).map_err(|e| {
         format!("{}.wgsl does not validate:\n{}", file.name, e.emit_to_string_with_path(&source, &path))
     })?;
     Ok(Compiled { file, module, info })
@@ -89,7 +107,7 @@ fn for_each_entry_point(
 ) {
     let (compiled, mut failures) = compile_all();
     let mut translated = 0;
-    for c in compiled {
+    for c in compiled.into_iter().filter(|c| backend_offers(backend, c.file)) {
         for ep in &c.module.entry_points {
             let name = ep.name.as_str();
             let result = back::pipeline_constants::process_overrides(

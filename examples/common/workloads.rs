@@ -12,7 +12,7 @@
 use super::models;
 use wgrad::nn::{Module, RnnOptions, LSTM};
 use wgrad::optim::{Adam, Optimizer};
-use wgrad::{loss, ConvOptions, Device, Tensor};
+use wgrad::{loss, ConvOptions, DType, Device, Tensor};
 
 /// Batch size of the conv, LSTM and training-step workloads (the MNIST examples' batch).
 pub const BATCH: usize = 64;
@@ -21,7 +21,8 @@ pub const ADD_ELEMENTS: usize = 16 << 20;
 /// Matmul sizes `n` measured by default.
 pub const MATMUL_SIZES: [usize; 4] = [256, 512, 1024, 2048];
 /// The workload families, as `--workloads` names them.
-pub const FAMILIES: [Family; 5] = [Family::Matmul, Family::Conv, Family::Lstm, Family::Step, Family::Add];
+pub const FAMILIES: [Family; 6] =
+    [Family::Matmul, Family::HalfMatmul, Family::Conv, Family::Lstm, Family::Step, Family::Add];
 /// The models of the training-step workloads, as `--models` names them.
 pub const MODELS: [Model; 3] = [Model::Cnn, Model::Mlp, Model::Lstm];
 
@@ -29,6 +30,7 @@ pub const MODELS: [Model; 3] = [Model::Cnn, Model::Mlp, Model::Lstm];
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Family {
     Matmul,
+    HalfMatmul,
     Conv,
     Lstm,
     Step,
@@ -40,6 +42,7 @@ impl Family {
     pub fn name(self) -> &'static str {
         match self {
             Family::Matmul => "matmul",
+            Family::HalfMatmul => "hmatmul",
             Family::Conv => "conv",
             Family::Lstm => "lstm",
             Family::Step => "step",
@@ -85,6 +88,9 @@ impl Model {
 pub enum Spec {
     /// `[n, n] @ [n, n]`.
     Matmul { n: usize },
+    /// `[n, n] @ [n, n]` of f16 tensors accumulated in f32 (`half_matmul`), the f32 result
+    /// included.
+    HalfMatmul { n: usize },
     /// `conv2d` of `[BATCH, in_ch, hw, hw]` with a `[out_ch, in_ch, 3, 3]` kernel and a
     /// bias, stride 1, no padding; with `backward`, also the gradients of `sum(y * dy)`
     /// with respect to the input and the weight.
@@ -142,6 +148,7 @@ impl Spec {
     pub fn family(&self) -> Family {
         match self {
             Spec::Matmul { .. } => Family::Matmul,
+            Spec::HalfMatmul { .. } => Family::HalfMatmul,
             Spec::Conv { .. } => Family::Conv,
             Spec::Lstm { .. } => Family::Lstm,
             Spec::Step(_) => Family::Step,
@@ -154,6 +161,7 @@ impl Spec {
         let pass = |backward: bool| if backward { "fwd+bwd" } else { "fwd" };
         match *self {
             Spec::Matmul { .. } => "matmul".to_string(),
+            Spec::HalfMatmul { .. } => "matmul f16".to_string(),
             Spec::Conv { backward, .. } => format!("conv {}", pass(backward)),
             Spec::Lstm { backward, .. } => format!("lstm {}", pass(backward)),
             Spec::Step(model) => format!("step {}", model.name()),
@@ -164,7 +172,7 @@ impl Spec {
     /// The workload's size in tables.
     pub fn size(&self) -> String {
         match *self {
-            Spec::Matmul { n } => format!("{n}x{n}x{n}"),
+            Spec::Matmul { n } | Spec::HalfMatmul { n } => format!("{n}x{n}x{n}"),
             Spec::Conv { in_ch, out_ch, hw, .. } => format!("{BATCH}x{in_ch}x{hw}x{hw} k3 ->{out_ch}"),
             Spec::Lstm { steps, input, hidden, .. } => format!("{BATCH}x{steps}x{input} h{hidden}"),
             Spec::Step(_) => format!("batch {BATCH}"),
@@ -177,7 +185,7 @@ impl Spec {
     pub fn work(&self) -> Work {
         let passes = |backward: bool| if backward { 3.0 } else { 1.0 };
         match *self {
-            Spec::Matmul { n } => Work::Flops(2.0 * (n as f64).powi(3)),
+            Spec::Matmul { n } | Spec::HalfMatmul { n } => Work::Flops(2.0 * (n as f64).powi(3)),
             Spec::Conv { in_ch, out_ch, hw, backward } => {
                 let out_hw = (hw - 2) as f64;
                 let fwd = 2.0 * (BATCH * out_ch * in_ch * 9) as f64 * out_hw * out_hw;
@@ -205,6 +213,10 @@ impl Spec {
                 Family::Matmul => {
                     let sizes: &[usize] = if small { &MATMUL_SIZES[..1] } else { &MATMUL_SIZES };
                     specs.extend(sizes.iter().map(|&n| Spec::Matmul { n }));
+                }
+                Family::HalfMatmul => {
+                    let sizes: &[usize] = if small { &MATMUL_SIZES[..1] } else { &MATMUL_SIZES };
+                    specs.extend(sizes.iter().map(|&n| Spec::HalfMatmul { n }));
                 }
                 Family::Conv => {
                     for backward in [false, true] {
@@ -244,6 +256,9 @@ impl Workload {
     pub fn new(spec: Spec, dev: &Device) -> Workload {
         let state = match spec {
             Spec::Matmul { n } => State::Binary(Tensor::randn(&[n, n], 1, dev), Tensor::randn(&[n, n], 2, dev)),
+            Spec::HalfMatmul { n } => {
+                State::Binary(Tensor::randn(&[n, n], 1, dev).half(), Tensor::randn(&[n, n], 2, dev).half())
+            }
             Spec::Add { elements } => {
                 State::Binary(Tensor::randn(&[elements], 3, dev), Tensor::randn(&[elements], 4, dev))
             }
@@ -293,6 +308,7 @@ impl Workload {
         match &mut self.state {
             State::Binary(a, b) => match self.spec {
                 Spec::Matmul { .. } => a.matmul(b),
+                Spec::HalfMatmul { .. } => a.half_matmul(b, DType::F32),
                 _ => a.add(b),
             },
             State::Conv { x, w, b, dy } => {

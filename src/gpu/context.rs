@@ -204,6 +204,9 @@ pub struct GpuContext {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     pub features: wgpu::Features,
+    /// The cooperative-matrix tile size (8 or 16) of the f16 matmul, when the device runs
+    /// it on cooperative matrices; see [`cooperative_f16_tile`].
+    pub cooperative_f16_tile: Option<u32>,
     pub(crate) pool: Mutex<BufferPool>,
     layouts: Mutex<HashMap<&'static str, Arc<wgpu::BindGroupLayout>>>,
     pipelines: Mutex<HashMap<KernelRef, Arc<wgpu::ComputePipeline>>>,
@@ -228,6 +231,36 @@ pub fn wanted_features() -> wgpu::Features {
     wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP
 }
 
+/// The features the cooperative-matrix f16 matmul needs (shaders/half_matmul_coop.wgsl).
+pub const COOPERATIVE_F16_FEATURES: wgpu::Features =
+    wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP).union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+/// The tile size of the f16 matmul on cooperative matrices for this adapter, if it runs
+/// there: the adapter has [`COOPERATIVE_F16_FEATURES`] and a subgroup-scoped configuration
+/// with square 8x8x8 or 16x16x16 tiles, f16 inputs and an f32 accumulator (16 preferred).
+///
+/// `WGRAD_COOPERATIVE_MATRIX=0` keeps every adapter on the portable kernel, `=1` lets a
+/// software adapter use it too; by default only hardware adapters do, where the units are
+/// real (a software adapter emulates them, more slowly than the portable kernel runs).
+pub fn cooperative_f16_tile(adapter: &wgpu::Adapter, software: bool) -> Option<u32> {
+    let wanted = match std::env::var("WGRAD_COOPERATIVE_MATRIX").as_deref() {
+        Ok("0") => false,
+        Ok("1") => true,
+        _ => !software,
+    };
+    if !wanted || !adapter.features().contains(COOPERATIVE_F16_FEATURES) {
+        return None;
+    }
+    let props = adapter.cooperative_matrix_properties();
+    [16, 8].into_iter().find(|&t| {
+        props.iter().any(|c| {
+            (c.m_size, c.n_size, c.k_size) == (t, t, t)
+                && c.ab_type == wgpu::CooperativeScalarType::F16
+                && c.cr_type == wgpu::CooperativeScalarType::F32
+        })
+    })
+}
+
 impl GpuContext {
     /// Opens a device on `adapter` with the adapter's own limits and whichever optional
     /// features it has.
@@ -235,12 +268,22 @@ impl GpuContext {
         let info = adapter.get_info();
         let summary = AdapterSummary::from_info(&info);
         let limits = adapter.limits();
-        let features = adapter.features() & wanted_features();
+        let cooperative_f16_tile = cooperative_f16_tile(adapter, summary.is_software());
+        let mut features = adapter.features() & wanted_features();
+        let mut experimental_features = wgpu::ExperimentalFeatures::disabled();
+        if cooperative_f16_tile.is_some() {
+            features |= COOPERATIVE_F16_FEATURES;
+            // SAFETY: wgpu marks cooperative matrices experimental: its validation of them
+            // is incomplete. The one kernel that uses them (half_matmul_coop.wgsl) stages
+            // every operand through bounds-checked workgroup tiles, and its results are
+            // cross-checked against the portable kernel by the tests.
+            experimental_features = unsafe { wgpu::ExperimentalFeatures::enabled() };
+        }
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("wgrad"),
             required_features: features,
             required_limits: limits.clone(),
-            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            experimental_features,
             memory_hints: wgpu::MemoryHints::Performance,
             trace: wgpu::Trace::Off,
         }))
@@ -260,6 +303,7 @@ impl GpuContext {
             adapter: summary,
             limits,
             features,
+            cooperative_f16_tile,
             pool: Mutex::new(BufferPool::default()),
             layouts: Mutex::new(HashMap::new()),
             pipelines: Mutex::new(HashMap::new()),
@@ -357,6 +401,13 @@ impl GpuContext {
             return p.clone();
         }
         let spec = shaders::file(kernel.file);
+        assert!(
+            self.features.contains(spec.features),
+            "{}.wgsl needs {:?}, which {} was not opened with (a launcher chose a kernel the device cannot run)",
+            kernel.file,
+            spec.features - self.features,
+            self.adapter.line()
+        );
         let source = shaders::full_source(spec);
         if std::env::var_os("WGRAD_LOG_WGSL").is_some() {
             log::debug!("WGSL of {}.wgsl:\n{source}", kernel.file);

@@ -1141,6 +1141,8 @@ struct HalfMatmulParams {
 
 /// Rows and columns of C each invocation of `half_matmul` computes (`BLOCK` in the WGSL).
 const HALF_MATMUL_BLOCK: usize = 4;
+/// `BM` of half_matmul_coop.wgsl: the side of the square of C one workgroup computes.
+const HALF_MATMUL_COOP_BLOCK: usize = 32;
 
 /// Batched matmul of two f16 views whose batch dimensions are broadcast to `batch_shape`,
 /// accumulated in f32 into the contiguous f32 `out` of shape `[batch.., m, n]`. `m`, `n`
@@ -1165,8 +1167,6 @@ pub fn half_matmul(
     p.batch_rank = batch_shape.len() as u32;
     p.a_offset = u32_of(la.offset);
     p.b_offset = u32_of(lb.offset);
-    p.blocks_m = u32_of(m.div_ceil(HALF_MATMUL_BLOCK));
-    p.blocks_n = u32_of(n.div_ceil(HALF_MATMUL_BLOCK));
     p.a_row_stride = u32_of(la.strides[r - 2]);
     p.a_col_stride = u32_of(la.strides[r - 1]);
     p.b_row_stride = u32_of(lb.strides[r - 2]);
@@ -1174,8 +1174,18 @@ pub fn half_matmul(
     p.batch_shape = pack(batch_shape);
     p.a_batch_strides = pack(&la.strides[..r - 2]);
     p.b_batch_strides = pack(&lb.strides[..r - 2]);
+    // On cooperative matrices one workgroup computes each HALF_MATMUL_COOP_BLOCK square of
+    // C; the portable kernel gives each invocation a HALF_MATMUL_BLOCK square.
+    let (kernel, block) = match ctx.cooperative_f16_tile {
+        Some(8) => (KernelRef { file: "half_matmul_coop8", entry: "half_matmul_coop" }, HALF_MATMUL_COOP_BLOCK),
+        Some(16) => (KernelRef { file: "half_matmul_coop16", entry: "half_matmul_coop" }, HALF_MATMUL_COOP_BLOCK),
+        _ => (Op::Half(HalfOp::Matmul).kernel(), HALF_MATMUL_BLOCK),
+    };
+    p.blocks_m = u32_of(m.div_ceil(block));
+    p.blocks_n = u32_of(n.div_ceil(block));
     let blocks = p.blocks_m as usize * p.blocks_n as usize;
-    let grid = linear_groups(ctx, blocks);
+    let grid =
+        if block == HALF_MATMUL_COOP_BLOCK { ctx.fold_workgroups(u32_of(blocks)) } else { linear_groups(ctx, blocks) };
     let batch: usize = batch_shape.iter().product();
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     // The z dimension walks the batch; a batch beyond the limit takes several dispatches.
@@ -1184,7 +1194,7 @@ pub fn half_matmul(
         let count = (batch - start).min(max_z);
         p.batch_start = u32_of(start);
         let groups = [grid[0], grid[1], u32_of(count)];
-        ctx.dispatch(Op::Half(HalfOp::Matmul).kernel(), bytemuck::bytes_of(&p), &[a, b, out], groups);
+        ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[a, b, out], groups);
         start += count;
     }
 }

@@ -28,6 +28,18 @@ pub struct ShaderFile {
     /// Definitions placed between the common prelude and the body: how two files that
     /// share one body differ (see `elementwise_contiguous`).
     pub defines: &'static str,
+    /// WGSL `enable` directives, which must open the module, before the common prelude.
+    pub enables: &'static str,
+    /// The optional device features the file needs; its pipelines are only created on a
+    /// device that has all of them, and the launchers choose it only there.
+    pub features: wgpu::Features,
+}
+
+impl ShaderFile {
+    /// A file of its own body that needs no optional feature.
+    const fn plain(name: &'static str, body: &'static str, storage: &'static [Access]) -> ShaderFile {
+        ShaderFile { name, body, storage, defines: "", enables: "", features: wgpu::Features::empty() }
+    }
 }
 
 /// Shared helpers prepended to every file.
@@ -38,148 +50,92 @@ use Access::{Read, ReadWrite};
 /// Every kernel file. The naga test validates each and translates it to every back-end.
 pub const FILES: &[ShaderFile] = &[
     ShaderFile {
-        name: "elementwise",
-        body: include_str!("../../shaders/elementwise.wgsl"),
-        storage: &[Read, Read, Read, ReadWrite],
         defines: "const CONTIGUOUS: bool = false;",
+        ..ShaderFile::plain(
+            "elementwise",
+            include_str!("../../shaders/elementwise.wgsl"),
+            &[Read, Read, Read, ReadWrite],
+        )
     },
     // The same kernels for operands that are all contiguous, chosen by the launcher: with
     // the strided index path folded away at compile time, not skipped at run time, a
     // software adapter runs them several times faster (lavapipe compiles both sides of a
     // uniform branch).
     ShaderFile {
-        name: "elementwise_contiguous",
-        body: include_str!("../../shaders/elementwise.wgsl"),
-        storage: &[Read, Read, Read, ReadWrite],
         defines: "const CONTIGUOUS: bool = true;",
+        ..ShaderFile::plain(
+            "elementwise_contiguous",
+            include_str!("../../shaders/elementwise.wgsl"),
+            &[Read, Read, Read, ReadWrite],
+        )
+    },
+    ShaderFile::plain("copy", include_str!("../../shaders/copy.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain("creation", include_str!("../../shaders/creation.wgsl"), &[ReadWrite]),
+    ShaderFile::plain("reduce", include_str!("../../shaders/reduce.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain("argreduce", include_str!("../../shaders/argreduce.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain("softmax", include_str!("../../shaders/softmax.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain("matmul", include_str!("../../shaders/matmul.wgsl"), &[Read, Read, Read, ReadWrite]),
+    ShaderFile::plain("matmul_vec4", include_str!("../../shaders/matmul_vec4.wgsl"), &[Read, Read, Read, ReadWrite]),
+    ShaderFile::plain(
+        "optim",
+        include_str!("../../shaders/optim.wgsl"),
+        &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
+    ),
+    ShaderFile::plain("scatter", include_str!("../../shaders/scatter.wgsl"), &[Read, Read, ReadWrite]),
+    ShaderFile::plain("index", include_str!("../../shaders/index.wgsl"), &[Read, Read, ReadWrite]),
+    ShaderFile::plain("conv", include_str!("../../shaders/conv.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain("conv_direct", include_str!("../../shaders/conv_direct.wgsl"), &[Read, Read, Read, ReadWrite]),
+    ShaderFile::plain("pool", include_str!("../../shaders/pool.wgsl"), &[Read, Read, ReadWrite, ReadWrite]),
+    ShaderFile::plain(
+        "batch_norm",
+        include_str!("../../shaders/batch_norm.wgsl"),
+        &[Read, Read, Read, Read, ReadWrite],
+    ),
+    ShaderFile::plain("augment", include_str!("../../shaders/augment.wgsl"), &[Read, Read, ReadWrite]),
+    ShaderFile::plain("embedding", include_str!("../../shaders/embedding.wgsl"), &[Read, Read, ReadWrite, ReadWrite]),
+    ShaderFile::plain(
+        "layer_norm",
+        include_str!("../../shaders/layer_norm.wgsl"),
+        &[Read, Read, Read, Read, ReadWrite, ReadWrite],
+    ),
+    ShaderFile::plain(
+        "rnn",
+        include_str!("../../shaders/rnn.wgsl"),
+        &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+    ),
+    ShaderFile::plain("loss", include_str!("../../shaders/loss.wgsl"), &[Read, Read, Read, Read, Read, ReadWrite]),
+    ShaderFile::plain("half", include_str!("../../shaders/half.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain("half_matmul", include_str!("../../shaders/half_matmul.wgsl"), &[Read, Read, ReadWrite]),
+    // The f16 matmul on cooperative matrices, one build per tile size (see the file).
+    ShaderFile {
+        defines: "const T: u32 = 8u;
+alias CoopA = coop_mat8x8<f16, A>;
+alias CoopB = coop_mat8x8<f16, B>;
+alias CoopC = coop_mat8x8<f32, C>;",
+        ..HALF_MATMUL_COOP
     },
     ShaderFile {
-        name: "copy",
-        body: include_str!("../../shaders/copy.wgsl"),
-        storage: &[Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "creation",
-        body: include_str!("../../shaders/creation.wgsl"),
-        storage: &[ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "reduce",
-        body: include_str!("../../shaders/reduce.wgsl"),
-        storage: &[Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "argreduce",
-        body: include_str!("../../shaders/argreduce.wgsl"),
-        storage: &[Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "softmax",
-        body: include_str!("../../shaders/softmax.wgsl"),
-        storage: &[Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "matmul",
-        body: include_str!("../../shaders/matmul.wgsl"),
-        storage: &[Read, Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "matmul_vec4",
-        body: include_str!("../../shaders/matmul_vec4.wgsl"),
-        storage: &[Read, Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "optim",
-        body: include_str!("../../shaders/optim.wgsl"),
-        storage: &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "scatter",
-        body: include_str!("../../shaders/scatter.wgsl"),
-        storage: &[Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "index",
-        body: include_str!("../../shaders/index.wgsl"),
-        storage: &[Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "conv",
-        body: include_str!("../../shaders/conv.wgsl"),
-        storage: &[Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "conv_direct",
-        body: include_str!("../../shaders/conv_direct.wgsl"),
-        storage: &[Read, Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "pool",
-        body: include_str!("../../shaders/pool.wgsl"),
-        storage: &[Read, Read, ReadWrite, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "batch_norm",
-        body: include_str!("../../shaders/batch_norm.wgsl"),
-        storage: &[Read, Read, Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "augment",
-        body: include_str!("../../shaders/augment.wgsl"),
-        storage: &[Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "embedding",
-        body: include_str!("../../shaders/embedding.wgsl"),
-        storage: &[Read, Read, ReadWrite, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "layer_norm",
-        body: include_str!("../../shaders/layer_norm.wgsl"),
-        storage: &[Read, Read, Read, Read, ReadWrite, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "rnn",
-        body: include_str!("../../shaders/rnn.wgsl"),
-        storage: &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "loss",
-        body: include_str!("../../shaders/loss.wgsl"),
-        storage: &[Read, Read, Read, Read, Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "half",
-        body: include_str!("../../shaders/half.wgsl"),
-        storage: &[Read, ReadWrite],
-        defines: "",
-    },
-    ShaderFile {
-        name: "half_matmul",
-        body: include_str!("../../shaders/half_matmul.wgsl"),
-        storage: &[Read, Read, ReadWrite],
-        defines: "",
+        name: "half_matmul_coop16",
+        defines: "const T: u32 = 16u;
+alias CoopA = coop_mat16x16<f16, A>;
+alias CoopB = coop_mat16x16<f16, B>;
+alias CoopC = coop_mat16x16<f32, C>;",
+        ..HALF_MATMUL_COOP
     },
 ];
+
+/// What the two builds of half_matmul_coop.wgsl share.
+const HALF_MATMUL_COOP: ShaderFile = ShaderFile {
+    enables: "enable f16;\nenable wgpu_cooperative_matrix;",
+    features: wgpu::Features::SHADER_F16
+        .union(wgpu::Features::SUBGROUP)
+        .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
+    ..ShaderFile::plain(
+        "half_matmul_coop8",
+        include_str!("../../shaders/half_matmul_coop.wgsl"),
+        &[Read, Read, ReadWrite],
+    )
+};
 
 /// The file with this stem. Panics on an unknown name: kernel references are compile-time
 /// constants, so a miss is a bug in wgrad, caught by the op coverage test.
@@ -187,7 +143,8 @@ pub fn file(name: &str) -> &'static ShaderFile {
     FILES.iter().find(|f| f.name == name).unwrap_or_else(|| panic!("no shader file named '{name}'"))
 }
 
-/// The full source handed to wgpu: the common prelude, the file's defines, then the file.
+/// The full source handed to wgpu: the file's enables, the common prelude, the file's
+/// defines, then the file.
 pub fn full_source(file: &ShaderFile) -> String {
-    format!("{COMMON}\n{}\n// ---- {}.wgsl ----\n{}", file.defines, file.name, file.body)
+    format!("{}\n{COMMON}\n{}\n// ---- {}.wgsl ----\n{}", file.enables, file.defines, file.name, file.body)
 }
