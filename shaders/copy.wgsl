@@ -4,6 +4,10 @@
 // words). Working on raw 32-bit words makes one kernel serve every 4-byte dtype (f32, i32)
 // and keeps integer bit patterns away from float registers, where a denormal could be
 // flushed. One invocation copies one element; `contiguous()`, `cat` and `stack` use it.
+//
+// Built twice (src/gpu/shaders.rs): `copy`, and `copy_to_contiguous` (DST_CONTIGUOUS true)
+// for a contiguous destination, what `contiguous()` asks for, with the destination's
+// strided index path compiled out (see elementwise.wgsl on why that pays).
 
 struct ElementwiseParams {
     numel: u32,
@@ -31,7 +35,7 @@ fn copy_strided(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) n
         src_at = p.offsets[0] + strided_offset(i, p.rank, p.shape, p.strides[0]);
     }
     var out_at = p.offsets[3] + i;
-    if (p.contiguous[3] == 0u) {
+    if (!DST_CONTIGUOUS && p.contiguous[3] == 0u) {
         out_at = p.offsets[3] + strided_offset(i, p.rank, p.shape, p.strides[3]);
     }
     out[out_at] = src[src_at];

@@ -95,12 +95,11 @@ pub fn unary(ctx: &Arc<GpuContext>, op: UnaryOp, s0: f32, s1: f32, a: &wgpu::Buf
 /// Copies the view `ls` of `src` into the view `ld` of `out`, word for word (any dtype).
 pub fn copy(ctx: &Arc<GpuContext>, src: &wgpu::Buffer, ls: &Layout, out: &wgpu::Buffer, ld: &Layout) {
     let p = elementwise_params(&ls.shape, [Some(ls), None, None, Some(ld)], 0.0, 0.0);
-    ctx.dispatch(
-        Op::Unary(UnaryOp::Copy).kernel(),
-        bytemuck::bytes_of(&p),
-        &[src, out],
-        linear_groups(ctx, ls.numel()),
-    );
+    let mut kernel = Op::Unary(UnaryOp::Copy).kernel();
+    if p.contiguous[3] == 1 {
+        kernel.file = "copy_to_contiguous";
+    }
+    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[src, out], linear_groups(ctx, ls.numel()));
 }
 
 /// Binary `op` of two views already broadcast to the output shape.

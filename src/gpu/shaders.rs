@@ -69,7 +69,14 @@ pub const FILES: &[ShaderFile] = &[
             &[Read, Read, Read, ReadWrite],
         )
     },
-    ShaderFile::plain("copy", include_str!("../../shaders/copy.wgsl"), &[Read, ReadWrite]),
+    ShaderFile {
+        defines: "const DST_CONTIGUOUS: bool = false;",
+        ..ShaderFile::plain("copy", include_str!("../../shaders/copy.wgsl"), &[Read, ReadWrite])
+    },
+    ShaderFile {
+        defines: "const DST_CONTIGUOUS: bool = true;",
+        ..ShaderFile::plain("copy_to_contiguous", include_str!("../../shaders/copy.wgsl"), &[Read, ReadWrite])
+    },
     ShaderFile::plain("creation", include_str!("../../shaders/creation.wgsl"), &[ReadWrite]),
     ShaderFile::plain("reduce", include_str!("../../shaders/reduce.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("argreduce", include_str!("../../shaders/argreduce.wgsl"), &[Read, ReadWrite]),
