@@ -136,13 +136,8 @@ fn main() {
     if let Some(sizes) = sizes {
         // The matmuls lead the table, as they lead the defaults.
         specs.retain(|s| !matches!(s.family(), Family::Matmul | Family::HalfMatmul));
-        let mut matmuls = Vec::new();
-        if families.contains(&Family::Matmul) {
-            matmuls.extend(sizes.iter().map(|&n| Spec::Matmul { n }));
-        }
-        if families.contains(&Family::HalfMatmul) {
-            matmuls.extend(sizes.iter().map(|&n| Spec::HalfMatmul { n }));
-        }
+        let matmuls = [Family::Matmul, Family::HalfMatmul].into_iter().filter(|f| families.contains(f));
+        let matmuls: Vec<Spec> = matmuls.flat_map(|f| sizes.iter().map(move |&n| Spec::square_matmul(f, n))).collect();
         specs.splice(0..0, matmuls);
     }
     specs.retain(|s| match s {

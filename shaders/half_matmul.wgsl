@@ -2,8 +2,8 @@
 // f32. Products of two f16 values are exact in f32, and the sum runs in f32 in the order
 // k = 0, 1, .. K-1, as the CPU twin (cpu::half::matmul) does.
 //
-// Bindings: params, a (packed f16: element i in half i%2 of word i/2), b (packed f16), out
-// (f32, contiguous [batch, M, N]). A and B are strided views (any row and column strides,
+// Params and bindings: half_matmul_params.wgsl, placed in front of this file. A and B are
+// strided views (any row and column strides,
 // broadcast batch strides), as in matmul.wgsl; an f16 result is this kernel's f32 output
 // rounded by `cast_to_half`.
 //
@@ -13,41 +13,6 @@
 // linear invocation index (x-y grid folded) walks the blocks; z walks the batch.
 
 const BLOCK: u32 = 4u;
-
-struct HalfMatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_rank: u32,
-    a_offset: u32,
-    b_offset: u32,
-    blocks_m: u32,
-    blocks_n: u32,
-    a_row_stride: u32,
-    a_col_stride: u32,
-    b_row_stride: u32,
-    b_col_stride: u32,
-    batch_start: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    batch_shape: array<vec4<u32>, 2>,
-    a_batch_strides: array<vec4<u32>, 2>,
-    b_batch_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: HalfMatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<u32>;
-@group(0) @binding(2) var<storage, read> b: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-fn a_at(i: u32) -> f32 {
-    return half_to_f32(a[i >> 1u] >> ((i & 1u) * 16u));
-}
-
-fn b_at(i: u32) -> f32 {
-    return half_to_f32(b[i >> 1u] >> ((i & 1u) * 16u));
-}
 
 @compute @workgroup_size(WG)
 fn half_matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

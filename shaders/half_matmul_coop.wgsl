@@ -1,5 +1,6 @@
-// half_matmul_coop.wgsl: the f16 matmul of half_matmul.wgsl (same params, bindings and
-// result: C [batch, M, N] in f32 from f16 views A [M, K] and B [K, N]) on cooperative
+// half_matmul_coop.wgsl: the f16 matmul of half_matmul.wgsl (same params and bindings, from
+// half_matmul_params.wgsl placed in front of this file, and the same result: C [batch, M,
+// N] in f32 from f16 views A [M, K] and B [K, N]) on cooperative
 // matrices, the subgroup-wide multiply-accumulate units (tensor cores on NVIDIA, matrix
 // cores on AMD, simdgroup matrices on Apple) that wgpu exposes as EXPERIMENTAL_COOPERATIVE_MATRIX.
 //
@@ -27,44 +28,10 @@ const BM: u32 = 32u;
 const TILES: u32 = BM / T;
 const KC: u32 = 32u;
 
-struct HalfMatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_rank: u32,
-    a_offset: u32,
-    b_offset: u32,
-    blocks_m: u32,
-    blocks_n: u32,
-    a_row_stride: u32,
-    a_col_stride: u32,
-    b_row_stride: u32,
-    b_col_stride: u32,
-    batch_start: u32,
-    _pad0: u32,
-    _pad1: u32,
-    _pad2: u32,
-    batch_shape: array<vec4<u32>, 2>,
-    a_batch_strides: array<vec4<u32>, 2>,
-    b_batch_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: HalfMatmulParams;
-@group(0) @binding(1) var<storage, read> a: array<u32>;
-@group(0) @binding(2) var<storage, read> b: array<u32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
 // Row-major staging tiles: A chunk [BM, KC], B chunk [KC, BM], accumulators [BM, BM].
 var<workgroup> tile_a: array<f16, BM * KC>;
 var<workgroup> tile_b: array<f16, KC * BM>;
 var<workgroup> tile_c: array<f32, BM * BM>;
-
-// Element i of a packed f16 array, given the word that holds it (element i is half i % 2
-// of word i / 2, the byte order of an array<f16>). Decoded on the bits and converted back,
-// which is exact; naga has no bitcast from u32 to vec2<f16>.
-fn half_at(word: u32, i: u32) -> f16 {
-    return f16(half_to_f32(word >> ((i & 1u) * 16u)));
-}
 
 @compute @workgroup_size(COOP_INVOCATIONS)
 fn half_matmul_coop(
@@ -99,7 +66,7 @@ fn half_matmul_coop(
             var v = f16(0.0);
             if (row < p.m && kk < p.k) {
                 let at = a_base + row * p.a_row_stride + kk * p.a_col_stride;
-                v = half_at(a[at >> 1u], at);
+                v = f16(a_at(at));
             }
             tile_a[i] = v;
         }
@@ -109,22 +76,22 @@ fn half_matmul_coop(
             var v = f16(0.0);
             if (kk < p.k && col < p.n) {
                 let at = b_base + kk * p.b_row_stride + col * p.b_col_stride;
-                v = half_at(b[at >> 1u], at);
+                v = f16(b_at(at));
             }
             tile_b[i] = v;
         }
         workgroupBarrier();
         for (var t = sg; t < TILES * TILES; t = t + nsg) {
-            let c_at = (t / TILES) * T * BM + (t % TILES) * T;
-            let a_at = (t / TILES) * T * KC;
-            let b_at = (t % TILES) * T;
-            var acc = coopLoadT<CoopC>(&tile_c[c_at], BM);
+            let c_start = (t / TILES) * T * BM + (t % TILES) * T;
+            let a_start = (t / TILES) * T * KC;
+            let b_start = (t % TILES) * T;
+            var acc = coopLoadT<CoopC>(&tile_c[c_start], BM);
             for (var kk = 0u; kk < KC; kk = kk + T) {
-                let am = coopLoadT<CoopA>(&tile_a[a_at + kk], KC);
-                let bm = coopLoadT<CoopB>(&tile_b[kk * BM + b_at], BM);
+                let am = coopLoadT<CoopA>(&tile_a[a_start + kk], KC);
+                let bm = coopLoadT<CoopB>(&tile_b[kk * BM + b_start], BM);
                 acc = coopMultiplyAdd(am, bm, acc);
             }
-            coopStoreT(acc, &tile_c[c_at], BM);
+            coopStoreT(acc, &tile_c[c_start], BM);
         }
     }
     workgroupBarrier();

@@ -79,15 +79,26 @@ fn half_matmul_on_cooperative_matrices_matches_the_f32_kernel_and_the_cpu() {
             .unwrap_or_else(|e| panic!("{name} to f16: {e}"));
     }
 
-    // Values at the ends of f16's range: subnormals (2^-24 and 1023 * 2^-24), the largest
-    // finite value, signed zeros. Products stay finite and exact; one row of A is chosen
-    // so its products with B sum exactly.
-    let specials = [6.0e-8f32, 6.097e-5, -6.0e-8, 65504.0, -0.0, 0.0, 1.0, -2.0];
-    let a_vals: Vec<f32> = (0..8 * 8).map(|i| specials[i % 8] * if i / 8 % 2 == 0 { 1.0 } else { 1e-4 }).collect();
-    let b_vals: Vec<f32> = (0..8 * 8).map(|i| specials[(i * 3 + 1) % 8] * 1e-4).collect();
-    let a = Tensor::from_slice(&a_vals, &[8, 8], &cpu).half();
-    let b = Tensor::from_slice(&b_vals, &[8, 8], &cpu).half();
+    // The ends of f16's range. Subnormals (k * 2^-24) times small integers: every product
+    // and every partial sum is a multiple of 2^-24 far below 2^24 of them, exact in f32 in
+    // any order, so the result must match exactly; a unit or a conversion that flushes
+    // f16 subnormals to zero fails here.
+    let subnormals: Vec<f32> = (0..9 * 11).map(|i| ((i * 37 % 1023) as f32 - 511.0) * 2f32.powi(-24)).collect();
+    let integers: Vec<f32> = (0..11 * 13).map(|i| (i * 5 % 9) as f32 - 4.0).collect();
+    exact_on_both(&gpu, &subnormals, &[9, 11], &integers, &[11, 13], "f16 subnormals");
+    // The largest finite f16 and signed zeros: products up to 65504^2, finite in f32.
+    let large: Vec<f32> = (0..8 * 8).map(|i| [65504.0, -0.0, 0.0, -65504.0, 1.0][i % 5]).collect();
+    let signs: Vec<f32> = (0..8 * 8).map(|i| [1.0, -1.0, 0.0][i % 3]).collect();
+    exact_on_both(&gpu, &large, &[8, 8], &signs, &[8, 8], "the largest f16 and signed zeros");
+}
+
+/// `a x b` of f16 values whose f32 sums are exact in any order: the device's result must
+/// equal the CPU's (zero tolerance; a zero's sign may depend on the order of the sum).
+fn exact_on_both(gpu: &Device, a: &[f32], sa: &[usize], b: &[f32], sb: &[usize], what: &str) {
+    let cpu = Device::cpu();
+    let (a, b) = (Tensor::from_slice(a, sa, &cpu).half(), Tensor::from_slice(b, sb, &cpu).half());
     let want = a.half_matmul(&b, DType::F32).to_vec::<f32>();
-    let got = a.to_device(&gpu).half_matmul(&b.to_device(&gpu), DType::F32).to_vec::<f32>();
-    compare(&got, &want, tolerance(8)).unwrap_or_else(|e| panic!("f16 range ends: {e}"));
+    assert!(want.iter().any(|&v| v != 0.0), "{what}: the reference is all zeros, the test would prove nothing");
+    let got = a.to_device(gpu).half_matmul(&b.to_device(gpu), DType::F32).to_vec::<f32>();
+    compare(&got, &want, Tolerance::Elementwise { atol: 0.0, rtol: 0.0 }).unwrap_or_else(|e| panic!("{what}: {e}"));
 }

@@ -156,6 +156,15 @@ impl Spec {
         }
     }
 
+    /// The `n x n x n` workload of a matmul family (`Matmul` or `HalfMatmul`).
+    pub fn square_matmul(family: Family, n: usize) -> Spec {
+        match family {
+            Family::Matmul => Spec::Matmul { n },
+            Family::HalfMatmul => Spec::HalfMatmul { n },
+            other => panic!("{} is not a matmul family", other.name()),
+        }
+    }
+
     /// The workload's name in tables, e.g. `conv fwd+bwd` or `step cnn`.
     pub fn name(&self) -> String {
         let pass = |backward: bool| if backward { "fwd+bwd" } else { "fwd" };
@@ -210,13 +219,9 @@ impl Spec {
         let mut specs = Vec::new();
         for family in FAMILIES.into_iter().filter(|f| families.contains(f)) {
             match family {
-                Family::Matmul => {
+                Family::Matmul | Family::HalfMatmul => {
                     let sizes: &[usize] = if small { &MATMUL_SIZES[..1] } else { &MATMUL_SIZES };
-                    specs.extend(sizes.iter().map(|&n| Spec::Matmul { n }));
-                }
-                Family::HalfMatmul => {
-                    let sizes: &[usize] = if small { &MATMUL_SIZES[..1] } else { &MATMUL_SIZES };
-                    specs.extend(sizes.iter().map(|&n| Spec::HalfMatmul { n }));
+                    specs.extend(sizes.iter().map(|&n| Spec::square_matmul(family, n)));
                 }
                 Family::Conv => {
                     for backward in [false, true] {

@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::pool::BufferPool;
-use super::shaders::{self, Access};
+use super::shaders::{self, Access, COOPERATIVE_F16_FEATURES, HALF_MATMUL_COOP_BUILDS};
 use crate::error::{Error, Result};
 use crate::op::KernelRef;
 use crate::profile::{Clock, DeviceProfile, ProfileSums};
@@ -231,13 +231,10 @@ pub fn wanted_features() -> wgpu::Features {
     wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::SHADER_F16 | wgpu::Features::SUBGROUP
 }
 
-/// The features the cooperative-matrix f16 matmul needs (shaders/half_matmul_coop.wgsl).
-pub const COOPERATIVE_F16_FEATURES: wgpu::Features =
-    wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP).union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
-
 /// The tile size of the f16 matmul on cooperative matrices for this adapter, if it runs
 /// there: the adapter has [`COOPERATIVE_F16_FEATURES`] and a subgroup-scoped configuration
-/// with square 8x8x8 or 16x16x16 tiles, f16 inputs and an f32 accumulator (16 preferred).
+/// of one of [`shaders::HALF_MATMUL_COOP_BUILDS`]' square tile sizes with f16 inputs and an
+/// f32 accumulator (the larger preferred).
 ///
 /// `WGRAD_COOPERATIVE_MATRIX=0` keeps every adapter on the portable kernel, `=1` lets a
 /// software adapter use it too; by default only hardware adapters do, where the units are
@@ -252,7 +249,7 @@ pub fn cooperative_f16_tile(adapter: &wgpu::Adapter, software: bool) -> Option<u
         return None;
     }
     let props = adapter.cooperative_matrix_properties();
-    [16, 8].into_iter().find(|&t| {
+    HALF_MATMUL_COOP_BUILDS.into_iter().map(|(t, _)| t).find(|&t| {
         props.iter().any(|c| {
             (c.m_size, c.n_size, c.k_size) == (t, t, t)
                 && c.ab_type == wgpu::CooperativeScalarType::F16

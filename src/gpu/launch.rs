@@ -1175,16 +1175,17 @@ pub fn half_matmul(
     p.b_batch_strides = pack(&lb.strides[..r - 2]);
     // On cooperative matrices one workgroup computes each HALF_MATMUL_COOP_BLOCK square of
     // C; the portable kernel gives each invocation a HALF_MATMUL_BLOCK square.
-    let (kernel, block) = match ctx.cooperative_f16_tile {
-        Some(8) => (KernelRef { file: "half_matmul_coop8", entry: "half_matmul_coop" }, HALF_MATMUL_COOP_BLOCK),
-        Some(16) => (KernelRef { file: "half_matmul_coop16", entry: "half_matmul_coop" }, HALF_MATMUL_COOP_BLOCK),
-        _ => (Op::Half(HalfOp::Matmul).kernel(), HALF_MATMUL_BLOCK),
+    let (kernel, block, blocks_per_workgroup) = match ctx.cooperative_f16_tile {
+        Some(tile) => {
+            let file = super::shaders::half_matmul_coop_file(tile);
+            (KernelRef { file, entry: "half_matmul_coop" }, HALF_MATMUL_COOP_BLOCK, 1)
+        }
+        None => (Op::Half(HalfOp::Matmul).kernel(), HALF_MATMUL_BLOCK, WORKGROUP_SIZE as usize),
     };
     p.blocks_m = u32_of(m.div_ceil(block));
     p.blocks_n = u32_of(n.div_ceil(block));
     let blocks = p.blocks_m as usize * p.blocks_n as usize;
-    let grid =
-        if block == HALF_MATMUL_COOP_BLOCK { ctx.fold_workgroups(u32_of(blocks)) } else { linear_groups(ctx, blocks) };
+    let grid = ctx.fold_workgroups(u32_of(blocks.div_ceil(blocks_per_workgroup)));
     let batch: usize = batch_shape.iter().product();
     let max_z = ctx.limits.max_compute_workgroups_per_dimension as usize;
     // The z dimension walks the batch; a batch beyond the limit takes several dispatches.

@@ -21,7 +21,8 @@ pub enum Access {
 pub struct ShaderFile {
     /// File stem, matching [`crate::op::KernelRef::file`].
     pub name: &'static str,
-    /// The file's own text, without the common prelude.
+    /// The file's own text, without the common prelude (for the f16 matmul builds, the
+    /// shared half_matmul_params.wgsl and then the file).
     pub body: &'static str,
     /// Storage bindings 1.. in order (binding 0 is always the params uniform).
     pub storage: &'static [Access],
@@ -46,6 +47,51 @@ impl ShaderFile {
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 use Access::{Read, ReadWrite};
+
+/// A body of the f16 matmul: the shared params and bindings, then the kernel `$file`.
+macro_rules! half_matmul_body {
+    ($file:literal) => {
+        concat!(include_str!("../../shaders/half_matmul_params.wgsl"), include_str!(concat!("../../shaders/", $file)))
+    };
+}
+
+/// The build of half_matmul_coop.wgsl for cooperative tiles of `$t` x `$t`.
+#[rustfmt::skip]
+macro_rules! half_matmul_coop {
+    ($t:literal) => {
+        ShaderFile {
+            name: concat!("half_matmul_coop", $t),
+            body: half_matmul_body!("half_matmul_coop.wgsl"),
+            storage: &[Read, Read, ReadWrite],
+            defines: concat!(
+                "const T: u32 = ", $t, "u;\n",
+                "alias CoopA = coop_mat", $t, "x", $t, "<f16, A>;\n",
+                "alias CoopB = coop_mat", $t, "x", $t, "<f16, B>;\n",
+                "alias CoopC = coop_mat", $t, "x", $t, "<f32, C>;",
+            ),
+            enables: "enable f16;\nenable wgpu_cooperative_matrix;",
+            features: COOPERATIVE_F16_FEATURES,
+        }
+    };
+}
+
+/// The features the cooperative-matrix f16 matmul needs.
+pub const COOPERATIVE_F16_FEATURES: wgpu::Features =
+    wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP).union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
+
+/// The builds of half_matmul_coop.wgsl in the order a device prefers them: the tile size
+/// (square, f16 inputs, f32 accumulator) and the file.
+pub const HALF_MATMUL_COOP_BUILDS: [(u32, &str); 2] = [(16, "half_matmul_coop16"), (8, "half_matmul_coop8")];
+
+/// The build of half_matmul_coop.wgsl for tiles of `tile` x `tile`. Panics on a size
+/// without a build: tile sizes come from [`HALF_MATMUL_COOP_BUILDS`].
+pub fn half_matmul_coop_file(tile: u32) -> &'static str {
+    HALF_MATMUL_COOP_BUILDS
+        .iter()
+        .find(|&&(t, _)| t == tile)
+        .map(|&(_, file)| file)
+        .unwrap_or_else(|| panic!("no half_matmul_coop build for {tile}x{tile} tiles"))
+}
 
 /// Every kernel file. The naga test validates each and translates it to every back-end.
 pub const FILES: &[ShaderFile] = &[
@@ -112,37 +158,10 @@ pub const FILES: &[ShaderFile] = &[
     ),
     ShaderFile::plain("loss", include_str!("../../shaders/loss.wgsl"), &[Read, Read, Read, Read, Read, ReadWrite]),
     ShaderFile::plain("half", include_str!("../../shaders/half.wgsl"), &[Read, ReadWrite]),
-    ShaderFile::plain("half_matmul", include_str!("../../shaders/half_matmul.wgsl"), &[Read, Read, ReadWrite]),
-    // The f16 matmul on cooperative matrices, one build per tile size (see the file).
-    ShaderFile {
-        defines: "const T: u32 = 8u;
-alias CoopA = coop_mat8x8<f16, A>;
-alias CoopB = coop_mat8x8<f16, B>;
-alias CoopC = coop_mat8x8<f32, C>;",
-        ..HALF_MATMUL_COOP
-    },
-    ShaderFile {
-        name: "half_matmul_coop16",
-        defines: "const T: u32 = 16u;
-alias CoopA = coop_mat16x16<f16, A>;
-alias CoopB = coop_mat16x16<f16, B>;
-alias CoopC = coop_mat16x16<f32, C>;",
-        ..HALF_MATMUL_COOP
-    },
+    ShaderFile::plain("half_matmul", half_matmul_body!("half_matmul.wgsl"), &[Read, Read, ReadWrite]),
+    half_matmul_coop!(8),
+    half_matmul_coop!(16),
 ];
-
-/// What the two builds of half_matmul_coop.wgsl share.
-const HALF_MATMUL_COOP: ShaderFile = ShaderFile {
-    enables: "enable f16;\nenable wgpu_cooperative_matrix;",
-    features: wgpu::Features::SHADER_F16
-        .union(wgpu::Features::SUBGROUP)
-        .union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX),
-    ..ShaderFile::plain(
-        "half_matmul_coop8",
-        include_str!("../../shaders/half_matmul_coop.wgsl"),
-        &[Read, Read, ReadWrite],
-    )
-};
 
 /// The file with this stem. Panics on an unknown name: kernel references are compile-time
 /// constants, so a miss is a bug in wgrad, caught by the op coverage test.
