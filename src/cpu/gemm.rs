@@ -1,7 +1,8 @@
 //! The one single-precision GEMM every CPU kernel calls: `C = A B + beta C` on strided
-//! operands, computed by the `gemm` crate.
+//! operands, computed by the `gemm-f32` crate (the single-precision half of the `gemm`
+//! family: depending on it alone spares the build the f64 and complex kernels).
 //!
-//! `gemm` picks its micro-kernel at run time from the CPU's features (AVX-512, AVX2 + FMA,
+//! `gemm-f32` picks its micro-kernel at run time from the CPU's features (AVX-512, AVX2 + FMA,
 //! SSE, NEON, scalar) and blocks for the caches; its strided operands let transposed and
 //! broadcast views be multiplied without a copy. It parallelises over blocks of the output
 //! on rayon's global pool, the same pool as the rest of the CPU backend, so a GEMM and the
@@ -11,7 +12,7 @@
 //! the output is split between threads, so results are the same on any thread count (the
 //! CPU backend's determinism, `tests/cpu_threads.rs`).
 
-use gemm::Parallelism;
+use gemm_common::Parallelism;
 
 /// Below this many multiply-adds (`m * k * n`) a product runs on the calling thread: a
 /// 64x64x64 product takes about 10 µs on one core, where waking the pool costs a few.
@@ -96,7 +97,7 @@ pub fn sgemm(
     // and every element it writes inside `c`; `c` does not alias the operands (it is a
     // unique borrow).
     unsafe {
-        gemm::gemm(
+        gemm_f32::gemm::f32::get_gemm_fn()(
             m,
             n,
             k,
