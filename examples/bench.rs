@@ -37,7 +37,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 
 use common::workloads::{Family, Model, Spec, Work, Workload, FAMILIES, MODELS};
-use common::{is_software_gpu, median, open_device, sample_ms, Args};
+use common::{is_software_gpu, median, open_device, parse_args, sample_ms, usage_or};
 use wgrad::{Device, DeviceStats};
 
 const USAGE: &str = "usage: bench [--device auto|gpu|software|cpu] [--workloads W,W,...] [--sizes N,N,...]
@@ -121,14 +121,16 @@ fn parse_families(text: &str) -> Vec<Family> {
 
 fn main() {
     env_logger::init();
-    let args = Args::parse(&["device", "workloads", "sizes", "models", "runs", "elements", "json"], USAGE);
-    let dev = open_device(args.get("device").unwrap_or("auto"));
+    let args = parse_args(&["device", "workloads", "sizes", "models", "runs", "elements", "json"], &[], USAGE);
+    // Every flag is checked before the device opens.
+    let device = usage_or(args.device(), USAGE);
     let families = args.get("workloads").map_or_else(|| FAMILIES.to_vec(), parse_families);
     let runs = parse_one("runs", args.get("runs"));
     let elements = parse_one("elements", args.get("elements"));
     let sizes = args.get("sizes").map(|t| parse_list("sizes", t));
     let models = args.get("models").map_or_else(|| MODELS.to_vec(), parse_models);
-    let json_path = args.get("json");
+    let json_path = usage_or(args.output_file("json"), USAGE);
+    let dev = open_device(device);
 
     println!("{}", dev.info());
     let small = is_software_gpu(&dev);
@@ -173,10 +175,10 @@ fn main() {
     }
 
     if let Some(path) = json_path {
-        match write_atomically(path, &to_json(&dev, &rows)) {
-            Ok(()) => println!("\nwrote {path}"),
+        match write_atomically(&path, &to_json(&dev, &rows)) {
+            Ok(()) => println!("\nwrote {}", path.display()),
             Err(e) => {
-                eprintln!("error: cannot write {path}: {e}");
+                eprintln!("error: cannot write {}: {e}", path.display());
                 std::process::exit(1);
             }
         }
@@ -277,8 +279,7 @@ fn to_json(dev: &Device, rows: &[Row]) -> String {
 
 /// Writes `text` to a temporary file beside `path`, then renames it over `path`, so a
 /// reader never sees a half-written file.
-fn write_atomically(path: &str, text: &str) -> std::io::Result<()> {
-    let target = std::path::Path::new(path);
+fn write_atomically(target: &std::path::Path, text: &str) -> std::io::Result<()> {
     let name = target.file_name().ok_or_else(|| std::io::Error::other("the path names no file"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{median, open_device, sample_ms, time_ms, Args};
+use common::{median, open_device, parse_args, sample_ms, time_ms, usage_or};
 use wgrad::testing::{compare, Tolerance};
 use wgrad::{Device, Tensor};
 
@@ -33,8 +33,8 @@ struct Check {
 
 fn main() {
     env_logger::init();
-    let args = Args::parse(&["device"], USAGE);
-    let name = args.get("device").unwrap_or("auto");
+    let args = parse_args(&["device"], &[], USAGE);
+    let name = usage_or(args.device(), USAGE);
     let dev = open_device(name);
     let cpu = Device::cpu();
 

@@ -7,8 +7,11 @@
 //!
 //! Flags (shared by every training example): `--device auto|gpu|software|cpu`,
 //! `--data DIR` (any MNIST-format directory; default the built-in set), `--epochs N`,
-//! `--batch-size N`, `--seed N`, `--lr RATE`, `--save PATH` (safetensors). The last line
-//! printed is `test accuracy: NN.NN%`.
+//! `--batch-size N`, `--seed N`, `--lr RATE`, `--save PATH` (safetensors),
+//! `--allow-nonfinite-loss` (train on when the loss is NaN or infinite; by default the run
+//! stops with status 1, naming the epoch and step). Every flag is checked before the
+//! device opens or the data loads; a bad one exits with status 2. The last line printed
+//! is `test accuracy: NN.NN%`.
 
 mod common;
 

@@ -19,12 +19,14 @@
 //! Flags: `--device auto|gpu|software|cpu`, `--train PATH` and `--test PATH` (CSV with a
 //! header `text,label`, labels 0 or 1), `--epochs N`, `--batch-size N`, `--seed N`,
 //! `--lr RATE`, `--save PATH` (the weights as safetensors, and the vocabulary, one token a
-//! line, beside them as `PATH` with the extension `vocab.txt`). The last line printed is
-//! `test accuracy: NN.NN%`.
+//! line, beside them as `PATH` with the extension `vocab.txt`), `--allow-nonfinite-loss`
+//! (train on when the loss is NaN or infinite; by default the run stops with status 1,
+//! naming the epoch and step). Every flag is checked before the device opens or the data
+//! loads; a bad one exits with status 2. The last line printed is `test accuracy: NN.NN%`.
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -34,6 +36,8 @@ use wgrad::nn::{Embedding, Linear, Module, RnnOptions, LSTM};
 use wgrad::optim::clip::clip_grad_norm;
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::{no_grad, Device, Tensor};
+
+use common::flags::{nonfinite_loss, ALLOW_NONFINITE_LOSS};
 
 const EMBEDDING_DIM: usize = 64;
 const HIDDEN_SIZE: usize = 64;
@@ -145,23 +149,39 @@ fn main() {
     let (default_epochs, default_batch, default_lr) = (8usize, 32usize, 3e-3f32);
     let usage = format!(
         "usage: text_classifier [--device auto|gpu|software|cpu] [--train PATH] [--test PATH] [--epochs N] \
-         [--batch-size N] [--seed N] [--lr RATE] [--save PATH]\n\n\
+         [--batch-size N] [--seed N] [--lr RATE] [--save PATH] [--{ALLOW_NONFINITE_LOSS}]\n\n\
          defaults: data/sentiment/train.csv and test.csv, {default_epochs} epochs, batch {default_batch}, \
-         lr {default_lr}, seed 0"
+         lr {default_lr}, seed 0; a NaN or infinite training loss stops the run (exit status 1) unless \
+         --{ALLOW_NONFINITE_LOSS} is given"
     );
-    let args = common::Args::parse(&["device", "train", "test", "epochs", "batch-size", "seed", "lr", "save"], &usage);
-    let epochs: usize = common::parse_or(&args, "epochs", default_epochs, &usage);
-    let batch_size: usize = common::parse_or(&args, "batch-size", default_batch, &usage);
-    let seed: u64 = common::parse_or(&args, "seed", 0, &usage);
-    let lr: f32 = common::parse_or(&args, "lr", default_lr, &usage);
-    if batch_size == 0 {
-        common::fail("--batch-size must be at least 1");
+    let args = common::parse_args(
+        &["device", "train", "test", "epochs", "batch-size", "seed", "lr", "save"],
+        &[ALLOW_NONFINITE_LOSS],
+        &usage,
+    );
+    // Every flag is checked before the device opens or the data loads.
+    let device = common::usage_or(args.device(), &usage);
+    let train_path =
+        common::usage_or(args.existing_file("train"), &usage).unwrap_or_else(|| sentiment.join("train.csv"));
+    let test_path = common::usage_or(args.existing_file("test"), &usage).unwrap_or_else(|| sentiment.join("test.csv"));
+    let epochs = common::usage_or(args.count("epochs", default_epochs), &usage);
+    let batch_size = common::usage_or(args.count("batch-size", default_batch), &usage);
+    let seed = common::usage_or(args.seed("seed", 0), &usage);
+    let lr = common::usage_or(args.learning_rate("lr", default_lr), &usage);
+    let save = common::usage_or(args.output_file("save"), &usage);
+    let vocab_path = save.as_ref().map(|path| path.with_extension("vocab.txt"));
+    if let Some(vocab_path) = &vocab_path {
+        common::usage_or(
+            common::flags::check_writable(vocab_path)
+                .map_err(|reason| format!("--save: the vocabulary file {}: {reason}", vocab_path.display())),
+            &usage,
+        );
     }
-    let dev = common::open_device(args.get("device").unwrap_or("auto"));
+    let allow_nonfinite_loss = args.has(ALLOW_NONFINITE_LOSS);
+
+    let dev = common::open_device(device);
     println!("device: {}", dev.info());
 
-    let train_path = args.get("train").map_or_else(|| sentiment.join("train.csv"), PathBuf::from);
-    let test_path = args.get("test").map_or_else(|| sentiment.join("test.csv"), PathBuf::from);
     let (train, test) = (read_data(&train_path, "training"), read_data(&test_path, "test"));
     let vocab = Vocab::build(train.texts(), VocabOptions::new());
     println!(
@@ -196,31 +216,40 @@ fn main() {
         let (mut loss_sum, mut correct, mut read) = (0.0f64, 0usize, 0usize);
         // Reading a value waits for the device: do it every few batches, not every one.
         let reads_every = 10;
+        let steps = loader.num_batches();
         let mut pending = Vec::new();
-        for TextBatch { tokens, lengths, labels } in loader.epoch(&dev) {
+        // Reads the pending batches (which waits for the device) and stops the run at the
+        // first loss that is NaN or infinite, naming its epoch and step.
+        let mut read_pending = |pending: &mut Vec<(usize, Tensor, Tensor, Tensor)>| {
+            for (step, l, z, y) in pending.drain(..) {
+                let (batch_loss, batch_correct) = batch_metrics(&l, &z, &y);
+                let mean = batch_loss / y.numel() as f64;
+                if let Some(message) = nonfinite_loss(mean, epoch, epochs, step, steps) {
+                    if !allow_nonfinite_loss {
+                        bar.abandon();
+                        common::fail(&message);
+                    }
+                }
+                loss_sum += batch_loss;
+                correct += batch_correct;
+                read += y.numel();
+            }
+            loss_sum / read.max(1) as f64
+        };
+        for (step, TextBatch { tokens, lengths, labels }) in (1..).zip(loader.epoch(&dev)) {
             let logits = model.logits(&tokens, &lengths);
             let loss = loss::binary_cross_entropy_with_logits(&logits, &labels, None, Reduction::Mean);
             let mut grads = loss.backward();
             clip_grad_norm(&mut grads, &params, MAX_GRAD_NORM, 2.0);
             opt.step(&grads);
-            pending.push((loss.detach().mul_scalar(lengths.len() as f32), logits.detach(), labels));
+            pending.push((step, loss.detach().mul_scalar(lengths.len() as f32), logits.detach(), labels));
             if pending.len() == reads_every {
-                for (l, z, y) in pending.drain(..) {
-                    let (batch_loss, batch_correct) = batch_metrics(&l, &z, &y);
-                    loss_sum += batch_loss;
-                    correct += batch_correct;
-                    read += y.numel();
-                }
-                bar.set_message(format!("{:.4}", loss_sum / read as f64));
+                let mean = read_pending(&mut pending);
+                bar.set_message(format!("{mean:.4}"));
             }
             bar.inc(1);
         }
-        for (l, z, y) in pending.drain(..) {
-            let (batch_loss, batch_correct) = batch_metrics(&l, &z, &y);
-            loss_sum += batch_loss;
-            correct += batch_correct;
-            read += y.numel();
-        }
+        read_pending(&mut pending);
         bar.finish_and_clear();
         model.set_training(false);
         let (test_loss, test_accuracy) = evaluate(&model, &test_loader, &dev);
@@ -237,12 +266,11 @@ fn main() {
     model.set_training(false);
     let (_, test_accuracy) = evaluate(&model, &test_loader, &dev);
     println!("trained {epochs} epochs in {:.1} s (evaluation included)", started.elapsed().as_secs_f64());
-    if let Some(path) = args.get("save") {
-        let vocab_path = Path::new(path).with_extension("vocab.txt");
-        if let Err(e) = wgrad::checkpoint::save(&model, path).and_then(|()| vocab.write(&vocab_path)) {
+    if let (Some(path), Some(vocab_path)) = (&save, &vocab_path) {
+        if let Err(e) = wgrad::checkpoint::save(&model, path).and_then(|()| vocab.write(vocab_path)) {
             common::fail(&format!("cannot save the model: {e}"));
         }
-        println!("saved weights to {path} and the vocabulary to {}", vocab_path.display());
+        println!("saved weights to {} and the vocabulary to {}", path.display(), vocab_path.display());
     }
     println!("test accuracy: {:.2}%", 100.0 * test_accuracy);
 }

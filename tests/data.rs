@@ -391,6 +391,31 @@ fn train_and_test_images_must_have_one_size() {
     assert_mentions(&message, &["3x4", "4x3", "train-images-idx3-ubyte.gz"]);
 }
 
+#[test]
+fn an_empty_split_is_an_error_naming_the_file() {
+    // A valid IDX pair holding no images would train on nothing and print a NaN loss.
+    let dir = TempDir::new("empty-train");
+    write_small_mnist(&dir);
+    let images = dir.write("train-images-idx3-ubyte.gz", &gzip(&images_idx(0, 4, 3, 0)));
+    dir.write("train-labels-idx1-ubyte.gz", &gzip(&labels_idx(&[])));
+    let message = format_error(Mnist::load(dir.path()), &images);
+    assert_mentions(&message, &["no images"]);
+
+    let dir = TempDir::new("empty-test");
+    write_small_mnist(&dir);
+    let images = dir.write("t10k-images-idx3-ubyte.gz", &gzip(&images_idx(0, 4, 3, 0)));
+    dir.write("t10k-labels-idx1-ubyte.gz", &gzip(&labels_idx(&[])));
+    let message = format_error(Mnist::load(dir.path()), &images);
+    assert_mentions(&message, &["no images"]);
+
+    // Images of no pixels are as empty.
+    let dir = TempDir::new("empty-images");
+    write_small_mnist(&dir);
+    let images = dir.write("train-images-idx3-ubyte.gz", &gzip(&images_idx(5, 0, 3, 0)));
+    let message = format_error(Mnist::load(dir.path()), &images);
+    assert_mentions(&message, &["0x3"]);
+}
+
 // ---- InMemoryDataset and the Dataset trait ----
 
 /// `n` samples of shape [2]; sample i holds [i, -i] and label i.

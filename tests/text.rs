@@ -188,6 +188,43 @@ fn text_that_is_not_utf8_is_a_format_error_with_its_line() {
     let path = dir.write("latin1.csv", b"text,label\nfine,1\n\ncaf\xE9,0\n");
     let message = format_error(TextDataset::read_csv(&path), &path);
     assert!(message.contains("line 4: field 1 is not valid UTF-8"), "{message}");
+    // One field number, the one counted from 1, and the byte where the field goes wrong.
+    assert!(!message.contains("field 0"), "{message}");
+    assert!(message.contains("byte 4 of the field"), "{message}");
+    let path = dir.write("second.csv", b"label,text\n1,fine\n0,na\xEFve\n");
+    let message = format_error(TextDataset::read_csv(&path), &path);
+    assert!(message.contains("line 3: field 2 is not valid UTF-8"), "{message}");
+    assert!(!message.contains("field 1"), "{message}");
+    // A bad header names its line too.
+    let path = dir.write("header.csv", b"te\xFFxt,label\nfine,1\n");
+    let message = format_error(TextDataset::read_csv(&path), &path);
+    assert!(message.contains("line 1: field 1 is not valid UTF-8"), "{message}");
+}
+
+#[test]
+fn an_unterminated_quote_names_the_line_it_opened_on() {
+    let dir = TempDir::new("quote");
+    let cases: [(&[u8], u64); 5] = [
+        // The quote swallows the rest of the file: the row seems to lack its label.
+        (b"text,label\nfine,1\n\"never closed,0\nmore,1\n", 3),
+        // In the label field of the last row, where the row would otherwise read.
+        (b"text,label\nfine,1\nlast,\"1\n", 3),
+        // After a quoted field with an escaped quote and a line break inside.
+        (b"text,label\n\"a \"\"quoted\"\" word\non two lines\",1\n\n\"open,0", 5),
+        // In the header.
+        (b"\"text,label\nfine,1\n", 1),
+        // CRLF line ends count once.
+        (b"text,label\r\nfine,1\r\n\"open,1\r\n", 3),
+    ];
+    for (contents, line) in cases {
+        let path = dir.write("open.csv", contents);
+        let message = format_error(TextDataset::read_csv(&path), &path);
+        assert!(message.contains(&format!("line {line}: a quote opened here is not closed")), "{message}");
+        assert!(!message.contains("missing the"), "{message}");
+    }
+    // A quote inside an unquoted field is a plain character, as RFC 4180 readers take it.
+    let path = dir.write("inner.csv", b"text,label\nsays \"hi,1\n");
+    assert_eq!(TextDataset::read_csv(&path).unwrap().get(0), ("says \"hi", 1.0));
 }
 
 #[test]

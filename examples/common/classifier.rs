@@ -2,6 +2,7 @@
 //! progress bar and per-epoch metrics, the confusion matrix, saving, and the last line
 //! `test accuracy: NN.NN%`. An example supplies only its model and how images enter it.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -13,6 +14,8 @@ use wgrad::optim::clip::clip_grad_norm;
 use wgrad::optim::scheduler::{CosineAnnealingLr, LrScheduler};
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::{loss, no_grad, Device, Tensor};
+
+use super::flags::{nonfinite_loss, ALLOW_NONFINITE_LOSS};
 
 /// Flags every training example accepts, with each example's own defaults.
 pub struct Defaults {
@@ -29,22 +32,40 @@ pub struct Setup {
     pub batch_size: usize,
     pub seed: u64,
     pub lr: f32,
-    save: Option<String>,
+    save: Option<PathBuf>,
+    /// Train on when the loss is NaN or infinite, instead of stopping the run.
+    allow_nonfinite_loss: bool,
 }
 
 impl Setup {
-    /// Parses the shared flags, opens the device and loads the data (exiting with a
-    /// message on any failure), printing the device and data lines.
+    /// Parses and checks every shared flag (exiting with the usage text and status 2 on a
+    /// bad one), then opens the device and loads the data (exiting with status 1 when
+    /// either fails), printing the device and data lines.
     pub fn from_args(example: &str, defaults: Defaults) -> Setup {
         let usage = format!(
             "usage: {example} [--device auto|gpu|software|cpu] [--data DIR] [--epochs N] [--batch-size N] \
-             [--seed N] [--save PATH] [--lr RATE]\n\ndefaults: built-in MNIST, {} epochs, batch {}, lr {}",
+             [--seed N] [--save PATH] [--lr RATE] [--{ALLOW_NONFINITE_LOSS}]\n\n\
+             defaults: built-in MNIST, {} epochs, batch {}, lr {}; a NaN or infinite training loss stops the \
+             run (exit status 1) unless --{ALLOW_NONFINITE_LOSS} is given",
             defaults.epochs, defaults.batch_size, defaults.lr
         );
-        let args = super::Args::parse(&["device", "data", "epochs", "batch-size", "seed", "save", "lr"], &usage);
-        let dev = super::open_device(args.get("device").unwrap_or("auto"));
+        let args = super::parse_args(
+            &["device", "data", "epochs", "batch-size", "seed", "save", "lr"],
+            &[ALLOW_NONFINITE_LOSS],
+            &usage,
+        );
+        // Every flag is checked before the device opens or the data loads.
+        let device = super::usage_or(args.device(), &usage);
+        let data_dir = super::usage_or(args.existing_dir("data"), &usage);
+        let epochs = super::usage_or(args.count("epochs", defaults.epochs), &usage);
+        let batch_size = super::usage_or(args.count("batch-size", defaults.batch_size), &usage);
+        let seed = super::usage_or(args.seed("seed", 0), &usage);
+        let lr = super::usage_or(args.learning_rate("lr", defaults.lr), &usage);
+        let save = super::usage_or(args.output_file("save"), &usage);
+
+        let dev = super::open_device(device);
         println!("device: {}", dev.info());
-        let data = match args.get("data") {
+        let data = match &data_dir {
             Some(dir) => Mnist::load_with(dir, Pixels::mnist_standardized()),
             None => Mnist::builtin_with(Pixels::mnist_standardized()),
         }
@@ -55,15 +76,7 @@ impl Setup {
             data.train.len(),
             data.test.len()
         );
-        Setup {
-            dev,
-            data,
-            epochs: super::parse_or(&args, "epochs", defaults.epochs, &usage),
-            batch_size: super::parse_or(&args, "batch-size", defaults.batch_size, &usage),
-            seed: super::parse_or(&args, "seed", 0, &usage),
-            lr: super::parse_or(&args, "lr", defaults.lr, &usage),
-            save: args.get("save").map(str::to_string),
-        }
+        Setup { dev, data, epochs, batch_size, seed, lr, save, allow_nonfinite_loss: args.has(ALLOW_NONFINITE_LOSS) }
     }
 }
 
@@ -129,8 +142,26 @@ pub fn train(model: &mut dyn Module, setup: &Setup, mut recipe: Recipe) {
         let epoch_start = Instant::now();
         let (mut loss_sum, mut correct, mut seen, mut read) = (0.0f64, 0usize, 0usize, 0usize);
         let losses_per_read = 20;
+        let steps = loader.num_batches();
         let mut pending = Vec::new();
-        for (images, labels) in loader.epoch(dev) {
+        // Reads the pending losses (which waits for the device) and stops the run at the
+        // first that is NaN or infinite, naming its epoch and step.
+        let mut read_pending = |pending: &mut Vec<(usize, Tensor, Tensor, Tensor)>| {
+            for (step, l, lg, lb) in pending.drain(..) {
+                let batch_loss = l.item() as f64;
+                if let Some(message) = nonfinite_loss(batch_loss, epoch, epochs, step, steps) {
+                    if !setup.allow_nonfinite_loss {
+                        bar.abandon();
+                        super::fail(&message);
+                    }
+                }
+                loss_sum += batch_loss;
+                correct += tensor_count_correct(&lg, &lb);
+                read += 1;
+            }
+            loss_sum / read.max(1) as f64
+        };
+        for (step, (images, labels)) in (1..).zip(loader.epoch(dev)) {
             let images = match recipe.augment.as_deref_mut() {
                 Some(t) => t.apply(&images),
                 None => images,
@@ -143,22 +174,15 @@ pub fn train(model: &mut dyn Module, setup: &Setup, mut recipe: Recipe) {
             }
             opt.step(&grads);
             seen += labels.numel();
-            pending.push((loss.detach(), logits.detach(), labels));
+            pending.push((step, loss.detach(), logits.detach(), labels));
             // Reading a value waits for the device: do it every few batches, not every one.
             if pending.len() == losses_per_read {
-                for (l, lg, lb) in pending.drain(..) {
-                    loss_sum += l.item() as f64;
-                    correct += tensor_count_correct(&lg, &lb);
-                    read += 1;
-                }
-                bar.set_message(format!("{:.4}", loss_sum / read as f64));
+                let mean = read_pending(&mut pending);
+                bar.set_message(format!("{mean:.4}"));
             }
             bar.inc(1);
         }
-        for (l, lg, lb) in pending.drain(..) {
-            loss_sum += l.item() as f64;
-            correct += tensor_count_correct(&lg, &lb);
-        }
+        read_pending(&mut pending);
         bar.finish_and_clear();
         let train_secs = epoch_start.elapsed().as_secs_f64();
         train_images += seen;
@@ -188,7 +212,7 @@ pub fn train(model: &mut dyn Module, setup: &Setup, mut recipe: Recipe) {
     println!("confusion matrix (rows: true class, columns: predicted):\n{confusion}");
     if let Some(path) = &setup.save {
         match wgrad::checkpoint::save(model, path) {
-            Ok(()) => println!("saved weights to {path}"),
+            Ok(()) => println!("saved weights to {}", path.display()),
             Err(e) => super::fail(&format!("cannot save the weights: {e}")),
         }
     }

@@ -1,5 +1,6 @@
-//! What the examples share: hand-rolled flag parsing (no CLI crate for three flags),
-//! opening the device `--device` names, and timing GPU work correctly.
+//! What the examples share: hand-rolled flag parsing and checking (no CLI crate for a
+//! handful of flags; `flags.rs`), opening the device `--device` names, and timing GPU
+//! work correctly.
 //!
 //! GPU work is recorded and submitted lazily, so a timing must end with
 //! `Device::synchronize()`; otherwise it measures only the recording.
@@ -8,6 +9,7 @@
 #![allow(dead_code)]
 
 pub mod classifier;
+pub mod flags;
 pub mod models;
 pub mod workloads;
 
@@ -15,56 +17,32 @@ use std::time::Instant;
 
 use wgrad::{Device, Tensor};
 
-/// Parsed command line: `--name value` or `--name=value` pairs, and bare `--flag`s.
-pub struct Args {
-    values: Vec<(String, String)>,
-}
+pub use flags::Args;
 
-impl Args {
-    /// Parses `std::env::args()`. `with_value` lists the flags that take a value; `usage`
-    /// is printed for `--help` (exit 0) and for anything unknown (exit 2).
-    pub fn parse(with_value: &[&str], usage: &str) -> Args {
-        let mut values = Vec::new();
-        let mut args = std::env::args().skip(1);
-        while let Some(arg) = args.next() {
-            if arg == "-h" || arg == "--help" {
-                println!("{usage}");
-                std::process::exit(0);
-            }
-            let (name, inline) = match arg.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (arg.clone(), None),
-            };
-            let Some(flag) = name.strip_prefix("--").filter(|f| with_value.contains(f)) else {
-                fail_usage(&format!("unknown argument '{arg}'"), usage);
-            };
-            let value = match inline.or_else(|| args.next()) {
-                Some(v) => v,
-                None => fail_usage(&format!("--{flag} needs a value"), usage),
-            };
-            values.push((flag.to_string(), value));
+/// Parses `std::env::args()` with [`Args::from_iter`]: `--help` prints `usage` and exits
+/// with status 0, anything wrong prints the error and `usage` and exits with status 2.
+pub fn parse_args(with_value: &[&str], switches: &[&str], usage: &str) -> Args {
+    match usage_or(Args::from_iter(std::env::args().skip(1), with_value, switches), usage) {
+        Some(args) => args,
+        None => {
+            println!("{usage}");
+            std::process::exit(0);
         }
-        Args { values }
-    }
-
-    /// The last value given for `--name`.
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.values.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
-fn fail_usage(message: &str, usage: &str) -> ! {
-    eprintln!("error: {message}\n\n{usage}");
-    std::process::exit(2);
-}
-
-/// Opens the device named by `--device` (`auto`, `gpu`, `software` or `cpu`), or exits
-/// with wgrad's error message (which lists the adapters found) and status 1.
-pub fn open_device(name: &str) -> Device {
-    if !["auto", "gpu", "software", "cpu"].contains(&name) {
-        eprintln!("error: --device must be auto, gpu, software or cpu, not '{name}'");
+/// The value of a flag check, or the error and `usage` on stderr and exit status 2.
+pub fn usage_or<T>(checked: Result<T, String>, usage: &str) -> T {
+    checked.unwrap_or_else(|message| {
+        eprintln!("error: {message}\n\n{usage}");
         std::process::exit(2);
-    }
+    })
+}
+
+/// Opens the device `--device` named (`auto`, `gpu`, `software` or `cpu`, as
+/// [`Args::device`] checked), or exits with wgrad's error message (which lists the
+/// adapters found) and status 1.
+pub fn open_device(name: &str) -> Device {
     match Device::by_name(name) {
         Ok(dev) => dev,
         Err(e) => {
@@ -118,13 +96,4 @@ pub fn median(sorted: &[f64]) -> f64 {
 pub fn fail(message: &str) -> ! {
     eprintln!("error: {message}");
     std::process::exit(1);
-}
-
-/// The value of `--name` parsed as `T`, or `default`; a value that does not parse exits
-/// with the usage text.
-pub fn parse_or<T: std::str::FromStr>(args: &Args, name: &str, default: T, usage: &str) -> T {
-    match args.get(name) {
-        None => default,
-        Some(v) => v.parse().unwrap_or_else(|_| fail_usage(&format!("--{name} got '{v}', which is not valid"), usage)),
-    }
 }

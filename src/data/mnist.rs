@@ -2,8 +2,9 @@
 //!
 //! The same reader serves MNIST, the repository's built-in `data/mnist-10k`, Fashion-MNIST
 //! and any other set laid out with MNIST's file names, gzip-compressed or not. Everything
-//! is checked while loading (counts of images and labels agree, labels are classes 0..9,
-//! train and test images have one size) so that a training loop never meets a bad sample.
+//! is checked while loading (counts of images and labels agree, neither split is empty,
+//! labels are classes 0..9, train and test images have one size) so that a training loop
+//! never meets a bad sample.
 
 use std::path::{Path, PathBuf};
 
@@ -143,6 +144,22 @@ impl Split {
                     labels_path.display(),
                     labels.len()
                 ),
+            });
+        }
+        // An empty split would train on nothing (a NaN mean loss) or test on nothing.
+        if images.count == 0 {
+            return Err(Error::Format {
+                path: images_path.display().to_string(),
+                reason: format!(
+                    "holds no images (and {} no labels); a split needs at least one",
+                    labels_path.display()
+                ),
+            });
+        }
+        if images.rows == 0 || images.cols == 0 {
+            return Err(Error::Format {
+                path: images_path.display().to_string(),
+                reason: format!("images are {}x{}; an image needs at least one pixel", images.rows, images.cols),
             });
         }
         if let Some((index, &label)) = labels.iter().enumerate().find(|&(_, &l)| usize::from(l) >= Mnist::NUM_CLASSES) {

@@ -69,12 +69,19 @@ impl TextDataset {
     /// header being line 1): [`Error::Io`] when the file cannot be read, and
     /// [`Error::Format`] for an empty file, a header without a `text` or `label` column, a
     /// row with fewer fields than the header needs, an empty text, a label other than 0 or
-    /// 1, text that is not UTF-8, or a header with no rows after it.
+    /// 1, text that is not UTF-8, a quote that is never closed (naming the line it opened
+    /// on), or a header with no rows after it.
     pub fn read_csv(path: impl AsRef<Path>) -> Result<TextDataset> {
         let path = path.as_ref();
         let name = path.display().to_string();
         let bytes = std::fs::read(path).map_err(|source| Error::Io { path: name.clone(), source })?;
         let format = |reason: String| Error::Format { path: name.clone(), reason };
+        // The csv crate ends a quoted field that is never closed at the end of the file,
+        // so the rest of the file would become one field and the error, if any, would be
+        // about a missing column; say what is wrong instead.
+        if let Some(line) = unclosed_quote_line(&bytes) {
+            return Err(format(format!("line {line}: a quote opened here is not closed")));
+        }
         // Flexible, so that a short row reaches our own check and its message names the
         // missing column, not just the field counts.
         let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(&bytes[..]);
@@ -183,10 +190,47 @@ fn csv_error(path: &str, bytes: &[u8], error: csv::Error) -> Error {
     }
     let line = error.position().map(|p| format!("line {}: ", record_line(bytes, Some(p)))).unwrap_or_default();
     let reason = match error.kind() {
-        csv::ErrorKind::Utf8 { err, .. } => format!("{line}field {} is not valid UTF-8 ({err})", err.field() + 1),
+        // The crate's own message counts fields from 0; ours count them from 1, as lines.
+        csv::ErrorKind::Utf8 { err, .. } => format!(
+            "{line}field {} is not valid UTF-8 (byte {} of the field is not part of a UTF-8 character)",
+            err.field() + 1,
+            err.valid_up_to() + 1
+        ),
         _ => format!("{line}{error}"),
     };
     Error::Format { path: path.to_string(), reason }
+}
+
+/// The line (counting from 1) of a quote that opens a field and is never closed, if there
+/// is one. It follows the csv crate's reading with its default settings: a quote opens a
+/// quoted field only as the field's first byte; inside, `""` is a quote and a lone `"`
+/// closes the field; any later quote in that field, as in an unquoted one, is a plain
+/// character; fields end at `,`, records at `\r` or `\n`.
+fn unclosed_quote_line(bytes: &[u8]) -> Option<u64> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut line = 1u64;
+    let mut at_field_start = true;
+    // The line of the opening quote while inside a quoted field.
+    let mut open: Option<u64> = None;
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match open {
+            Some(_) if b == b'"' && bytes.get(i + 1) == Some(&b'"') => i += 1, // an escaped quote
+            Some(_) if b == b'"' => open = None,                               // the rest of the field is read unquoted
+            Some(_) => {}
+            None if b == b'"' && at_field_start => {
+                open = Some(line);
+                at_field_start = false;
+            }
+            None => at_field_start = matches!(b, b',' | b'\r' | b'\n'),
+        }
+        if b == b'\n' {
+            line += 1;
+        }
+        i += 1;
+    }
+    open
 }
 
 // ---- tokenizer ----
