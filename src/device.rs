@@ -109,7 +109,7 @@ fn open_cached(
     wanted: &'static str,
     choose: fn(&[AdapterSummary]) -> Option<usize>,
 ) -> Result<Device> {
-    let mut guard = slot.lock().unwrap();
+    let mut guard = crate::gpu::context::lock(slot);
     if let Some(ctx) = guard.as_ref() {
         return Ok(Device::Gpu(ctx.clone()));
     }
@@ -261,16 +261,27 @@ impl Device {
         }
     }
 
-    /// Waits until all work recorded on this device has finished.
+    /// Waits until all work recorded on this device has finished. Panics with
+    /// [`Device::try_synchronize`]'s error.
     pub fn synchronize(&self) {
         if let Device::Gpu(ctx) = self {
             ctx.synchronize();
         }
     }
 
+    /// Waits until all work recorded on this device has finished, and returns the first
+    /// error the GPU reported since the last fallible call (a validation error, out of
+    /// memory in recorded work, a lost device) as [`Error::Gpu`]. Always `Ok` on the CPU.
+    pub fn try_synchronize(&self) -> Result<()> {
+        match self {
+            Device::Gpu(ctx) => ctx.try_synchronize(),
+            Device::Cpu => Ok(()),
+        }
+    }
+
     /// Buffer pool statistics of a GPU device (`None` on the CPU).
     pub fn pool_stats(&self) -> Option<PoolStats> {
-        self.gpu_context().map(|c| c.pool.lock().unwrap().stats())
+        self.gpu_context().map(|c| crate::gpu::context::lock(&c.pool).stats())
     }
 
     /// Counts of the dispatches, submits, copies, uploads and read-backs this GPU device

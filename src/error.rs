@@ -26,7 +26,21 @@ pub enum Error {
     /// `software` or `cpu`.
     #[error("'{0}' is not a device name (auto, gpu, software, cpu); check --device or WGRAD_DEVICE")]
     BadDeviceVar(String),
-    /// The GPU reported an error while work was running (validation, out of memory, lost device).
+    /// Memory for a tensor could not be allocated: the host allocator refused (CPU) or the
+    /// device reported out of memory (GPU). Nothing was allocated; freeing tensors and
+    /// retrying may succeed.
+    #[error("{op}: out of memory allocating {bytes} bytes on {device}")]
+    OutOfMemory {
+        /// The op or constructor that asked for the memory.
+        op: String,
+        bytes: u64,
+        /// The CPU, or the adapter's line.
+        device: String,
+    },
+    /// The GPU reported an error: a validation error or an out-of-memory condition in
+    /// recorded work, or the loss of the device. Reported by the next fallible call on the
+    /// device (`try_*` constructors, `try_to_vec`, `try_synchronize`); a lost device
+    /// reports it to every later call.
     #[error("GPU error: {0}")]
     Gpu(String),
     /// A file could not be read or written.
