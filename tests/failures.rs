@@ -177,3 +177,15 @@ fn cpu_allocations_beyond_memory_are_errors() {
     let ok = Tensor::try_full(&[1000], 3.0, &dev).unwrap();
     assert_eq!(ok.sum_all().item(), 3000.0);
 }
+
+/// The CPU kernels allocate their outputs fallibly too: an op whose output the host cannot
+/// hold panics with the out-of-memory message (naming the op family) instead of aborting.
+#[test]
+fn cpu_kernel_outputs_beyond_memory_panic_instead_of_aborting() {
+    let dev = Device::cpu();
+    let big = Tensor::zeros(&[1], &dev).broadcast_to(&[1 << 25, 1 << 25]); // a view: no memory
+    assert_panics_with(|| big.add_scalar(1.0), &["elementwise: out of memory allocating 4503599627370496 bytes"]);
+    assert_panics_with(|| big.softmax(1), &["out of memory"]);
+    let col = Tensor::ones(&[1 << 25, 1], &dev);
+    assert_panics_with(|| col.matmul(&Tensor::ones(&[1, 1 << 25], &dev)), &["matmul: out of memory"]);
+}

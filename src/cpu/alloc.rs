@@ -84,3 +84,10 @@ pub(crate) fn try_copy<T: Copy>(data: &[T], op: &str) -> Result<Vec<T>> {
     v.extend_from_slice(data);
     Ok(v)
 }
+
+/// As [`try_zeroed`] for a kernel's output or scratch space: panics with the
+/// [`Error::OutOfMemory`] message naming `op` (a catchable panic, not `vec!`'s abort).
+#[track_caller]
+pub(crate) fn zeroed<T: bytemuck::Zeroable>(n: usize, op: &str) -> Vec<T> {
+    try_zeroed(n, op).unwrap_or_else(|e| panic!("{e}"))
+}

@@ -766,7 +766,9 @@ impl GpuContext {
     /// Submits the recorded work, waits for it and gathers every timestamp in flight.
     fn settle_profile(&self) {
         self.flush();
-        self.wait_idle();
+        if let Err(e) = self.try_wait_idle() {
+            log::warn!("profile: {e}");
+        }
         let mut batch = self.batch();
         self.collect_timestamps(&mut batch);
     }
@@ -865,24 +867,36 @@ impl GpuContext {
     /// work still reads is not overwritten ahead of that work (as `queue.write_buffer`,
     /// which runs before the whole batch, would do).
     pub fn record_upload(&self, dst: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.try_record_upload(dst, offset, data, "upload").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// As [`GpuContext::record_upload`], with the staging buffer's allocation failure as
+    /// an `Err` naming `op`.
+    pub fn try_record_upload(&self, dst: &wgpu::Buffer, offset: u64, data: &[u8], op: &str) -> Result<()> {
         if data.is_empty() {
-            return;
+            return Ok(());
         }
         let padded = data.len().div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgrad upload"),
-            size: padded as u64,
-            usage: wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: true,
-        });
+        let staging = self.try_create_buffer(
+            &wgpu::BufferDescriptor {
+                label: Some("wgrad upload"),
+                size: padded as u64,
+                usage: wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            },
+            op,
+        )?;
         {
-            let mut view = staging.get_mapped_range_mut(..).expect("upload buffer not mapped");
+            let mut view = staging
+                .get_mapped_range_mut(..)
+                .map_err(|e| Error::Gpu(format!("{op}: writing the upload buffer: {e}")))?;
             view.slice(..data.len()).copy_from_slice(data);
         }
         staging.unmap();
         Counters::bump(&self.counters.uploads, 1);
         Counters::bump(&self.counters.upload_bytes, data.len() as u64);
         self.record_copy(&staging, 0, dst, offset, padded as u64);
+        Ok(())
     }
 }
 

@@ -150,7 +150,7 @@ impl Tensor {
                 let bytes: &[u8] = bytemuck::cast_slice(data);
                 // Whole 32-bit words: an odd number of f16 elements ends in half a word.
                 let buf = GpuBuffer::try_new(ctx, T::DTYPE.buffer_bytes(n) as u64, "from_slice")?;
-                ctx.record_upload(buf.buffer(), 0, bytes);
+                ctx.try_record_upload(buf.buffer(), 0, bytes, "from_slice")?;
                 Tensor::from_gpu_buffer(buf, shape, T::DTYPE)
             }
         })
