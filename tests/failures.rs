@@ -189,3 +189,21 @@ fn cpu_kernel_outputs_beyond_memory_panic_instead_of_aborting() {
     let col = Tensor::ones(&[1 << 25, 1], &dev);
     assert_panics_with(|| col.matmul(&Tensor::ones(&[1, 1 << 25], &dev)), &["matmul: out of memory"]);
 }
+
+/// Window arithmetic with huge padding, dilation or kernels panics naming the op instead of
+/// wrapping into a small, wrong output.
+#[test]
+fn window_geometry_past_usize_panics_naming_the_op() {
+    use wgrad::{ConvOptions, MaxPool2dOptions};
+    let dev = Device::cpu();
+    let x = Tensor::ones(&[1, 1, 4, 4], &dev);
+    let w = Tensor::ones(&[1, 1, 3, 3], &dev);
+    assert_panics_with(|| x.conv2d(&w, None, &ConvOptions::new().padding(usize::MAX / 2)), &["conv2d", "usize::MAX"]);
+    assert_panics_with(|| x.conv2d(&w, None, &ConvOptions::new().dilation(usize::MAX)), &["conv2d", "usize::MAX"]);
+    assert_panics_with(|| x.max_pool2d(&MaxPool2dOptions::new(2).dilation(usize::MAX)), &["max_pool2d", "too small"]);
+    let rows = Tensor::zeros(&[1, 4], &dev).broadcast_to(&[1 << 33, 4]); // views: no memory
+    assert_panics_with(
+        || rows.linear(&rows, None, wgrad::Activation::None),
+        &["linear: shape [8589934592, 8589934592] has more than usize::MAX elements"],
+    );
+}
