@@ -1,6 +1,10 @@
 //! The error type for everything that can fail for reasons outside the caller's code:
 //! no adapter, a device that cannot be opened, a buffer larger than the adapter allows,
-//! a file that cannot be read. Shape errors are programming errors and panic instead,
+//! memory the host or the GPU cannot provide, an error the GPU reports while running
+//! recorded work or the loss of the device, a file that cannot be read. The fallible entry
+//! points (`Device::auto`/`gpu`/`software`/`by_name`, `Tensor::try_*`, `try_to_vec`,
+//! `Device::try_synchronize`) return these; their panicking twins and every other op
+//! panic with the same message. Shape errors are programming errors and panic instead,
 //! with a message that names the op and the shapes (see `GUIDE.md`, "validate once").
 
 use std::fmt;
