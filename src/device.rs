@@ -68,6 +68,7 @@ fn quiet_device_select_layer() {
             "XDG_RUNTIME_DIR is unset: NODEVICE_SELECT=1 keeps Mesa's device_select layer from probing Wayland"
         );
         // Set once, inside the instance's `OnceLock`, before the Vulkan loader reads it.
+        // The environment is process-wide; this is the first GPU call of the process.
         std::env::set_var("NODEVICE_SELECT", "1");
     }
 }
