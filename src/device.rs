@@ -41,11 +41,36 @@ fn instance(backends: wgpu::Backends) -> &'static wgpu::Instance {
     static GL: OnceLock<wgpu::Instance> = OnceLock::new();
     let cell = if backends == wgpu::Backends::GL { &GL } else { &NATIVE };
     cell.get_or_init(|| {
+        if backends != wgpu::Backends::GL {
+            quiet_device_select_layer();
+        }
         // WGPU_BACKEND and the other wgpu variables still apply, for debugging.
         let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
         desc.backends &= backends;
         wgpu::Instance::new(desc)
     })
+}
+
+/// Turns off Mesa's `VK_LAYER_MESA_device_select` for this process when
+/// `XDG_RUNTIME_DIR` is unset (containers, CI, ssh sessions) and nobody configured the layer.
+///
+/// The layer, which `mesa-vulkan-drivers` installs as an implicit Vulkan layer, only
+/// reorders the adapter list by the display server's default GPU; wgrad ranks adapters
+/// itself. Without `XDG_RUNTIME_DIR` its attempt to reach Wayland prints
+/// `error: XDG_RUNTIME_DIR is invalid or not set in the environment.` twice on stderr,
+/// which is the first thing a run that ends on the CPU would show. The layer's own switch,
+/// `NODEVICE_SELECT=1`, is set before the Vulkan instance exists; it is left alone when
+/// the user set it or asked the layer for a device (`MESA_VK_DEVICE_SELECT`).
+fn quiet_device_select_layer() {
+    let unset = |name: &str| std::env::var_os(name).is_none_or(|v| v.is_empty());
+    if unset("XDG_RUNTIME_DIR") && unset("NODEVICE_SELECT") && unset("MESA_VK_DEVICE_SELECT") {
+        log::debug!(
+            "XDG_RUNTIME_DIR is unset: NODEVICE_SELECT=1 keeps Mesa's device_select layer from probing Wayland"
+        );
+        // Set once, inside the instance's `OnceLock`, before the Vulkan loader reads it.
+        // The environment is process-wide; this is the first GPU call of the process.
+        std::env::set_var("NODEVICE_SELECT", "1");
+    }
 }
 
 /// The adapters of the native back-ends (Vulkan, Metal, DX12), or GL's when those offer
@@ -85,7 +110,7 @@ fn open_cached(
     wanted: &'static str,
     choose: fn(&[AdapterSummary]) -> Option<usize>,
 ) -> Result<Device> {
-    let mut guard = slot.lock().unwrap();
+    let mut guard = crate::gpu::context::lock(slot);
     if let Some(ctx) = guard.as_ref() {
         return Ok(Device::Gpu(ctx.clone()));
     }
@@ -113,10 +138,14 @@ fn best_software(s: &[AdapterSummary]) -> Option<usize> {
 impl Device {
     /// The device `WGRAD_DEVICE` names (`gpu`, `software` or `cpu`); without it, the best
     /// hardware adapter, or the CPU when there is none. Software adapters are never picked
-    /// here: on them the CPU backend is many times faster, and the choice is logged.
+    /// here: on them the CPU backend is many times faster, and the choice is logged. A
+    /// value of `WGRAD_DEVICE` that is not a device name is an [`Error::BadDeviceVar`].
     pub fn auto() -> Result<Device> {
         match std::env::var("WGRAD_DEVICE") {
-            Ok(v) if !v.is_empty() && !v.trim().eq_ignore_ascii_case("auto") => Device::by_name(&v),
+            Ok(v) if !v.trim().is_empty() && !v.trim().eq_ignore_ascii_case("auto") => {
+                log::info!("WGRAD_DEVICE={v} chooses the device");
+                Device::by_explicit_name(&v)
+            }
             _ => Device::best_hardware_or_cpu(),
         }
     }
@@ -141,14 +170,23 @@ impl Device {
     }
 
     /// `"gpu"`, `"software"`, `"cpu"` or `"auto"`: the names `--device` and
-    /// `WGRAD_DEVICE` accept.
+    /// `WGRAD_DEVICE` accept. `"auto"` is [`Device::auto`], so it honours `WGRAD_DEVICE`
+    /// (the default `--device auto` of the examples does too); any other name is an
+    /// [`Error::BadDeviceVar`] that lists the valid ones.
     pub fn by_name(name: &str) -> Result<Device> {
+        if name.trim().eq_ignore_ascii_case("auto") {
+            return Device::auto();
+        }
+        Device::by_explicit_name(name)
+    }
+
+    /// A name other than `auto` (which `auto` itself resolves, without recursion).
+    fn by_explicit_name(name: &str) -> Result<Device> {
         match name.trim().to_ascii_lowercase().as_str() {
             "gpu" => Device::gpu(),
             "software" => Device::software(),
             "cpu" => Ok(Device::cpu()),
-            "auto" => Device::best_hardware_or_cpu(),
-            other => Err(Error::BadDeviceVar(other.to_string())),
+            _ => Err(Error::BadDeviceVar(name.to_string())),
         }
     }
 
@@ -224,16 +262,27 @@ impl Device {
         }
     }
 
-    /// Waits until all work recorded on this device has finished.
+    /// Waits until all work recorded on this device has finished. Panics with
+    /// [`Device::try_synchronize`]'s error.
     pub fn synchronize(&self) {
         if let Device::Gpu(ctx) = self {
             ctx.synchronize();
         }
     }
 
+    /// Waits until all work recorded on this device has finished, and returns the first
+    /// error the GPU reported since the last fallible call (a validation error, out of
+    /// memory in recorded work, a lost device) as [`Error::Gpu`]. Always `Ok` on the CPU.
+    pub fn try_synchronize(&self) -> Result<()> {
+        match self {
+            Device::Gpu(ctx) => ctx.try_synchronize(),
+            Device::Cpu => Ok(()),
+        }
+    }
+
     /// Buffer pool statistics of a GPU device (`None` on the CPU).
     pub fn pool_stats(&self) -> Option<PoolStats> {
-        self.gpu_context().map(|c| c.pool.lock().unwrap().stats())
+        self.gpu_context().map(|c| crate::gpu::context::lock(&c.pool).stats())
     }
 
     /// Counts of the dispatches, submits, copies, uploads and read-backs this GPU device

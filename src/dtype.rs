@@ -30,7 +30,8 @@ impl DType {
     /// Bytes of device memory that `numel` elements take: rounded up to whole 32-bit
     /// words, because buffer copies and bindings work in units of four bytes.
     pub fn buffer_bytes(self, numel: usize) -> usize {
-        (numel * self.size_bytes()).div_ceil(4) * 4
+        // Saturates rather than wraps: an impossible size must fail the size checks.
+        numel.checked_mul(self.size_bytes()).and_then(|b| b.checked_next_multiple_of(4)).unwrap_or(usize::MAX)
     }
 }
 

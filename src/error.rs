@@ -1,6 +1,10 @@
 //! The error type for everything that can fail for reasons outside the caller's code:
 //! no adapter, a device that cannot be opened, a buffer larger than the adapter allows,
-//! a file that cannot be read. Shape errors are programming errors and panic instead,
+//! memory the host or the GPU cannot provide, an error the GPU reports while running
+//! recorded work or the loss of the device, a file that cannot be read. The fallible entry
+//! points (`Device::auto`/`gpu`/`software`/`by_name`, `Tensor::try_*`, `try_to_vec`,
+//! `Device::try_synchronize`) return these; their panicking twins and every other op
+//! panic with the same message. Shape errors are programming errors and panic instead,
 //! with a message that names the op and the shapes (see `GUIDE.md`, "validate once").
 
 use std::fmt;
@@ -26,7 +30,21 @@ pub enum Error {
     /// `software` or `cpu`.
     #[error("'{0}' is not a device name (auto, gpu, software, cpu); check --device or WGRAD_DEVICE")]
     BadDeviceVar(String),
-    /// The GPU reported an error while work was running (validation, out of memory, lost device).
+    /// Memory for a tensor could not be allocated: the host allocator refused (CPU) or the
+    /// device reported out of memory (GPU). Nothing was allocated; freeing tensors and
+    /// retrying may succeed.
+    #[error("{op}: out of memory allocating {bytes} bytes on {device}")]
+    OutOfMemory {
+        /// The op or constructor that asked for the memory.
+        op: String,
+        bytes: u64,
+        /// The CPU, or the adapter's line.
+        device: String,
+    },
+    /// The GPU reported an error: a validation error or an out-of-memory condition in
+    /// recorded work, or the loss of the device. Reported by the next fallible call on the
+    /// device (`try_*` constructors, `try_to_vec`, `try_synchronize`); a lost device
+    /// reports it to every later call.
     #[error("GPU error: {0}")]
     Gpu(String),
     /// A file could not be read or written.

@@ -129,13 +129,13 @@ static CONTEXTS: Mutex<Vec<Weak<GpuContext>>> = Mutex::new(Vec::new());
 
 /// Makes a shared context visible to [`report`] and [`reset`].
 pub(crate) fn register(ctx: &Arc<GpuContext>) {
-    let mut contexts = CONTEXTS.lock().unwrap();
+    let mut contexts = crate::gpu::context::lock(&CONTEXTS);
     contexts.retain(|w| w.strong_count() > 0);
     contexts.push(Arc::downgrade(ctx));
 }
 
 fn live_contexts() -> Vec<Arc<GpuContext>> {
-    CONTEXTS.lock().unwrap().iter().filter_map(Weak::upgrade).collect()
+    crate::gpu::context::lock(&CONTEXTS).iter().filter_map(Weak::upgrade).collect()
 }
 
 /// One kernel's line of the table.

@@ -5,7 +5,9 @@ use std::sync::RwLock;
 
 use half::f16;
 
+use crate::cpu::alloc::try_zeroed;
 use crate::dtype::DType;
+use crate::error::Result;
 use crate::gpu::pool::GpuBuffer;
 
 /// Host-side elements of one dtype.
@@ -25,13 +27,20 @@ impl CpuData {
         }
     }
 
-    /// `n` zero elements of `dtype`.
-    pub fn zeros(dtype: DType, n: usize) -> CpuData {
-        match dtype {
-            DType::F32 => CpuData::F32(vec![0.0; n]),
-            DType::I32 => CpuData::I32(vec![0; n]),
-            DType::F16 => CpuData::F16(vec![f16::ZERO; n]),
-        }
+    /// `n` zero elements of `dtype`, or [`crate::Error::OutOfMemory`] naming `op` when the
+    /// host cannot allocate them.
+    pub fn try_zeros(dtype: DType, n: usize, op: &str) -> Result<CpuData> {
+        Ok(match dtype {
+            DType::F32 => CpuData::F32(try_zeroed(n, op)?),
+            DType::I32 => CpuData::I32(try_zeroed(n, op)?),
+            DType::F16 => CpuData::F16(try_zeroed(n, op)?),
+        })
+    }
+
+    /// As [`CpuData::try_zeros`], panicking with the error's message (an abort, as
+    /// `vec![0; n]` would do, cannot be caught).
+    pub fn zeros(dtype: DType, n: usize, op: &str) -> CpuData {
+        CpuData::try_zeros(dtype, n, op).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub fn as_f32(&self) -> &[f32] {

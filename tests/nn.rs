@@ -421,3 +421,39 @@ fn gradcheck_through_linear_weight_and_bias() {
         .unwrap();
     }
 }
+
+// ---- threads ----
+
+fn assert_send_sync<T: Send + Sync>(_: &T) {}
+
+/// A model moves to a worker thread, and one behind an `Arc` runs on several threads at
+/// once, with the same results as on the thread that built it.
+#[test]
+fn models_are_send_and_sync() {
+    let dev = Device::cpu();
+    wgrad::manual_seed(3);
+    let model = nn::Sequential::new()
+        .add(nn::Linear::new(4, 8, &dev))
+        .add(nn::ReLU)
+        .add(nn::Dropout::new(0.5))
+        .add(nn::Linear::new(8, 3, &dev));
+    let boxed: Box<dyn Module> = Box::new(nn::Linear::new(2, 2, &dev));
+    assert_send_sync(&model);
+    assert_send_sync(&boxed);
+    let mut model = model;
+    model.set_training(false);
+    let x = Tensor::from_slice(&host_values(8, 1), &[2, 4], &dev);
+    let here = model.forward(&x).to_vec::<f32>();
+    let model = std::sync::Arc::new(model);
+    let workers: Vec<_> = (0..2)
+        .map(|_| {
+            let (model, x) = (model.clone(), x.clone());
+            std::thread::spawn(move || model.forward(&x).to_vec::<f32>())
+        })
+        .collect();
+    for w in workers {
+        assert_eq!(w.join().unwrap(), here);
+    }
+    let moved = std::thread::spawn(move || boxed.forward(&Tensor::ones(&[1, 2], &Device::cpu())).shape().to_vec());
+    assert_eq!(moved.join().unwrap(), vec![1, 2]);
+}

@@ -17,6 +17,8 @@
 
 use std::sync::Once;
 
+use crate::error::{Error, Result};
+
 /// Applies the settings above once per process (a no-op off glibc).
 pub(crate) fn tune_once() {
     static ONCE: Once = Once::new();
@@ -45,3 +47,47 @@ fn tune() {
 
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
 fn tune() {}
+
+/// The error of a host allocation of `n` elements of `elem_bytes` bytes for `op`.
+pub(crate) fn out_of_memory(op: &str, n: usize, elem_bytes: usize) -> Error {
+    Error::OutOfMemory {
+        op: op.to_string(),
+        bytes: (n as u64).saturating_mul(elem_bytes as u64),
+        device: "the CPU".into(),
+    }
+}
+
+/// `n` zero elements, or [`Error::OutOfMemory`] naming `op` when the allocator refuses
+/// (where `vec![0; n]` would abort the process). Zeroed by the allocator (`calloc`), so
+/// fresh pages of a large block are not touched, as with `vec!`.
+pub(crate) fn try_zeroed<T: bytemuck::Zeroable>(n: usize, op: &str) -> Result<Vec<T>> {
+    let size = std::mem::size_of::<T>();
+    if n == 0 || size == 0 {
+        return Ok(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<T>(n).map_err(|_| out_of_memory(op, n, size))?;
+    // SAFETY: `layout` has a non-zero size (n > 0, size > 0).
+    let ptr = unsafe { std::alloc::alloc_zeroed(layout) }.cast::<T>();
+    if ptr.is_null() {
+        return Err(out_of_memory(op, n, size));
+    }
+    // SAFETY: `ptr` comes from the global allocator with `T`'s alignment and room for
+    // exactly `n` elements (`Layout::array`), all zero bytes, which are a valid `T`
+    // (`Zeroable`); the vector takes ownership and frees it with the same layout.
+    Ok(unsafe { Vec::from_raw_parts(ptr, n, n) })
+}
+
+/// A copy of `data`, or [`Error::OutOfMemory`] naming `op` when the allocator refuses.
+pub(crate) fn try_copy<T: Copy>(data: &[T], op: &str) -> Result<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(data.len()).map_err(|_| out_of_memory(op, data.len(), std::mem::size_of::<T>()))?;
+    v.extend_from_slice(data);
+    Ok(v)
+}
+
+/// As [`try_zeroed`] for a kernel's output or scratch space: panics with the
+/// [`Error::OutOfMemory`] message naming `op` (a catchable panic, not `vec!`'s abort).
+#[track_caller]
+pub(crate) fn zeroed<T: bytemuck::Zeroable>(n: usize, op: &str) -> Vec<T> {
+    try_zeroed(n, op).unwrap_or_else(|e| panic!("{e}"))
+}

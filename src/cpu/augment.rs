@@ -1,5 +1,6 @@
 //! Geometric augmentation of NCHW batches: the reference for `shaders/augment.wgsl`.
 
+use super::alloc;
 use super::parallel;
 use crate::tensor::Layout;
 
@@ -13,7 +14,7 @@ pub fn crop_flip(src: &[f32], ls: &Layout, windows: &[i32], [out_h, out_w]: [usi
     debug_assert_eq!(windows.len(), 3 * n);
     let [sn, sc, sh, sw] = ls.strides[..] else { unreachable!() };
     let image = c * out_h * out_w;
-    let mut out = vec![0.0f32; n * image];
+    let mut out = alloc::zeroed::<f32>(n * image, "augment");
     if image == 0 {
         return out;
     }

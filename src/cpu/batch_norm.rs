@@ -12,6 +12,7 @@
 //! weight gradient), mean, `mean(dy)`, `proj = invstd^2 * mean(dy * (x - mean))` and scale;
 //! in evaluation mode `mean(dy)` and `proj` are zero, since the statistics are constants.
 
+use super::alloc;
 use super::parallel;
 use super::reduce::sum_f64_indices;
 
@@ -67,7 +68,7 @@ pub fn stats(x: &[f32], d: BnDims, weight: Option<&[f32]>, eps: f32) -> Vec<f32>
 
 /// The `[R, C]` table whose column `ch` is `columns[ch]`.
 fn transpose_table<const R: usize>(columns: &[[f32; R]], c: usize) -> Vec<f32> {
-    let mut table = vec![0.0f32; R * c];
+    let mut table = alloc::zeroed::<f32>(R * c, "batch_norm");
     for (ch, column) in columns.iter().enumerate() {
         for (r, &v) in column.iter().enumerate() {
             table[r * c + ch] = v;
@@ -79,7 +80,7 @@ fn transpose_table<const R: usize>(columns: &[[f32; R]], c: usize) -> Vec<f32> {
 /// `out[i] = f(i, channel of i)` over contiguous `[N, C, L]` data, computed in parallel
 /// runs of whole `L`-element rows (one channel each).
 fn per_element(d: BnDims, f: impl Fn(usize, usize) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; d.numel()];
+    let mut out = alloc::zeroed::<f32>(d.numel(), "batch_norm");
     if d.l == 0 {
         return out;
     }

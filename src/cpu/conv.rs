@@ -15,6 +15,7 @@
 //! on the thread count. The weight gradient, a sum over images, is summed per fixed chunk
 //! of [`WEIGHT_GRAD_IMAGES`] images and the chunks added in order.
 
+use super::alloc;
 use rayon::prelude::*;
 
 use super::gemm::{sgemm, Strided, Threads};
@@ -130,7 +131,7 @@ fn has_overhang(g: &ConvGeometry) -> bool {
 /// The column matrix of the view `lx` (shape `[N, C, H, W]`) of `x`, in `cols` layout;
 /// zeros where a window overhangs the padding.
 pub fn im2col(x: &[f32], lx: &Layout, g: &ConvGeometry, cols: ColumnLayout) -> Vec<f32> {
-    let mut out = vec![0.0; g.batch * g.rows() * g.positions()];
+    let mut out = alloc::zeroed::<f32>(g.batch * g.rows() * g.positions(), "conv");
     for n in 0..g.batch {
         unfold_image(x, lx, g, n, &mut out[n * cols.n_stride..], cols.r_stride);
     }
@@ -175,7 +176,7 @@ fn fold_image(cols: &[f32], r_stride: usize, g: &ConvGeometry, image: &mut [f32]
 /// the sum of the column entries that were read from it. `cols` starts at `offset`.
 pub fn col2im(cols: &[f32], offset: usize, layout: ColumnLayout, g: &ConvGeometry) -> Vec<f32> {
     let image = g.channels * g.height * g.width;
-    let mut out = vec![0.0; g.batch * image];
+    let mut out = alloc::zeroed::<f32>(g.batch * image, "conv");
     for (n, dst) in out.chunks_mut(image.max(1)).enumerate() {
         fold_image(&cols[offset + n * layout.n_stride..], layout.r_stride, g, dst);
     }
@@ -259,13 +260,13 @@ impl Groups {
 pub fn conv2d(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     let positions = g.positions();
     let image_out = gr.out_channels() * positions;
-    let mut out = vec![0.0f32; g.batch * image_out];
+    let mut out = alloc::zeroed::<f32>(g.batch * image_out, "conv");
     if image_out == 0 {
         return out;
     }
     let zero_columns = has_overhang(g);
     out.par_chunks_mut(image_out).enumerate().for_each_init(
-        || vec![0.0f32; g.rows() * positions],
+        || alloc::zeroed::<f32>(g.rows() * positions, "conv"),
         |cols, (n, y)| {
             if let Some(b) = bias {
                 for (row, &v) in y.chunks_mut(positions).zip(b) {
@@ -299,13 +300,13 @@ pub fn conv2d_input_grad(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) ->
     let positions = g.positions();
     let image_in = g.channels * g.height * g.width;
     let image_out = gr.out_channels() * positions;
-    let mut dx = vec![0.0f32; g.batch * image_in];
+    let mut dx = alloc::zeroed::<f32>(g.batch * image_in, "conv");
     if image_in == 0 {
         return dx;
     }
     let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0, 0];
     dx.par_chunks_mut(image_in).enumerate().for_each_init(
-        || if pointwise { Vec::new() } else { vec![0.0f32; g.rows() * positions] },
+        || if pointwise { Vec::new() } else { alloc::zeroed::<f32>(g.rows() * positions, "conv") },
         |cols, (n, dxn)| {
             let gyn = &gy[n * image_out..][..image_out];
             // A 1x1 window with unit stride reads each input once: its columns are the
@@ -343,8 +344,8 @@ pub fn conv2d_weight_grad(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, 
     let chunks: Vec<Vec<f32>> = (0..g.batch.div_ceil(WEIGHT_GRAD_IMAGES))
         .into_par_iter()
         .map(|chunk| {
-            let mut dw = vec![0.0f32; numel];
-            let mut cols = vec![0.0f32; g.rows() * positions];
+            let mut dw = alloc::zeroed::<f32>(numel, "conv");
+            let mut cols = alloc::zeroed::<f32>(g.rows() * positions, "conv");
             let images = chunk * WEIGHT_GRAD_IMAGES..((chunk + 1) * WEIGHT_GRAD_IMAGES).min(g.batch);
             for n in images {
                 if zero_columns {
@@ -370,7 +371,7 @@ pub fn conv2d_weight_grad(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, 
         })
         .collect();
     let mut chunks = chunks.into_iter();
-    let mut total = chunks.next().unwrap_or_else(|| vec![0.0; numel]);
+    let mut total = chunks.next().unwrap_or_else(|| alloc::zeroed::<f32>(numel, "conv"));
     for part in chunks {
         for (t, p) in total.iter_mut().zip(&part) {
             *t += p;

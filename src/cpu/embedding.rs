@@ -8,6 +8,7 @@
 //! bit for bit. [`group_by_index`] is the reference for the sort and the segment
 //! boundaries themselves.
 
+use super::alloc;
 use super::parallel;
 use crate::tensor::Layout;
 
@@ -29,7 +30,7 @@ pub fn embedding(weight: &[f32], lw: &Layout, indices: &[i32]) -> Vec<f32> {
     for &index in indices {
         check_index("embedding", index, rows);
     }
-    let mut out = vec![0.0f32; indices.len() * dim];
+    let mut out = alloc::zeroed::<f32>(indices.len() * dim, "embedding");
     if dim == 0 {
         return out;
     }
@@ -66,7 +67,7 @@ pub fn embedding_backward(
     for &index in indices {
         check_index("embedding backward", index, rows);
     }
-    let mut out = vec![0.0f32; rows * dim];
+    let mut out = alloc::zeroed::<f32>(rows * dim, "embedding");
     if dim == 0 {
         return out;
     }
@@ -110,7 +111,7 @@ pub fn group_by_index(indices: &[i32], groups: usize) -> (Vec<i32>, Vec<i32>) {
     }
     let offsets = next.iter().map(|&s| as_i32(s)).collect();
     // A counting sort visits positions in increasing order, so each group stays ascending.
-    let mut order = vec![0i32; indices.len()];
+    let mut order = alloc::zeroed::<i32>(indices.len(), "embedding");
     for (position, &index) in indices.iter().enumerate() {
         let k = key(index);
         order[next[k]] = as_i32(position);

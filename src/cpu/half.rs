@@ -2,6 +2,7 @@
 //! `shaders/half_matmul.wgsl`. Conversions go through the `half` crate (round to nearest
 //! even, infinity beyond the `f16` range), which the WGSL rounding reproduces bit for bit.
 
+use super::alloc;
 use half::f16;
 
 use crate::tensor::Layout;
@@ -38,7 +39,7 @@ pub fn matmul(
     n: usize,
 ) -> Vec<f32> {
     let batch: usize = batch_shape.iter().product();
-    let mut out = vec![0.0f32; batch * m * n];
+    let mut out = alloc::zeroed::<f32>(batch * m * n, "half_matmul");
     let r = la.rank();
     let matrix = |l: &Layout, offset: usize, rows: usize, cols: usize| Layout {
         shape: vec![rows, cols],

@@ -1,5 +1,6 @@
 //! index_select and gather along one axis.
 
+use super::alloc;
 use crate::tensor::Layout;
 
 /// Reads `src` (view `ls`) at the coordinates of output element `coords` with the axis
@@ -51,7 +52,7 @@ pub fn gather(src: &[f32], ls: &Layout, axis: usize, index: &[i32], out_shape: &
 /// `out` of shape `out_shape`, zero, plus each slice `l` of `src` (view `ls`) added at
 /// `indices[l]` along `axis`.
 pub fn index_add(src: &[f32], ls: &Layout, axis: usize, indices: &[i32], out_shape: &[usize]) -> Vec<f32> {
-    let mut out = vec![0.0f32; out_shape.iter().product()];
+    let mut out = alloc::zeroed::<f32>(out_shape.iter().product(), "index");
     let out_strides = crate::tensor::Layout::contiguous(out_shape).strides;
     for_each_coord(&ls.shape, |_, c| {
         let target = indices[c[axis]];
@@ -71,7 +72,7 @@ pub fn index_add(src: &[f32], ls: &Layout, axis: usize, indices: &[i32], out_sha
 /// `out` of shape `out_shape`, zero, plus each element of `src` (view `ls`) added where
 /// `index` (contiguous, `src`'s shape) points along `axis`.
 pub fn scatter_add(src: &[f32], ls: &Layout, axis: usize, index: &[i32], out_shape: &[usize]) -> Vec<f32> {
-    let mut out = vec![0.0f32; out_shape.iter().product()];
+    let mut out = alloc::zeroed::<f32>(out_shape.iter().product(), "index");
     let out_strides = crate::tensor::Layout::contiguous(out_shape).strides;
     for_each_coord(&ls.shape, |i, c| {
         let target = index[i];

@@ -7,6 +7,7 @@
 //! `rstd = 1 / sqrt(biased variance + eps)`. Sums are accumulated in f64, so the reference
 //! is more accurate than the f32 kernels it checks.
 
+use super::alloc;
 use super::parallel;
 use super::reduce::sum_f64;
 
@@ -36,7 +37,7 @@ impl LnDims {
 /// it); `weight` and `bias` are `[len]` and count as ones and zeros when `None`. Rows are
 /// normalised in parallel, each by one thread.
 pub fn forward(x: &[f32], d: LnDims, weight: Option<&[f32]>, bias: Option<&[f32]>, eps: f32) -> (Vec<f32>, Vec<f32>) {
-    let mut y = vec![0.0f32; d.numel()];
+    let mut y = alloc::zeroed::<f32>(d.numel(), "layer_norm");
     let mut row_stats = vec![[0.0f32; 2]; d.rows];
     let count = d.len as f64;
     parallel::for_each_run2(&mut y, d.len, &mut row_stats, 1, 3 * d.len, |first, y, row_stats| {
@@ -54,7 +55,7 @@ pub fn forward(x: &[f32], d: LnDims, weight: Option<&[f32]>, bias: Option<&[f32]
             *stats = [mean as f32, rstd as f32];
         }
     });
-    let mut stats = vec![0.0f32; 2 * d.rows];
+    let mut stats = alloc::zeroed::<f32>(2 * d.rows, "layer_norm");
     for (r, [mean, rstd]) in row_stats.into_iter().enumerate() {
         stats[r] = mean;
         stats[d.rows + r] = rstd;
@@ -66,7 +67,7 @@ pub fn forward(x: &[f32], d: LnDims, weight: Option<&[f32]>, bias: Option<&[f32]
 /// `g = dy * weight` and `xhat = (x - mean) * rstd` from the statistics table the forward
 /// pass wrote. Rows are computed in parallel, each by one thread.
 pub fn backward(x: &[f32], dy: &[f32], d: LnDims, weight: Option<&[f32]>, stats: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0.0f32; d.numel()];
+    let mut dx = alloc::zeroed::<f32>(d.numel(), "layer_norm");
     if d.len == 0 {
         return dx;
     }
@@ -103,7 +104,7 @@ pub fn backward(x: &[f32], dy: &[f32], d: LnDims, weight: Option<&[f32]>, stats:
 pub fn param_backward(x: &[f32], dy: &[f32], d: LnDims, stats: &[f32], chunk_rows: usize) -> Vec<f32> {
     assert!(chunk_rows > 0, "layer_norm: chunk_rows must be positive");
     let chunks = d.chunks(chunk_rows);
-    let mut out = vec![0.0f32; chunks * 2 * d.len];
+    let mut out = alloc::zeroed::<f32>(chunks * 2 * d.len, "layer_norm");
     if d.len == 0 {
         return out;
     }

@@ -3,6 +3,7 @@
 //! into one of [`LANES`] partial sums, as the kernel's invocations do, then adds the
 //! partial sums in the kernel's tree order), so both devices round alike.
 
+use super::alloc;
 use crate::loss::Reduction;
 
 /// Invocations of the forward kernel's single workgroup (`WG` in `shaders/common.wgsl`).
@@ -71,7 +72,7 @@ fn nan_max(a: f32, b: f32) -> f32 {
 pub fn cross_entropy_forward(spec: &CrossEntropyRows, logits: &[f32], targets: &[i32]) -> Vec<f32> {
     let (rows, classes) = (spec.rows, spec.classes);
     let lse_at = spec.lse_at();
-    let mut out = vec![0.0f32; spec.forward_len()];
+    let mut out = alloc::zeroed::<f32>(spec.forward_len(), "loss");
     let mut part_loss = [0.0f32; LANES];
     let mut part_weight = [0.0f32; LANES];
     for r in 0..rows {
@@ -122,7 +123,7 @@ pub fn cross_entropy_backward(
     grad: &[f32],
 ) -> Vec<f32> {
     let (rows, classes) = (spec.rows, spec.classes);
-    let mut out = vec![0.0f32; rows * classes];
+    let mut out = alloc::zeroed::<f32>(rows * classes, "loss");
     for (r, row) in out.chunks_mut(classes.max(1)).enumerate().take(rows) {
         let scale = match spec.reduction {
             Reduction::None => grad[r],

@@ -6,6 +6,7 @@
 //! activation runs in place, so bias and activation cost one pass over the output instead
 //! of two more tensors.
 
+use super::alloc;
 use super::gemm::{sgemm, Strided, Threads};
 use crate::tensor::{Activation, Layout};
 
@@ -51,7 +52,7 @@ pub fn matmul_fused(
     activation: Activation,
 ) -> Vec<f32> {
     let batch: usize = batch_shape.iter().product();
-    let mut out = vec![0.0f32; batch * m * n];
+    let mut out = alloc::zeroed::<f32>(batch * m * n, "matmul");
     if m == 0 || n == 0 {
         return out;
     }

@@ -95,7 +95,10 @@ pub fn for_each_run2<A: Send, B: Send>(
 /// `f` must initialise every element of every run it is given (the elementwise kernels
 /// do, row piece by row piece).
 pub(crate) unsafe fn collect_runs<T: Send>(len: usize, f: impl Fn(usize, &mut [MaybeUninit<T>]) + Sync) -> Vec<T> {
-    let mut out = Vec::with_capacity(len);
+    let mut out = Vec::new();
+    if out.try_reserve_exact(len).is_err() {
+        panic!("{}", super::alloc::out_of_memory("elementwise", len, std::mem::size_of::<T>()));
+    }
     for_each_run(&mut out.spare_capacity_mut()[..len], 1, 1, f);
     // SAFETY: the runs cover `0..len` and the caller's `f` initialises all of each run.
     unsafe { out.set_len(len) };
@@ -105,7 +108,11 @@ pub(crate) unsafe fn collect_runs<T: Send>(len: usize, f: impl Fn(usize, &mut [M
 /// `[f(0), f(1), .., f(n - 1)]`, each value computed by one thread; `work_per_item` is
 /// the cost of one call.
 pub fn map_indices<T: Send + Copy + Default>(n: usize, work_per_item: usize, f: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let mut out = vec![T::default(); n];
+    let mut out = Vec::new();
+    if out.try_reserve_exact(n).is_err() {
+        panic!("{}", super::alloc::out_of_memory("elementwise", n, std::mem::size_of::<T>()));
+    }
+    out.resize(n, T::default());
     for_each_run(&mut out, 1, work_per_item, |first, run| {
         for (i, o) in run.iter_mut().enumerate() {
             *o = f(first + i);

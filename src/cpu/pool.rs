@@ -13,6 +13,7 @@
 //!
 //! Planes are computed in parallel, each by one thread (see [`super::parallel`]).
 
+use super::alloc;
 use std::ops::Range;
 
 use super::parallel;
@@ -150,7 +151,7 @@ fn adaptive_covering(i: usize, len: usize, out: usize) -> impl Iterator<Item = u
 /// window, as PyTorch); among equal maxima the first in row-major window order wins.
 pub fn max_pool2d(src: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<i32>) {
     let n = g.planes * g.out_plane();
-    let (mut out, mut indices) = (vec![0.0f32; n], vec![0i32; n]);
+    let (mut out, mut indices) = (alloc::zeroed::<f32>(n, "pool"), alloc::zeroed::<i32>(n, "pool"));
     if n == 0 {
         return (out, indices);
     }
@@ -254,7 +255,7 @@ fn max_pool_plane_dense(plane: &[f32], g: &PoolGeometry, out: &mut [f32], indice
 /// A contiguous output of `planes` planes of `plane_len` elements, plane `p` written by
 /// `f(p, plane)`; planes are computed in parallel, `work` being the cost of one.
 fn per_plane(planes: usize, plane_len: usize, work: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> Vec<f32> {
-    let mut out = vec![0.0f32; planes * plane_len];
+    let mut out = alloc::zeroed::<f32>(planes * plane_len, "pool");
     if plane_len == 0 {
         return out;
     }

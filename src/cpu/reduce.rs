@@ -6,6 +6,7 @@
 //! threads run (each row is one thread's). Next to a left-to-right f64 sum this changes
 //! only the rounding order, far below what an f32 result can show.
 
+use super::alloc;
 use super::parallel;
 use crate::op::ReduceOp;
 use crate::storage::CpuData;
@@ -37,7 +38,7 @@ pub fn reduce(op: ReduceOp, src: &[f32], offset: usize, rows: usize, len: usize,
 /// is the same bits as [`reduce`] on the transposed copy; the accumulators are kept for a
 /// run of columns at once, so each pass over a row is one vectorised loop.
 pub fn column_sums(src: &[f32], offset: usize, len: usize, cols: usize, mean: bool) -> Vec<f32> {
-    let mut out = vec![0.0f32; cols];
+    let mut out = alloc::zeroed::<f32>(cols, "reduce");
     parallel::for_each_run(&mut out, 1, len, |first, run| {
         let w = run.len();
         if w == 0 {

@@ -10,6 +10,7 @@
 //! can vectorise that loop (on x86-64 also in an AVX2 build chosen at run time, whose
 //! results are bit-identical: Rust does not contract `a * b + c` into FMAs).
 
+use super::alloc;
 use std::ops::Range;
 
 use rayon::prelude::*;
@@ -444,7 +445,7 @@ fn lstm_run(
     let width = 4 * h;
     let own = |block: Range<usize>, w: usize| run_block(block, &rows, w);
     let own_row = |block: Range<usize>, w: usize, i: usize| run_row(block, &rows, w, i);
-    let mut hw = vec![0.0f32; n * width];
+    let mut hw = alloc::zeroed::<f32>(n * width, "rnn");
     for s in steps {
         // SAFETY: this run reads and writes only its own rows of each slot and of the
         // workspace, which no other run touches; within a step the slots read (`slot_in`)
@@ -674,7 +675,7 @@ fn lstm_backward_run(
     // SAFETY: each run's rows of `carry` (both sections) are its own for the whole pass.
     let (carry_h, carry_c) =
         unsafe { (carry.get_mut(own(0..batch * h, h)), carry.get_mut(own(batch * h..2 * batch * h, h))) };
-    let mut dhw = vec![0.0f32; n * h];
+    let mut dhw = alloc::zeroed::<f32>(n * h, "rnn");
     for k in (0..steps.len()).rev() {
         let s = &steps[k];
         if let Some(next) = steps.get(k + 1) {

@@ -1,12 +1,13 @@
 //! Softmax and log-softmax along the last axis of a contiguous `[rows, len]` matrix; rows
 //! are normalised in parallel, each by one thread.
 
+use super::alloc;
 use super::parallel;
 use crate::op::SoftmaxOp;
 
 /// `op` of each of the `rows` rows of length `len` starting at `src[offset]`.
 pub fn softmax(op: SoftmaxOp, src: &[f32], offset: usize, rows: usize, len: usize) -> Vec<f32> {
-    let mut out = vec![0.0f32; rows * len];
+    let mut out = alloc::zeroed::<f32>(rows * len, "softmax");
     if len == 0 {
         return out;
     }

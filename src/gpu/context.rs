@@ -15,7 +15,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
 use super::pool::BufferPool;
@@ -197,6 +197,33 @@ impl Counters {
     }
 }
 
+/// Locks `m`, recovering the data when a thread panicked while holding it: no state here
+/// is left half-updated by a panic in a way later calls cannot live with (the batch,
+/// the one exception, is reset by [`GpuContext::batch`]), so one failed op must not make
+/// every later op on the shared device panic with `PoisonError`.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Errors wgpu reported outside an error scope, and the loss of the device: set by the
+/// device's callbacks (any thread), read by the next fallible call.
+#[derive(Default)]
+struct GpuErrors {
+    /// The first error not yet reported, and how many followed it.
+    pending: Option<(String, usize)>,
+    /// Why the device was lost; reported to every later call.
+    lost: Option<String>,
+}
+
+impl GpuErrors {
+    fn push(&mut self, message: String) {
+        match &mut self.pending {
+            Some((_, more)) => *more += 1,
+            None => self.pending = Some((message, 0)),
+        }
+    }
+}
+
 /// An open wgpu device with its caches. Shared by every tensor on it through an `Arc`.
 pub struct GpuContext {
     pub device: wgpu::Device,
@@ -218,6 +245,8 @@ pub struct GpuContext {
     counters: Counters,
     /// Kernel times gathered while profiling.
     profile: Mutex<ProfileSums>,
+    /// GPU errors waiting to be reported (see [`GpuContext::take_error`]).
+    errors: Arc<Mutex<GpuErrors>>,
 }
 
 impl std::fmt::Debug for GpuContext {
@@ -292,6 +321,22 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        // wgpu's default handler panics on any error not caught by an error scope, from
+        // whichever call noticed it, often with the batch lock held. Errors are kept
+        // instead and reported by the next fallible call as `Error::Gpu`.
+        let errors = Arc::new(Mutex::new(GpuErrors::default()));
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            log::error!("GPU error: {e}");
+            lock(&sink).push(e.to_string());
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, message| {
+            if reason != wgpu::DeviceLostReason::Destroyed || !message.is_empty() {
+                log::error!("GPU device lost ({reason:?}): {message}");
+            }
+            lock(&sink).lost.get_or_insert(format!("the device was lost ({reason:?}): {message}"));
+        });
         log::info!("opened {} (driver {} {})", summary.line(), summary.driver, summary.driver_info);
         crate::profile::env_mode();
         Ok(GpuContext {
@@ -316,6 +361,7 @@ impl GpuContext {
             poison: AtomicBool::new(false),
             counters: Counters::default(),
             profile: Mutex::new(ProfileSums::default()),
+            errors,
         })
     }
 
@@ -347,6 +393,56 @@ impl GpuContext {
         }
     }
 
+    /// The error the GPU reported since the last call, if any, as [`Error::Gpu`] (the first
+    /// one, with a count of the others); a lost device is reported every time.
+    pub fn take_error(&self) -> Result<()> {
+        let mut errors = lock(&self.errors);
+        if let Some(lost) = &errors.lost {
+            return Err(Error::Gpu(format!("{lost} ({})", self.adapter.line())));
+        }
+        match errors.pending.take() {
+            None => Ok(()),
+            Some((first, 0)) => Err(Error::Gpu(first)),
+            Some((first, more)) => Err(Error::Gpu(format!("{first} (and {more} more errors)"))),
+        }
+    }
+
+    /// Records an error found on the host side (a poisoned batch) for the next fallible call.
+    fn report_error(&self, message: String) {
+        log::error!("{message}");
+        lock(&self.errors).push(message);
+    }
+
+    /// The batch being recorded. If a thread panicked while recording, the half-recorded
+    /// work is dropped (its encoder may hold an unfinished pass), the loss is reported to
+    /// the next fallible call, and recording starts afresh, so the device stays usable.
+    fn batch(&self) -> MutexGuard<'_, Batch> {
+        match self.batch.lock() {
+            Ok(batch) => batch,
+            Err(poisoned) => {
+                let mut batch = poisoned.into_inner();
+                self.batch.clear_poison();
+                if batch.encoder.take().is_some() {
+                    self.report_error(
+                        "an op panicked while recording GPU work; the work recorded since the last submit was dropped"
+                            .into(),
+                    );
+                }
+                batch.params.clear();
+                batch.dispatches = 0;
+                batch.timed.clear();
+                batch
+            }
+        }
+    }
+
+    /// Test hook: panics while holding the batch lock, as a failing op could.
+    #[doc(hidden)]
+    pub fn debug_panic_while_recording(&self) {
+        let _batch = self.batch();
+        panic!("debug_panic_while_recording: a panic with the batch lock held");
+    }
+
     /// Fails with [`Error::TooLarge`] when `bytes` cannot be bound as one storage buffer.
     pub fn check_size(&self, bytes: u64) -> Result<()> {
         let limit = self.limits.max_storage_buffer_binding_size.min(self.limits.max_buffer_size);
@@ -357,7 +453,7 @@ impl GpuContext {
     }
 
     fn bind_group_layout(&self, file: &'static str) -> Arc<wgpu::BindGroupLayout> {
-        let mut layouts = self.layouts.lock().unwrap();
+        let mut layouts = lock(&self.layouts);
         layouts
             .entry(file)
             .or_insert_with(|| {
@@ -394,7 +490,7 @@ impl GpuContext {
 
     /// The compiled pipeline for a kernel, compiling it on first use.
     fn pipeline(&self, kernel: KernelRef) -> Arc<wgpu::ComputePipeline> {
-        if let Some(p) = self.pipelines.lock().unwrap().get(&kernel) {
+        if let Some(p) = lock(&self.pipelines).get(&kernel) {
             return p.clone();
         }
         let spec = shaders::file(kernel.file);
@@ -428,7 +524,7 @@ impl GpuContext {
             compilation_options: Default::default(),
             cache: None,
         }));
-        self.pipelines.lock().unwrap().insert(kernel, pipeline.clone());
+        lock(&self.pipelines).insert(kernel, pipeline.clone());
         pipeline
     }
 
@@ -458,7 +554,7 @@ impl GpuContext {
         log::trace!("dispatch {}::{} {:?}", kernel.file, kernel.entry, workgroups);
         let clock = self.profile_clock();
 
-        let mut batch = self.batch.lock().unwrap();
+        let mut batch = self.batch();
         if batch.dispatches == MAX_DISPATCHES_PER_BATCH {
             self.submit_locked(&mut batch);
         }
@@ -513,7 +609,7 @@ impl GpuContext {
             self.submit_locked(&mut batch);
             self.wait_idle();
             let ns = start.elapsed().as_secs_f64() * 1e9;
-            self.profile.lock().unwrap().add(Clock::Host, kernel, ns);
+            lock(&self.profile).add(Clock::Host, kernel, ns);
         }
     }
 
@@ -546,8 +642,37 @@ impl GpuContext {
     }
 
     /// Waits until the device has finished everything submitted.
+    fn try_wait_idle(&self) -> Result<()> {
+        match self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            Ok(_) => Ok(()),
+            // A lost device says why in its callback; prefer that message.
+            Err(e) => {
+                Err(self.take_error().err().unwrap_or_else(|| Error::Gpu(format!("waiting for the device: {e}"))))
+            }
+        }
+    }
+
     fn wait_idle(&self) {
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("wgpu device lost while waiting");
+        self.try_wait_idle().unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// A new buffer, with out-of-memory and validation errors caught in error scopes:
+    /// [`Error::OutOfMemory`] naming `op` and the size, or [`Error::Gpu`].
+    pub fn try_create_buffer(&self, desc: &wgpu::BufferDescriptor<'_>, op: &str) -> Result<wgpu::Buffer> {
+        let validation = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let out_of_memory = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(desc);
+        // Popped in reverse order of pushing; native back-ends answer at once.
+        let out_of_memory = pollster::block_on(out_of_memory.pop());
+        let validation = pollster::block_on(validation.pop());
+        if let Some(e) = out_of_memory {
+            log::debug!("{op}: {e}");
+            return Err(Error::OutOfMemory { op: op.to_string(), bytes: desc.size, device: self.adapter.line() });
+        }
+        if let Some(e) = validation {
+            return Err(Error::Gpu(format!("{op}: creating a buffer of {} bytes: {e}", desc.size)));
+        }
+        Ok(buffer)
     }
 
     fn encoder<'a>(&self, batch: &'a mut Batch) -> &'a mut wgpu::CommandEncoder {
@@ -560,7 +685,7 @@ impl GpuContext {
         if bytes == 0 {
             return;
         }
-        let mut batch = self.batch.lock().unwrap();
+        let mut batch = self.batch();
         Counters::bump(&self.counters.copies, 1);
         self.encoder(&mut batch).copy_buffer_to_buffer(src, src_offset, dst, dst_offset, bytes);
     }
@@ -619,7 +744,7 @@ impl GpuContext {
                     {
                         let view = done.staging.get_mapped_range(..).expect("mapped above");
                         let ticks: &[u64] = bytemuck::cast_slice(&view[..done.kernels.len() * 16]);
-                        let mut sums = self.profile.lock().unwrap();
+                        let mut sums = lock(&self.profile);
                         for (kernel, pair) in done.kernels.iter().zip(ticks.chunks_exact(2)) {
                             // A timestamp pair out of order (possible across power states on
                             // some GPUs) counts the call with no time rather than a wrapped one.
@@ -641,8 +766,10 @@ impl GpuContext {
     /// Submits the recorded work, waits for it and gathers every timestamp in flight.
     fn settle_profile(&self) {
         self.flush();
-        self.wait_idle();
-        let mut batch = self.batch.lock().unwrap();
+        if let Err(e) = self.try_wait_idle() {
+            log::warn!("profile: {e}");
+        }
+        let mut batch = self.batch();
         self.collect_timestamps(&mut batch);
     }
 
@@ -650,8 +777,8 @@ impl GpuContext {
     /// timestamps in flight.
     pub(crate) fn profile_tables(&self) -> Vec<DeviceProfile> {
         self.settle_profile();
-        let period = self.batch.lock().unwrap().timestamps.as_ref().map(|t| t.period_ns);
-        let mut sums = self.profile.lock().unwrap();
+        let period = self.batch().timestamps.as_ref().map(|t| t.period_ns);
+        let mut sums = lock(&self.profile);
         sums.unreported = false;
         sums.tables(&self.adapter.line(), period)
     }
@@ -659,37 +786,57 @@ impl GpuContext {
     /// Forgets the kernel times gathered so far, in flight included.
     pub(crate) fn reset_profile(&self) {
         self.settle_profile();
-        self.profile.lock().unwrap().clear();
+        lock(&self.profile).clear();
     }
 
     /// Submits everything recorded so far without waiting for it.
     pub fn flush(&self) {
-        let mut batch = self.batch.lock().unwrap();
+        let mut batch = self.batch();
         self.submit_locked(&mut batch);
     }
 
-    /// Submits everything recorded and waits until the GPU has finished it.
+    /// Submits everything recorded and waits until the GPU has finished it. Panics with
+    /// the message of [`GpuContext::try_synchronize`]'s error.
     pub fn synchronize(&self) {
-        self.flush();
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("wgpu device lost while waiting");
+        self.try_synchronize().unwrap_or_else(|e| panic!("synchronize: {e}"));
     }
 
-    /// Copies `bytes` bytes at `offset` of `src` to the host, after all recorded work.
+    /// Submits everything recorded, waits until the GPU has finished it, and reports any
+    /// error the GPU raised meanwhile (or since the last fallible call) as an `Err`.
+    pub fn try_synchronize(&self) -> Result<()> {
+        self.take_error()?;
+        self.flush();
+        self.try_wait_idle()?;
+        self.take_error()
+    }
+
+    /// As [`GpuContext::try_read_bytes`], panicking with its error's message.
     pub fn read_bytes(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Vec<u8> {
+        self.try_read_bytes(src, offset, bytes).unwrap_or_else(|e| panic!("reading back from the GPU: {e}"))
+    }
+
+    /// Copies `bytes` bytes at `offset` of `src` to the host, after all recorded work. An
+    /// error the GPU reported for that work (or since the last fallible call), a lost
+    /// device or a read-back buffer that cannot be allocated is an `Err`.
+    pub fn try_read_bytes(&self, src: &wgpu::Buffer, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+        self.take_error()?;
         if bytes == 0 {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         // Copies must start and end on 4-byte boundaries; widen the window and trim after.
         let start = offset & !3;
         let end = (offset + bytes).div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgrad read-back"),
-            size: end - start,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = self.try_create_buffer(
+            &wgpu::BufferDescriptor {
+                label: Some("wgrad read-back"),
+                size: end - start,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            },
+            "to_vec",
+        )?;
         {
-            let mut batch = self.batch.lock().unwrap();
+            let mut batch = self.batch();
             Counters::bump(&self.counters.read_backs, 1);
             Counters::bump(&self.counters.read_back_bytes, bytes);
             Counters::bump(&self.counters.copies, 1);
@@ -700,14 +847,19 @@ impl GpuContext {
         staging.map_async(wgpu::MapMode::Read, .., move |r| {
             let _ = tx.send(r);
         });
-        self.device.poll(wgpu::PollType::wait_indefinitely()).expect("wgpu device lost while reading back");
-        pollster::block_on(rx.receive()).expect("map callback dropped").expect("mapping the read-back buffer failed");
-        let view = staging.get_mapped_range(..).expect("read-back buffer not mapped");
+        self.try_wait_idle()?;
+        self.take_error()?;
+        let mapped = pollster::block_on(rx.receive())
+            .ok_or_else(|| Error::Gpu("the read-back's map callback was dropped".into()))?;
+        mapped.map_err(|e| Error::Gpu(format!("mapping the read-back buffer: {e}")))?;
+        let view = staging
+            .get_mapped_range(..)
+            .map_err(|e| Error::Gpu(format!("reading the mapped read-back buffer: {e}")))?;
         let lo = (offset - start) as usize;
         let out = view[lo..lo + bytes as usize].to_vec();
         drop(view);
         staging.unmap();
-        out
+        Ok(out)
     }
 
     /// Records an upload of `data` into `dst` at `offset`. The data goes through a staging
@@ -715,24 +867,36 @@ impl GpuContext {
     /// work still reads is not overwritten ahead of that work (as `queue.write_buffer`,
     /// which runs before the whole batch, would do).
     pub fn record_upload(&self, dst: &wgpu::Buffer, offset: u64, data: &[u8]) {
+        self.try_record_upload(dst, offset, data, "upload").unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// As [`GpuContext::record_upload`], with the staging buffer's allocation failure as
+    /// an `Err` naming `op`.
+    pub fn try_record_upload(&self, dst: &wgpu::Buffer, offset: u64, data: &[u8], op: &str) -> Result<()> {
         if data.is_empty() {
-            return;
+            return Ok(());
         }
         let padded = data.len().div_ceil(4) * 4;
-        let staging = self.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("wgrad upload"),
-            size: padded as u64,
-            usage: wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: true,
-        });
+        let staging = self.try_create_buffer(
+            &wgpu::BufferDescriptor {
+                label: Some("wgrad upload"),
+                size: padded as u64,
+                usage: wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: true,
+            },
+            op,
+        )?;
         {
-            let mut view = staging.get_mapped_range_mut(..).expect("upload buffer not mapped");
+            let mut view = staging
+                .get_mapped_range_mut(..)
+                .map_err(|e| Error::Gpu(format!("{op}: writing the upload buffer: {e}")))?;
             view.slice(..data.len()).copy_from_slice(data);
         }
         staging.unmap();
         Counters::bump(&self.counters.uploads, 1);
         Counters::bump(&self.counters.upload_bytes, data.len() as u64);
         self.record_copy(&staging, 0, dst, offset, padded as u64);
+        Ok(())
     }
 }
 

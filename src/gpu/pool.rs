@@ -9,7 +9,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use super::context::{GpuContext, POISON_BITS};
+use super::context::{lock, GpuContext, POISON_BITS};
+use crate::error::{Error, Result};
 
 /// Extra bytes kept after every buffer while poisoning is on, filled with the poison
 /// pattern; a kernel that writes past its output's end changes them, and the tests look.
@@ -45,6 +46,14 @@ pub struct PoolStats {
 }
 
 impl BufferPool {
+    /// Releases every free buffer to the device (after an out-of-memory error: cached
+    /// buffers of other sizes are memory the failed request could use).
+    fn release_free(&mut self) {
+        for (class, buffers) in self.free.drain() {
+            self.bytes_allocated -= class * buffers.len() as u64;
+        }
+    }
+
     pub fn stats(&self) -> PoolStats {
         PoolStats {
             buffers_created: self.created,
@@ -72,39 +81,55 @@ impl std::fmt::Debug for GpuBuffer {
 
 impl GpuBuffer {
     /// A buffer of at least `len_bytes` bytes with unspecified contents (poisoned when
-    /// poisoning is on). Panics when the size is over the adapter's binding limit; call
-    /// [`GpuContext::check_size`] first where a `Result` is wanted.
+    /// poisoning is on). Panics with [`GpuBuffer::try_new`]'s error.
     pub fn new(ctx: &Arc<GpuContext>, len_bytes: u64) -> GpuBuffer {
-        if let Err(e) = ctx.check_size(len_bytes) {
-            panic!("{e}");
-        }
+        GpuBuffer::try_new(ctx, len_bytes, "tensor").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A buffer of at least `len_bytes` bytes for `op`: [`Error::TooLarge`] when the size
+    /// is over the adapter's binding limit, [`Error::OutOfMemory`] when the device has no
+    /// room even after the pool has released its free buffers.
+    pub fn try_new(ctx: &Arc<GpuContext>, len_bytes: u64, op: &str) -> Result<GpuBuffer> {
+        ctx.check_size(len_bytes)?;
         let poison = ctx.poison_enabled();
         let class = size_class(len_bytes + if poison { GUARD_BYTES } else { 0 });
         let reused = {
-            let mut pool = ctx.pool.lock().unwrap();
+            let mut pool = lock(&ctx.pool);
             let b = pool.free.get_mut(&class).and_then(|v| v.pop());
             if b.is_some() {
                 pool.reused += 1;
-            } else {
-                pool.created += 1;
-                pool.bytes_allocated += class;
             }
             b
         };
-        let buffer = reused.unwrap_or_else(|| {
-            log::trace!("new device buffer of {class} bytes");
-            ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("wgrad tensor"),
-                size: class,
-                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        });
+        let buffer = match reused {
+            Some(b) => b,
+            None => {
+                log::trace!("new device buffer of {class} bytes");
+                let desc = wgpu::BufferDescriptor {
+                    label: Some("wgrad tensor"),
+                    size: class,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                };
+                let buffer = match ctx.try_create_buffer(&desc, op) {
+                    Err(Error::OutOfMemory { .. }) => {
+                        // The free lists may hold the memory this request needs.
+                        lock(&ctx.pool).release_free();
+                        ctx.try_create_buffer(&desc, op)?
+                    }
+                    other => other?,
+                };
+                let mut pool = lock(&ctx.pool);
+                pool.created += 1;
+                pool.bytes_allocated += class;
+                buffer
+            }
+        };
         let out = GpuBuffer { buffer: Some(buffer), class, len_bytes, ctx: ctx.clone() };
         if poison {
             super::launch::fill_bits(ctx, out.buffer(), POISON_BITS, class / 4);
         }
-        out
+        Ok(out)
     }
 
     pub fn buffer(&self) -> &wgpu::Buffer {
@@ -120,9 +145,7 @@ impl GpuBuffer {
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
         if let Some(b) = self.buffer.take() {
-            if let Ok(mut pool) = self.ctx.pool.lock() {
-                pool.free.entry(self.class).or_default().push(b);
-            }
+            lock(&self.ctx.pool).free.entry(self.class).or_default().push(b);
         }
     }
 }

@@ -243,7 +243,7 @@ pub(crate) fn choose(
         return matmul_config(config.fallback);
     }
     let key = (adapter_key(ctx), class);
-    if let Some(config) = cache().lock().unwrap().get(&key) {
+    if let Some(config) = crate::gpu::context::lock(cache()).get(&key) {
         return config;
     }
     let candidates: Vec<&'static MatmulConfig> = MATMUL_CONFIGS.iter().filter(|c| !c.vec4 || class.aligned).collect();
@@ -292,7 +292,7 @@ pub(crate) fn choose(
                 slice.batches,
                 report.join(", ")
             );
-            cache().lock().unwrap().insert(key, best);
+            crate::gpu::context::lock(cache()).insert(key, best);
             return best;
         }
         if slice.batches < batch {

@@ -5,7 +5,7 @@
 //! matmuls of [`Tensor::scaled_dot_product_attention`]'s composition read them through
 //! their strides. Only the merge of the heads back to `[N, L, E]` copies.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{python_float, Linear, Module};
 use crate::tensor::attention_with_weights;
@@ -53,7 +53,7 @@ pub struct MultiheadAttention {
     /// Seed of the attention-weight dropout; with the call counter it gives every
     /// training forward its own mask, reproducibly.
     seed: u64,
-    calls: Cell<u64>,
+    calls: AtomicU64,
     training: bool,
 }
 
@@ -76,7 +76,7 @@ impl MultiheadAttention {
             in_proj_bias: Some(Tensor::zeros(&[3 * e], device).requires_grad()),
             out_proj: Linear::from_parameters(out_weight, Some(Tensor::zeros(&[e], device).requires_grad())),
             seed: random::next_seed(),
-            calls: Cell::new(0),
+            calls: AtomicU64::new(0),
             training: true,
         }
     }
@@ -124,7 +124,7 @@ impl MultiheadAttention {
             in_proj_bias,
             out_proj: Linear::from_parameters(out_proj_weight, out_proj_bias),
             seed: random::next_seed(),
-            calls: Cell::new(0),
+            calls: AtomicU64::new(0),
             training: true,
         }
     }
@@ -323,8 +323,7 @@ impl MultiheadAttention {
     }
 
     fn next_dropout_seed(&self) -> u64 {
-        let call = self.calls.get();
-        self.calls.set(call + 1);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
         self.seed ^ random::hash32(call as u32) as u64 ^ (call << 32)
     }
 }

@@ -1,6 +1,6 @@
 //! Dropout with masks drawn on the device.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::Module;
 use crate::{random, Tensor};
@@ -12,7 +12,7 @@ use crate::{random, Tensor};
 pub struct Dropout {
     p: f32,
     seed: u64,
-    calls: Cell<u64>,
+    calls: AtomicU64,
     training: bool,
 }
 
@@ -24,7 +24,7 @@ impl Dropout {
 
     pub fn with_seed(p: f32, seed: u64) -> Dropout {
         assert!((0.0..=1.0).contains(&p), "Dropout: probability {p} is not in [0, 1]");
-        Dropout { p, seed, calls: Cell::new(0), training: true }
+        Dropout { p, seed, calls: AtomicU64::new(0), training: true }
     }
 }
 
@@ -36,8 +36,7 @@ impl Module for Dropout {
         if self.p == 1.0 {
             return x.mul_scalar(0.0);
         }
-        let call = self.calls.get();
-        self.calls.set(call + 1);
+        let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let seed = self.seed ^ random::hash32(call as u32) as u64 ^ (call << 32);
         let keep = crate::no_grad(|| {
             let u = Tensor::rand(x.shape(), seed, x.device());

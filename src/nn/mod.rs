@@ -46,7 +46,12 @@ pub use sequential::Sequential;
 use crate::Tensor;
 
 /// A layer or a network of layers.
-pub trait Module {
+///
+/// `Send + Sync`, as tensors and devices are, so a model (a `Sequential` of boxed layers
+/// included) can move to a worker thread or be shared behind an `Arc`. A layer that keeps
+/// state across calls keeps it in atomics or locks (dropout's call counter is an
+/// `AtomicU64`).
+pub trait Module: Send + Sync {
     fn forward(&self, input: &Tensor) -> Tensor;
 
     /// Every parameter with its PyTorch-style dotted name, in registration order.

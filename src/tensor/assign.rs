@@ -126,7 +126,7 @@ impl Tensor {
                 Tensor::from_cpu_data(data.gather(self.layout.storage_indices()), self.shape())
             }
             Storage::Gpu(_) => {
-                let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device);
+                let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device, "assign");
                 super::view::copy_into(self, &out);
                 out
             }

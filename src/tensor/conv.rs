@@ -378,8 +378,17 @@ fn geometry(op: &str, x: &[usize], w: &[usize], o: &ConvOptions) -> ConvGeometry
     assert!(w[0] > 0 && w[2] > 0 && w[3] > 0, "{op}: weight of shape {w:?} is empty");
     let mut out = [0; 2];
     for a in 0..2 {
-        let padded = x[2 + a] + 2 * o.padding[a];
-        let span = o.dilation[a] * (w[2 + a] - 1) + 1;
+        let too_large = || -> ! {
+            panic!(
+                "{op}: input {x:?} with padding {:?}, kernel {:?} and dilation {:?} gives sizes past usize::MAX",
+                o.padding,
+                &w[2..],
+                o.dilation
+            )
+        };
+        let padded = o.padding[a].checked_mul(2).and_then(|p| p.checked_add(x[2 + a])).unwrap_or_else(|| too_large());
+        let span =
+            o.dilation[a].checked_mul(w[2 + a] - 1).and_then(|s| s.checked_add(1)).unwrap_or_else(|| too_large());
         assert!(
             span <= padded,
             "{op}: kernel {:?} (dilation {:?}) is larger than the input {:?} padded by {:?}",

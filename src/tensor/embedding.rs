@@ -191,9 +191,9 @@ impl Tensor {
                 let work = Tensor::from_gpu_buffer(work, &[words], DType::I32);
                 // The positions are every second word of the sorted pairs; the row starts
                 // follow the pairs. Both are copied out so the work buffer can go back.
-                let order = Tensor::empty_like_shape(&[n], DType::I32, &self.device);
+                let order = Tensor::empty_like_shape(&[n], DType::I32, &self.device, "embedding");
                 order.assign(&work.with_layout(Layout { shape: vec![n], strides: vec![2], offset: 1 }));
-                let offsets = Tensor::empty_like_shape(&[groups + 1], DType::I32, &self.device);
+                let offsets = Tensor::empty_like_shape(&[groups + 1], DType::I32, &self.device, "embedding");
                 offsets.assign(&work.with_layout(Layout {
                     shape: vec![groups + 1],
                     strides: vec![1],

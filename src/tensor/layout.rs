@@ -16,7 +16,8 @@ pub struct Layout {
     pub offset: usize,
 }
 
-/// Row-major strides for a shape.
+/// Row-major strides for a shape. The shape has passed [`check_shape`], so no product
+/// overflows.
 pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     let mut strides = vec![1; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
@@ -25,9 +26,44 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
     strides
 }
 
-/// The number of elements of a shape (1 for a scalar, 0 if any dimension is 0).
+/// The number of elements of a shape (1 for a scalar, 0 if any dimension is 0). Panics
+/// when the shape fails [`check_shape`]; entry points check first, naming their op.
 pub fn numel(shape: &[usize]) -> usize {
-    shape.iter().product()
+    check_shape(shape, "tensor")
+}
+
+/// The most elements a tensor may have: their bytes, at up to 8 per element, fit in an
+/// `isize` (Rust's bound on one allocation), so no byte count of a valid shape overflows.
+pub const MAX_NUMEL: usize = isize::MAX as usize / 8;
+
+/// The number of elements of `shape`, or `None` when it is more than [`MAX_NUMEL`] or its
+/// row-major strides would pass it. The product is taken with zeros counted as ones, so an
+/// empty shape with overflowing strides (`[0, 2^40, 2^40]`) is refused too: every stride,
+/// offset and extent of a valid shape's views then fits.
+pub fn checked_numel(shape: &[usize]) -> Option<usize> {
+    let span = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1)))?;
+    if span > MAX_NUMEL {
+        return None;
+    }
+    Some(if shape.contains(&0) { 0 } else { span })
+}
+
+/// The number of elements of `shape`; panics with a message naming `op` and the shape
+/// when it is too large (a programming error, as every shape error).
+#[track_caller]
+pub fn check_shape(shape: &[usize], op: &str) -> usize {
+    if let Some(n) = checked_numel(shape) {
+        return n;
+    }
+    let span = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d.max(1)));
+    match span {
+        None if shape.contains(&0) => panic!("{op}: shape {shape:?} has strides past usize::MAX"),
+        None => panic!("{op}: shape {shape:?} has more than usize::MAX elements"),
+        Some(n) if shape.contains(&0) => {
+            panic!("{op}: shape {shape:?} has strides up to {n}, past the {MAX_NUMEL} a tensor may span")
+        }
+        Some(n) => panic!("{op}: shape {shape:?} has {n} elements, more than the {MAX_NUMEL} a tensor may hold"),
+    }
 }
 
 /// The shape two shapes broadcast to under NumPy's rules, or `None` if they disagree.
@@ -50,6 +86,7 @@ pub fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 impl Layout {
     /// A fresh row-major layout starting at element 0.
     pub fn contiguous(shape: &[usize]) -> Layout {
+        check_shape(shape, "tensor");
         assert!(
             shape.len() <= MAX_DIMS,
             "tensor: shape {shape:?} has {} dimensions; at most {MAX_DIMS} are supported",
@@ -84,7 +121,18 @@ impl Layout {
         if self.numel() == 0 {
             return 0;
         }
-        self.offset + self.shape.iter().zip(&self.strides).map(|(&n, &s)| (n - 1) * s).sum::<usize>() + 1
+        let last = self
+            .shape
+            .iter()
+            .zip(&self.strides)
+            .try_fold(self.offset, |end, (&n, &s)| end.checked_add((n - 1).checked_mul(s)?));
+        match last.and_then(|l| l.checked_add(1)) {
+            Some(extent) => extent,
+            None => panic!(
+                "tensor: a view of shape {:?}, strides {:?} and offset {} reaches past usize::MAX",
+                self.shape, self.strides, self.offset
+            ),
+        }
     }
 
     /// The storage index of each element in row-major order. The CPU backend's reference
@@ -122,7 +170,11 @@ impl Layout {
         let mut out = self.clone();
         out.shape[axis] = len;
         if len > 0 {
-            out.offset += start * self.strides[axis];
+            // Fits for any view of a checked shape; checked anyway, as offsets index memory.
+            out.offset =
+                start.checked_mul(self.strides[axis]).and_then(|o| o.checked_add(self.offset)).unwrap_or_else(|| {
+                    panic!("narrow: offset {start} along axis {axis} of shape {:?} passes usize::MAX", self.shape)
+                });
         }
         out
     }
@@ -234,6 +286,20 @@ mod tests {
         assert_eq!(broadcast_shapes(&[3, 1, 5], &[4, 1]), Some(vec![3, 4, 5]));
         assert_eq!(broadcast_shapes(&[], &[2]), Some(vec![2]));
         assert_eq!(broadcast_shapes(&[3], &[4]), None);
+    }
+
+    #[test]
+    fn element_counts_and_strides_past_usize_are_refused() {
+        assert_eq!(checked_numel(&[1 << 32, 1 << 32]), None);
+        assert_eq!(checked_numel(&[0, 1 << 40, 1 << 40]), None);
+        assert_eq!(checked_numel(&[1 << 40, 1 << 20, 0]), None);
+        assert_eq!(checked_numel(&[1 << 20, 0, 7]), Some(0));
+        assert_eq!(checked_numel(&[]), Some(1));
+        assert_eq!(checked_numel(&[MAX_NUMEL, 1]), Some(MAX_NUMEL));
+        assert_eq!(checked_numel(&[1 << 30, 1 << 30]), None); // 2^60 elements: 2^63 bytes of f64
+        assert_eq!(checked_numel(&[1 << 31, 1 << 31]), None); // 2^62 elements: 2^64 bytes of f32
+        let msg = std::panic::catch_unwind(|| Layout::contiguous(&[1 << 34, 1 << 30])).unwrap_err();
+        assert!(msg.downcast_ref::<String>().unwrap().contains("[17179869184, 1073741824] has more than usize::MAX"));
     }
 
     #[test]

@@ -129,6 +129,7 @@ impl Tensor {
         let rows = x.dim(0);
         let wt = weight.t();
         let out_shape = [rows, out_features];
+        super::layout::check_shape(&out_shape, "linear");
         let out = match &self.device {
             Device::Cpu => {
                 let bias_data = bias.map(|b| b.contiguous());

@@ -1,7 +1,7 @@
 //! Arithmetic: elementwise ops with broadcasting, unary functions and activations,
 //! reductions, matmul and softmax, and the operator overloads.
 
-use super::layout::{broadcast_shapes, numel};
+use super::layout::{self, broadcast_shapes, numel};
 use super::Tensor;
 use crate::autograd::GradOp;
 use crate::cpu;
@@ -39,9 +39,11 @@ impl Tensor {
     /// The shape `self` and `other` broadcast to, or a panic naming `op` and both shapes.
     fn broadcast_with(&self, other: &Tensor, op: &str) -> Vec<usize> {
         self.same_device(other, op);
-        broadcast_shapes(self.shape(), other.shape()).unwrap_or_else(|| {
+        let shape = broadcast_shapes(self.shape(), other.shape()).unwrap_or_else(|| {
             panic!("{op}: shapes {:?} and {:?} cannot be broadcast together", self.shape(), other.shape())
-        })
+        });
+        layout::check_shape(&shape, op);
+        shape
     }
 
     pub(crate) fn binary_op(&self, other: &Tensor, op: BinaryOp) -> Tensor {
@@ -427,6 +429,7 @@ impl Tensor {
         let la = a.layout.broadcast_to(&[batch.as_slice(), &[m, k]].concat());
         let lb = b.layout.broadcast_to(&[batch.as_slice(), &[k, n]].concat());
         let out_shape = [batch.as_slice(), &[m, n]].concat();
+        layout::check_shape(&out_shape, op);
         MatmulOperands { a, b, la, lb, batch, m, k, n, out_shape }
     }
 

@@ -132,23 +132,25 @@ impl Tensor {
     // ---- creation ----
 
     /// A tensor holding `data` in row-major order. Panics when `data.len()` is not the
-    /// product of `shape`.
+    /// product of `shape`, and with [`Tensor::try_from_slice`]'s errors.
     pub fn from_slice<T: Element>(data: &[T], shape: &[usize], device: &Device) -> Tensor {
         Tensor::try_from_slice(data, shape, device).unwrap_or_else(|e| panic!("from_slice: {e}"))
     }
 
-    /// As [`Tensor::from_slice`], but a tensor too large for the device is an `Err`.
+    /// As [`Tensor::from_slice`], but a tensor too large for the device (its binding
+    /// limit, or memory on the CPU or the GPU) is an `Err`, and so is an error the GPU
+    /// reported for earlier work. Shape errors still panic.
     pub fn try_from_slice<T: Element>(data: &[T], shape: &[usize], device: &Device) -> Result<Tensor> {
-        let n = layout::numel(shape);
+        let n = layout::check_shape(shape, "from_slice");
         assert_eq!(data.len(), n, "from_slice: {} elements given for shape {shape:?} ({n} elements)", data.len());
         Ok(match device {
-            Device::Cpu => Tensor::from_cpu_data(T::into_cpu(data.to_vec()), shape),
+            Device::Cpu => Tensor::from_cpu_data(T::into_cpu(cpu::alloc::try_copy(data, "from_slice")?), shape),
             Device::Gpu(ctx) => {
+                ctx.take_error()?;
                 let bytes: &[u8] = bytemuck::cast_slice(data);
-                ctx.check_size(bytes.len() as u64)?;
                 // Whole 32-bit words: an odd number of f16 elements ends in half a word.
-                let buf = GpuBuffer::new(ctx, T::DTYPE.buffer_bytes(n) as u64);
-                ctx.record_upload(buf.buffer(), 0, bytes);
+                let buf = GpuBuffer::try_new(ctx, T::DTYPE.buffer_bytes(n) as u64, "from_slice")?;
+                ctx.try_record_upload(buf.buffer(), 0, bytes, "from_slice")?;
                 Tensor::from_gpu_buffer(buf, shape, T::DTYPE)
             }
         })
@@ -161,37 +163,80 @@ impl Tensor {
         Tensor::full(&[], value, device)
     }
 
-    fn creation(
+    /// A new `f32` tensor of `shape` made by one creation kernel (the CPU twin writes into
+    /// zeroed host memory). Allocation failures are `Err`s naming `name`; shape errors panic.
+    fn try_creation(
+        name: &str,
         op: CreationOp,
         shape: &[usize],
         device: &Device,
         p: CreationParams,
-        cpu_values: impl FnOnce(usize) -> Vec<f32>,
-    ) -> Tensor {
-        let n = layout::numel(shape);
-        match device {
-            Device::Cpu => Tensor::from_cpu_data(CpuData::F32(cpu_values(n)), shape),
+        cpu_values: impl FnOnce(&mut [f32]),
+    ) -> Result<Tensor> {
+        let n = layout::check_shape(shape, name);
+        Ok(match device {
+            Device::Cpu => {
+                let mut values = cpu::alloc::try_zeroed(n, name)?;
+                cpu_values(&mut values);
+                Tensor::from_cpu_data(CpuData::F32(values), shape)
+            }
             Device::Gpu(ctx) => {
-                let buf = GpuBuffer::new(ctx, (n * 4) as u64);
+                ctx.take_error()?;
+                let buf = GpuBuffer::try_new(ctx, DType::F32.buffer_bytes(n) as u64, name)?;
                 launch::creation(ctx, op, CreationParams { numel: n as u32, ..p }, buf.buffer());
                 Tensor::from_gpu_buffer(buf, shape, DType::F32)
             }
-        }
-    }
-
-    /// Every element `value`.
-    pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
-        Tensor::creation(CreationOp::Fill, shape, device, CreationParams { a: value, ..Default::default() }, |n| {
-            cpu::creation::fill(n, value)
         })
     }
 
+    /// [`Tensor::try_creation`] for the constructors that panic: the message names the op.
+    fn creation(
+        name: &str,
+        op: CreationOp,
+        shape: &[usize],
+        device: &Device,
+        p: CreationParams,
+        cpu_values: impl FnOnce(&mut [f32]),
+    ) -> Tensor {
+        Tensor::try_creation(name, op, shape, device, p, cpu_values).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Every element `value`. Panics when the memory cannot be allocated; see [`Tensor::try_full`].
+    pub fn full(shape: &[usize], value: f32, device: &Device) -> Tensor {
+        Tensor::try_full(shape, value, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Tensor::full`], but a tensor the device cannot hold (memory, binding limit) is
+    /// an `Err`, and so is an error the GPU reported for earlier work.
+    ///
+    /// ```
+    /// use wgrad::{Device, Error, Tensor};
+    /// let huge = Tensor::try_full(&[1 << 50], 1.0, &Device::cpu());
+    /// assert!(matches!(huge, Err(Error::OutOfMemory { .. })));
+    /// ```
+    pub fn try_full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
+        let p = CreationParams { a: value, ..Default::default() };
+        Tensor::try_creation("full", CreationOp::Fill, shape, device, p, |out| cpu::creation::fill(out, value))
+    }
+
     pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
-        Tensor::full(shape, 0.0, device)
+        Tensor::try_zeros(shape, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Tensor::zeros`], with [`Tensor::try_full`]'s errors.
+    pub fn try_zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
+        let p = CreationParams { a: 0.0, ..Default::default() };
+        Tensor::try_creation("zeros", CreationOp::Fill, shape, device, p, |_| {})
     }
 
     pub fn ones(shape: &[usize], device: &Device) -> Tensor {
-        Tensor::full(shape, 1.0, device)
+        Tensor::try_ones(shape, device).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Tensor::ones`], with [`Tensor::try_full`]'s errors.
+    pub fn try_ones(shape: &[usize], device: &Device) -> Result<Tensor> {
+        let p = CreationParams { a: 1.0, ..Default::default() };
+        Tensor::try_creation("ones", CreationOp::Fill, shape, device, p, |out| cpu::creation::fill(out, 1.0))
     }
 
     /// `[start, start + step, ...]` with `ceil((end - start) / step)` elements, as
@@ -202,25 +247,28 @@ impl Tensor {
         assert!(count >= 0.0, "arange: step {step} does not lead from {start} towards {end}");
         let n = count as usize;
         Tensor::creation(
+            "arange",
             CreationOp::Arange,
             &[n],
             device,
             CreationParams { a: start, b: step, ..Default::default() },
-            |n| cpu::creation::arange(n, start, step),
+            |out| cpu::creation::arange(out, start, step),
         )
     }
 
     /// The `[n, m]` identity matrix (ones on the main diagonal).
     pub fn eye(n: usize, m: usize, device: &Device) -> Tensor {
         let p = CreationParams { rows: n as u32, cols: m.max(1) as u32, ..Default::default() };
-        Tensor::creation(CreationOp::Eye, &[n, m], device, p, |len| cpu::creation::eye(len, n, m.max(1)))
+        Tensor::creation("eye", CreationOp::Eye, &[n, m], device, p, |out| cpu::creation::eye(out, n, m.max(1)))
     }
 
     /// Uniform samples in `[low, high)` from `seed`: the same numbers on every device.
     pub fn rand_uniform(shape: &[usize], low: f32, high: f32, seed: u64, device: &Device) -> Tensor {
         let (key0, key1) = random::seed_keys(seed);
         let p = CreationParams { key0, key1, a: low, b: high, ..Default::default() };
-        Tensor::creation(CreationOp::RandUniform, shape, device, p, |n| cpu::creation::rand_uniform(n, seed, low, high))
+        Tensor::creation("rand", CreationOp::RandUniform, shape, device, p, |out| {
+            cpu::creation::rand_uniform(out, seed, low, high)
+        })
     }
 
     /// Uniform samples in `[0, 1)` from `seed`, as `torch.rand`.
@@ -232,7 +280,9 @@ impl Tensor {
     pub fn normal(shape: &[usize], mean: f32, std: f32, seed: u64, device: &Device) -> Tensor {
         let (key0, key1) = random::seed_keys(seed);
         let p = CreationParams { key0, key1, a: mean, b: std, ..Default::default() };
-        Tensor::creation(CreationOp::RandNormal, shape, device, p, |n| cpu::creation::rand_normal(n, seed, mean, std))
+        Tensor::creation("randn", CreationOp::RandNormal, shape, device, p, |out| {
+            cpu::creation::rand_normal(out, seed, mean, std)
+        })
     }
 
     /// Standard normal samples from `seed`, as `torch.randn`.
@@ -291,20 +341,30 @@ impl Tensor {
     // ---- read-out ----
 
     /// The elements in row-major order, copied to the host. On a GPU device this submits
-    /// all recorded work and waits for it. Panics when `T` is not the tensor's dtype.
+    /// all recorded work and waits for it. Panics when `T` is not the tensor's dtype, and
+    /// with [`Tensor::try_to_vec`]'s errors.
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        self.try_to_vec().unwrap_or_else(|e| panic!("to_vec: {e}"))
+    }
+
+    /// As [`Tensor::to_vec`], but a failure of the device is an `Err`: an error the GPU
+    /// reported for the work that computed this tensor (or any work since the last
+    /// fallible call on the device), a lost device, or memory for the copy that cannot be
+    /// allocated. A wrong `T` still panics.
+    pub fn try_to_vec<T: Element>(&self) -> Result<Vec<T>> {
         assert_eq!(T::DTYPE, self.dtype, "to_vec: the tensor holds {}, not {}", self.dtype, T::DTYPE);
         let t = self.detach().contiguous();
         match &*t.storage {
             Storage::Cpu(d) => {
-                let d = d.read().unwrap();
+                let d = d.read().unwrap_or_else(std::sync::PoisonError::into_inner);
                 let all = T::from_cpu(&d).expect("dtype checked above");
-                all[t.layout.offset..t.layout.offset + t.numel()].to_vec()
+                cpu::alloc::try_copy(&all[t.layout.offset..t.layout.offset + t.numel()], "to_vec")
             }
             Storage::Gpu(b) => {
                 let size = T::DTYPE.size_bytes();
-                let bytes = b.ctx.read_bytes(b.buffer(), (t.layout.offset * size) as u64, (t.numel() * size) as u64);
-                bytemuck::pod_collect_to_vec(&bytes)
+                let bytes =
+                    b.ctx.try_read_bytes(b.buffer(), (t.layout.offset * size) as u64, (t.numel() * size) as u64)?;
+                Ok(bytemuck::pod_collect_to_vec(&bytes))
             }
         }
     }

@@ -149,15 +149,17 @@ impl AvgPool2dOptions {
 /// mode one less when the last window would start past the input and its left padding.
 /// Negative or zero when the input is too small.
 fn pooled_len(len: usize, kernel: usize, stride: usize, pad: usize, dilation: usize, ceil_mode: bool) -> isize {
+    // i128 holds every intermediate of usize arguments; the result is checked by the caller.
     let (len, kernel, stride, pad, dilation) =
-        (len as isize, kernel as isize, stride as isize, pad as isize, dilation as isize);
-    let span = dilation * (kernel - 1) + 1;
+        (len as i128, kernel as i128, stride as i128, pad as i128, dilation as i128);
+    // A window past i128 is larger than any input: it leaves no output.
+    let span = dilation.checked_mul(kernel - 1).map_or(i128::MAX / 4, |s| s + 1);
     let rounding = if ceil_mode { stride - 1 } else { 0 };
     let mut out = (len + 2 * pad - span + rounding).div_euclid(stride) + 1;
     if ceil_mode && (out - 1) * stride >= len + pad {
         out -= 1;
     }
-    out
+    out.clamp(isize::MIN as i128, isize::MAX as i128) as isize
 }
 
 /// Checks the window arguments of `op` against the input's plane size `[h, w]` and

@@ -396,7 +396,7 @@ impl RnnGrad {
             if Arc::ptr_eq(&g.storage, &state.storage) { g.detach().affine(1.0, 0.0) } else { g.contiguous() };
         let k = StepConstants::new(mode, None, self.lengths.as_deref(), device);
         let sections = mode.dgate_sections();
-        let dgates = Tensor::empty_like_shape(&[sections, steps, batch, gh], DType::F32, device);
+        let dgates = Tensor::empty_like_shape(&[sections, steps, batch, gh], DType::F32, device, "rnn backward");
         let carry = Tensor::zeros(&[mode.sections(), batch, hidden], device);
         let w_hh = w_hh.detach();
         // The recurrent-side gate gradients of one time, `[B, G * H]`.
@@ -529,7 +529,7 @@ impl Tensor {
         let bias = weights.bias_ih.zip(weights.bias_hh);
         let k = StepConstants::new(mode, bias, lengths_i32.as_deref(), &device);
 
-        let state = Tensor::empty_like_shape(&[mode.sections(), steps + 1, batch, hidden], DType::F32, &device);
+        let state = Tensor::empty_like_shape(&[mode.sections(), steps + 1, batch, hidden], DType::F32, &device, "rnn");
         let zeros = || Tensor::zeros(&[batch, hidden], &device);
         let h0 = h0.cloned().unwrap_or_else(zeros);
         slot_view(&state, 0, slots.initial()).assign(&h0.detach());
@@ -543,7 +543,7 @@ impl Tensor {
                 Tensor::from_gpu_buffer(GpuBuffer::new(ctx, 16), &[4], DType::F32)
             }
             (0, Device::Cpu) => Tensor::zeros(&[0], &device),
-            (width, _) => Tensor::empty_like_shape(&[steps, batch, width * hidden], DType::F32, &device),
+            (width, _) => Tensor::empty_like_shape(&[steps, batch, width * hidden], DType::F32, &device, "rnn"),
         };
         debug_assert_eq!(xw.shape(), [steps * batch, gh]);
         if mode == RnnMode::Lstm && device.is_cpu() && cpu_rnn::splits_by_sequence(batch) {

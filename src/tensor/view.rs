@@ -2,7 +2,7 @@
 //! unsqueeze, broadcast_to) and the ops that gather elements into new storage
 //! (contiguous, cat, stack, index_select, gather).
 
-use super::layout::{broadcast_shapes, numel};
+use super::layout::{broadcast_shapes, check_shape, numel};
 use super::Tensor;
 use crate::autograd::GradOp;
 use crate::cpu;
@@ -18,16 +18,16 @@ impl Tensor {
         if self.is_contiguous() {
             return self.clone();
         }
-        let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device);
+        let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device, "contiguous");
         copy_into(self, &out);
         Tensor::record(out, GradOp::Reshape, &[self])
     }
 
     /// Uninitialised contiguous storage; only for ops that write every element.
-    pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device) -> Tensor {
-        let n = numel(shape);
+    pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device, op: &str) -> Tensor {
+        let n = check_shape(shape, op);
         match device {
-            Device::Cpu => Tensor::from_cpu_data(CpuData::zeros(dtype, n), shape),
+            Device::Cpu => Tensor::from_cpu_data(CpuData::zeros(dtype, n, op), shape),
             Device::Gpu(ctx) => {
                 Tensor::from_gpu_buffer(GpuBuffer::new(ctx, dtype.buffer_bytes(n) as u64), shape, dtype)
             }
@@ -51,25 +51,16 @@ impl Tensor {
     }
 
     fn infer_shape(&self, shape: &[isize]) -> Vec<usize> {
-        let known: isize = shape.iter().filter(|&&d| d != -1).product();
         let unknown = shape.iter().filter(|&&d| d == -1).count();
         assert!(unknown <= 1 && shape.iter().all(|&d| d >= -1), "reshape: bad target shape {shape:?}");
+        let known_dims: Vec<usize> = shape.iter().filter(|&&d| d != -1).map(|&d| d as usize).collect();
+        let known = check_shape(&known_dims, "reshape");
         let out: Vec<usize> = shape
             .iter()
-            .map(|&d| {
-                if d == -1 {
-                    if known == 0 {
-                        0
-                    } else {
-                        self.numel() / known as usize
-                    }
-                } else {
-                    d as usize
-                }
-            })
+            .map(|&d| if d == -1 { self.numel().checked_div(known).unwrap_or(0) } else { d as usize })
             .collect();
         assert_eq!(
-            numel(&out),
+            check_shape(&out, "reshape"),
             self.numel(),
             "reshape: cannot view a tensor of shape {:?} ({} elements) as {shape:?}",
             self.shape(),
@@ -114,10 +105,11 @@ impl Tensor {
     /// Elements `start..start + len` along `axis`. A view.
     pub fn narrow(&self, axis: isize, start: usize, len: usize) -> Tensor {
         let a = self.axis(axis, "narrow");
+        let end = start.checked_add(len);
         assert!(
-            start + len <= self.shape()[a],
+            end.is_some_and(|end| end <= self.shape()[a]),
             "narrow: {start}..{} is out of range for axis {a} of shape {:?}",
-            start + len,
+            end.map_or_else(|| format!("{start}+{len}"), |e| e.to_string()),
             self.shape()
         );
         Tensor::record(self.with_layout(self.layout.narrow(a, start, len)), GradOp::Narrow { axis: a, start }, &[self])
@@ -153,6 +145,7 @@ impl Tensor {
     pub fn broadcast_to(&self, shape: &[usize]) -> Tensor {
         let ok = shape.len() >= self.rank() && broadcast_shapes(self.shape(), shape).as_deref() == Some(shape);
         assert!(ok, "broadcast_to: shape {:?} cannot be broadcast to {shape:?}", self.shape());
+        check_shape(shape, "broadcast_to");
         Tensor::record(self.with_layout(self.layout.broadcast_to(shape)), GradOp::BroadcastTo, &[self])
     }
 
@@ -172,8 +165,11 @@ impl Tensor {
             );
         }
         let mut shape = first.shape().to_vec();
-        shape[a] = tensors.iter().map(|t| t.shape()[a]).sum();
-        let out = Tensor::empty_like_shape(&shape, first.dtype, &first.device);
+        shape[a] = tensors
+            .iter()
+            .try_fold(0usize, |n, t| n.checked_add(t.shape()[a]))
+            .unwrap_or_else(|| panic!("cat: the sizes along axis {a} add up past usize::MAX"));
+        let out = Tensor::empty_like_shape(&shape, first.dtype, &first.device, "cat");
         let mut start = 0;
         for t in tensors {
             let len = t.shape()[a];
