@@ -17,6 +17,20 @@
 //! The layout of the crate follows its architecture: [`op`] lists every op; `cpu` holds
 //! their reference implementations, `gpu` their launchers and `shaders/` their kernels;
 //! [`Tensor`] is the public face of all of them.
+//!
+//! ## Building a program that uses wgrad
+//!
+//! Cargo applies wgrad's `[profile]` settings only to builds of wgrad's own workspace, so a
+//! program's debug build compiles wgrad unoptimised, and its CPU kernels then run 20 to 30
+//! times slower (one MNIST CNN epoch: 72 s instead of 2.7 s on two cores). Optimise the
+//! dependencies and keep your own crate a debug build, in your `Cargo.toml`:
+//!
+//! ```toml
+//! [profile.dev.package."*"]
+//! opt-level = 3
+//! debug-assertions = false
+//! overflow-checks = false
+//! ```
 
 pub mod amp;
 pub mod autograd;
