@@ -41,10 +41,14 @@
 //! # Ok::<(), wgrad::Error>(())
 //! ```
 //!
+//! An optimizer's state goes into a file of its own with [`save_optimizer`] and comes back
+//! with [`load_optimizer`] (or [`load_optimizer_state`] to inspect it), with the same
+//! atomic write and the same check-everything-first load.
+//!
 //! [safetensors]: https://github.com/huggingface/safetensors
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -54,7 +58,8 @@ use safetensors::{Dtype, SafeTensors, View};
 
 use crate::error::{Error, Result};
 use crate::nn::Module;
-use crate::{DType, Tensor};
+use crate::optim::{Optimizer, OptimizerState, ParamState};
+use crate::{DType, Device, Tensor};
 
 /// One tensor of a checkpoint as [`load_state`] returns it: name, shape, row-major values.
 pub type NamedArray = (String, Vec<usize>, Vec<f32>);
@@ -180,6 +185,158 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The `__metadata__` value of `format` in an optimizer file.
+const OPTIMIZER_FORMAT: &str = "wgrad.optimizer.v1";
+
+/// Writes `optimizer`'s state ([`Optimizer::state_dict`]) to `path` as a safetensors file,
+/// atomically as [`save`] does.
+///
+/// Each parameter `i` the optimizer has updated gets a tensor `state.{i}.step` (I64,
+/// shape `[]`) and one F32 tensor `state.{i}.{name}` per state (`exp_avg`,
+/// `momentum_buffer`, ...) with the parameter's shape. The metadata holds `format`
+/// (`wgrad.optimizer.v1`), `optimizer` (its kind), `lr` (exactly, as the shortest decimal
+/// that reads back to the same f32) and `num_params`.
+///
+/// ```
+/// use wgrad::optim::{Adam, Optimizer};
+/// use wgrad::{checkpoint, Device, Tensor};
+/// let dev = Device::cpu();
+/// let w = Tensor::from_slice(&[1.0f32, -2.0], &[2], &dev).requires_grad();
+/// let mut opt = Adam::new([w.clone()], 0.1);
+/// opt.step(&w.square().sum_all().backward());
+/// let path = std::env::temp_dir().join(format!("wgrad-doc-opt-{}.safetensors", std::process::id()));
+/// checkpoint::save_optimizer(&opt, &path)?;
+/// let mut resumed = Adam::new([w.clone()], 0.1);
+/// checkpoint::load_optimizer(&mut resumed, &path)?;
+/// assert_eq!(resumed.state_dict().params[0].as_ref().unwrap().step, 1);
+/// # std::fs::remove_file(&path).unwrap();
+/// # Ok::<(), wgrad::Error>(())
+/// ```
+pub fn save_optimizer(optimizer: &(impl Optimizer + ?Sized), path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let state = optimizer.state_dict();
+    let mut arrays: Vec<(String, RawArray)> = Vec::new();
+    for (i, entry) in state.params.iter().enumerate() {
+        let Some(entry) = entry else { continue };
+        let step = i64::try_from(entry.step).unwrap_or(i64::MAX);
+        arrays.push((
+            format!("state.{i}.step"),
+            RawArray { dtype: Dtype::I64, shape: Vec::new(), bytes: step.to_le_bytes().to_vec() },
+        ));
+        for (name, t) in &entry.tensors {
+            let bytes = t.to_vec::<f32>().iter().flat_map(|v| v.to_le_bytes()).collect();
+            arrays
+                .push((format!("state.{i}.{name}"), RawArray { dtype: Dtype::F32, shape: t.shape().to_vec(), bytes }));
+        }
+    }
+    let metadata = HashMap::from([
+        ("format".to_string(), OPTIMIZER_FORMAT.to_string()),
+        ("optimizer".to_string(), state.kind.clone()),
+        ("lr".to_string(), format!("{:?}", state.lr)),
+        ("num_params".to_string(), state.params.len().to_string()),
+    ]);
+    let bytes = safetensors::serialize(arrays, Some(metadata))
+        .map_err(|e| Error::Format { path: display(path), reason: format!("could not serialise the tensors: {e}") })?;
+    write_atomically(path, &bytes)
+}
+
+/// Reads an optimizer state written by [`save_optimizer`] from `path` (tensors on the CPU).
+///
+/// A missing file is [`Error::Io`]; a truncated or corrupt file, one without the
+/// optimizer metadata, or a tensor name, dtype or shape the format does not allow is
+/// [`Error::Format`].
+pub fn load_optimizer_state(path: impl AsRef<Path>) -> Result<OptimizerState> {
+    let path = path.as_ref();
+    let bytes = read(path)?;
+    let file = parse(path, &bytes)?;
+    let format_error = |reason: String| Error::Format { path: display(path), reason };
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format_error(format!("not a valid safetensors file ({} bytes): {e}", bytes.len())))?;
+    let metadata = header.metadata().clone().unwrap_or_default();
+    let field = |key: &str| {
+        metadata.get(key).ok_or_else(|| {
+            format_error(format!("no '{key}' in the metadata: not an optimizer state written by save_optimizer"))
+        })
+    };
+    if field("format")? != OPTIMIZER_FORMAT {
+        return Err(format_error(format!("format '{}' is not '{OPTIMIZER_FORMAT}'", field("format")?)));
+    }
+    let kind = field("optimizer")?.clone();
+    let lr_text = field("lr")?;
+    let lr: f32 = lr_text.parse().map_err(|_| format_error(format!("lr '{lr_text}' is not a number")))?;
+    let count_text = field("num_params")?;
+    let num_params: usize =
+        count_text.parse().map_err(|_| format_error(format!("num_params '{count_text}' is not a count")))?;
+
+    // A bound on what a corrupt header can make us allocate; no model has this many tensors.
+    if num_params > 1 << 20 {
+        return Err(format_error(format!("num_params {num_params} is beyond any optimizer (at most 2^20)")));
+    }
+    let mut params: Vec<Option<ParamState>> = vec![None; num_params];
+    let mut steps: Vec<Option<u64>> = vec![None; num_params];
+    let mut problems = Vec::new();
+    let mut names: Vec<String> = file.names().into_iter().map(str::to_string).collect();
+    names.sort();
+    for name in &names {
+        let view = file.tensor(name).map_err(|e| format_error(format!("tensor '{name}': {e}")))?;
+        let parsed = name
+            .strip_prefix("state.")
+            .and_then(|rest| rest.split_once('.'))
+            .and_then(|(i, state)| Some((i.parse::<usize>().ok()?, state)))
+            .filter(|&(i, state)| i < num_params && !state.is_empty());
+        let Some((i, state)) = parsed else {
+            problems.push(format!("tensor '{name}' is not 'state.<i>.<name>' with i below num_params {num_params}"));
+            continue;
+        };
+        if state == "step" {
+            if view.dtype() != Dtype::I64 || view.data().len() != 8 {
+                problems.push(format!(
+                    "tensor '{name}' is {:?} of shape {:?}, not one I64",
+                    view.dtype(),
+                    view.shape()
+                ));
+                continue;
+            }
+            let step = i64::from_le_bytes(view.data().try_into().expect("8 bytes"));
+            match u64::try_from(step) {
+                Ok(step) => steps[i] = Some(step),
+                Err(_) => problems.push(format!("tensor '{name}' holds a negative step {step}")),
+            }
+        } else if view.dtype() != Dtype::F32 {
+            problems.push(format!("tensor '{name}' is {:?} (shape {:?}), not F32", view.dtype(), view.shape()));
+        } else {
+            let t = Tensor::from_slice(&decode_f32(view.data()), view.shape(), &Device::cpu());
+            let entry = params[i].get_or_insert_with(|| ParamState { step: 0, tensors: BTreeMap::new() });
+            entry.tensors.insert(state.to_string(), t);
+        }
+    }
+    for (i, step) in steps.iter().enumerate() {
+        match (*step, &mut params[i]) {
+            (Some(step), Some(entry)) => entry.step = step,
+            (Some(step), entry @ None) => *entry = Some(ParamState { step, tensors: BTreeMap::new() }),
+            (None, Some(_)) => problems.push(format!("parameter {i} has state tensors but no 'state.{i}.step'")),
+            (None, None) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Err(format_error(problems.join("; ")));
+    }
+    Ok(OptimizerState { kind, lr, params })
+}
+
+/// Reads the optimizer state at `path` ([`load_optimizer_state`]) and loads it into
+/// `optimizer` ([`Optimizer::load_state_dict`]), onto the parameters' devices. A state
+/// that does not fit the optimizer is an [`Error::Format`] naming the file and what
+/// disagrees; on `Err` the optimizer is unchanged.
+pub fn load_optimizer(optimizer: &mut (impl Optimizer + ?Sized), path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let state = load_optimizer_state(path)?;
+    optimizer.load_state_dict(&state).map_err(|e| match e {
+        Error::OptimizerState(reason) => Error::Format { path: display(path), reason },
+        other => other,
+    })
 }
 
 /// Decoded values waiting to be written, once the whole file has been checked.

@@ -54,6 +54,11 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// An optimizer state that does not fit the optimizer it is loaded into: another kind
+    /// of optimizer, another number of parameters, or a state tensor that is missing,
+    /// extra, or of another shape or dtype than its parameter. The reason names each.
+    #[error("optimizer state: {0}")]
+    OptimizerState(String),
     /// A file was read but its contents are not what its format requires.
     #[error("{path}: {reason}")]
     Format { path: String, reason: String },

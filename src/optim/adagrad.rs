@@ -1,6 +1,7 @@
 //! AdaGrad, as `torch.optim.Adagrad`.
 
-use super::{Optimizer, ParamSet};
+use super::state::StateSpec;
+use super::{Optimizer, OptimizerState, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_MAXIMIZE};
 use crate::op::OptimOp;
@@ -59,11 +60,18 @@ impl Adagrad {
     }
 }
 
+impl Adagrad {
+    fn spec(&self) -> StateSpec {
+        StateSpec { kind: "Adagrad", names: [Some("sum"), None, None], init: self.initial_accumulator_value }
+    }
+}
+
 impl Optimizer for Adagrad {
     fn step(&mut self, grads: &Gradients) {
         let flags = if self.maximize { FLAG_MAXIMIZE } else { 0 };
-        let Adagrad { lr, lr_decay, weight_decay, eps, initial_accumulator_value, .. } = *self;
-        self.params.step(OptimOp::Adagrad, [true, false, false], initial_accumulator_value, grads, |steps| {
+        let spec = self.spec();
+        let Adagrad { lr, lr_decay, weight_decay, eps, .. } = *self;
+        self.params.step(OptimOp::Adagrad, spec.used(), spec.init, grads, |steps| {
             *steps += 1;
             let clr = lr as f64 / (1.0 + (*steps - 1) as f64 * lr_decay as f64);
             OptimScalars { flags, lr: clr as f32, weight_decay, eps, ..Default::default() }
@@ -74,5 +82,12 @@ impl Optimizer for Adagrad {
     }
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+    fn state_dict(&self) -> OptimizerState {
+        self.params.state_dict(&self.spec(), self.lr)
+    }
+    fn load_state_dict(&mut self, state: &OptimizerState) -> crate::Result<()> {
+        self.lr = self.params.load_state_dict(&self.spec(), state)?;
+        Ok(())
     }
 }

@@ -1,6 +1,7 @@
 //! Adam and AdamW, as `torch.optim.Adam` and `torch.optim.AdamW` (without amsgrad).
 
-use super::{Optimizer, ParamSet};
+use super::state::StateSpec;
+use super::{Optimizer, OptimizerState, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_DECOUPLED, FLAG_MAXIMIZE};
 use crate::op::OptimOp;
@@ -75,6 +76,13 @@ impl Adam {
     }
 }
 
+impl Adam {
+    fn spec(&self) -> StateSpec {
+        let kind = if self.decoupled { "AdamW" } else { "Adam" };
+        StateSpec { kind, names: [Some("exp_avg"), Some("exp_avg_sq"), None], init: 0.0 }
+    }
+}
+
 impl Optimizer for Adam {
     fn step(&mut self, grads: &Gradients) {
         let mut flags = 0;
@@ -84,8 +92,9 @@ impl Optimizer for Adam {
         if self.maximize {
             flags |= FLAG_MAXIMIZE;
         }
+        let spec = self.spec();
         let Adam { lr, beta1, beta2, eps, weight_decay, .. } = *self;
-        self.params.step(OptimOp::Adam, [true, true, false], 0.0, grads, |steps| {
+        self.params.step(OptimOp::Adam, spec.used(), spec.init, grads, |steps| {
             *steps += 1;
             // Bias corrections in f64 as PyTorch computes them (Python floats).
             let t = *steps as i32;
@@ -108,5 +117,12 @@ impl Optimizer for Adam {
     }
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+    fn state_dict(&self) -> OptimizerState {
+        self.params.state_dict(&self.spec(), self.lr)
+    }
+    fn load_state_dict(&mut self, state: &OptimizerState) -> crate::Result<()> {
+        self.lr = self.params.load_state_dict(&self.spec(), state)?;
+        Ok(())
     }
 }

@@ -32,6 +32,7 @@ mod adagrad;
 mod adam;
 mod rmsprop;
 mod sgd;
+mod state;
 
 pub mod clip;
 pub mod regularize;
@@ -41,6 +42,7 @@ pub use adagrad::Adagrad;
 pub use adam::{Adam, AdamW};
 pub use rmsprop::RmsProp;
 pub use sgd::Sgd;
+pub use state::{OptimizerState, ParamState};
 
 use std::sync::Arc;
 
@@ -51,8 +53,8 @@ use crate::op::{OptimOp, UnaryOp};
 use crate::storage::{CpuData, Storage};
 use crate::{Device, Tensor};
 
-/// What every optimizer offers: one update from a set of gradients, and its learning rate
-/// (which schedulers set between steps).
+/// What every optimizer offers: one update from a set of gradients, its learning rate
+/// (which schedulers set between steps), and its state as a value to save and restore.
 pub trait Optimizer {
     /// Updates every parameter that has a gradient in `grads`.
     fn step(&mut self, grads: &Gradients);
@@ -60,6 +62,18 @@ pub trait Optimizer {
     fn lr(&self) -> f32;
     /// Sets the learning rate of the following steps.
     fn set_lr(&mut self, lr: f32);
+    /// A copy of the optimizer's state: its learning rate and, for each parameter it has
+    /// updated, the step count and state tensors under PyTorch's names (see
+    /// [`OptimizerState`]). On a GPU this reads the state back, which waits for the work
+    /// recorded so far.
+    fn state_dict(&self) -> OptimizerState;
+    /// Replaces the optimizer's state and learning rate with `state`, copying its tensors
+    /// onto the parameters' devices, so the next step is the one the saved optimizer would
+    /// have taken. `state` must come from the same kind of optimizer (with the same state
+    /// vectors: Sgd's momentum, RmsProp's momentum and centering) over parameters of the
+    /// same shapes, in the same order; everything is checked first, and on
+    /// [`Error::OptimizerState`](crate::Error::OptimizerState) nothing has changed.
+    fn load_state_dict(&mut self, state: &OptimizerState) -> crate::Result<()>;
 }
 
 /// One parameter and where its optimizer state lies.

@@ -1,6 +1,7 @@
 //! RMSprop, as `torch.optim.RMSprop`, with momentum and the centered variant.
 
-use super::{Optimizer, ParamSet};
+use super::state::StateSpec;
+use super::{Optimizer, OptimizerState, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_CENTERED, FLAG_MAXIMIZE, FLAG_MOMENTUM};
 use crate::op::OptimOp;
@@ -66,6 +67,14 @@ impl RmsProp {
     }
 }
 
+impl RmsProp {
+    fn spec(&self) -> StateSpec {
+        let momentum = (self.momentum > 0.0).then_some("momentum_buffer");
+        let centered = self.centered.then_some("grad_avg");
+        StateSpec { kind: "RmsProp", names: [Some("square_avg"), momentum, centered], init: 0.0 }
+    }
+}
+
 impl Optimizer for RmsProp {
     fn step(&mut self, grads: &Gradients) {
         let mut flags = 0;
@@ -78,8 +87,9 @@ impl Optimizer for RmsProp {
         if self.maximize {
             flags |= FLAG_MAXIMIZE;
         }
-        let RmsProp { lr, alpha, eps, weight_decay, momentum, centered, .. } = *self;
-        self.params.step(OptimOp::RmsProp, [true, momentum > 0.0, centered], 0.0, grads, |steps| {
+        let spec = self.spec();
+        let RmsProp { lr, alpha, eps, weight_decay, momentum, .. } = *self;
+        self.params.step(OptimOp::RmsProp, spec.used(), spec.init, grads, |steps| {
             *steps += 1;
             OptimScalars { flags, lr, weight_decay, beta1: momentum, beta2: alpha, eps, ..Default::default() }
         });
@@ -89,5 +99,12 @@ impl Optimizer for RmsProp {
     }
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+    fn state_dict(&self) -> OptimizerState {
+        self.params.state_dict(&self.spec(), self.lr)
+    }
+    fn load_state_dict(&mut self, state: &OptimizerState) -> crate::Result<()> {
+        self.lr = self.params.load_state_dict(&self.spec(), state)?;
+        Ok(())
     }
 }

@@ -1,7 +1,8 @@
 //! Stochastic gradient descent with momentum, dampening, Nesterov momentum and weight
 //! decay, as `torch.optim.SGD`.
 
-use super::{Optimizer, ParamSet};
+use super::state::StateSpec;
+use super::{Optimizer, OptimizerState, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_FIRST_STEP, FLAG_MAXIMIZE, FLAG_MOMENTUM, FLAG_NESTEROV};
 use crate::op::OptimOp;
@@ -62,6 +63,13 @@ impl Sgd {
     }
 }
 
+impl Sgd {
+    fn spec(&self) -> StateSpec {
+        let momentum = (self.momentum != 0.0).then_some("momentum_buffer");
+        StateSpec { kind: "Sgd", names: [momentum, None, None], init: 0.0 }
+    }
+}
+
 impl Optimizer for Sgd {
     fn step(&mut self, grads: &Gradients) {
         assert!(
@@ -78,8 +86,9 @@ impl Optimizer for Sgd {
         if self.maximize {
             flags |= FLAG_MAXIMIZE;
         }
+        let spec = self.spec();
         let Sgd { lr, momentum, dampening, weight_decay, .. } = *self;
-        self.params.step(OptimOp::Sgd, [momentum != 0.0, false, false], 0.0, grads, |steps| {
+        self.params.step(OptimOp::Sgd, spec.used(), spec.init, grads, |steps| {
             let first = if *steps == 0 { FLAG_FIRST_STEP } else { 0 };
             *steps += 1;
             OptimScalars {
@@ -97,5 +106,12 @@ impl Optimizer for Sgd {
     }
     fn set_lr(&mut self, lr: f32) {
         self.lr = lr;
+    }
+    fn state_dict(&self) -> OptimizerState {
+        self.params.state_dict(&self.spec(), self.lr)
+    }
+    fn load_state_dict(&mut self, state: &OptimizerState) -> crate::Result<()> {
+        self.lr = self.params.load_state_dict(&self.spec(), state)?;
+        Ok(())
     }
 }
