@@ -725,3 +725,42 @@ fn a_step_over_seven_parameters_is_three_dispatches() {
         assert_eq!(least, Some((3, 0)), "{name}: (dispatches, read-backs) of one step");
     }
 }
+
+/// A model whose `Module` impl forgets `named_parameters`: it registers nothing.
+struct ForgotParameters {
+    fc: nn::Linear,
+}
+
+impl Module for ForgotParameters {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        self.fc.forward(input)
+    }
+
+    fn describe(&self) -> String {
+        "ForgotParameters".into()
+    }
+}
+
+#[test]
+fn an_optimizer_over_no_parameters_is_an_error_naming_it() {
+    let dev = wgrad::Device::cpu();
+    let model = ForgotParameters { fc: nn::Linear::new(3, 2, &dev) };
+    assert!(!model.fc.parameters().is_empty());
+    let builders: [(&str, fn(Vec<Tensor>) -> Box<dyn Optimizer>); 5] = [
+        ("Sgd", |p| Box::new(Sgd::new(p, 0.1))),
+        ("Adam", |p| Box::new(Adam::new(p, 0.1))),
+        ("Adam", |p| Box::new(AdamW::new(p, 0.1))),
+        ("RmsProp", |p| Box::new(RmsProp::new(p, 0.1))),
+        ("Adagrad", |p| Box::new(Adagrad::new(p, 0.1))),
+    ];
+    for (name, build) in builders {
+        let params = model.parameters();
+        let err =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || build(params))).err().unwrap_or_else(|| {
+                panic!("{name} accepted an empty parameter list");
+            });
+        let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(message.starts_with(&format!("{name}: the parameter list is empty")), "{message}");
+        assert!(message.contains("named_parameters"), "{message}");
+    }
+}

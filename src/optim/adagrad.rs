@@ -24,7 +24,7 @@ impl Adagrad {
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> Adagrad {
         assert!(lr >= 0.0, "Adagrad: invalid learning rate {lr}");
         Adagrad {
-            params: ParamSet::new(params),
+            params: ParamSet::new("Adagrad", params),
             lr,
             lr_decay: 0.0,
             weight_decay: 0.0,

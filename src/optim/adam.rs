@@ -41,7 +41,7 @@ impl Adam {
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> Adam {
         assert!(lr >= 0.0, "Adam: invalid learning rate {lr}");
         Adam {
-            params: ParamSet::new(params),
+            params: ParamSet::new("Adam", params),
             lr,
             beta1: 0.9,
             beta2: 0.999,

@@ -127,14 +127,18 @@ struct Update {
 }
 
 impl ParamSet {
-    fn new(params: impl IntoIterator<Item = Tensor>) -> ParamSet {
-        ParamSet {
-            slots: params.into_iter().map(Slot::new).collect(),
-            arenas: Vec::new(),
-            used: [false; 3],
-            state_pos: [0; 3],
-            dummies: Vec::new(),
-        }
+    /// The parameters of optimizer `optimizer`. Panics on an empty list, as PyTorch's
+    /// optimizers raise on one: every later step would silently change nothing, which is
+    /// how a model whose `Module` impl registers no parameters would otherwise go unnoticed.
+    fn new(optimizer: &str, params: impl IntoIterator<Item = Tensor>) -> ParamSet {
+        let slots: Vec<Slot> = params.into_iter().map(Slot::new).collect();
+        assert!(
+            !slots.is_empty(),
+            "{optimizer}: the parameter list is empty, so no step would change anything; \
+             if it came from `model.parameters()`, the model registers no parameters \
+             (does its `Module` impl return them from `named_parameters`?)"
+        );
+        ParamSet { slots, arenas: Vec::new(), used: [false; 3], state_pos: [0; 3], dummies: Vec::new() }
     }
 
     /// Updates every parameter that has a gradient in `grads` with `op`. `scalars` gives

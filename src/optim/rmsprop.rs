@@ -25,7 +25,7 @@ impl RmsProp {
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> RmsProp {
         assert!(lr >= 0.0, "RmsProp: invalid learning rate {lr}");
         RmsProp {
-            params: ParamSet::new(params),
+            params: ParamSet::new("RmsProp", params),
             lr,
             alpha: 0.99,
             eps: 1e-8,

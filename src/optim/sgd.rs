@@ -24,7 +24,7 @@ impl Sgd {
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> Sgd {
         assert!(lr >= 0.0, "Sgd: invalid learning rate {lr}");
         Sgd {
-            params: ParamSet::new(params),
+            params: ParamSet::new("Sgd", params),
             lr,
             momentum: 0.0,
             dampening: 0.0,
