@@ -741,12 +741,15 @@ impl Module for ForgotParameters {
     }
 }
 
+/// Builds one optimizer over the given parameters.
+type Build = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
+
 #[test]
 fn an_optimizer_over_no_parameters_is_an_error_naming_it() {
     let dev = wgrad::Device::cpu();
     let model = ForgotParameters { fc: nn::Linear::new(3, 2, &dev) };
     assert!(!model.fc.parameters().is_empty());
-    let builders: [(&str, fn(Vec<Tensor>) -> Box<dyn Optimizer>); 5] = [
+    let builders: [(&str, Build); 5] = [
         ("Sgd", |p| Box::new(Sgd::new(p, 0.1))),
         ("Adam", |p| Box::new(Adam::new(p, 0.1))),
         ("Adam", |p| Box::new(AdamW::new(p, 0.1))),
