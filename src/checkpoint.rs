@@ -11,6 +11,11 @@
 //! state dict PyTorch expects is exactly what it gets; loading accepts I64 or I32 values
 //! that fit in an `i32`.
 //!
+//! The file is a [`StateDict`]: [`save_state_dict`] writes one and [`load_state_dict`]
+//! reads one back (to inspect, or to load into a submodule through
+//! [`StateDict::with_prefix`]); [`save`] and [`load`] are those over a module's
+//! [`Module::state_dict`] and [`Module::load_state_dict`], checked by the same code.
+//!
 //! Two guarantees shape the code:
 //!
 //! - [`save`] never leaves a half-written file at `path`: it writes a temporary file in
@@ -54,32 +59,33 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors, View};
 
 use crate::error::{Error, Result};
-use crate::nn::Module;
+use crate::nn::state_dict::{plan_load, state_of};
+use crate::nn::{Module, StateDict};
 use crate::optim::{Optimizer, OptimizerState, ParamState};
 use crate::{DType, Device, Tensor};
 
 /// One tensor of a checkpoint as [`load_state`] returns it: name, shape, row-major values.
 pub type NamedArray = (String, Vec<usize>, Vec<f32>);
 
-/// Every tensor a checkpoint holds for `module`: its parameters, then its buffers.
-fn state_of(module: &dyn Module, op: &str) -> Vec<(String, Tensor)> {
-    let mut state = module.named_parameters();
-    state.extend(module.named_buffers());
-    check_unique_names(state.iter().map(|(n, _)| n.as_str()), op);
-    state
-}
-
 /// Writes every named parameter and buffer of `module` to `path` as a safetensors file,
-/// replacing the file atomically (temporary file in the same directory, fsync, rename).
+/// replacing the file atomically (temporary file in the same directory, fsync, rename):
+/// [`save_state_dict`] of [`Module::state_dict`].
 ///
 /// GPU tensors are read back first, which waits for the work recorded so far.
 pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
+    save_state_dict(&state_of(module, "checkpoint::save"), path)
+}
+
+/// Writes `state_dict` to `path` as a safetensors file, replacing the file atomically.
+/// Float tensors keep their dtype (F32, F16); `i32` tensors are written as I64, as
+/// PyTorch keeps its integer buffers.
+pub fn save_state_dict(state_dict: &StateDict, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let state = state_of(module, "save");
-    let arrays: Vec<(String, RawArray)> = state
+    let arrays: Vec<(String, RawArray)> = state_dict
         .iter()
         .map(|(name, t)| {
             let (dtype, bytes) = match t.dtype() {
@@ -89,7 +95,7 @@ pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
                 }
                 DType::F16 => (Dtype::F16, t.to_vec::<half::f16>().iter().flat_map(|v| v.to_le_bytes()).collect()),
             };
-            (name.clone(), RawArray { dtype, shape: t.shape().to_vec(), bytes })
+            (name.to_string(), RawArray { dtype, shape: t.shape().to_vec(), bytes })
         })
         .collect();
     let bytes = safetensors::serialize(arrays, None)
@@ -98,7 +104,8 @@ pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
 }
 
 /// Reads the safetensors file at `path` and copies each tensor into the parameter or
-/// buffer of `module` with the same name, in place.
+/// buffer of `module` with the same name, in place: a strict
+/// [`Module::load_state_dict`] of the file's tensors, with the file's dtypes.
 ///
 /// Every parameter and buffer must have a tensor of the same shape in the file (F32 for
 /// float tensors; I64 or I32 within the `i32` range for integer buffers), and every tensor
@@ -112,78 +119,46 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let bytes = read(path)?;
     let file = parse(path, &bytes)?;
-    let state = state_of(module, "load");
+    let targets = state_of(module, "checkpoint::load");
 
+    // Decode each tensor into the dtype of the parameter it is for, reporting the file
+    // dtypes that cannot be loaded there in the file's own terms (I64, F64).
     let mut problems = Vec::new();
-    let mut updates = Vec::with_capacity(state.len());
-    for (name, target) in &state {
-        // A tensor that cannot be overwritten is a bug in the module, not in the file.
-        assert!(
-            target.is_contiguous(),
-            "checkpoint::load: '{name}' of shape {:?} is not a contiguous tensor",
-            target.shape()
-        );
-        let Ok(view) = file.tensor(name) else {
-            problems
-                .push(format!("tensor '{name}' (shape {:?} in the model) is missing from the file", target.shape()));
-            continue;
+    let mut undecodable = HashSet::new();
+    let mut odd_extra = Vec::new();
+    let mut state = StateDict::new();
+    let mut tensors: Vec<_> = file.iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    for (name, view) in tensors {
+        let decoded = match targets.get(name) {
+            Some(target) => decode_as(target.dtype(), name, &view).map_err(|reason| {
+                problems.push(format!("{reason} (shape {:?} in the model)", target.shape()));
+                undecodable.insert(name.to_string());
+            }),
+            None => decode(name, &view).map_err(|_| odd_extra.push(name.to_string())),
         };
-        let accepted: &[Dtype] = match target.dtype() {
-            DType::F32 => &[Dtype::F32],
-            DType::I32 => &[Dtype::I64, Dtype::I32],
-            DType::F16 => &[Dtype::F16],
-        };
-        if !accepted.contains(&view.dtype()) {
-            problems.push(format!(
-                "tensor '{name}' is {:?} in the file (shape {:?}) but only {} can be loaded (shape {:?} in the model)",
-                view.dtype(),
-                view.shape(),
-                accepted.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(" or "),
-                target.shape()
-            ));
-        } else if view.shape() != target.shape() {
-            problems.push(format!(
-                "tensor '{name}' has shape {:?} in the file but {:?} in the model",
-                view.shape(),
-                target.shape()
-            ));
-        } else if target.dtype() == DType::F32 {
-            updates.push((target, Values::F32(decode_f32(view.data()))));
-        } else if target.dtype() == DType::F16 {
-            let halves = view.data().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
-            updates.push((target, Values::F16(halves)));
-        } else {
-            let wide = decode_integers(view.dtype(), view.data());
-            match wide.iter().find(|&&v| i32::try_from(v).is_err()) {
-                Some(bad) => {
-                    problems.push(format!("tensor '{name}' holds {bad}, outside the i32 range the model stores it in"))
-                }
-                None => updates.push((target, Values::I32(wide.iter().map(|&v| v as i32).collect()))),
-            }
+        if let Ok(tensor) = decoded {
+            state.insert(name, tensor);
         }
     }
-    let known: HashSet<&str> = state.iter().map(|(n, _)| n.as_str()).collect();
-    let mut extra: Vec<(String, Vec<usize>)> = file
-        .iter()
-        .filter(|(name, _)| !known.contains(name))
-        .map(|(name, view)| (name.to_string(), view.shape().to_vec()))
-        .collect();
+    let source = "the file";
+    let plan = plan_load(module, &state, source, "checkpoint::load");
+    problems.extend(plan.mismatches.iter().cloned());
+    for name in plan.report.missing_keys.iter().filter(|n| !undecodable.contains(*n)) {
+        problems.push(plan.missing_message(name, source));
+    }
+    let mut extra = plan.report.unexpected_keys.clone();
+    extra.extend(odd_extra);
     extra.sort();
-    for (name, shape) in extra {
+    for name in extra {
+        let shape = file.tensor(&name).map(|v| v.shape().to_vec()).unwrap_or_default();
         problems
             .push(format!("tensor '{name}' (shape {shape:?} in the file) matches no parameter or buffer of the model"));
     }
     if !problems.is_empty() {
         return Err(Error::Format { path: display(path), reason: problems.join("; ") });
     }
-
-    for (target, values) in updates {
-        match values {
-            Values::F32(v) => target.assign_from_host(&v),
-            Values::I32(v) => target.assign_from_host(&v),
-            Values::F16(v) => target.assign_from_host(&v),
-        }
-    }
+    plan.apply();
     Ok(())
 }
 
@@ -339,11 +314,74 @@ pub fn load_optimizer(optimizer: &mut (impl Optimizer + ?Sized), path: impl AsRe
     })
 }
 
-/// Decoded values waiting to be written, once the whole file has been checked.
-enum Values {
-    F32(Vec<f32>),
-    I32(Vec<i32>),
-    F16(Vec<half::f16>),
+/// Every tensor of the safetensors file at `path` as a [`StateDict`] of CPU tensors,
+/// sorted by name, ready for [`Module::load_state_dict`] (whole or, through
+/// [`StateDict::with_prefix`], into a submodule). F32 and F16 tensors keep their dtype;
+/// I64 and I32 tensors become `i32` tensors, as the model stores its counters. Any other
+/// dtype, or an integer outside the `i32` range, is an [`Error::Format`] naming the tensor.
+pub fn load_state_dict(path: impl AsRef<Path>) -> Result<StateDict> {
+    let path = path.as_ref();
+    let bytes = read(path)?;
+    let file = parse(path, &bytes)?;
+    let mut tensors: Vec<_> = file.iter().collect();
+    tensors.sort_by(|a, b| a.0.cmp(b.0));
+    let mut state = StateDict::new();
+    for (name, view) in tensors {
+        let tensor = decode(name, &view).map_err(|reason| Error::Format { path: display(path), reason })?;
+        state.insert(name, tensor);
+    }
+    Ok(state)
+}
+
+/// The CPU tensor of `view` in its natural dtype (I64 narrowed to `i32`).
+fn decode(name: &str, view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
+    let dtype = match view.dtype() {
+        Dtype::F32 => DType::F32,
+        Dtype::F16 => DType::F16,
+        Dtype::I64 | Dtype::I32 => DType::I32,
+        other => {
+            return Err(format!(
+                "tensor '{name}' is {other:?} (shape {:?}); only F32, F16, I64 and I32 can be loaded",
+                view.shape()
+            ))
+        }
+    };
+    decode_as(dtype, name, view)
+}
+
+/// The CPU tensor of `view` as `dtype`, from the file dtypes that load into it: F32 into
+/// f32, F16 into f16, I64 or I32 (within range) into i32.
+fn decode_as(dtype: DType, name: &str, view: &TensorView<'_>) -> std::result::Result<Tensor, String> {
+    let accepted: &[Dtype] = match dtype {
+        DType::F32 => &[Dtype::F32],
+        DType::I32 => &[Dtype::I64, Dtype::I32],
+        DType::F16 => &[Dtype::F16],
+    };
+    if !accepted.contains(&view.dtype()) {
+        return Err(format!(
+            "tensor '{name}' is {:?} in the file (shape {:?}) but only {} can be loaded",
+            view.dtype(),
+            view.shape(),
+            accepted.iter().map(|d| format!("{d:?}")).collect::<Vec<_>>().join(" or "),
+        ));
+    }
+    let cpu = Device::cpu();
+    Ok(match dtype {
+        DType::F32 => Tensor::from_slice(&decode_f32(view.data()), view.shape(), &cpu),
+        DType::F16 => {
+            let halves: Vec<half::f16> =
+                view.data().chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]])).collect();
+            Tensor::from_slice(&halves, view.shape(), &cpu)
+        }
+        DType::I32 => {
+            let wide = decode_integers(view.dtype(), view.data());
+            if let Some(bad) = wide.iter().find(|&&v| i32::try_from(v).is_err()) {
+                return Err(format!("tensor '{name}' holds {bad}, outside the i32 range the model stores it in"));
+            }
+            let narrow: Vec<i32> = wide.iter().map(|&v| v as i32).collect();
+            Tensor::from_slice(&narrow, view.shape(), &cpu)
+        }
+    })
 }
 
 /// Every tensor of the safetensors file at `path`, sorted by name: for inspecting a
@@ -394,15 +432,6 @@ impl View for RawArray {
     }
     fn data_len(&self) -> usize {
         self.bytes.len()
-    }
-}
-
-/// The safetensors header is a map, so two parameters with one name would silently
-/// become one tensor: a bug in the module, reported as such.
-fn check_unique_names<'a>(names: impl Iterator<Item = &'a str>, op: &str) {
-    let mut seen = HashSet::new();
-    for name in names {
-        assert!(seen.insert(name), "checkpoint::{op}: the module has two parameters or buffers named '{name}'");
     }
 }
 

@@ -62,6 +62,10 @@ pub enum Error {
     /// A file was read but its contents are not what its format requires.
     #[error("{path}: {reason}")]
     Format { path: String, reason: String },
+    /// A state dict that does not fit the module it is loaded into
+    /// ([`crate::nn::Module::load_state_dict`]): the reason names each offending key.
+    #[error("load_state_dict: {reason}")]
+    StateDict { reason: String },
 }
 
 /// A `Result` whose error is wgrad's [`Error`].

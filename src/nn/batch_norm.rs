@@ -50,6 +50,76 @@ impl BatchNormCore {
         .track_running_stats(true)
     }
 
+    /// A layer over the given tensors: weight and bias both or neither, running mean and
+    /// variance both or neither, at least one pair, each of shape `[C]`, f32, contiguous,
+    /// on one device. The count starts at zero.
+    fn from_parameters(
+        kind: &'static str,
+        weight: Option<Tensor>,
+        bias: Option<Tensor>,
+        running_mean: Option<Tensor>,
+        running_var: Option<Tensor>,
+    ) -> BatchNormCore {
+        assert_eq!(
+            weight.is_some(),
+            bias.is_some(),
+            "{kind}: weight and bias come together (affine) or not at all, got weight {:?} and bias {:?}",
+            weight.as_ref().map(Tensor::shape),
+            bias.as_ref().map(Tensor::shape)
+        );
+        assert_eq!(
+            running_mean.is_some(),
+            running_var.is_some(),
+            "{kind}: running_mean and running_var come together (track_running_stats) or not at all, \
+             got running_mean {:?} and running_var {:?}",
+            running_mean.as_ref().map(Tensor::shape),
+            running_var.as_ref().map(Tensor::shape)
+        );
+        let given =
+            [("weight", &weight), ("bias", &bias), ("running_mean", &running_mean), ("running_var", &running_var)];
+        let given: Vec<(&str, &Tensor)> = given.iter().filter_map(|(n, t)| t.as_ref().map(|t| (*n, t))).collect();
+        let Some(&(first_name, first)) = given.first() else {
+            panic!("{kind}: from_parameters needs weight and bias, running statistics, or both; got none")
+        };
+        let c = first.shape().first().copied().unwrap_or(0);
+        for &(name, t) in &given {
+            assert!(
+                t.rank() == 1 && t.dim(0) == c && c > 0,
+                "{kind}: {name} of shape {:?} does not match {first_name} of shape {:?}; every tensor must be [C]",
+                t.shape(),
+                first.shape()
+            );
+            assert_eq!(
+                t.dtype(),
+                crate::DType::F32,
+                "{kind}: {name} of shape {:?} must be f32, got {}",
+                t.shape(),
+                t.dtype()
+            );
+            assert!(t.is_contiguous(), "{kind}: {name} of shape {:?} must be contiguous", t.shape());
+            assert!(
+                t.device() == first.device(),
+                "{kind}: {name} is on {} but {first_name} on {}",
+                t.device().info(),
+                first.device().info()
+            );
+        }
+        let track = running_mean.is_some();
+        BatchNormCore {
+            kind,
+            num_features: c,
+            eps: 1e-5,
+            momentum: Some(0.1),
+            device: first.device().clone(),
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked: track.then(|| Tensor::from_slice(&[0i32], &[], &Device::cpu())),
+            training: true,
+        }
+    }
+
     fn eps(mut self, eps: f32) -> Self {
         assert!(eps >= 0.0 && eps.is_finite(), "{}: eps must be a finite non-negative number, got {eps}", self.kind);
         self.eps = eps;
@@ -166,6 +236,24 @@ macro_rules! batch_norm_layer {
             /// tracking running statistics (mean zeros, variance ones), in training mode.
             pub fn new(num_features: usize, device: &Device) -> $name {
                 $name(BatchNormCore::new(stringify!($name), num_features, device))
+            }
+
+            /// A layer over the given tensors, as PyTorch's state dict holds them: `weight`
+            /// and `bias` (the affine parameters, which should require gradients) both or
+            /// neither, `running_mean` and `running_var` (the buffers, updated in place in
+            /// training) both or neither, at least one pair; each of shape `[C]`, f32,
+            /// contiguous and on one device, which becomes the layer's. `num_batches_tracked`
+            /// starts at zero (load a state dict to set it). `eps` and `momentum` take their
+            /// defaults; chain [`Self::eps`] and [`Self::momentum`] to change them (not
+            /// `affine` or `track_running_stats`, which reset the tensors). Panics, naming
+            /// the layer and the shapes, when the tensors do not fit together.
+            pub fn from_parameters(
+                weight: Option<Tensor>,
+                bias: Option<Tensor>,
+                running_mean: Option<Tensor>,
+                running_var: Option<Tensor>,
+            ) -> $name {
+                $name(BatchNormCore::from_parameters(stringify!($name), weight, bias, running_mean, running_var))
             }
 
             /// The value added to the variance before its square root, for numerical

@@ -57,6 +57,38 @@ impl LayerNorm {
         layer
     }
 
+    /// A layer with the given elementwise affine parameters (which should require
+    /// gradients): `normalized_shape` is the weight's shape, and `bias`, when given, must
+    /// have the same shape (`None` is PyTorch's `bias=False`). `eps` takes its default;
+    /// chain [`LayerNorm::eps`] to change it. A layer without parameters is
+    /// `LayerNorm::new(..).elementwise_affine(false)`.
+    pub fn from_parameters(weight: Tensor, bias: Option<Tensor>) -> LayerNorm {
+        assert!(
+            weight.rank() > 0,
+            "LayerNorm: weight must have at least one dimension, got shape {:?}",
+            weight.shape()
+        );
+        if let Some(b) = &bias {
+            assert_eq!(
+                b.shape(),
+                weight.shape(),
+                "LayerNorm: bias {:?} does not match weight {:?}",
+                b.shape(),
+                weight.shape()
+            );
+            assert!(b.device() == weight.device(), "LayerNorm: bias and weight are on different devices");
+        }
+        LayerNorm {
+            normalized_shape: weight.shape().to_vec(),
+            eps: 1e-5,
+            device: weight.device().clone(),
+            elementwise_affine: true,
+            use_bias: bias.is_some(),
+            weight: Some(weight),
+            bias,
+        }
+    }
+
     /// Creates the parameters the flags ask for that do not exist yet (weight ones, bias
     /// zeros, as PyTorch's `reset_parameters`) and drops those they no longer ask for.
     fn sync_parameters(&mut self) {

@@ -30,6 +30,7 @@ mod linear;
 mod pool;
 mod rnn;
 mod sequential;
+pub(crate) mod state_dict;
 
 pub use activation::{Elu, Flatten, Gelu as GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use attention::MultiheadAttention;
@@ -42,6 +43,7 @@ pub use linear::Linear;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rnn::{RnnNonlinearity, RnnOptions, GRU, LSTM, RNN};
 pub use sequential::Sequential;
+pub use state_dict::{LoadReport, StateDict};
 
 use crate::Tensor;
 
@@ -65,6 +67,32 @@ pub trait Module: Send + Sync {
     /// Checkpoints hold both, as PyTorch's `state_dict` does.
     fn named_buffers(&self) -> Vec<(String, Tensor)> {
         Vec::new()
+    }
+
+    /// Every parameter and buffer by name, as PyTorch's `state_dict()`: detached tensors
+    /// that share the module's storage. The default lists this module's parameters, then
+    /// its buffers, in registration order; a container overrides it to list each child's
+    /// state dict in turn under the child's name ([`Sequential`] does), which gives
+    /// PyTorch's order (per module, parameters then buffers).
+    fn state_dict(&self) -> StateDict {
+        self.named_parameters().into_iter().chain(self.named_buffers()).map(|(n, t)| (n, t.detach())).collect()
+    }
+
+    /// Copies the tensors of `state_dict` into the parameters and buffers of the same
+    /// name, in place (an optimizer holding `parameters()` keeps updating the loaded
+    /// values), moving them to each parameter's device, as PyTorch's
+    /// `load_state_dict(sd, strict)`.
+    ///
+    /// Returns the keys that matched nothing: the module's `missing_keys` and the dict's
+    /// `unexpected_keys`. With `strict`, either kind is an [`crate::Error::StateDict`]
+    /// naming each key. A shared key whose dtype or shape differs is an error in either
+    /// mode, naming the key and both shapes. Everything is checked before anything is
+    /// written, so on `Err` the module is unchanged.
+    ///
+    /// Load between steps, not between a forward pass and its backward: the graph keeps the
+    /// parameters' storage, not a copy, so its backward would see the loaded values.
+    fn load_state_dict(&self, state_dict: &StateDict, strict: bool) -> crate::Result<LoadReport> {
+        state_dict::load(self, state_dict, strict)
     }
 
     /// The parameters alone, for an optimizer.

@@ -1,6 +1,6 @@
 //! A chain of modules.
 
-use super::Module;
+use super::{Module, StateDict};
 use crate::Tensor;
 
 /// Modules applied in order; parameters and buffers are named by position (`0.weight`,
@@ -59,6 +59,16 @@ impl Module for Sequential {
         let mut out = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
             out.extend(layer.named_buffers().into_iter().map(|(n, t)| (format!("{i}.{n}"), t)));
+        }
+        out
+    }
+
+    /// Each layer's state dict under its index, so a layer's parameters and buffers stay
+    /// together, as PyTorch orders them (`1.weight`, `1.bias`, `1.running_mean`, ...).
+    fn state_dict(&self) -> StateDict {
+        let mut out = StateDict::new();
+        for (i, layer) in self.layers.iter().enumerate() {
+            out.extend(layer.state_dict().prefixed(&format!("{i}.")));
         }
         out
     }
