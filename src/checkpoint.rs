@@ -76,8 +76,20 @@ pub type NamedArray = (String, Vec<usize>, Vec<f32>);
 /// [`save_state_dict`] of [`Module::state_dict`].
 ///
 /// GPU tensors are read back first, which waits for the work recorded so far.
+///
+/// Panics, writing nothing, when the module has no parameters and no buffers: a file of
+/// no tensors is what a model whose own `Module` impl forgot `named_parameters` would
+/// otherwise save without a word.
 pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
-    save_state_dict(&state_of(module, "checkpoint::save"), path)
+    let state = state_of(module, "checkpoint::save");
+    assert!(
+        !state.is_empty(),
+        "checkpoint::save: {} has no parameters or buffers, so the file would hold no tensors; \
+         a model of your own must return them from its Module impl's named_parameters \
+         (and named_buffers)",
+        module.describe()
+    );
+    save_state_dict(&state, path)
 }
 
 /// Writes `state_dict` to `path` as a safetensors file, replacing the file atomically.

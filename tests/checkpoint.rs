@@ -507,3 +507,33 @@ fn a_missing_buffer_is_reported_and_changes_nothing() {
         &["'1.running_mean'", "'1.running_var'", "'1.num_batches_tracked'", "missing"],
     );
 }
+
+/// A model whose `Module` impl forgets `named_parameters`: it registers nothing.
+struct ForgotParameters {
+    fc: nn::Linear,
+}
+
+impl Module for ForgotParameters {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        self.fc.forward(input)
+    }
+
+    fn describe(&self) -> String {
+        "ForgotParameters".into()
+    }
+}
+
+#[test]
+fn saving_a_model_with_no_tensors_is_an_error_and_writes_nothing() {
+    let dir = TempDir::new("no-tensors");
+    let model = ForgotParameters { fc: nn::Linear::new(3, 2, &Device::cpu()) };
+    let path = dir.path("empty.safetensors");
+    let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checkpoint::save(&model, &path)))
+        .expect_err("a model of no tensors was saved");
+    let message = err.downcast_ref::<String>().cloned().unwrap_or_default();
+    assert!(message.starts_with("checkpoint::save: ForgotParameters has no parameters or buffers"), "{message}");
+    assert!(message.contains("named_parameters"), "{message}");
+    assert!(dir.entries().is_empty(), "files left behind: {:?}", dir.entries());
+    // The layer it holds saves as usual.
+    checkpoint::save(&model.fc, &path).unwrap();
+}
