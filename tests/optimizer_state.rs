@@ -125,6 +125,28 @@ fn resume_in_memory_is_bit_identical() {
     }
 }
 
+/// `state_dict` is a copy: steps after it change the optimizer, not the returned state.
+#[test]
+fn a_state_dict_is_a_snapshot() {
+    for dev in devices("a_state_dict_is_a_snapshot") {
+        for (name, make) in OPTIMIZERS {
+            let m = model(1, &dev);
+            let mut opt = make(m.parameters());
+            train(&m, opt.as_mut(), 3, &dev);
+            let state = opt.state_dict();
+            let taken = state_bits(&state);
+            train(&m, opt.as_mut(), 2, &dev);
+            assert_eq!(state_bits(&state), taken, "{name} on {}: later steps changed the state dict", dev_name(&dev));
+            assert_ne!(
+                state_bits(&opt.state_dict()),
+                taken,
+                "{name} on {}: the steps changed no state",
+                dev_name(&dev)
+            );
+        }
+    }
+}
+
 #[test]
 fn resume_through_files_is_bit_identical() {
     for dev in devices("resume_through_files_is_bit_identical") {

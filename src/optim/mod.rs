@@ -64,8 +64,8 @@ pub trait Optimizer {
     fn set_lr(&mut self, lr: f32);
     /// A copy of the optimizer's state: its learning rate and, for each parameter it has
     /// updated, the step count and state tensors under PyTorch's names (see
-    /// [`OptimizerState`]). On a GPU this reads the state back, which waits for the work
-    /// recorded so far.
+    /// [`OptimizerState`]). The tensors are copies on the parameters' devices, made without
+    /// waiting for the GPU; later steps do not change them.
     fn state_dict(&self) -> OptimizerState;
     /// Replaces the optimizer's state and learning rate with `state`, copying its tensors
     /// onto the parameters' devices, so the next step is the one the saved optimizer would

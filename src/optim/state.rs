@@ -18,6 +18,7 @@ use std::collections::BTreeMap;
 
 use super::ParamSet;
 use crate::error::{Error, Result};
+use crate::tensor::Layout;
 use crate::{DType, Tensor};
 
 /// A snapshot of an optimizer: its kind, learning rate and each parameter's state.
@@ -58,10 +59,9 @@ impl StateSpec {
 }
 
 impl ParamSet {
-    /// Copies of every parameter's state, on the parameters' devices.
+    /// Copies of every parameter's state, on the parameters' devices: one device-side copy
+    /// per state tensor, out of the arena, with nothing read back to the host.
     pub(super) fn state_dict(&self, spec: &StateSpec, lr: f32) -> OptimizerState {
-        // One read per arena (a GPU arena is read back once), then one tensor per state.
-        let host: Vec<Vec<f32>> = self.arenas.iter().map(|a| a.to_vec::<f32>()).collect();
         let params = self
             .slots
             .iter()
@@ -69,14 +69,14 @@ impl ParamSet {
                 if slot.steps == 0 {
                     return None;
                 }
+                let arena = &self.arenas[slot.arena];
                 let n = slot.param.numel();
                 let mut tensors = BTreeMap::new();
                 for (k, name) in spec.names.iter().enumerate() {
                     let Some(name) = name else { continue };
-                    let start = slot.state_offset + self.state_pos[k] as usize * n;
-                    let values = &host[slot.arena][start..start + n];
-                    tensors
-                        .insert(name.to_string(), Tensor::from_slice(values, slot.param.shape(), slot.param.device()));
+                    let mut layout = Layout::contiguous(slot.param.shape());
+                    layout.offset = arena.layout.offset + slot.state_offset + self.state_pos[k] as usize * n;
+                    tensors.insert(name.to_string(), arena.with_layout(layout).snapshot());
                 }
                 Some(ParamState { step: slot.steps, tensors })
             })

@@ -23,6 +23,15 @@ impl Tensor {
         Tensor::record(out, GradOp::Reshape, &[self])
     }
 
+    /// The elements of this view copied into new contiguous storage of their own, outside
+    /// the autograd graph: a snapshot that later in-place writes to this view's storage
+    /// (an optimizer's step on its state) do not change. Stays on the device.
+    pub(crate) fn snapshot(&self) -> Tensor {
+        let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device, "snapshot");
+        copy_into(self, &out);
+        out
+    }
+
     /// Uninitialised contiguous storage; only for ops that write every element.
     pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device, op: &str) -> Tensor {
         let n = check_shape(shape, op);
