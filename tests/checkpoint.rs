@@ -2,7 +2,9 @@
 //! `save_file(model.state_dict())` writes, atomic replacement, and every way a file can
 //! fail to fit a model, each of which must leave the model untouched.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::{ForgotParameters, TempDir};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use safetensors::{Dtype, SafeTensors};
@@ -17,35 +19,6 @@ fn gpu(test: &str) -> Option<Device> {
         eprintln!("{test}: no GPU adapter, skipping the GPU half");
     }
     dev
-}
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("wgrad-checkpoint-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-    fn entries(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// `Linear(4, 3) -> ReLU -> Linear(3, 2)`: parameters `0.weight [3, 4]`, `0.bias [3]`,
@@ -506,21 +479,6 @@ fn a_missing_buffer_is_reported_and_changes_nothing() {
         &entries,
         &["'1.running_mean'", "'1.running_var'", "'1.num_batches_tracked'", "missing"],
     );
-}
-
-/// A model whose `Module` impl forgets `named_parameters`: it registers nothing.
-struct ForgotParameters {
-    fc: nn::Linear,
-}
-
-impl Module for ForgotParameters {
-    fn forward(&self, input: &Tensor) -> Tensor {
-        self.fc.forward(input)
-    }
-
-    fn describe(&self) -> String {
-        "ForgotParameters".into()
-    }
 }
 
 #[test]

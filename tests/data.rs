@@ -2,6 +2,8 @@
 //! and the batch loader. Everything here runs on the CPU device; batches on a GPU are
 //! covered by the runtime tests.
 
+mod common;
+use common::TempDir;
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -11,35 +13,6 @@ use wgrad::data::{read_idx, read_idx_images, read_idx_labels, DataLoader, Datase
 use wgrad::{DType, Device, Error};
 
 // ---- helpers ----
-
-/// A fresh folder under the system temp dir, removed again when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("wgrad-data-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Writes `bytes` to `name` in this folder and returns its path.
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// An IDX file: magic, big-endian dims, data.
 fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
@@ -184,7 +157,7 @@ fn fashion_mnist_loads_when_present() {
 fn plain_and_gzip_files_load_alike_whatever_their_names_say() {
     let gz = TempDir::new("variants-gz");
     write_small_mnist(&gz);
-    let expected = Mnist::load(gz.path()).unwrap();
+    let expected = Mnist::load(gz.root()).unwrap();
     assert_eq!(expected.train.labels(), &[0, 1, 2, 9, 4]);
     assert_eq!(expected.test.labels(), &[7, 8, 3]);
     assert_eq!(expected.train.sample_shape(), &[1, 4, 3]);
@@ -197,7 +170,7 @@ fn plain_and_gzip_files_load_alike_whatever_their_names_say() {
     plain.write("train-labels-idx1-ubyte", &labels_idx(&[0, 1, 2, 9, 4]));
     plain.write("t10k-images-idx3-ubyte", &images_idx(3, 4, 3, 100));
     plain.write("t10k-labels-idx1-ubyte", &labels_idx(&[7, 8, 3]));
-    let loaded = Mnist::load(plain.path()).unwrap();
+    let loaded = Mnist::load(plain.root()).unwrap();
     assert_eq!((&loaded.train, &loaded.test), (&expected.train, &expected.test));
 
     // Names that lie: a raw file called .gz and gzip data without the extension. The
@@ -207,7 +180,7 @@ fn plain_and_gzip_files_load_alike_whatever_their_names_say() {
     mixed.write("train-labels-idx1-ubyte", &gzip(&labels_idx(&[0, 1, 2, 9, 4])));
     mixed.write("t10k-images-idx3-ubyte", &gzip(&images_idx(3, 4, 3, 100)));
     mixed.write("t10k-labels-idx1-ubyte.gz", &labels_idx(&[7, 8, 3]));
-    let loaded = Mnist::load(mixed.path()).unwrap();
+    let loaded = Mnist::load(mixed.root()).unwrap();
     assert_eq!((&loaded.train, &loaded.test), (&expected.train, &expected.test));
 }
 
@@ -240,7 +213,7 @@ fn idx_reader_returns_header_and_data() {
 #[test]
 fn missing_file_is_an_io_error_naming_it() {
     let dir = TempDir::new("missing");
-    let path = dir.path().join("nothing-here-idx3-ubyte.gz");
+    let path = dir.root().join("nothing-here-idx3-ubyte.gz");
     let err = read_idx_images(&path).unwrap_err();
     assert!(matches!(&err, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound), "{err:?}");
     assert!(err.to_string().contains(&path.display().to_string()), "{err}");
@@ -248,21 +221,21 @@ fn missing_file_is_an_io_error_naming_it() {
     // A folder that lacks one of the four files: the message names the missing file and
     // says the un-gzipped name was looked for too.
     write_small_mnist(&dir);
-    std::fs::remove_file(dir.path().join("t10k-labels-idx1-ubyte.gz")).unwrap();
-    let err = Mnist::load(dir.path()).unwrap_err();
+    std::fs::remove_file(dir.root().join("t10k-labels-idx1-ubyte.gz")).unwrap();
+    let err = Mnist::load(dir.root()).unwrap_err();
     let message = err.to_string();
     assert!(matches!(err, Error::Io { .. }), "{message}");
     assert_mentions(
         &message,
         &[
-            &dir.path().join("t10k-labels-idx1-ubyte.gz").display().to_string(),
+            &dir.root().join("t10k-labels-idx1-ubyte.gz").display().to_string(),
             "no such file",
             "t10k-labels-idx1-ubyte ",
         ],
     );
 
     // A folder that does not exist.
-    let nowhere = dir.path().join("no-such-folder");
+    let nowhere = dir.root().join("no-such-folder");
     let message = Mnist::load(&nowhere).unwrap_err().to_string();
     assert_mentions(&message, &["train-images-idx3-ubyte.gz", "does not exist", &nowhere.display().to_string()]);
 }
@@ -368,8 +341,8 @@ fn image_and_label_counts_must_match() {
     let dir = TempDir::new("count-mismatch");
     write_small_mnist(&dir);
     let labels = dir.write("train-labels-idx1-ubyte.gz", &gzip(&labels_idx(&[0, 1, 2, 3])));
-    let images = dir.path().join("train-images-idx3-ubyte.gz");
-    let message = format_error(Mnist::load(dir.path()), &images);
+    let images = dir.root().join("train-images-idx3-ubyte.gz");
+    let message = format_error(Mnist::load(dir.root()), &images);
     assert_mentions(&message, &[&labels.display().to_string(), "5 images", "4 labels"]);
 }
 
@@ -378,7 +351,7 @@ fn labels_must_be_classes_0_to_9() {
     let dir = TempDir::new("bad-label");
     write_small_mnist(&dir);
     let labels = dir.write("t10k-labels-idx1-ubyte.gz", &gzip(&labels_idx(&[7, 8, 10])));
-    let message = format_error(Mnist::load(dir.path()), &labels);
+    let message = format_error(Mnist::load(dir.root()), &labels);
     assert_mentions(&message, &["label 10 at index 2", "0..9"]);
 }
 
@@ -387,7 +360,7 @@ fn train_and_test_images_must_have_one_size() {
     let dir = TempDir::new("sizes");
     write_small_mnist(&dir);
     let test_images = dir.write("t10k-images-idx3-ubyte.gz", &gzip(&images_idx(3, 3, 4, 0)));
-    let message = format_error(Mnist::load(dir.path()), &test_images);
+    let message = format_error(Mnist::load(dir.root()), &test_images);
     assert_mentions(&message, &["3x4", "4x3", "train-images-idx3-ubyte.gz"]);
 }
 
@@ -398,21 +371,21 @@ fn an_empty_split_is_an_error_naming_the_file() {
     write_small_mnist(&dir);
     let images = dir.write("train-images-idx3-ubyte.gz", &gzip(&images_idx(0, 4, 3, 0)));
     dir.write("train-labels-idx1-ubyte.gz", &gzip(&labels_idx(&[])));
-    let message = format_error(Mnist::load(dir.path()), &images);
+    let message = format_error(Mnist::load(dir.root()), &images);
     assert_mentions(&message, &["no images"]);
 
     let dir = TempDir::new("empty-test");
     write_small_mnist(&dir);
     let images = dir.write("t10k-images-idx3-ubyte.gz", &gzip(&images_idx(0, 4, 3, 0)));
     dir.write("t10k-labels-idx1-ubyte.gz", &gzip(&labels_idx(&[])));
-    let message = format_error(Mnist::load(dir.path()), &images);
+    let message = format_error(Mnist::load(dir.root()), &images);
     assert_mentions(&message, &["no images"]);
 
     // Images of no pixels are as empty.
     let dir = TempDir::new("empty-images");
     write_small_mnist(&dir);
     let images = dir.write("train-images-idx3-ubyte.gz", &gzip(&images_idx(5, 0, 3, 0)));
-    let message = format_error(Mnist::load(dir.path()), &images);
+    let message = format_error(Mnist::load(dir.root()), &images);
     assert_mentions(&message, &["0x3"]);
 }
 

@@ -5,6 +5,8 @@
 #[path = "../examples/common/flags.rs"]
 mod flags;
 
+mod common;
+use common::TempDir;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
@@ -19,24 +21,6 @@ fn parse(args: &[&str]) -> Result<Option<Args>, String> {
 
 fn args(list: &[&str]) -> Args {
     parse(list).unwrap().expect("not --help")
-}
-
-/// A fresh folder under the system temp dir, removed again when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("wgrad-flags-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---- parsing ----

@@ -10,6 +10,8 @@
 //! The hand-made bad files of the hardening issue are kept below as regression cases,
 //! with the errors they must give.
 
+mod common;
+use common::TempDir;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::io::Write;
@@ -168,30 +170,6 @@ fn mutate(base: &[u8], rng: &mut Rng, header: usize, specials: &[u8]) -> Vec<u8>
 }
 
 // ---- harness ----
-
-/// A fresh folder under the system temp dir, removed again when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("wgrad-fuzz-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn write(&self, name: &str, bytes: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, bytes).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Mutated inputs per reader and seed: with the fixed seeds below, a few seconds in all.
 const CASES: usize = 300;

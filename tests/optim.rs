@@ -11,7 +11,7 @@ use wgrad::optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
 use wgrad::Tensor;
 
 mod common;
-use common::{dev_name, devices};
+use common::{dev_name, devices, ForgotParameters};
 
 /// The starting parameter, shape [2, 3]: signs, a zero, magnitudes from 0.25 to 3.
 const THETA0: [f32; 6] = [1.0, -2.0, 0.5, 3.0, -0.25, 0.0];
@@ -723,21 +723,6 @@ fn a_step_over_seven_parameters_is_three_dispatches() {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         assert_eq!(least, Some((3, 0)), "{name}: (dispatches, read-backs) of one step");
-    }
-}
-
-/// A model whose `Module` impl forgets `named_parameters`: it registers nothing.
-struct ForgotParameters {
-    fc: nn::Linear,
-}
-
-impl Module for ForgotParameters {
-    fn forward(&self, input: &Tensor) -> Tensor {
-        self.fc.forward(input)
-    }
-
-    fn describe(&self) -> String {
-        "ForgotParameters".into()
     }
 }
 

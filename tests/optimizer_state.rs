@@ -3,8 +3,6 @@
 //! of 6 steps straight, for every optimizer, on the CPU and on the GPU device, in memory
 //! and through files. A state that does not fit is an error that changes nothing.
 
-use std::path::PathBuf;
-
 use wgrad::loss::{self, Reduction};
 use wgrad::nn::{self, Module};
 use wgrad::optim::scheduler::{ExponentialLr, LrScheduler};
@@ -12,6 +10,7 @@ use wgrad::optim::{Adagrad, Adam, AdamW, Optimizer, OptimizerState, RmsProp, Sgd
 use wgrad::{checkpoint, Device, Error, Tensor};
 
 mod common;
+use common::TempDir;
 use common::{dev_name, devices, randn};
 
 type Make = fn(Vec<Tensor>) -> Box<dyn Optimizer>;
@@ -26,27 +25,6 @@ const OPTIMIZERS: [(&str, Make); 7] = [
     ("rmsprop-centered", |p| Box::new(RmsProp::new(p, 0.01).momentum(0.5).centered(true))),
     ("adagrad", |p| Box::new(Adagrad::new(p, 0.05).lr_decay(0.01).initial_accumulator_value(0.1))),
 ];
-
-/// A fresh directory under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(test: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("wgrad-optimizer-state-{test}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// A tiny MLP whose initial weights come from `seed`.
 fn model(seed: u64, dev: &Device) -> nn::Sequential {

@@ -3,6 +3,7 @@
 //! shipped sentiment data on the CPU, and following the CPU step for step on the GPU.
 
 mod common;
+use common::TempDir;
 
 use std::path::{Path, PathBuf};
 
@@ -15,31 +16,6 @@ use wgrad::optim::{Adam, Optimizer};
 use wgrad::{no_grad, DType, Device, Error, Tensor};
 
 // ---- helpers ----
-
-/// A fresh folder under the system temp dir, removed again when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("wgrad-text-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    /// Writes `contents` to `name` in this folder and returns its path.
-    fn write(&self, name: &str, contents: &[u8]) -> PathBuf {
-        let path = self.0.join(name);
-        std::fs::write(&path, contents).unwrap();
-        path
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn sentiment(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join("sentiment").join(file)

@@ -8,6 +8,10 @@
 
 #![allow(dead_code)]
 
+mod temp_dir;
+#[allow(unused_imports)] // only the tests that write files use it
+pub use temp_dir::TempDir;
+
 use std::f32::consts::PI;
 use std::sync::OnceLock;
 
@@ -240,3 +244,19 @@ pub const LOG_SOFTMAX_TOL: Tolerance = Tolerance::Elementwise { atol: 1e-6, rtol
 /// cos(..) by up to sqrt(2 * 2^-21) = 1e-3 (lavapipe: 1e-4). One such sample in 2500
 /// contributes under 2e-5 to the normalised error; any error in the transform gives ~1.
 pub const RANDN_TOL: Tolerance = Tolerance::Normalized { tol: 2e-5 };
+
+/// A model whose `Module` impl forgets `named_parameters`: it registers nothing, which
+/// optimizers and `checkpoint::save` must refuse rather than silently accept.
+pub struct ForgotParameters {
+    pub fc: wgrad::nn::Linear,
+}
+
+impl wgrad::nn::Module for ForgotParameters {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        self.fc.forward(input)
+    }
+
+    fn describe(&self) -> String {
+        "ForgotParameters".into()
+    }
+}
