@@ -3,32 +3,14 @@
 //! covered by the runtime tests.
 
 mod common;
-use common::TempDir;
+use common::{gzip, idx, TempDir};
 use std::collections::{HashMap, HashSet};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use flate2::{write::GzEncoder, Compression};
 use wgrad::data::{read_idx, read_idx_images, read_idx_labels, DataLoader, Dataset, InMemoryDataset, Mnist, Pixels};
 use wgrad::{DType, Device, Error};
 
 // ---- helpers ----
-
-/// An IDX file: magic, big-endian dims, data.
-fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = magic.to_be_bytes().to_vec();
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
 
 /// `count` images of `rows x cols` whose pixels count up from `first` (mod 256).
 fn images_idx(count: u32, rows: u32, cols: u32, first: u8) -> Vec<u8> {

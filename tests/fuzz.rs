@@ -11,13 +11,11 @@
 //! with the errors they must give.
 
 mod common;
-use common::TempDir;
+use common::{gzip, idx, TempDir};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use flate2::{write::GzEncoder, Compression};
 use wgrad::data::text::TextDataset;
 use wgrad::data::{read_idx, read_idx_images, read_idx_labels, Mnist};
 use wgrad::nn;
@@ -248,21 +246,6 @@ fn fuzz(
 }
 
 // ---- valid inputs ----
-
-fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
-    let mut out = magic.to_be_bytes().to_vec();
-    for d in dims {
-        out.extend_from_slice(&d.to_be_bytes());
-    }
-    out.extend_from_slice(data);
-    out
-}
-
-fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
-    encoder.write_all(bytes).unwrap();
-    encoder.finish().unwrap()
-}
 
 /// `count` images of 4x3 and their labels, both IDX.
 fn idx_pair(count: u32, first: u8) -> (Vec<u8>, Vec<u8>) {

@@ -8,9 +8,9 @@
 
 #![allow(dead_code)]
 
-mod temp_dir;
-#[allow(unused_imports)] // only the tests that write files use it
-pub use temp_dir::TempDir;
+mod files;
+#[allow(unused_imports)] // only the tests that write files use them
+pub use files::{gzip, idx, TempDir};
 
 use std::f32::consts::PI;
 use std::sync::OnceLock;

@@ -1,6 +1,10 @@
-//! A scratch folder for the tests that write files.
+//! For the tests that write files: a scratch folder, and the bytes of IDX and gzip files.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
 
 /// A fresh folder under the system temp dir, removed again when dropped. `name` must be
 /// unique within a test binary; the process id keeps binaries and runs apart.
@@ -46,4 +50,21 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// An IDX file: magic, big-endian dims, data.
+pub fn idx(magic: u32, dims: &[u32], data: &[u8]) -> Vec<u8> {
+    let mut out = magic.to_be_bytes().to_vec();
+    for d in dims {
+        out.extend_from_slice(&d.to_be_bytes());
+    }
+    out.extend_from_slice(data);
+    out
+}
+
+/// `bytes` gzip-compressed, as MNIST ships its IDX files.
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = GzEncoder::new(Vec::new(), Compression::default());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
 }
