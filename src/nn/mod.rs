@@ -118,6 +118,18 @@ pub use state_dict::{LoadReport, StateDict};
 /// assert_eq!(names[4], "blocks.0.weight");
 /// assert!(model.describe().starts_with("TwoTower(\n  (conv): Conv2d(1, 4"));
 /// ```
+///
+/// A field the derive cannot register is a compile error at that field, saying to mark
+/// it `#[module(skip)]`:
+///
+/// ```compile_fail
+/// use wgrad::nn::{self, Module};
+/// #[derive(Module)]
+/// struct Net {
+///     fc: nn::Linear,
+///     width: usize, // `usize` is not a module, a parameter tensor, or a `Vec` or `Option` of them
+/// }
+/// ```
 pub use wgrad_derive::Module;
 
 /// A float as Python's `repr` writes it, so `describe` reads as PyTorch prints a layer:
