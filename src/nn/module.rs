@@ -29,7 +29,7 @@ pub enum TensorRole {
 /// A layer or a network of layers: parameters, buffers and child modules under
 /// PyTorch-style dotted names (`conv.weight`, `blocks.0.fc.bias`), and a training mode.
 ///
-/// Write it with `#[derive(Module)]` (see [`derive@Module`]); implement it by hand for a
+/// Write it with `#[derive(Module)]` (see [`derive@crate::nn::Module`]); implement it by hand for a
 /// new kind of layer. `forward` is not part of it: a model's forward pass is its own
 /// method, with whatever inputs it needs. A module that maps one tensor to one tensor
 /// also implements [`Forward`], which lets it sit in a [`super::Sequential`].
