@@ -55,10 +55,17 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An optimizer state that does not fit the optimizer it is loaded into: another kind
-    /// of optimizer, another number of parameters, or a state tensor that is missing,
-    /// extra, or of another shape or dtype than its parameter. The reason names each.
+    /// of optimizer, another number of parameters or parameter groups, a group of another
+    /// size, an option the optimizer does not have or an invalid value of one, or a state
+    /// tensor that is missing, extra, or of another shape or dtype than its parameter. The
+    /// reason names each.
     #[error("optimizer state: {0}")]
     OptimizerState(String),
+    /// A parameter group asked for by name that the model does not have
+    /// ([`crate::optim::ParamGroup::from_names`], [`crate::optim::ParamGroup::with_prefix`]):
+    /// the reason names each missing name or the prefix, and the model's parameters.
+    #[error("parameter group: {0}")]
+    ParamGroup(String),
     /// A file was read but its contents are not what its format requires.
     #[error("{path}: {reason}")]
     Format { path: String, reason: String },
