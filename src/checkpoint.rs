@@ -319,12 +319,14 @@ pub fn load_optimizer_state(path: impl AsRef<Path>) -> Result<OptimizerState> {
         for g in 0..num_groups {
             let key = |name: &str| format!("group.{g}.{name}");
             let option = |name: &str| metadata.contains_key(&key(name)).then(|| number(&key(name))).transpose();
-            let mut options = GroupOptions::default();
-            options.weight_decay = option("weight_decay")?;
-            options.momentum = option("momentum")?;
-            options.dampening = option("dampening")?;
-            options.eps = option("eps")?;
-            options.alpha = option("alpha")?;
+            let mut options = GroupOptions {
+                weight_decay: option("weight_decay")?,
+                momentum: option("momentum")?,
+                dampening: option("dampening")?,
+                eps: option("eps")?,
+                alpha: option("alpha")?,
+                ..Default::default()
+            };
             if let Some(text) = metadata.get(&key("betas")) {
                 let pair: Option<Vec<f32>> = text
                     .strip_prefix('[')

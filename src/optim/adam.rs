@@ -124,7 +124,7 @@ impl Adam {
             }
         }
         if let Some(weight_decay) = o.weight_decay {
-            if !(weight_decay >= 0.0) {
+            if weight_decay < 0.0 || weight_decay.is_nan() {
                 return Err(format!("invalid weight decay {weight_decay}"));
             }
         }

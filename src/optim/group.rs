@@ -181,9 +181,9 @@ impl ParamGroup {
         }
         if !unknown.is_empty() {
             return Err(Error::ParamGroup(format!(
-                "{} {} not a parameter of the model; its parameters are {}",
+                "{} {} of the model; its parameters are {}",
                 unknown.join(", "),
-                if unknown.len() == 1 { "is" } else { "are" },
+                if unknown.len() == 1 { "is not a parameter" } else { "are not parameters" },
                 list_names(&named)
             )));
         }

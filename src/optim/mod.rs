@@ -202,7 +202,7 @@ impl Kind {
             ));
         }
         if let Some(lr) = lr {
-            if !(lr >= 0.0) {
+            if lr < 0.0 || lr.is_nan() {
                 return Err(format!("parameter group {index}: invalid learning rate {lr}"));
             }
         }

@@ -20,10 +20,10 @@
 //! let head = Tensor::from_slice(&[0.5f32], &[1], &dev).requires_grad();
 //! let groups = [ParamGroup::new([backbone.clone()]).lr(0.01), ParamGroup::new([head.clone()])];
 //! let mut opt = Sgd::with_groups(groups, 0.1);
-//! // 5 epochs of linear warm-up from a tenth of each group's rate, then cosine decay over 20.
-//! let mut sched = SequentialLr::warmup_then(LinearLr::new(0.1, 0.1, 1.0, 5), CosineAnnealingLr::new(0.1, 20, 0.0));
+//! // 5 epochs of linear warm-up from half of each group's rate, then cosine decay over 20.
+//! let mut sched = SequentialLr::warmup_then(LinearLr::new(0.1, 0.5, 1.0, 5), CosineAnnealingLr::new(0.1, 20, 0.0));
 //! sched.apply(&mut opt);
-//! assert_eq!((opt.group_lr(0), opt.group_lr(1)), (0.001, 0.01));
+//! assert_eq!((opt.group_lr(0), opt.group_lr(1)), (0.005, 0.05));
 //! for _epoch in 0..25 {
 //!     let grads = backbone.square().sum_all().add(&head.square().sum_all()).backward(); // one epoch
 //!     opt.step(&grads);

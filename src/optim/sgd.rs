@@ -95,12 +95,12 @@ impl Sgd {
     /// The checks of the builder methods, on the options that are set.
     fn check(o: &GroupOptions) -> Result<(), String> {
         if let Some(momentum) = o.momentum {
-            if !(momentum >= 0.0) {
+            if momentum < 0.0 || momentum.is_nan() {
                 return Err(format!("invalid momentum {momentum}"));
             }
         }
         if let Some(weight_decay) = o.weight_decay {
-            if !(weight_decay >= 0.0) {
+            if weight_decay < 0.0 || weight_decay.is_nan() {
                 return Err(format!("invalid weight decay {weight_decay}"));
             }
         }
