@@ -32,7 +32,7 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use wgrad::data::text::{TextBatch, TextDataset, TextLoader, Vocab, VocabOptions};
 use wgrad::loss::{self, Reduction};
-use wgrad::nn::{Embedding, Linear, Module, RnnOptions, LSTM};
+use wgrad::nn::{Embedding, Forward, Linear, Module, RnnOptions, LSTM};
 use wgrad::optim::clip::clip_grad_norm;
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::{no_grad, Device, Tensor};
@@ -45,7 +45,10 @@ const LAYERS: usize = 2;
 const DROPOUT: f32 = 0.3;
 const MAX_GRAD_NORM: f32 = 1.0;
 
-/// Embedding, bidirectional LSTM stack, linear read-out of the final states.
+/// Embedding, bidirectional LSTM stack, linear read-out of the final states. Its forward
+/// pass takes the token ids and each text's length, so it is a `Module` with a forward
+/// method of its own rather than a one-input `Forward`.
+#[derive(Module)]
 struct SentimentLstm {
     embedding: Embedding,
     lstm: LSTM,
@@ -63,7 +66,7 @@ impl SentimentLstm {
     }
 
     /// Token ids `[B, T]` whose row `b` is `lengths[b]` tokens long, to logits `[B]`.
-    fn logits(&self, tokens: &Tensor, lengths: &[usize]) -> Tensor {
+    fn forward(&self, tokens: &Tensor, lengths: &[usize]) -> Tensor {
         let embedded = self.embedding.forward(tokens);
         let (_, (h_n, _)) = self.lstm.forward_with_lengths(&embedded, lengths, None);
         // h_n is [layers * 2, B, H], layer-major: the last two rows are the last layer's
@@ -72,46 +75,6 @@ impl SentimentLstm {
         let last = |i| h_n.narrow(0, i, 1).squeeze(0);
         let features = Tensor::cat(&[last(states - 2), last(states - 1)], 1);
         self.head.forward(&features).reshape(&[-1])
-    }
-}
-
-impl Module for SentimentLstm {
-    /// Logits `[B]` of padded token ids `[B, T]`, each text's length being its count of
-    /// ids other than `<pad>` (padding only ever follows a text). Reads the ids back to
-    /// the host; training uses the lengths the loader already knows instead.
-    fn forward(&self, tokens: &Tensor) -> Tensor {
-        let steps = tokens.dim(1);
-        let ids: Vec<i32> = tokens.to_vec();
-        let lengths: Vec<usize> =
-            ids.chunks_exact(steps.max(1)).map(|row| row.iter().filter(|&&id| id != Vocab::PAD).count()).collect();
-        self.logits(tokens, &lengths)
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let prefixed = |prefix: &str, m: &dyn Module| {
-            m.named_parameters().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)).collect::<Vec<_>>()
-        };
-        let mut all = prefixed("embedding", &self.embedding);
-        all.extend(prefixed("lstm", &self.lstm));
-        all.extend(prefixed("head", &self.head));
-        all
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.lstm.set_training(training);
-    }
-
-    fn is_training(&self) -> bool {
-        self.lstm.is_training()
-    }
-
-    fn describe(&self) -> String {
-        format!(
-            "SentimentLstm(\n  (embedding): {}\n  (lstm): {}\n  (head): {}\n)",
-            self.embedding.describe(),
-            self.lstm.describe(),
-            self.head.describe()
-        )
     }
 }
 
@@ -129,7 +92,7 @@ fn evaluate(model: &SentimentLstm, loader: &TextLoader, dev: &Device) -> (f64, f
     let (mut loss_sum, mut correct) = (0.0, 0);
     no_grad(|| {
         for TextBatch { tokens, lengths, labels } in loader.batches(0, dev) {
-            let logits = model.logits(&tokens, &lengths);
+            let logits = model.forward(&tokens, &lengths);
             let loss = loss::binary_cross_entropy_with_logits(&logits, &labels, None, Reduction::Sum);
             let (l, c) = batch_metrics(&loss, &logits, &labels);
             loss_sum += l;
@@ -237,7 +200,7 @@ fn main() {
             loss_sum / read.max(1) as f64
         };
         for (step, TextBatch { tokens, lengths, labels }) in (1..).zip(loader.epoch(&dev)) {
-            let logits = model.logits(&tokens, &lengths);
+            let logits = model.forward(&tokens, &lengths);
             let loss = loss::binary_cross_entropy_with_logits(&logits, &labels, None, Reduction::Mean);
             let mut grads = loss.backward();
             clip_grad_norm(&mut grads, &params, MAX_GRAD_NORM, 2.0);

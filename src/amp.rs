@@ -20,7 +20,7 @@
 //!
 //! ```
 //! use wgrad::amp::{AutocastLinear, GradScaler};
-//! use wgrad::nn::{self, Module};
+//! use wgrad::nn::{self, Forward, Module};
 //! use wgrad::optim::Sgd;
 //! use wgrad::{loss, Device, Tensor};
 //! let dev = Device::cpu();
@@ -39,7 +39,7 @@
 //! ```
 
 use crate::autograd::Gradients;
-use crate::nn::{Linear, Module};
+use crate::nn::{Forward, Linear, Module, Visitor, VisitorMut};
 use crate::optim::Optimizer;
 use crate::{DType, Tensor};
 
@@ -90,7 +90,7 @@ impl AutocastLinear {
     }
 }
 
-impl Module for AutocastLinear {
+impl Forward for AutocastLinear {
     fn forward(&self, x: &Tensor) -> Tensor {
         let in_features = self.layer.weight.dim(1);
         assert!(
@@ -100,9 +100,23 @@ impl Module for AutocastLinear {
         );
         linear(x, &self.layer.weight, self.layer.bias.as_ref())
     }
+}
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        self.layer.named_parameters()
+/// The wrapped layer's parameters under their own names (`weight`, `bias`), so a model
+/// saved with autocast loads without it and the other way round.
+impl Module for AutocastLinear {
+    fn visit(&self, v: &mut Visitor<'_>) {
+        self.layer.visit(v);
+    }
+
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        self.layer.visit_mut(v);
+    }
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {

@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::op::{BinaryOp, ReduceOp, SoftmaxOp, UnaryOp};
@@ -73,6 +73,17 @@ pub struct AutogradMeta {
     pub(crate) id: TensorId,
     /// `None` for a leaf (a tensor the user marked with `requires_grad`).
     pub(crate) node: Option<Node>,
+    /// A frozen leaf ([`Tensor::freeze`]) keeps its identity, so an optimizer holding it
+    /// still knows it, but takes no part in differentiation until it is unfrozen. Shared
+    /// by every clone of the leaf, so freezing a module's parameter freezes the optimizer's
+    /// handle on it too. Always false on op results.
+    frozen: AtomicBool,
+}
+
+impl AutogradMeta {
+    fn leaf() -> AutogradMeta {
+        AutogradMeta { id: next_id(), node: None, frozen: AtomicBool::new(false) }
+    }
 }
 
 /// How a tensor was computed: the op and what its gradient rule needs.
@@ -164,16 +175,65 @@ impl Tensor {
     /// Marks this tensor as a leaf whose gradient `backward` computes (PyTorch's
     /// `requires_grad_()`). Returns the tensor for chaining; the returned tensor is the
     /// one gradients are reported for.
+    ///
+    /// On a frozen leaf it unfreezes it ([`Tensor::unfreeze`]), as `requires_grad_(True)`
+    /// does on a parameter whose `requires_grad` was switched off.
     pub fn requires_grad(mut self) -> Tensor {
-        if self.autograd.as_ref().is_none_or(|m| m.node.is_some()) {
-            self.autograd = Some(Arc::new(AutogradMeta { id: next_id(), node: None }));
+        match &self.autograd {
+            Some(meta) if meta.node.is_none() => meta.frozen.store(false, Ordering::Relaxed),
+            _ => self.autograd = Some(Arc::new(AutogradMeta::leaf())),
         }
         self
     }
 
-    /// True when this tensor is a leaf that requires a gradient or the result of an op on one.
+    /// True when this tensor is a leaf that requires a gradient (and is not frozen) or the
+    /// result of an op on one.
     pub fn is_tracked(&self) -> bool {
-        self.autograd.is_some()
+        self.tracked_meta().is_some()
+    }
+
+    /// The autograd metadata of a tensor that takes part in differentiation now: `None`
+    /// for untracked tensors and frozen leaves.
+    fn tracked_meta(&self) -> Option<&Arc<AutogradMeta>> {
+        self.autograd.as_ref().filter(|m| !m.frozen.load(Ordering::Relaxed))
+    }
+
+    /// Stops this leaf from requiring a gradient, as PyTorch's `requires_grad_(False)` on
+    /// a parameter: ops no longer record it, `backward` computes no gradient for it, and an
+    /// optimizer holding it skips it. Every clone of the leaf (the module's field, the
+    /// optimizer's handle) is frozen at once, and [`Tensor::unfreeze`] undoes it. Panics on
+    /// a tensor that is not a leaf made with [`Tensor::requires_grad`].
+    ///
+    /// Freezing takes effect for the graphs recorded afterwards and for the `backward` of
+    /// a graph already recorded.
+    pub fn freeze(&self) {
+        self.set_frozen(true, "freeze");
+    }
+
+    /// Makes a frozen leaf require its gradient again. Panics as [`Tensor::freeze`].
+    pub fn unfreeze(&self) {
+        self.set_frozen(false, "unfreeze");
+    }
+
+    /// True for a leaf frozen with [`Tensor::freeze`].
+    pub fn is_frozen(&self) -> bool {
+        self.autograd.as_ref().is_some_and(|m| m.frozen.load(Ordering::Relaxed))
+    }
+
+    fn set_frozen(&self, frozen: bool, op: &str) {
+        match &self.autograd {
+            Some(meta) if meta.node.is_none() => meta.frozen.store(frozen, Ordering::Relaxed),
+            Some(_) => panic!(
+                "{op}: the tensor of shape {:?} is the result of an op, not a parameter; only leaves made with \
+                 requires_grad() can be frozen",
+                self.shape()
+            ),
+            None => panic!(
+                "{op}: the tensor of shape {:?} does not require a gradient; only leaves made with \
+                 requires_grad() can be frozen",
+                self.shape()
+            ),
+        }
     }
 
     /// The same values, cut out of the graph: no gradient flows through the result.
@@ -193,7 +253,8 @@ impl Tensor {
         }
         let saved = Saved { inputs: inputs.iter().map(|&t| t.clone()).collect(), output: out.detach() };
         let node = Node { op, saved: Mutex::new(Some(saved)) };
-        Tensor { autograd: Some(Arc::new(AutogradMeta { id: next_id(), node: Some(node) })), ..out }
+        let meta = AutogradMeta { id: next_id(), node: Some(node), frozen: AtomicBool::new(false) };
+        Tensor { autograd: Some(Arc::new(meta)), ..out }
     }
 
     /// Gradients of this scalar with respect to every leaf it depends on.
@@ -220,7 +281,7 @@ impl Tensor {
         );
         let _guard = NoGradGuard::new();
         let mut result = Gradients { grads: HashMap::new() };
-        let Some(meta) = &self.autograd else { return result };
+        let Some(meta) = self.tracked_meta() else { return result };
         let order = topological_order(self);
         let mut pending: HashMap<TensorId, Tensor> = HashMap::new();
         pending.insert(meta.id, grad.detach());
@@ -236,7 +297,7 @@ impl Tensor {
             });
             let input_grads = node.op.backward(&g, &saved.inputs, &saved.output);
             for (input, ig) in saved.inputs.iter().zip(input_grads) {
-                let (Some(im), Some(ig)) = (&input.autograd, ig) else { continue };
+                let (Some(im), Some(ig)) = (input.tracked_meta(), ig) else { continue };
                 debug_assert_eq!(ig.shape(), input.shape(), "gradient rule of {:?} returned a wrong shape", node.op);
                 let acc = match pending.remove(&im.id) {
                     Some(prev) => prev.add(&ig),
@@ -270,7 +331,7 @@ fn topological_order(root: &Tensor) -> Vec<Tensor> {
         };
         stack.push((t.clone(), true));
         for input in inputs {
-            if let Some(im) = &input.autograd {
+            if let Some(im) = input.tracked_meta() {
                 if !visited.contains(&im.id) {
                     stack.push((input, false));
                 }

@@ -73,6 +73,10 @@ pub enum Error {
     /// ([`crate::nn::Module::load_state_dict`]): the reason names each offending key.
     #[error("load_state_dict: {reason}")]
     StateDict { reason: String },
+    /// A name that is not part of a module: a submodule to freeze that the model does not
+    /// have. The message names the op, the name and the names the module has.
+    #[error("{0}")]
+    NotInModule(String),
 }
 
 /// A `Result` whose error is wgrad's [`Error`].

@@ -32,6 +32,9 @@
 //! overflow-checks = false
 //! ```
 
+// `#[derive(Module)]` names `::wgrad`, which is this crate: the derive works inside it too.
+extern crate self as wgrad;
+
 pub mod amp;
 pub mod autograd;
 pub mod checkpoint;

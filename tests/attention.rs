@@ -9,7 +9,7 @@
 mod common;
 
 use common::{dev_name, devices, gpu, randn, uniform_values, within};
-use wgrad::nn::{Module, MultiheadAttention, Sequential};
+use wgrad::nn::{Forward, Module, MultiheadAttention, Sequential};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{manual_seed, AttnMask, Device, Tensor};
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::{dev_name, devices, gpu, randn, uniform_values, within};
-use wgrad::nn::{BatchNorm1d, BatchNorm2d, Linear, Module, ReLU, Sequential};
+use wgrad::nn::{BatchNorm1d, BatchNorm2d, Forward, Linear, Module, ReLU, Sequential};
 use wgrad::optim::{Optimizer, Sgd};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{checkpoint, no_grad, Device, Tensor};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use safetensors::{Dtype, SafeTensors};
-use wgrad::nn::{self, Module};
+use wgrad::nn::{self, Forward, Module};
 use wgrad::optim::{Optimizer, Sgd};
 use wgrad::{checkpoint, Device, Error, Tensor};
 

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{dev_name, devices, randn, uniform_values};
-use wgrad::nn::{Conv1d, Conv2d, Module};
+use wgrad::nn::{Conv1d, Conv2d, Forward, Module};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{with_conv_algorithm, Conv1dOptions, ConvAlgorithm, ConvOptions, Device, Tensor};
 

@@ -11,7 +11,7 @@
 mod common;
 
 use common::{dev_name, devices, gpu, randn};
-use wgrad::nn::{Embedding, Module};
+use wgrad::nn::{Embedding, Forward, Module};
 use wgrad::optim::{Optimizer, Sgd};
 use wgrad::testing::{check_poison, compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{checkpoint, set_embedding_index_checks, Device, Tensor};

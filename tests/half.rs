@@ -12,7 +12,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use common::{dev_name, devices, gpu, randn, uniform};
 use half::f16;
 use wgrad::amp::{self, AutocastLinear, GradScaler};
-use wgrad::nn::{self, Module};
+use wgrad::nn::{self, Forward, Module};
 use wgrad::optim::{Adam, Sgd};
 use wgrad::testing::{check_poison, compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{loss, DType, Device, Tensor};
@@ -363,7 +363,7 @@ fn mlp(dev: &Device, amp: bool) -> nn::Sequential {
     mlp_with(dev, amp, nn::ReLU)
 }
 
-fn mlp_with(dev: &Device, amp: bool, activation: impl Module + 'static) -> nn::Sequential {
+fn mlp_with(dev: &Device, amp: bool, activation: impl Forward + 'static) -> nn::Sequential {
     let l1 = nn::Linear::with_seed(12, 24, true, 31, dev);
     let l2 = nn::Linear::with_seed(24, 3, true, 32, dev);
     if amp {

@@ -6,7 +6,7 @@
 mod common;
 
 use common::{dev_name, devices, gpu, randn, uniform_values, within};
-use wgrad::nn::{LayerNorm, Module};
+use wgrad::nn::{Forward, LayerNorm, Module};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{Device, Tensor};
 

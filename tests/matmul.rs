@@ -15,7 +15,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use common::{dev_name, devices, gpu, randn, MATMUL_TOL};
 use wgrad::gpu::tuning::{matmul_config, tuned_matmul_configs, with_matmul_config, MATMUL_CONFIGS};
-use wgrad::nn::{Linear, Module};
+use wgrad::nn::{Forward, Linear, Module};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{Activation, Device, Tensor};
 

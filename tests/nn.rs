@@ -3,7 +3,7 @@
 //! `init` functions with PyTorch's gains, and gradients through a Linear layer.
 
 use wgrad::init::{self, FanMode, Nonlinearity};
-use wgrad::nn::{self, Module};
+use wgrad::nn::{self, Forward, Module};
 use wgrad::testing::{gradcheck, GradTolerance};
 use wgrad::{Device, Tensor};
 
@@ -437,7 +437,7 @@ fn models_are_send_and_sync() {
         .add(nn::ReLU)
         .add(nn::Dropout::new(0.5))
         .add(nn::Linear::new(8, 3, &dev));
-    let boxed: Box<dyn Module> = Box::new(nn::Linear::new(2, 2, &dev));
+    let boxed: Box<dyn Forward> = Box::new(nn::Linear::new(2, 2, &dev));
     assert_send_sync(&model);
     assert_send_sync(&boxed);
     let mut model = model;

@@ -6,7 +6,7 @@
 //! pseudo-code of the `torch.optim` docs (copied into the comments), on the CPU and on
 //! the GPU device. A reference that shared code with the kernels could share their bugs.
 
-use wgrad::nn::{self, Module};
+use wgrad::nn::{self, Forward, Module};
 use wgrad::optim::{Adagrad, Adam, AdamW, Optimizer, RmsProp, Sgd};
 use wgrad::Tensor;
 

@@ -4,7 +4,7 @@
 //! and through files. A state that does not fit is an error that changes nothing.
 
 use wgrad::loss::{self, Reduction};
-use wgrad::nn::{self, Module};
+use wgrad::nn::{self, Forward, Module};
 use wgrad::optim::scheduler::{ExponentialLr, LrScheduler};
 use wgrad::optim::{Adagrad, Adam, AdamW, Optimizer, OptimizerState, RmsProp, Sgd};
 use wgrad::{checkpoint, Device, Error, Tensor};

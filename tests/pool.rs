@@ -13,7 +13,7 @@
 mod common;
 
 use common::{dev_name, devices, gpu, integers, randn, uniform_values, within};
-use wgrad::nn::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d, Module, Sequential};
+use wgrad::nn::{AdaptiveAvgPool2d, AvgPool2d, Forward, MaxPool2d, Module, Sequential};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{AvgPool2dOptions, Device, MaxPool2dOptions, Tensor};
 

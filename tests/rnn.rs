@@ -7,7 +7,7 @@
 mod common;
 
 use common::{dev_name, devices, gpu, randn, uniform};
-use wgrad::nn::{Linear, Module, RnnNonlinearity, RnnOptions, GRU, LSTM, RNN};
+use wgrad::nn::{Forward, Linear, Module, RnnNonlinearity, RnnOptions, GRU, LSTM, RNN};
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::testing::{compare, cross_check, gradcheck, GradTolerance, Tolerance};
 use wgrad::{Device, RnnLayerOutput, RnnMode, RnnWeights, Tensor};
@@ -729,7 +729,7 @@ fn dropout_acts_between_layers_and_only_in_training() {
     );
     lstm.set_training(false);
     assert!(!lstm.is_training());
-    assert_close("evaluation", &Module::forward(&lstm, &x), &reference, VALUE_TOL);
+    assert_close("evaluation", &Forward::forward(&lstm, &x), &reference, VALUE_TOL);
 
     let single = LSTM::with_seed(4, 8, RnnOptions::new().dropout(0.5), 3, &dev);
     let layers = module_layers(|l, r| Params::from_weights(&single.weights(l, r)), 1, false);

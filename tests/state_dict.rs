@@ -6,7 +6,7 @@
 mod common;
 
 use common::{dev_name, devices, gpu};
-use wgrad::nn::{self, Module, StateDict};
+use wgrad::nn::{self, Forward, Module, StateDict};
 use wgrad::{checkpoint, ConvOptions, DType, Device, Error, Tensor};
 
 /// `Conv2d(2, 3, 3) -> BatchNorm2d(3) -> ReLU -> Flatten -> Linear(48, 5)`.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use common::gpu;
 use wgrad::data::text::{tokenize, TextBatch, TextDataset, TextLoader, Vocab, VocabOptions};
 use wgrad::loss::{self, Reduction};
-use wgrad::nn::{Embedding, Linear, Module, RnnOptions, LSTM};
+use wgrad::nn::{Embedding, Forward, Linear, Module, RnnOptions, LSTM};
 use wgrad::optim::clip::clip_grad_norm;
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::{no_grad, DType, Device, Error, Tensor};

@@ -2,7 +2,7 @@
 //! on the GPU device from the same seed.
 
 use wgrad::data::{DataLoader, Mnist};
-use wgrad::nn::{self, Module};
+use wgrad::nn::{self, Forward, Module};
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::testing::gpu_test_device;
 use wgrad::{loss, Device};

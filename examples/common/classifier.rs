@@ -9,7 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use wgrad::data::transforms::Transform;
 use wgrad::data::{DataLoader, Dataset, InMemoryDataset, Mnist, Pixels};
 use wgrad::metrics::{tensor_count_correct, ConfusionMatrix};
-use wgrad::nn::Module;
+use wgrad::nn::Forward;
 use wgrad::optim::clip::clip_grad_norm;
 use wgrad::optim::scheduler::{CosineAnnealingLr, LrScheduler};
 use wgrad::optim::{Adam, Optimizer};
@@ -93,7 +93,7 @@ pub struct Recipe<'a> {
 
 /// Correct predictions and mean loss of `model` over `data`, without recording a graph.
 fn evaluate(
-    model: &dyn Module,
+    model: &dyn Forward,
     input: fn(&Tensor) -> Tensor,
     data: &InMemoryDataset,
     dev: &Device,
@@ -118,7 +118,7 @@ fn evaluate(
 /// Trains `model` with Adam, cross-entropy and a cosine-decayed learning rate, printing
 /// one line per epoch, then the confusion matrix, the run's throughput and the last line
 /// `test accuracy: NN.NN%`.
-pub fn train(model: &mut dyn Module, setup: &Setup, mut recipe: Recipe) {
+pub fn train(model: &mut dyn Forward, setup: &Setup, mut recipe: Recipe) {
     let Setup { dev, data, epochs, batch_size, seed, lr, .. } = setup;
     let (epochs, batch_size) = (*epochs, *batch_size);
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());

@@ -1,7 +1,7 @@
 //! The models of the MNIST examples, defined once: the examples train them and the
 //! benchmark workloads time their training steps.
 
-use wgrad::nn::{self, Conv2d, Linear, MaxPool2d, Module, RnnOptions, LSTM};
+use wgrad::nn::{self, Conv2d, Forward, Linear, MaxPool2d, Module, RnnOptions, LSTM};
 use wgrad::{Activation, Device, Tensor};
 
 /// The textbook MLP: 784-128-10 with ReLU, on flattened images.
@@ -12,28 +12,18 @@ pub fn mlp(dev: &Device) -> Mlp {
 /// `Linear(784, 128)`, ReLU, `Linear(128, 10)`, with the ReLU fused into the first layer's
 /// GEMM. Its parameters keep the names of the equivalent `Sequential` (`0.weight`,
 /// `0.bias`, `2.weight`, `2.bias`), so checkpoints of either load into the other.
+#[derive(Module)]
 pub struct Mlp {
+    #[module(rename = "0")]
     hidden: Linear,
+    #[module(rename = "2")]
     out: Linear,
 }
 
-impl Module for Mlp {
+impl Forward for Mlp {
     /// `[N, 784]` to `[N, 10]` logits.
     fn forward(&self, x: &Tensor) -> Tensor {
         self.out.forward(&self.hidden.forward(x))
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let prefixed = |prefix: &str, m: &Linear| {
-            m.named_parameters().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)).collect::<Vec<_>>()
-        };
-        let mut all = prefixed("0", &self.hidden);
-        all.extend(prefixed("2", &self.out));
-        all
-    }
-
-    fn describe(&self) -> String {
-        format!("Mlp(\n  (0): {}\n  (2): {}\n)", self.hidden.describe(), self.out.describe())
     }
 }
 
@@ -57,6 +47,7 @@ pub fn keras_cnn(dev: &Device) -> nn::Sequential {
 
 /// LSTM(28, 128) over the rows of `[N, 28, 28]` images, then a linear read-out of the
 /// last step's hidden state.
+#[derive(Module)]
 pub struct RowLstm {
     lstm: LSTM,
     head: Linear,
@@ -71,32 +62,11 @@ impl RowLstm {
     }
 }
 
-impl Module for RowLstm {
+impl Forward for RowLstm {
     /// `[N, 28, 28]` (batch, rows, pixels) to `[N, 10]` logits.
     fn forward(&self, rows: &Tensor) -> Tensor {
         let (_, (h_n, _)) = self.lstm.forward(rows);
         // h_n is [layers, N, hidden]: the last (only) layer's final state.
         self.head.forward(&h_n.squeeze(0))
-    }
-
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let prefixed = |prefix: &str, m: &dyn Module| {
-            m.named_parameters().into_iter().map(|(n, t)| (format!("{prefix}.{n}"), t)).collect::<Vec<_>>()
-        };
-        let mut all = prefixed("lstm", &self.lstm);
-        all.extend(prefixed("head", &self.head));
-        all
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.lstm.set_training(training);
-    }
-
-    fn is_training(&self) -> bool {
-        self.lstm.is_training()
-    }
-
-    fn describe(&self) -> String {
-        format!("RowLstm(\n  (lstm): {}\n  (head): {}\n)", self.lstm.describe(), self.head.describe())
     }
 }

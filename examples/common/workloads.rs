@@ -10,7 +10,7 @@
 #![allow(dead_code)]
 
 use super::models;
-use wgrad::nn::{Module, RnnOptions, LSTM};
+use wgrad::nn::{Forward, Module, RnnOptions, LSTM};
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::{loss, ConvOptions, DType, Device, Tensor};
 
@@ -252,7 +252,7 @@ enum State {
     Binary(Tensor, Tensor),
     Conv { x: Tensor, w: Tensor, b: Tensor, dy: Tensor },
     Lstm { lstm: LSTM, x: Tensor, dy: Tensor },
-    Step { model: Box<dyn Module>, opt: Adam, input: Tensor, labels: Tensor },
+    Step { model: Box<dyn Forward>, opt: Adam, input: Tensor, labels: Tensor },
 }
 
 impl Workload {
@@ -286,7 +286,7 @@ impl Workload {
             Spec::Step(model) => {
                 wgrad::manual_seed(12);
                 let images = Tensor::randn(&[BATCH, 1, 28, 28], 13, dev);
-                let (model, input): (Box<dyn Module>, Tensor) = match model {
+                let (model, input): (Box<dyn Forward>, Tensor) = match model {
                     Model::Cnn => (Box::new(models::keras_cnn(dev)), images),
                     Model::Mlp => (Box::new(models::mlp(dev)), images.reshape(&[-1, 784])),
                     Model::Lstm => (Box::new(models::RowLstm::new(dev)), images.reshape(&[-1, 28, 28])),

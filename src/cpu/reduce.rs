@@ -1,7 +1,7 @@
 //! Reductions along the last axis of a contiguous `[rows, len]` matrix, accumulated in
 //! f64 so the reference is more accurate than any f32 kernel it checks.
 //!
-//! Sums run through [`sum_f64`]: eight interleaved f64 accumulators combined in a fixed
+//! Sums run through `sum_f64`: eight interleaved f64 accumulators combined in a fixed
 //! order, so the compiler can vectorise them and the result does not depend on how many
 //! threads run (each row is one thread's). Next to a left-to-right f64 sum this changes
 //! only the rounding order, far below what an f32 result can show.
@@ -33,7 +33,7 @@ pub fn reduce(op: ReduceOp, src: &[f32], offset: usize, rows: usize, len: usize,
 
 /// The sums (or with `mean` the means) of the `cols` columns of the row-major `[len, cols]`
 /// matrix at `src[offset..]`: the reduction of its leading axis without transposing it
-/// first. Column `j` is summed exactly as [`sum_f64`] sums a contiguous row (element `i`
+/// first. Column `j` is summed exactly as `sum_f64` sums a contiguous row (element `i`
 /// into accumulator `i % 8`, the same pairwise combination, then the tail), so the result
 /// is the same bits as [`reduce`] on the transposed copy; the accumulators are kept for a
 /// run of columns at once, so each pass over a row is one vectorised loop.
@@ -75,7 +75,7 @@ pub(crate) fn sum_f64(xs: &[f32], term: impl Fn(f32) -> f64) -> f64 {
     sum_f64_indices(0..xs.len(), |i| term(xs[i]))
 }
 
-/// [`sum_f64`] of `term(i)` over the indices `range`, for sums that read several arrays.
+/// `sum_f64` of `term(i)` over the indices `range`, for sums that read several arrays.
 #[inline]
 pub(crate) fn sum_f64_indices(range: std::ops::Range<usize>, term: impl Fn(usize) -> f64) -> f64 {
     let mut acc = [0.0f64; 8];

@@ -27,7 +27,7 @@
 //! ```
 //! use wgrad::data::transforms::{Compose, Normalize, RandomCrop, Transform};
 //! use wgrad::data::{DataLoader, Mnist};
-//! use wgrad::nn::{self, Module};
+//! use wgrad::nn::{self, Forward, Module};
 //! use wgrad::optim::{Optimizer, Sgd};
 //! use wgrad::{loss, Device};
 //!

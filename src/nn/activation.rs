@@ -1,6 +1,7 @@
 //! Activation modules (parameter-free wrappers of the tensor ops) and Flatten.
 
-use super::Module;
+use super::module::parameter_free_module;
+use super::Forward;
 use crate::Tensor;
 
 macro_rules! activation {
@@ -9,12 +10,11 @@ macro_rules! activation {
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $name;
 
-        impl Module for $name {
+        parameter_free_module!($name, |_layer| $text.to_string());
+
+        impl Forward for $name {
             fn forward(&self, $x: &Tensor) -> Tensor {
                 $body
-            }
-            fn describe(&self) -> String {
-                $text.to_string()
             }
         }
     };
@@ -55,12 +55,11 @@ impl Default for LeakyReLU {
     }
 }
 
-impl Module for LeakyReLU {
+parameter_free_module!(LeakyReLU, |layer| format!("LeakyReLU(negative_slope={})", layer.0));
+
+impl Forward for LeakyReLU {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.leaky_relu(self.0)
-    }
-    fn describe(&self) -> String {
-        format!("LeakyReLU(negative_slope={})", self.0)
     }
 }
 
@@ -74,12 +73,11 @@ impl Default for Elu {
     }
 }
 
-impl Module for Elu {
+parameter_free_module!(Elu, |layer| format!("ELU(alpha={})", layer.0));
+
+impl Forward for Elu {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.elu(self.0)
-    }
-    fn describe(&self) -> String {
-        format!("ELU(alpha={})", self.0)
     }
 }
 
@@ -87,12 +85,11 @@ impl Module for Elu {
 #[derive(Clone, Copy, Debug)]
 pub struct Softmax(pub isize);
 
-impl Module for Softmax {
+parameter_free_module!(Softmax, |layer| format!("Softmax(dim={})", layer.0));
+
+impl Forward for Softmax {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.softmax(self.0)
-    }
-    fn describe(&self) -> String {
-        format!("Softmax(dim={})", self.0)
     }
 }
 
@@ -100,12 +97,11 @@ impl Module for Softmax {
 #[derive(Clone, Copy, Debug)]
 pub struct LogSoftmax(pub isize);
 
-impl Module for LogSoftmax {
+parameter_free_module!(LogSoftmax, |layer| format!("LogSoftmax(dim={})", layer.0));
+
+impl Forward for LogSoftmax {
     fn forward(&self, x: &Tensor) -> Tensor {
         x.log_softmax(self.0)
-    }
-    fn describe(&self) -> String {
-        format!("LogSoftmax(dim={})", self.0)
     }
 }
 
@@ -128,7 +124,9 @@ impl Flatten {
     }
 }
 
-impl Module for Flatten {
+parameter_free_module!(Flatten, |layer| format!("Flatten(start_dim={})", layer.start_dim));
+
+impl Forward for Flatten {
     fn forward(&self, x: &Tensor) -> Tensor {
         assert!(
             self.start_dim < x.rank().max(1),
@@ -137,8 +135,5 @@ impl Module for Flatten {
             x.shape()
         );
         x.flatten_from(self.start_dim)
-    }
-    fn describe(&self) -> String {
-        format!("Flatten(start_dim={})", self.start_dim)
     }
 }

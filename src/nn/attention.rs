@@ -7,7 +7,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{python_float, Linear, Module};
+use super::{python_float, Forward, Linear, Module, Visitor, VisitorMut};
 use crate::tensor::attention_with_weights;
 use crate::{init, random, AttnMask, DType, Device, Tensor};
 
@@ -26,11 +26,11 @@ use crate::{init, random, AttnMask, DType, Device, Tensor};
 /// and `out_proj.bias` zeros.
 ///
 /// [`MultiheadAttention::attend`] is PyTorch's `forward`, with its arguments;
-/// [`Module::forward`] is the self-attention of `x` without masks, so the layer also fits
+/// [`Forward::forward`] is the self-attention of `x` without masks, so the layer also fits
 /// in a [`Sequential`](super::Sequential).
 ///
 /// ```
-/// use wgrad::nn::{Module, MultiheadAttention};
+/// use wgrad::nn::{Forward, Module, MultiheadAttention};
 /// use wgrad::{AttnMask, Device, Tensor};
 /// let dev = Device::cpu();
 /// let mha = MultiheadAttention::new(8, 2, &dev);
@@ -335,17 +335,29 @@ fn check_heads(embed_dim: usize, num_heads: usize) {
     );
 }
 
-impl Module for MultiheadAttention {
+impl Forward for MultiheadAttention {
     /// Self-attention of `x` (`[N, L, E]` or `[L, E]`) without masks.
     fn forward(&self, x: &Tensor) -> Tensor {
         self.attend(x, x, x, None, false, None, true).0
     }
+}
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("in_proj_weight".to_string(), self.in_proj_weight.clone())];
-        out.extend(self.in_proj_bias.iter().map(|b| ("in_proj_bias".to_string(), b.clone())));
-        out.extend(self.out_proj.named_parameters().into_iter().map(|(name, t)| (format!("out_proj.{name}"), t)));
-        out
+impl Module for MultiheadAttention {
+    fn visit(&self, v: &mut Visitor<'_>) {
+        v.parameter("in_proj_weight", &self.in_proj_weight);
+        if let Some(b) = &self.in_proj_bias {
+            v.parameter("in_proj_bias", b);
+        }
+        v.module("out_proj", &self.out_proj);
+    }
+
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        v.parameter("in_proj_weight", &mut self.in_proj_weight);
+        if let Some(b) = &mut self.in_proj_bias {
+            v.parameter("in_proj_bias", b);
+        }
+        v.module("out_proj", &mut self.out_proj);
+        self.device = self.in_proj_weight.device().clone();
     }
 
     fn set_training(&mut self, training: bool) {

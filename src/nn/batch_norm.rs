@@ -11,7 +11,7 @@
 //! ever read on the host (for the cumulative average of `momentum(None)`), so keeping it
 //! there means a GPU model never waits for the device to learn it.
 
-use super::{python_float, Module};
+use super::{python_float, Forward, Module, Visitor, VisitorMut};
 use crate::{Device, Tensor};
 
 /// What the two layer types share.
@@ -194,20 +194,50 @@ impl BatchNormCore {
         )
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        out.extend(self.weight.iter().map(|w| ("weight".to_string(), w.clone())));
-        out.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
-        out
-    }
-
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
+    fn visit(&self, v: &mut Visitor<'_>) {
+        for (name, t) in [("weight", &self.weight), ("bias", &self.bias)] {
+            if let Some(t) = t {
+                v.parameter(name, t);
+            }
+        }
         let buffers = [
             ("running_mean", &self.running_mean),
             ("running_var", &self.running_var),
             ("num_batches_tracked", &self.num_batches_tracked),
         ];
-        buffers.into_iter().filter_map(|(name, t)| t.as_ref().map(|t| (name.to_string(), t.clone()))).collect()
+        for (name, t) in buffers {
+            if let Some(t) = t {
+                v.buffer(name, t);
+            }
+        }
+    }
+
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        for (name, t) in [("weight", &mut self.weight), ("bias", &mut self.bias)] {
+            if let Some(t) = t {
+                v.parameter(name, t);
+            }
+        }
+        let buffers = [
+            ("running_mean", &mut self.running_mean),
+            ("running_var", &mut self.running_var),
+            ("num_batches_tracked", &mut self.num_batches_tracked),
+        ];
+        for (name, t) in buffers {
+            if let Some(t) = t {
+                v.buffer(name, t);
+            }
+        }
+        // The visitor may have moved the tensors (`to_device`): the layer's device follows
+        // them, and the count goes back to host memory, where `forward` increments it.
+        if let Some(t) = [&self.weight, &self.running_mean].into_iter().flatten().next() {
+            self.device = t.device().clone();
+        }
+        if let Some(count) = &mut self.num_batches_tracked {
+            if !count.device().is_cpu() {
+                *count = count.to_device(&Device::cpu());
+            }
+        }
     }
 
     fn describe(&self) -> String {
@@ -318,18 +348,20 @@ macro_rules! batch_norm_layer {
             }
         }
 
-        impl Module for $name {
+        impl Forward for $name {
             fn forward(&self, x: &Tensor) -> Tensor {
                 self.0.check_input(x, &$ranks, $expected);
                 self.0.forward(x)
             }
+        }
 
-            fn named_parameters(&self) -> Vec<(String, Tensor)> {
-                self.0.named_parameters()
+        impl Module for $name {
+            fn visit(&self, v: &mut Visitor<'_>) {
+                self.0.visit(v);
             }
 
-            fn named_buffers(&self) -> Vec<(String, Tensor)> {
-                self.0.named_buffers()
+            fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+                self.0.visit_mut(v);
             }
 
             fn set_training(&mut self, training: bool) {
@@ -357,7 +389,7 @@ batch_norm_layer! {
     /// statistics normalise it. See [`Tensor::batch_norm`].
     ///
     /// ```
-    /// use wgrad::nn::{BatchNorm1d, Module};
+    /// use wgrad::nn::{BatchNorm1d, Forward, Module};
     /// use wgrad::{Device, Tensor};
     /// let dev = Device::cpu();
     /// let bn = BatchNorm1d::new(3, &dev);
@@ -381,7 +413,7 @@ batch_norm_layer! {
     /// statistics normalise it. See [`Tensor::batch_norm`].
     ///
     /// ```
-    /// use wgrad::nn::{BatchNorm2d, Module};
+    /// use wgrad::nn::{BatchNorm2d, Forward, Module};
     /// use wgrad::Device;
     /// let bn = BatchNorm2d::new(32, &Device::cpu()).momentum(None).affine(false);
     /// assert_eq!(bn.describe(), "BatchNorm2d(32, eps=1e-05, momentum=None, affine=False, track_running_stats=True)");

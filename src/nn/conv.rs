@@ -1,6 +1,6 @@
 //! Convolution layers.
 
-use super::Module;
+use super::{Forward, Module, Visitor, VisitorMut};
 use crate::{init, random, Conv1dOptions, ConvOptions, Device, Size2, Tensor};
 
 /// Weight and bias drawn as PyTorch's `_ConvNd.reset_parameters`: both uniform in
@@ -21,20 +21,12 @@ fn check_channels(layer: &str, in_channels: usize, out_channels: usize, groups: 
     );
 }
 
-fn named(weight: &Tensor, bias: &Option<Tensor>) -> Vec<(String, Tensor)> {
-    let mut out = vec![("weight".to_string(), weight.clone())];
-    if let Some(b) = bias {
-        out.push(("bias".to_string(), b.clone()));
-    }
-    out
-}
-
 /// 2-D convolution over `[N, C, H, W]` batches (or one `[C, H, W]` image), as
 /// `torch.nn.Conv2d` with zero padding: `weight` is `[out, in / groups, kh, kw]`, `bias`
 /// `[out]`.
 ///
 /// ```
-/// use wgrad::nn::{Conv2d, Module};
+/// use wgrad::nn::{Conv2d, Forward, Module};
 /// use wgrad::{ConvOptions, Device, Tensor};
 /// let dev = Device::cpu();
 /// let conv = Conv2d::with_options(3, 16, 3, ConvOptions::new().stride(2).padding(1), &dev);
@@ -104,12 +96,24 @@ fn pair(v: [usize; 2]) -> String {
 }
 
 impl Module for Conv2d {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
+    fn visit(&self, v: &mut Visitor<'_>) {
+        v.parameter("weight", &self.weight);
+        if let Some(b) = &self.bias {
+            v.parameter("bias", b);
+        }
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        named(&self.weight, &self.bias)
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        v.parameter("weight", &mut self.weight);
+        if let Some(b) = &mut self.bias {
+            v.parameter("bias", b);
+        }
+    }
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     /// PyTorch's repr: options at their defaults are left out.
@@ -139,11 +143,17 @@ impl Module for Conv2d {
     }
 }
 
+impl Forward for Conv2d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv2d(&self.weight, self.bias.as_ref(), &self.options)
+    }
+}
+
 /// 1-D convolution over `[N, C, L]` batches (or one `[C, L]` sequence), as
 /// `torch.nn.Conv1d` with zero padding: `weight` is `[out, in / groups, k]`, `bias` `[out]`.
 ///
 /// ```
-/// use wgrad::nn::{Conv1d, Module};
+/// use wgrad::nn::{Conv1d, Forward, Module};
 /// use wgrad::{Conv1dOptions, Device, Tensor};
 /// let dev = Device::cpu();
 /// let conv = Conv1d::with_options(4, 6, 5, Conv1dOptions::new().padding(2), &dev);
@@ -206,12 +216,24 @@ impl Conv1d {
 }
 
 impl Module for Conv1d {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv1d(&self.weight, self.bias.as_ref(), &self.options)
+    fn visit(&self, v: &mut Visitor<'_>) {
+        v.parameter("weight", &self.weight);
+        if let Some(b) = &self.bias {
+            v.parameter("bias", b);
+        }
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        named(&self.weight, &self.bias)
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        v.parameter("weight", &mut self.weight);
+        if let Some(b) = &mut self.bias {
+            v.parameter("bias", b);
+        }
+    }
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     /// PyTorch's repr: options at their defaults are left out.
@@ -232,5 +254,11 @@ impl Module for Conv1d {
             text += ", bias=False";
         }
         text + ")"
+    }
+}
+
+impl Forward for Conv1d {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv1d(&self.weight, self.bias.as_ref(), &self.options)
     }
 }

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::Module;
+use super::{Forward, Module, Visitor, VisitorMut};
 use crate::{random, Tensor};
 
 /// Zeroes each element with probability `p` during training and scales the survivors
@@ -29,6 +29,24 @@ impl Dropout {
 }
 
 impl Module for Dropout {
+    fn visit(&self, _v: &mut Visitor<'_>) {}
+
+    fn visit_mut(&mut self, _v: &mut VisitorMut<'_>) {}
+
+    fn set_training(&mut self, training: bool) {
+        self.training = training;
+    }
+
+    fn is_training(&self) -> bool {
+        self.training
+    }
+
+    fn describe(&self) -> String {
+        format!("Dropout(p={})", self.p)
+    }
+}
+
+impl Forward for Dropout {
     fn forward(&self, x: &Tensor) -> Tensor {
         if !self.training || self.p == 0.0 {
             return x.clone();
@@ -43,17 +61,5 @@ impl Module for Dropout {
             u.ge(&Tensor::scalar(self.p, x.device())).mul_scalar(1.0 / (1.0 - self.p))
         });
         x.mul(&keep)
-    }
-
-    fn set_training(&mut self, training: bool) {
-        self.training = training;
-    }
-
-    fn is_training(&self) -> bool {
-        self.training
-    }
-
-    fn describe(&self) -> String {
-        format!("Dropout(p={})", self.p)
     }
 }

@@ -2,7 +2,7 @@
 //! `torch.nn.Embedding`. The lookup and its deterministic gradient are
 //! [`Tensor::embedding`]'s.
 
-use super::Module;
+use super::{Forward, Module, Visitor, VisitorMut};
 use crate::autograd::no_grad;
 use crate::{init, random, DType, Device, Tensor};
 
@@ -20,7 +20,7 @@ use crate::{init, random, DType, Device, Tensor};
 /// PyTorch's `max_norm`, `scale_grad_by_freq` and `sparse` options are not offered.
 ///
 /// ```
-/// use wgrad::nn::{Embedding, Module};
+/// use wgrad::nn::{Embedding, Forward, Module};
 /// use wgrad::{Device, Tensor};
 /// let dev = Device::cpu();
 /// let emb = Embedding::new(1000, 64, &dev).padding_idx(Some(0));
@@ -119,31 +119,39 @@ impl Embedding {
 }
 
 impl Module for Embedding {
-    fn forward(&self, indices: &Tensor) -> Tensor {
-        self.weight.embedding(indices, self.padding_idx)
-    }
-
-    /// `weight`, unless the table is frozen.
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        if self.weight.is_tracked() {
-            vec![("weight".to_string(), self.weight.clone())]
+    fn visit(&self, v: &mut Visitor<'_>) {
+        // A table without a gradient (a frozen pretrained one) is saved and loaded, never
+        // trained: a buffer. A frozen parameter stays a parameter.
+        if self.weight.grad_id().is_some() {
+            v.parameter("weight", &self.weight);
         } else {
-            Vec::new()
+            v.buffer("weight", &self.weight);
         }
     }
 
-    /// `weight` when the table is frozen: saved and loaded, never trained.
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        if self.weight.is_tracked() {
-            Vec::new()
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        if self.weight.grad_id().is_some() {
+            v.parameter("weight", &mut self.weight);
         } else {
-            vec![("weight".to_string(), self.weight.clone())]
+            v.buffer("weight", &mut self.weight);
         }
+    }
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     /// PyTorch's repr: `Embedding(1000, 64, padding_idx=0)`.
     fn describe(&self) -> String {
         let padding = self.padding_idx.map(|p| format!(", padding_idx={p}")).unwrap_or_default();
         format!("Embedding({}, {}{padding})", self.num_embeddings(), self.embedding_dim())
+    }
+}
+
+impl Forward for Embedding {
+    fn forward(&self, indices: &Tensor) -> Tensor {
+        self.weight.embedding(indices, self.padding_idx)
     }
 }

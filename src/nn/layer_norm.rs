@@ -1,6 +1,6 @@
 //! The layer normalisation module, as `torch.nn.LayerNorm`.
 
-use super::{python_float, Module};
+use super::{python_float, Forward, Module, Visitor, VisitorMut};
 use crate::{Device, Tensor};
 
 /// Layer normalisation over the trailing `normalized_shape` dimensions of its input, as
@@ -14,7 +14,7 @@ use crate::{Device, Tensor};
 /// chain of them leaves each parameter initialised once.
 ///
 /// ```
-/// use wgrad::nn::{LayerNorm, Module};
+/// use wgrad::nn::{Forward, LayerNorm, Module};
 /// use wgrad::{Device, Tensor};
 /// let dev = Device::cpu();
 /// let ln = LayerNorm::new(&[64], &dev);
@@ -156,15 +156,31 @@ impl LayerNorm {
 }
 
 impl Module for LayerNorm {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm(&self.normalized_shape, self.weight.as_ref(), self.bias.as_ref(), self.eps)
+    fn visit(&self, v: &mut Visitor<'_>) {
+        if let Some(w) = &self.weight {
+            v.parameter("weight", w);
+        }
+        if let Some(b) = &self.bias {
+            v.parameter("bias", b);
+        }
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        out.extend(self.weight.iter().map(|w| ("weight".to_string(), w.clone())));
-        out.extend(self.bias.iter().map(|b| ("bias".to_string(), b.clone())));
-        out
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        if let Some(w) = &mut self.weight {
+            v.parameter("weight", w);
+        }
+        if let Some(b) = &mut self.bias {
+            v.parameter("bias", b);
+        }
+        if let Some(t) = self.weight.as_ref().or(self.bias.as_ref()) {
+            self.device = t.device().clone();
+        }
+    }
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
@@ -173,5 +189,11 @@ impl Module for LayerNorm {
         let shape = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
         let affine = if self.elementwise_affine { "True" } else { "False" };
         format!("LayerNorm({shape}, eps={}, elementwise_affine={affine})", python_float(self.eps))
+    }
+}
+
+impl Forward for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm(&self.normalized_shape, self.weight.as_ref(), self.bias.as_ref(), self.eps)
     }
 }

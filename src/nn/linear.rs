@@ -1,6 +1,6 @@
 //! The fully connected layer.
 
-use super::Module;
+use super::{Forward, Module, Visitor, VisitorMut};
 use crate::{init, random, Activation, Device, Tensor};
 
 /// `y = x W^T + b`, as `torch.nn.Linear`: `weight` is `[out, in]`, `bias` `[out]`.
@@ -55,22 +55,24 @@ impl Linear {
 }
 
 impl Module for Linear {
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let in_features = self.weight.dim(1);
-        assert!(
-            x.rank() >= 1 && x.dim(-1) == in_features,
-            "Linear: input of shape {:?} does not end in {in_features} features",
-            x.shape()
-        );
-        x.linear(&self.weight, self.bias.as_ref(), self.activation)
+    fn visit(&self, v: &mut Visitor<'_>) {
+        v.parameter("weight", &self.weight);
+        if let Some(b) = &self.bias {
+            v.parameter("bias", b);
+        }
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = vec![("weight".to_string(), self.weight.clone())];
-        if let Some(b) = &self.bias {
-            out.push(("bias".to_string(), b.clone()));
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        v.parameter("weight", &mut self.weight);
+        if let Some(b) = &mut self.bias {
+            v.parameter("bias", b);
         }
-        out
+    }
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
@@ -84,5 +86,17 @@ impl Module for Linear {
             self.weight.dim(0),
             self.bias.is_some()
         )
+    }
+}
+
+impl Forward for Linear {
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let in_features = self.weight.dim(1);
+        assert!(
+            x.rank() >= 1 && x.dim(-1) == in_features,
+            "Linear: input of shape {:?} does not end in {in_features} features",
+            x.shape()
+        );
+        x.linear(&self.weight, self.bias.as_ref(), self.activation)
     }
 }

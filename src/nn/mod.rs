@@ -1,11 +1,14 @@
-//! Layers. A [`Module`] maps a tensor to a tensor and owns named parameters, with
-//! PyTorch's names (`0.weight`, `fc1.bias`) so checkpoints and intuitions carry over.
+//! Layers and models. A [`Module`] owns named parameters, buffers and child modules,
+//! with PyTorch's names (`0.weight`, `conv.bias`, `blocks.1.fc.weight`) so checkpoints
+//! and intuitions carry over; a module that maps one tensor to one tensor is also a
+//! [`Forward`]. Write your own model as a struct of layers with `#[derive(Module)]`
+//! ([`derive@Module`]) and give it the forward method it needs.
 //!
 //! Parameters are leaf tensors that require a gradient; optimizers update their storage
 //! in place, so a module and an optimizer built from `module.parameters()` stay in step.
 //!
 //! ```
-//! use wgrad::nn::{self, Module};
+//! use wgrad::nn::{self, Forward, Module};
 //! use wgrad::{Device, Tensor};
 //! let dev = Device::cpu();
 //! let model = nn::Sequential::new()
@@ -27,6 +30,8 @@ mod dropout;
 mod embedding;
 mod layer_norm;
 mod linear;
+mod module;
+mod module_list;
 mod pool;
 mod rnn;
 mod sequential;
@@ -40,87 +45,92 @@ pub use dropout::Dropout;
 pub use embedding::Embedding;
 pub use layer_norm::LayerNorm;
 pub use linear::Linear;
+#[doc(hidden)]
+pub use module::{describe_children, BufferField, ModuleField};
+pub use module::{eval, Forward, Module, TensorRole, Visitor, VisitorMut};
+pub use module_list::ModuleList;
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rnn::{RnnNonlinearity, RnnOptions, GRU, LSTM, RNN};
 pub use sequential::Sequential;
 pub use state_dict::{LoadReport, StateDict};
-
-use crate::Tensor;
-
-/// A layer or a network of layers.
+/// Implements [`Module`](trait@Module) for a struct from its fields.
 ///
-/// `Send + Sync`, as tensors and devices are, so a model (a `Sequential` of boxed layers
-/// included) can move to a worker thread or be shared behind an `Arc`. A layer that keeps
-/// state across calls keeps it in atomics or locks (dropout's call counter is an
-/// `AtomicU64`).
-pub trait Module: Send + Sync {
-    fn forward(&self, input: &Tensor) -> Tensor;
-
-    /// Every parameter with its PyTorch-style dotted name, in registration order.
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-
-    /// Every buffer with its PyTorch-style dotted name (`1.running_mean`), in registration
-    /// order: state that is saved and loaded with the parameters but not trained by
-    /// gradients, such as batch norm's running statistics and `num_batches_tracked`.
-    /// Checkpoints hold both, as PyTorch's `state_dict` does.
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        Vec::new()
-    }
-
-    /// Every parameter and buffer by name, as PyTorch's `state_dict()`: detached tensors
-    /// that share the module's storage. The default lists this module's parameters, then
-    /// its buffers, in registration order; a container overrides it to list each child's
-    /// state dict in turn under the child's name ([`Sequential`] does), which gives
-    /// PyTorch's order (per module, parameters then buffers).
-    fn state_dict(&self) -> StateDict {
-        self.named_parameters().into_iter().chain(self.named_buffers()).map(|(n, t)| (n, t.detach())).collect()
-    }
-
-    /// Copies the tensors of `state_dict` into the parameters and buffers of the same
-    /// name, in place (an optimizer holding `parameters()` keeps updating the loaded
-    /// values), moving them to each parameter's device, as PyTorch's
-    /// `load_state_dict(sd, strict)`.
-    ///
-    /// Returns the keys that matched nothing: the module's `missing_keys` and the dict's
-    /// `unexpected_keys`. With `strict`, either kind is an [`crate::Error::StateDict`]
-    /// naming each key. A shared key whose dtype or shape differs is an error in either
-    /// mode, naming the key and both shapes. Everything is checked before anything is
-    /// written, so on `Err` the module is unchanged.
-    ///
-    /// Load between steps, not between a forward pass and its backward: the graph keeps the
-    /// parameters' storage, not a copy, so its backward would see the loaded values.
-    fn load_state_dict(&self, state_dict: &StateDict, strict: bool) -> crate::Result<LoadReport> {
-        state_dict::load(self, state_dict, strict)
-    }
-
-    /// The parameters alone, for an optimizer.
-    fn parameters(&self) -> Vec<Tensor> {
-        self.named_parameters().into_iter().map(|(_, t)| t).collect()
-    }
-
-    /// Number of scalar parameters.
-    fn num_parameters(&self) -> usize {
-        self.named_parameters().iter().map(|(_, t)| t.numel()).sum()
-    }
-
-    /// Switches training behaviour (dropout, batch norm) on or off, as PyTorch's
-    /// `train()` / `eval()`.
-    fn set_training(&mut self, _training: bool) {}
-
-    fn is_training(&self) -> bool {
-        true
-    }
-
-    /// A short description for printing a model.
-    fn describe(&self) -> String;
-}
-
-/// `model.set_training(false)`, for symmetry with PyTorch's `eval()`.
-pub fn eval(model: &mut dyn Module) {
-    model.set_training(false);
-}
+/// Each field is registered under its name: a module (any layer, a `Sequential`, another
+/// derived struct, a `Box<dyn Forward>`) as a child whose tensors are named
+/// `field.<theirs>`, a [`Tensor`](crate::Tensor) as a parameter, a `Vec` of either
+/// element by element (`blocks.0.fc.weight`), an `Option` when it is `Some`. Field
+/// attributes:
+///
+/// - `#[module(skip)]`: configuration (a size, a flag, a device), not registered. A field
+///   of a type that is none of the above must be marked so; the compiler says which.
+/// - `#[module(buffer)]`: a `Tensor` or `Option<Tensor>` saved and loaded with the state
+///   but not trained (a running statistic).
+/// - `#[module(rename = "name")]`: registered under another name (to match a PyTorch
+///   attribute that is a Rust keyword, say).
+///
+/// `visit`, `visit_mut`, `set_training` (on every child), `is_training` (false when any
+/// child is in evaluation mode) and `describe` (PyTorch's repr, children by name) are
+/// generated; the forward pass stays the struct's own method, with whatever inputs it
+/// needs. Implement [`Forward`] as well to put the model in a [`Sequential`].
+///
+/// ```
+/// use wgrad::nn::{self, Forward, Module};
+/// use wgrad::{Device, Tensor};
+///
+/// /// Two inputs: an image and a vector of side features.
+/// #[derive(Module)]
+/// struct TwoTower {
+///     conv: nn::Conv2d,
+///     side: nn::Linear,
+///     blocks: Vec<nn::Linear>,
+///     head: nn::Linear,
+///     #[module(skip)]
+///     channels: usize,
+/// }
+///
+/// impl TwoTower {
+///     fn new(dev: &Device) -> TwoTower {
+///         TwoTower {
+///             conv: nn::Conv2d::new(1, 4, 3, dev),
+///             side: nn::Linear::new(3, 8, dev),
+///             blocks: (0..2).map(|_| nn::Linear::new(8, 8, dev)).collect(),
+///             head: nn::Linear::new(4 + 8, 2, dev),
+///             channels: 4,
+///         }
+///     }
+///
+///     fn forward(&self, image: &Tensor, features: &Tensor) -> Tensor {
+///         let a = self.conv.forward(image).relu().mean(&[2, 3], false); // [N, 4]
+///         let mut b = self.side.forward(features).relu();
+///         for block in &self.blocks {
+///             b = block.forward(&b).relu();
+///         }
+///         self.head.forward(&Tensor::cat(&[a, b], 1))
+///     }
+/// }
+///
+/// let dev = Device::cpu();
+/// let model = TwoTower::new(&dev);
+/// let y = model.forward(&Tensor::randn(&[2, 1, 8, 8], 0, &dev), &Tensor::randn(&[2, 3], 1, &dev));
+/// assert_eq!(y.shape(), &[2, 2]);
+/// let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names[..4], ["conv.weight", "conv.bias", "side.weight", "side.bias"]);
+/// assert_eq!(names[4], "blocks.0.weight");
+/// assert!(model.describe().starts_with("TwoTower(\n  (conv): Conv2d(1, 4"));
+/// ```
+///
+/// A field the derive cannot register is a compile error at that field, saying to mark
+/// it `#[module(skip)]`:
+///
+/// ```compile_fail
+/// use wgrad::nn::{self, Module};
+/// #[derive(Module)]
+/// struct Net {
+///     fc: nn::Linear,
+///     width: usize, // `usize` is not a module, a parameter tensor, or a `Vec` or `Option` of them
+/// }
+/// ```
+pub use wgrad_derive::Module;
 
 /// A float as Python's `repr` writes it, so `describe` reads as PyTorch prints a layer:
 /// `0.1`, `1.0`, `1e-05` (scientific below 1e-4 and from 1e16, with a two-digit exponent).

@@ -2,7 +2,7 @@
 //! [`Tensor::adaptive_avg_pool2d`], so pooling can sit in a [`super::Sequential`]. They
 //! have no parameters and behave the same in training and evaluation.
 
-use super::Module;
+use super::{Forward, Module, Visitor, VisitorMut};
 use crate::{AvgPool2dOptions, MaxPool2dOptions, Size2, Tensor};
 
 /// A pair as PyTorch prints the argument it was given: one number when both are equal
@@ -26,7 +26,7 @@ fn python_bool(b: bool) -> &'static str {
 /// 2-D max pooling over `(N, C, H, W)` or `(C, H, W)` inputs, as `torch.nn.MaxPool2d`.
 ///
 /// ```
-/// use wgrad::nn::{MaxPool2d, Module};
+/// use wgrad::nn::{Forward, MaxPool2d, Module};
 /// use wgrad::{Device, MaxPool2dOptions, Tensor};
 /// let pool = MaxPool2d::with_options(MaxPool2dOptions::new(3).stride(2).padding(1));
 /// let y = pool.forward(&Tensor::randn(&[2, 4, 9, 9], 0, &Device::cpu()));
@@ -62,8 +62,14 @@ impl MaxPool2d {
 }
 
 impl Module for MaxPool2d {
-    fn forward(&self, input: &Tensor) -> Tensor {
-        input.max_pool2d(&self.options)
+    fn visit(&self, _v: &mut Visitor<'_>) {}
+
+    fn visit_mut(&mut self, _v: &mut VisitorMut<'_>) {}
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
@@ -79,10 +85,16 @@ impl Module for MaxPool2d {
     }
 }
 
+impl Forward for MaxPool2d {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        input.max_pool2d(&self.options)
+    }
+}
+
 /// 2-D average pooling over `(N, C, H, W)` or `(C, H, W)` inputs, as `torch.nn.AvgPool2d`.
 ///
 /// ```
-/// use wgrad::nn::{AvgPool2d, Module};
+/// use wgrad::nn::{AvgPool2d, Forward, Module};
 /// use wgrad::AvgPool2dOptions;
 /// assert_eq!(AvgPool2d::new(2).describe(), "AvgPool2d(kernel_size=2, stride=2, padding=0)");
 /// let pool = AvgPool2d::with_options(AvgPool2dOptions::new((3, 2)).ceil_mode(true).count_include_pad(false));
@@ -114,8 +126,14 @@ impl AvgPool2d {
 }
 
 impl Module for AvgPool2d {
-    fn forward(&self, input: &Tensor) -> Tensor {
-        input.avg_pool2d(&self.options)
+    fn visit(&self, _v: &mut Visitor<'_>) {}
+
+    fn visit_mut(&mut self, _v: &mut VisitorMut<'_>) {}
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     /// PyTorch's repr shows kernel size, stride and padding only; the other options are
@@ -143,11 +161,17 @@ impl Module for AvgPool2d {
     }
 }
 
+impl Forward for AvgPool2d {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        input.avg_pool2d(&self.options)
+    }
+}
+
 /// 2-D adaptive average pooling to a fixed output size, whatever the input size, as
 /// `torch.nn.AdaptiveAvgPool2d`; `AdaptiveAvgPool2d::new(1)` is global average pooling.
 ///
 /// ```
-/// use wgrad::nn::{AdaptiveAvgPool2d, Module};
+/// use wgrad::nn::{AdaptiveAvgPool2d, Forward, Module};
 /// use wgrad::{Device, Tensor};
 /// let pool = AdaptiveAvgPool2d::new((5, 7));
 /// assert_eq!(pool.forward(&Tensor::randn(&[3, 10, 10], 0, &Device::cpu())).shape(), &[3, 5, 7]);
@@ -171,11 +195,23 @@ impl AdaptiveAvgPool2d {
 }
 
 impl Module for AdaptiveAvgPool2d {
-    fn forward(&self, input: &Tensor) -> Tensor {
-        input.adaptive_avg_pool2d(self.output_size)
+    fn visit(&self, _v: &mut Visitor<'_>) {}
+
+    fn visit_mut(&mut self, _v: &mut VisitorMut<'_>) {}
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
         format!("AdaptiveAvgPool2d(output_size={})", pair(self.output_size))
+    }
+}
+
+impl Forward for AdaptiveAvgPool2d {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        input.adaptive_avg_pool2d(self.output_size)
     }
 }

@@ -15,7 +15,7 @@
 //! Not supported from PyTorch's list: `proj_size` (LSTM projections) and `PackedSequence`
 //! objects, whose role the `lengths` argument of `forward_with_lengths` plays.
 
-use super::{Dropout, Module};
+use super::{Dropout, Forward, Module, Visitor, VisitorMut};
 use crate::{init, random, Device, RnnMode, RnnWeights, Tensor};
 
 /// The cell nonlinearity of [`RNN`] (PyTorch's `nonlinearity='tanh'` or `'relu'`).
@@ -37,7 +37,7 @@ pub enum RnnNonlinearity {
 /// built, and its weights depend on its seed alone.
 ///
 /// ```
-/// use wgrad::nn::{Module, RnnOptions, LSTM};
+/// use wgrad::nn::{Forward, LSTM, Module, RnnOptions};
 /// use wgrad::{Device, Tensor};
 /// let dev = Device::cpu();
 /// let lstm = LSTM::with_options(28, 16, RnnOptions::new().num_layers(2).batch_first(true), &dev);
@@ -260,16 +260,36 @@ impl Recurrent {
         Recurrent::from_tensors(mode, input_size, hidden, options, params, random::next_seed())
     }
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let specs = parameter_specs(self.mode, self.input_size, self.hidden_size, &self.options);
-        let tensors = self.layers.iter().flat_map(|l| {
-            let mut v = vec![l.weight_ih.clone(), l.weight_hh.clone()];
-            if let Some((a, b)) = &l.bias {
-                v.extend([a.clone(), b.clone()]);
+    /// PyTorch's names: per layer, per direction, `weight_ih_l{k}`, `weight_hh_l{k}`,
+    /// `bias_ih_l{k}`, `bias_hh_l{k}` (`_reverse` for the backward direction).
+    fn visit(&self, v: &mut Visitor<'_>) {
+        for (i, l) in self.layers.iter().enumerate() {
+            let suffix = self.suffix(i);
+            v.parameter(&format!("weight_ih_{suffix}"), &l.weight_ih);
+            v.parameter(&format!("weight_hh_{suffix}"), &l.weight_hh);
+            if let Some((b_ih, b_hh)) = &l.bias {
+                v.parameter(&format!("bias_ih_{suffix}"), b_ih);
+                v.parameter(&format!("bias_hh_{suffix}"), b_hh);
             }
-            v
-        });
-        specs.into_iter().map(|(name, _)| name).zip(tensors).collect()
+        }
+    }
+
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        let suffixes: Vec<String> = (0..self.layers.len()).map(|i| self.suffix(i)).collect();
+        for (l, suffix) in self.layers.iter_mut().zip(suffixes) {
+            v.parameter(&format!("weight_ih_{suffix}"), &mut l.weight_ih);
+            v.parameter(&format!("weight_hh_{suffix}"), &mut l.weight_hh);
+            if let Some((b_ih, b_hh)) = &mut l.bias {
+                v.parameter(&format!("bias_ih_{suffix}"), b_ih);
+                v.parameter(&format!("bias_hh_{suffix}"), b_hh);
+            }
+        }
+    }
+
+    /// `l{layer}` or `l{layer}_reverse` for entry `index` of `layers`.
+    fn suffix(&self, index: usize) -> String {
+        let d = self.options.directions();
+        format!("l{}{}", index / d, if index % d == 1 { "_reverse" } else { "" })
     }
 
     fn weights(&self, layer: usize, reverse: bool) -> RnnWeights<'_> {
@@ -469,16 +489,22 @@ macro_rules! recurrent_common {
             }
         }
 
-        impl Module for $ty {
+        impl Forward for $ty {
             /// The output sequence alone; the inherent `forward` also returns the states.
             fn forward(&self, x: &Tensor) -> Tensor {
                 self.inner.run(x, None, None, None).0
             }
+        }
 
+        impl Module for $ty {
             /// PyTorch's names: `weight_ih_l0`, `weight_hh_l0`, `bias_ih_l0`, `bias_hh_l0`,
             /// `weight_ih_l0_reverse`, ..., layer by layer.
-            fn named_parameters(&self) -> Vec<(String, Tensor)> {
-                self.inner.named_parameters()
+            fn visit(&self, v: &mut Visitor<'_>) {
+                self.inner.visit(v);
+            }
+
+            fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+                self.inner.visit_mut(v);
             }
 
             /// Dropout between layers acts only while training.
@@ -509,7 +535,7 @@ macro_rules! recurrent_common {
 /// `weight_hh_l{k}` (`[4H, H]`), `bias_ih_l{k}` and `bias_hh_l{k}` (`[4H]`).
 ///
 /// ```
-/// use wgrad::nn::{Module, LSTM};
+/// use wgrad::nn::{Forward, LSTM, Module};
 /// use wgrad::{Device, Tensor};
 /// let dev = Device::cpu();
 /// let lstm = LSTM::new(10, 20, &dev);
@@ -581,7 +607,7 @@ recurrent_common!(LSTM);
 /// recurrent projection of `n` together with its bias `b_hn`, as in PyTorch and cuDNN.
 ///
 /// ```
-/// use wgrad::nn::{Module, GRU, RnnOptions};
+/// use wgrad::nn::{Forward, GRU, Module, RnnOptions};
 /// use wgrad::{Device, Tensor};
 /// let dev = Device::cpu();
 /// let gru = GRU::with_options(4, 6, RnnOptions::new().bidirectional(true), &dev);
@@ -606,7 +632,7 @@ impl GRU {
 /// `[H, H]` and biases `[H]`.
 ///
 /// ```
-/// use wgrad::nn::{Module, RnnNonlinearity, RnnOptions, RNN};
+/// use wgrad::nn::{Forward, Module, RNN, RnnNonlinearity, RnnOptions};
 /// use wgrad::{Device, Tensor};
 /// let dev = Device::cpu();
 /// let rnn = RNN::with_options(3, 5, RnnOptions::new().nonlinearity(RnnNonlinearity::Relu), &dev);

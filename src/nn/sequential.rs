@@ -1,12 +1,29 @@
 //! A chain of modules.
 
-use super::{Module, StateDict};
+use super::{describe_children, Forward, Module, Visitor, VisitorMut};
 use crate::Tensor;
 
-/// Modules applied in order; parameters and buffers are named by position (`0.weight`,
-/// `2.bias`, `1.running_mean`), as `torch.nn.Sequential` names them.
+/// Modules applied in order, as `torch.nn.Sequential`. A child added with
+/// [`Sequential::add`] is named by its position (`0.weight`, `2.bias`,
+/// `1.running_mean`), as PyTorch names them; one added with [`Sequential::add_named`] by
+/// the given name (`conv.weight`), as a PyTorch `Sequential` built from an `OrderedDict`.
+///
+/// ```
+/// use wgrad::nn::{self, Forward, Module};
+/// use wgrad::{Device, Tensor};
+/// let dev = Device::cpu();
+/// let mut model = nn::Sequential::new()
+///     .add_named("features", nn::Linear::new(4, 8, &dev))
+///     .add_named("act", nn::ReLU)
+///     .add_named("head", nn::Linear::new(8, 3, &dev));
+/// let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+/// assert_eq!(names, ["features.weight", "features.bias", "head.weight", "head.bias"]);
+/// // A new head for another task:
+/// model.replace("head", nn::Linear::new(8, 10, &dev));
+/// assert_eq!(model.forward(&Tensor::zeros(&[2, 4], &dev)).shape(), &[2, 10]);
+/// ```
 pub struct Sequential {
-    layers: Vec<Box<dyn Module>>,
+    layers: Vec<(String, Box<dyn Forward>)>,
     training: bool,
 }
 
@@ -22,11 +39,63 @@ impl Sequential {
         Sequential { layers: Vec::new(), training: true }
     }
 
-    /// Appends a module.
+    /// Appends a module named by its position (`"0"`, `"1"`, ...).
     #[allow(clippy::should_implement_trait)]
-    pub fn add(mut self, layer: impl Module + 'static) -> Sequential {
-        self.layers.push(Box::new(layer));
+    pub fn add(self, layer: impl Forward + 'static) -> Sequential {
+        let name = self.layers.len().to_string();
+        self.add_named(name, layer)
+    }
+
+    /// Appends a module under `name`, as PyTorch's `add_module`. Panics on an empty name,
+    /// a name with a `.` (it would read as a path), and a name already taken.
+    pub fn add_named(mut self, name: impl Into<String>, layer: impl Forward + 'static) -> Sequential {
+        let name = name.into();
+        assert!(
+            !name.is_empty() && !name.contains('.'),
+            "Sequential: '{name}' is not a child name (non-empty, without '.')"
+        );
+        assert!(
+            self.get(&name).is_none(),
+            "Sequential: a child named '{name}' already exists (children: {})",
+            self.names().collect::<Vec<_>>().join(", ")
+        );
+        self.layers.push((name, Box::new(layer)));
         self
+    }
+
+    /// The child named `name`, if any.
+    pub fn get(&self, name: &str) -> Option<&dyn Forward> {
+        self.layers.iter().find(|(n, _)| n == name).map(|(_, l)| &**l)
+    }
+
+    /// The child named `name`, mutably (to switch its mode or move it).
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut (dyn Forward + 'static)> {
+        self.layers.iter_mut().find(|(n, _)| n == name).map(|(_, l)| &mut **l)
+    }
+
+    /// Puts `layer` in place of the child named `name` and returns the old one, as
+    /// assigning `model.head = nn.Linear(...)` in PyTorch. Panics, listing the children,
+    /// when there is no child of that name.
+    pub fn replace(&mut self, name: &str, layer: impl Forward + 'static) -> Box<dyn Forward> {
+        let names = self.names().collect::<Vec<_>>().join(", ");
+        let slot = self
+            .layers
+            .iter_mut()
+            .find(|(n, _)| n == name)
+            .unwrap_or_else(|| panic!("Sequential::replace: no child named '{name}' (children: {names})"));
+        let mut layer: Box<dyn Forward> = Box::new(layer);
+        layer.set_training(self.training);
+        std::mem::replace(&mut slot.1, layer)
+    }
+
+    /// The children's names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.layers.iter().map(|(n, _)| n.as_str())
+    }
+
+    /// The children with their names, in order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &dyn Forward)> {
+        self.layers.iter().map(|(n, l)| (n.as_str(), &**l))
     }
 
     pub fn len(&self) -> usize {
@@ -38,44 +107,32 @@ impl Sequential {
     }
 }
 
-impl Module for Sequential {
+impl Forward for Sequential {
     fn forward(&self, input: &Tensor) -> Tensor {
         let mut x = input.clone();
-        for layer in &self.layers {
+        for (_, layer) in &self.layers {
             x = layer.forward(&x);
         }
         x
     }
+}
 
-    fn named_parameters(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            out.extend(layer.named_parameters().into_iter().map(|(n, t)| (format!("{i}.{n}"), t)));
+impl Module for Sequential {
+    fn visit(&self, v: &mut Visitor<'_>) {
+        for (name, layer) in &self.layers {
+            v.module(name, layer);
         }
-        out
     }
 
-    fn named_buffers(&self) -> Vec<(String, Tensor)> {
-        let mut out = Vec::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            out.extend(layer.named_buffers().into_iter().map(|(n, t)| (format!("{i}.{n}"), t)));
+    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+        for (name, layer) in &mut self.layers {
+            v.module(name, layer);
         }
-        out
-    }
-
-    /// Each layer's state dict under its index, so a layer's parameters and buffers stay
-    /// together, as PyTorch orders them (`1.weight`, `1.bias`, `1.running_mean`, ...).
-    fn state_dict(&self) -> StateDict {
-        let mut out = StateDict::new();
-        for (i, layer) in self.layers.iter().enumerate() {
-            out.extend(layer.state_dict().prefixed(&format!("{i}.")));
-        }
-        out
     }
 
     fn set_training(&mut self, training: bool) {
         self.training = training;
-        for layer in &mut self.layers {
+        for (_, layer) in &mut self.layers {
             layer.set_training(training);
         }
     }
@@ -85,11 +142,7 @@ impl Module for Sequential {
     }
 
     fn describe(&self) -> String {
-        let mut s = String::from("Sequential(\n");
-        for (i, layer) in self.layers.iter().enumerate() {
-            s.push_str(&format!("  ({i}): {}\n", layer.describe().replace('\n', "\n  ")));
-        }
-        s.push(')');
-        s
+        let children: Vec<(String, String)> = self.layers.iter().map(|(n, l)| (n.clone(), l.describe())).collect();
+        describe_children("Sequential", &children)
     }
 }

@@ -235,7 +235,7 @@ struct Slot {
 impl Slot {
     fn new(param: Tensor) -> Slot {
         assert!(
-            param.is_tracked() && param.grad_id().is_some(),
+            param.grad_id().is_some(),
             "optimizer: a parameter of shape {:?} does not require a gradient; call requires_grad() on it",
             param.shape()
         );

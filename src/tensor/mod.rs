@@ -378,15 +378,23 @@ impl Tensor {
         self.to_vec::<f32>()[0]
     }
 
-    /// A copy on `device` (the same tensor when it is already there).
+    /// A copy on `device` (the same tensor when it is already there), outside the
+    /// autograd graph. Panics with [`Tensor::try_to_device`]'s errors.
     pub fn to_device(&self, device: &Device) -> Tensor {
+        self.try_to_device(device).unwrap_or_else(|e| panic!("to_device: {e}"))
+    }
+
+    /// As [`Tensor::to_device`], with a failure of either device (an error the GPU
+    /// reported, a tensor too large for the target, memory that cannot be allocated) as
+    /// an `Err`.
+    pub fn try_to_device(&self, device: &Device) -> Result<Tensor> {
         if &self.device == device {
-            return self.clone();
+            return Ok(self.clone());
         }
         match self.dtype {
-            DType::F32 => Tensor::from_slice(&self.to_vec::<f32>(), self.shape(), device),
-            DType::I32 => Tensor::from_slice(&self.to_vec::<i32>(), self.shape(), device),
-            DType::F16 => Tensor::from_slice(&self.to_vec::<::half::f16>(), self.shape(), device),
+            DType::F32 => Tensor::try_from_slice(&self.try_to_vec::<f32>()?, self.shape(), device),
+            DType::I32 => Tensor::try_from_slice(&self.try_to_vec::<i32>()?, self.shape(), device),
+            DType::F16 => Tensor::try_from_slice(&self.try_to_vec::<::half::f16>()?, self.shape(), device),
         }
     }
 

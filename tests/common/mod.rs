@@ -245,18 +245,31 @@ pub const LOG_SOFTMAX_TOL: Tolerance = Tolerance::Elementwise { atol: 1e-6, rtol
 /// contributes under 2e-5 to the normalised error; any error in the transform gives ~1.
 pub const RANDN_TOL: Tolerance = Tolerance::Normalized { tol: 2e-5 };
 
-/// A model whose `Module` impl forgets `named_parameters`: it registers nothing, which
-/// optimizers and `checkpoint::save` must refuse rather than silently accept.
+/// A model whose hand-written `Module` impl forgets to show its layer in `visit`: it
+/// registers nothing, which optimizers and `checkpoint::save` must refuse rather than
+/// silently accept. (`#[derive(Module)]` cannot make this mistake.)
 pub struct ForgotParameters {
     pub fc: wgrad::nn::Linear,
 }
 
 impl wgrad::nn::Module for ForgotParameters {
-    fn forward(&self, input: &Tensor) -> Tensor {
-        self.fc.forward(input)
+    fn visit(&self, _visitor: &mut wgrad::nn::Visitor<'_>) {}
+
+    fn visit_mut(&mut self, _visitor: &mut wgrad::nn::VisitorMut<'_>) {}
+
+    fn set_training(&mut self, _training: bool) {}
+
+    fn is_training(&self) -> bool {
+        true
     }
 
     fn describe(&self) -> String {
         "ForgotParameters".into()
+    }
+}
+
+impl wgrad::nn::Forward for ForgotParameters {
+    fn forward(&self, input: &Tensor) -> Tensor {
+        wgrad::nn::Forward::forward(&self.fc, input)
     }
 }
