@@ -61,11 +61,6 @@ pub enum Error {
     /// reason names each.
     #[error("optimizer state: {0}")]
     OptimizerState(String),
-    /// A parameter group asked for by name that the model does not have
-    /// ([`crate::optim::ParamGroup::from_names`], [`crate::optim::ParamGroup::with_prefix`]):
-    /// the reason names each missing name or the prefix, and the model's parameters.
-    #[error("parameter group: {0}")]
-    ParamGroup(String),
     /// A file was read but its contents are not what its format requires.
     #[error("{path}: {reason}")]
     Format { path: String, reason: String },
@@ -74,7 +69,10 @@ pub enum Error {
     #[error("load_state_dict: {reason}")]
     StateDict { reason: String },
     /// A name that is not part of a module: a submodule to freeze that the model does not
-    /// have. The message names the op, the name and the names the module has.
+    /// have, or a parameter name or prefix of a parameter group
+    /// ([`crate::optim::ParamGroup::from_names`], [`crate::optim::ParamGroup::with_prefix`])
+    /// that matches none of its parameters. The message names the op, the name and the
+    /// names the module has.
     #[error("{0}")]
     NotInModule(String),
 }

@@ -7,7 +7,7 @@
 use std::f64::consts::PI;
 
 use wgrad::loss::{self, Reduction};
-use wgrad::nn::{self, Module};
+use wgrad::nn::{self, Forward, Module};
 use wgrad::optim::scheduler::{
     CosineAnnealingLr, ExponentialLr, LinearLr, LrScheduler, PlateauMode, ReduceLrOnPlateau, SequentialLr, StepLr,
 };
@@ -564,10 +564,10 @@ fn eleven_layers(dev: &Device) -> nn::Sequential {
     (0..11).fold(nn::Sequential::new(), |m, _| m.add(nn::Linear::new(2, 2, dev)))
 }
 
-fn param_group_error(e: Error) -> String {
+fn not_in_module(e: Error) -> String {
     match e {
-        Error::ParamGroup(reason) => reason,
-        other => panic!("expected Error::ParamGroup, got {other:?}"),
+        Error::NotInModule(reason) => reason,
+        other => panic!("expected Error::NotInModule, got {other:?}"),
     }
 }
 
@@ -603,13 +603,16 @@ fn groups_by_name_prefix_and_filter() {
 fn unknown_names_and_prefixes_are_errors() {
     let dev = Device::cpu();
     let model = eleven_layers(&dev);
-    let msg = param_group_error(ParamGroup::from_names(&model, &["0.weight", "head.weight", "11.bias"]).unwrap_err());
-    assert!(msg.starts_with("'head.weight', '11.bias' are not parameters of the model"), "{msg}");
+    let msg = not_in_module(ParamGroup::from_names(&model, &["0.weight", "head.weight", "11.bias"]).unwrap_err());
+    assert!(
+        msg.starts_with("ParamGroup::from_names: 'head.weight', '11.bias' are not parameters of the model"),
+        "{msg}"
+    );
     assert!(msg.contains("'0.weight', '0.bias'") && msg.contains("(22 in all)"), "{msg}");
     let err = ParamGroup::from_names(&model, &["head"]).unwrap_err();
-    assert!(err.to_string().starts_with("parameter group: 'head' is not a parameter of the model"), "{err}");
+    assert!(err.to_string().starts_with("ParamGroup::from_names: 'head' is not a parameter of the model"), "{err}");
 
-    let msg = param_group_error(ParamGroup::with_prefix(&model, "features").unwrap_err());
+    let msg = not_in_module(ParamGroup::with_prefix(&model, "features").unwrap_err());
     assert!(msg.contains("no parameter of the model is named 'features' or starts with 'features.'"), "{msg}");
     // A prefix of a name that does not end at a dot matches nothing.
     assert!(ParamGroup::with_prefix(&model, "1.w").is_err());
@@ -737,6 +740,31 @@ fn resume_with_two_groups_is_bit_identical() {
                 assert_eq!(bits(&m), expected, "{what}: resumed run differs from the straight run");
             }
         }
+    }
+}
+
+/// A frozen submodule's group stays in the optimizer and is skipped (no decoupled decay,
+/// no state) until it is unfrozen, when its first update is a first step.
+#[test]
+fn a_frozen_group_is_skipped_until_unfrozen() {
+    for dev in devices("a_frozen_group_is_skipped_until_unfrozen") {
+        let m = model(1, &dev);
+        let before = bits(&m);
+        let mut opt = AdamW::with_groups(model_groups(&m, RATES, DECAYS), 0.1);
+        assert_eq!(m.freeze_submodule("0").unwrap(), 2);
+        let mut constant = ExponentialLr::new(1.0, 1.0);
+        train(&m, &mut opt, &mut constant, 2, &dev);
+        let after = bits(&m);
+        assert_eq!(after[..2], before[..2], "on {}: the frozen layer moved", dev_name(&dev));
+        assert_ne!(after[2..], before[2..]);
+        let steps = |opt: &dyn Optimizer| -> Vec<Option<u64>> {
+            opt.state_dict().params.iter().map(|p| p.as_ref().map(|p| p.step)).collect()
+        };
+        assert_eq!(steps(&opt), vec![None, None, Some(2), Some(2)]);
+        m.unfreeze_submodule("0").unwrap();
+        train(&m, &mut opt, &mut constant, 1, &dev);
+        assert_ne!(bits(&m)[..2], before[..2]);
+        assert_eq!(steps(&opt), vec![Some(1), Some(1), Some(3), Some(3)]);
     }
 }
 

@@ -154,7 +154,7 @@ impl ParamGroup {
     /// `"head.weight"`), in the order the names are given; a name listed twice is taken
     /// once.
     ///
-    /// An [`Error::ParamGroup`] names every name that is not a parameter of the model.
+    /// An [`Error::NotInModule`] names every name that is not a parameter of the model.
     ///
     /// ```
     /// use wgrad::nn::{self, Module};
@@ -180,8 +180,8 @@ impl ParamGroup {
             }
         }
         if !unknown.is_empty() {
-            return Err(Error::ParamGroup(format!(
-                "{} {} of the model; its parameters are {}",
+            return Err(Error::NotInModule(format!(
+                "ParamGroup::from_names: {} {} of the model; its parameters are {}",
                 unknown.join(", "),
                 if unknown.len() == 1 { "is not a parameter" } else { "are not parameters" },
                 list_names(&named)
@@ -194,14 +194,15 @@ impl ParamGroup {
     /// submodule's parameters: `"features"` takes `features.0.weight` but not
     /// `features_extra.weight`), in the model's order.
     ///
-    /// An [`Error::ParamGroup`] names the prefix when no parameter matches.
+    /// An [`Error::NotInModule`] names the prefix when no parameter matches.
     pub fn with_prefix(model: &(impl Module + ?Sized), prefix: &str) -> Result<ParamGroup> {
         let named = model.named_parameters();
         let under = |name: &str| name.strip_prefix(prefix).is_some_and(|rest| rest.is_empty() || rest.starts_with('.'));
         let group = ParamGroup::new(named.iter().filter(|(n, _)| under(n)).map(|(_, t)| t.clone()));
         if group.is_empty() {
-            return Err(Error::ParamGroup(format!(
-                "no parameter of the model is named '{prefix}' or starts with '{prefix}.'; its parameters are {}",
+            return Err(Error::NotInModule(format!(
+                "ParamGroup::with_prefix: no parameter of the model is named '{prefix}' or starts with '{prefix}.'; \
+                 its parameters are {}",
                 list_names(&named)
             )));
         }

@@ -43,7 +43,7 @@
 //! weight decay on biases:
 //!
 //! ```
-//! use wgrad::nn::{self, Module};
+//! use wgrad::nn::{self, Forward};
 //! use wgrad::optim::scheduler::{CosineAnnealingLr, LrScheduler};
 //! use wgrad::optim::{AdamW, Optimizer, ParamGroup};
 //! use wgrad::{Device, Tensor};
