@@ -65,7 +65,7 @@ use safetensors::{Dtype, SafeTensors, View};
 use crate::error::{Error, Result};
 use crate::nn::state_dict::{plan_load, state_of};
 use crate::nn::{Module, StateDict};
-use crate::optim::{Optimizer, OptimizerState, ParamState};
+use crate::optim::{GroupOptions, GroupState, Optimizer, OptimizerState, ParamState};
 use crate::{DType, Device, Tensor};
 
 /// One tensor of a checkpoint as [`load_state`] returns it: name, shape, row-major values.
@@ -175,29 +175,40 @@ pub fn load(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
 }
 
 /// The `__metadata__` value of `format` in an optimizer file.
-const OPTIMIZER_FORMAT: &str = "wgrad.optimizer.v1";
+const OPTIMIZER_FORMAT: &str = "wgrad.optimizer.v2";
+/// The format of the files written before parameter groups, read as one group.
+const OPTIMIZER_FORMAT_V1: &str = "wgrad.optimizer.v1";
 
 /// Writes `optimizer`'s state ([`Optimizer::state_dict`]) to `path` as a safetensors file,
 /// atomically as [`save`] does.
 ///
 /// Each parameter `i` the optimizer has updated gets a tensor `state.{i}.step` (I64,
 /// shape `[]`) and one F32 tensor `state.{i}.{name}` per state (`exp_avg`,
-/// `momentum_buffer`, ...) with the parameter's shape. The metadata holds `format`
-/// (`wgrad.optimizer.v1`), `optimizer` (its kind), `lr` (exactly, as the shortest decimal
-/// that reads back to the same f32) and `num_params`.
+/// `momentum_buffer`, ...) with the parameter's shape; parameters are numbered across the
+/// groups, as PyTorch numbers them. The metadata holds `format` (`wgrad.optimizer.v2`),
+/// `optimizer` (its kind), `num_params`, `num_groups`, and for each group `g`:
+/// `group.{g}.num_params`, `group.{g}.lr`, `group.{g}.initial_lr` and one
+/// `group.{g}.{option}` per per-group option (`weight_decay`, `momentum`, `dampening`,
+/// `eps`, `alpha`, and `betas` as `[beta1, beta2]`). Every rate and option is written
+/// exactly, as the shortest decimal that reads back to the same f32. `lr` repeats the
+/// first group's rate for readers that know one rate.
 ///
 /// ```
-/// use wgrad::optim::{Adam, Optimizer};
+/// use wgrad::optim::{Adam, Optimizer, ParamGroup};
 /// use wgrad::{checkpoint, Device, Tensor};
 /// let dev = Device::cpu();
 /// let w = Tensor::from_slice(&[1.0f32, -2.0], &[2], &dev).requires_grad();
-/// let mut opt = Adam::new([w.clone()], 0.1);
-/// opt.step(&w.square().sum_all().backward());
+/// let b = Tensor::from_slice(&[0.5f32], &[1], &dev).requires_grad();
+/// let groups = || [ParamGroup::new([w.clone()]), ParamGroup::new([b.clone()]).lr(0.01).weight_decay(0.0)];
+/// let mut opt = Adam::with_groups(groups(), 0.1).weight_decay(1e-4);
+/// opt.step(&w.square().sum_all().add(&b.sum_all()).backward());
 /// let path = std::env::temp_dir().join(format!("wgrad-doc-opt-{}.safetensors", std::process::id()));
 /// checkpoint::save_optimizer(&opt, &path)?;
-/// let mut resumed = Adam::new([w.clone()], 0.1);
+/// let mut resumed = Adam::with_groups(groups(), 0.1);
 /// checkpoint::load_optimizer(&mut resumed, &path)?;
 /// assert_eq!(resumed.state_dict().params[0].as_ref().unwrap().step, 1);
+/// assert_eq!(resumed.group_lr(1), 0.01);
+/// assert_eq!(resumed.state_dict().groups[0].options.weight_decay, Some(1e-4)); // restored
 /// # std::fs::remove_file(&path).unwrap();
 /// # Ok::<(), wgrad::Error>(())
 /// ```
@@ -218,12 +229,34 @@ pub fn save_optimizer(optimizer: &(impl Optimizer + ?Sized), path: impl AsRef<Pa
                 .push((format!("state.{i}.{name}"), RawArray { dtype: Dtype::F32, shape: t.shape().to_vec(), bytes }));
         }
     }
-    let metadata = HashMap::from([
+    let mut metadata = HashMap::from([
         ("format".to_string(), OPTIMIZER_FORMAT.to_string()),
         ("optimizer".to_string(), state.kind.clone()),
-        ("lr".to_string(), format!("{:?}", state.lr)),
+        ("lr".to_string(), format!("{:?}", state.lr())),
         ("num_params".to_string(), state.params.len().to_string()),
+        ("num_groups".to_string(), state.groups.len().to_string()),
     ]);
+    for (g, group) in state.groups.iter().enumerate() {
+        let GroupOptions { weight_decay, momentum, dampening, betas, eps, alpha, .. } = group.options;
+        let mut put = |key: &str, value: String| metadata.insert(format!("group.{g}.{key}"), value);
+        put("num_params", group.num_params.to_string());
+        put("lr", format!("{:?}", group.lr));
+        put("initial_lr", format!("{:?}", group.initial_lr));
+        for (key, value) in [
+            ("weight_decay", weight_decay),
+            ("momentum", momentum),
+            ("dampening", dampening),
+            ("eps", eps),
+            ("alpha", alpha),
+        ] {
+            if let Some(v) = value {
+                put(key, format!("{v:?}"));
+            }
+        }
+        if let Some((beta1, beta2)) = betas {
+            put("betas", format!("[{beta1:?}, {beta2:?}]"));
+        }
+    }
     let bytes = safetensors::serialize(arrays, Some(metadata))
         .map_err(|e| Error::Format { path: display(path), reason: format!("could not serialise the tensors: {e}") })?;
     write_atomically(path, &bytes)
@@ -231,9 +264,14 @@ pub fn save_optimizer(optimizer: &(impl Optimizer + ?Sized), path: impl AsRef<Pa
 
 /// Reads an optimizer state written by [`save_optimizer`] from `path` (tensors on the CPU).
 ///
+/// A file of the earlier format `wgrad.optimizer.v1`, written before parameter groups,
+/// reads as one group over every parameter whose rate and initial rate are the file's
+/// `lr` and whose options are not recorded (`None`), so loading it keeps the optimizer's
+/// options, as loading such a file always did.
+///
 /// A missing file is [`Error::Io`]; a truncated or corrupt file, one without the
-/// optimizer metadata, or a tensor name, dtype or shape the format does not allow is
-/// [`Error::Format`].
+/// optimizer metadata, groups that do not add up to the parameters, or a tensor name,
+/// dtype or shape the format does not allow is [`Error::Format`].
 pub fn load_optimizer_state(path: impl AsRef<Path>) -> Result<OptimizerState> {
     let path = path.as_ref();
     let bytes = read(path)?;
@@ -247,20 +285,97 @@ pub fn load_optimizer_state(path: impl AsRef<Path>) -> Result<OptimizerState> {
             format_error(format!("no '{key}' in the metadata: not an optimizer state written by save_optimizer"))
         })
     };
-    if field("format")? != OPTIMIZER_FORMAT {
-        return Err(format_error(format!("format '{}' is not '{OPTIMIZER_FORMAT}'", field("format")?)));
+    let number = |key: &str| -> Result<f32> {
+        let text = field(key)?;
+        text.parse().map_err(|_| format_error(format!("{key} '{text}' is not a number")))
+    };
+    let count = |key: &str| -> Result<usize> {
+        let text = field(key)?;
+        text.parse().map_err(|_| format_error(format!("{key} '{text}' is not a count")))
+    };
+    let format = field("format")?;
+    let v1 = format == OPTIMIZER_FORMAT_V1;
+    if !v1 && format != OPTIMIZER_FORMAT {
+        return Err(format_error(format!(
+            "format '{format}' is neither '{OPTIMIZER_FORMAT}' nor '{OPTIMIZER_FORMAT_V1}'"
+        )));
     }
     let kind = field("optimizer")?.clone();
-    let lr_text = field("lr")?;
-    let lr: f32 = lr_text.parse().map_err(|_| format_error(format!("lr '{lr_text}' is not a number")))?;
-    let count_text = field("num_params")?;
-    let num_params: usize =
-        count_text.parse().map_err(|_| format_error(format!("num_params '{count_text}' is not a count")))?;
+    let lr = number("lr")?;
+    let num_params = count("num_params")?;
 
     // A bound on what a corrupt header can make us allocate; no model has this many tensors.
     if num_params > 1 << 20 {
         return Err(format_error(format!("num_params {num_params} is beyond any optimizer (at most 2^20)")));
     }
+    let groups = if v1 {
+        vec![GroupState { num_params, lr, initial_lr: lr, options: GroupOptions::default() }]
+    } else {
+        let num_groups = count("num_groups")?;
+        if num_groups == 0 || num_groups > num_params.max(1) {
+            return Err(format_error(format!("num_groups {num_groups} is not between 1 and num_params {num_params}")));
+        }
+        let mut groups = Vec::with_capacity(num_groups);
+        for g in 0..num_groups {
+            let key = |name: &str| format!("group.{g}.{name}");
+            let option = |name: &str| metadata.contains_key(&key(name)).then(|| number(&key(name))).transpose();
+            let mut options = GroupOptions {
+                weight_decay: option("weight_decay")?,
+                momentum: option("momentum")?,
+                dampening: option("dampening")?,
+                eps: option("eps")?,
+                alpha: option("alpha")?,
+                ..Default::default()
+            };
+            if let Some(text) = metadata.get(&key("betas")) {
+                let pair: Option<Vec<f32>> = text
+                    .strip_prefix('[')
+                    .and_then(|t| t.strip_suffix(']'))
+                    .and_then(|t| t.split(',').map(|v| v.trim().parse().ok()).collect());
+                match pair.as_deref() {
+                    Some(&[beta1, beta2]) => options.betas = Some((beta1, beta2)),
+                    _ => return Err(format_error(format!("{} '{text}' is not a pair [beta1, beta2]", key("betas")))),
+                }
+            }
+            groups.push(GroupState {
+                num_params: count(&key("num_params"))?,
+                lr: number(&key("lr"))?,
+                initial_lr: number(&key("initial_lr"))?,
+                options,
+            });
+        }
+        const GROUP_KEYS: [&str; 9] =
+            ["num_params", "lr", "initial_lr", "weight_decay", "momentum", "dampening", "betas", "eps", "alpha"];
+        let mut unknown: Vec<&String> = metadata
+            .keys()
+            .filter(|k| {
+                k.strip_prefix("group.").is_some_and(|rest| {
+                    !rest.split_once('.').is_some_and(|(g, name)| {
+                        g.parse::<usize>().is_ok_and(|g| g < num_groups) && GROUP_KEYS.contains(&name)
+                    })
+                })
+            })
+            .collect();
+        unknown.sort();
+        if !unknown.is_empty() {
+            return Err(format_error(format!(
+                "metadata {} {} not a key of one of the {num_groups} groups",
+                unknown.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "),
+                if unknown.len() == 1 { "is" } else { "are" }
+            )));
+        }
+        let covered: usize = groups.iter().map(|g| g.num_params).sum();
+        if covered != num_params {
+            return Err(format_error(format!(
+                "the groups hold {covered} parameters ({:?}) but num_params is {num_params}",
+                groups.iter().map(|g| g.num_params).collect::<Vec<_>>()
+            )));
+        }
+        if lr.to_bits() != groups[0].lr.to_bits() {
+            return Err(format_error(format!("lr {lr:?} is not the rate of group 0, {:?}", groups[0].lr)));
+        }
+        groups
+    };
     let mut params: Vec<Option<ParamState>> = vec![None; num_params];
     let mut steps: Vec<Option<u64>> = vec![None; num_params];
     let mut problems = Vec::new();
@@ -310,7 +425,7 @@ pub fn load_optimizer_state(path: impl AsRef<Path>) -> Result<OptimizerState> {
     if !problems.is_empty() {
         return Err(format_error(problems.join("; ")));
     }
-    Ok(OptimizerState { kind, lr, params })
+    Ok(OptimizerState { kind, groups, params })
 }
 
 /// Reads the optimizer state at `path` ([`load_optimizer_state`]) and loads it into

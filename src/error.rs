@@ -55,8 +55,10 @@ pub enum Error {
         source: std::io::Error,
     },
     /// An optimizer state that does not fit the optimizer it is loaded into: another kind
-    /// of optimizer, another number of parameters, or a state tensor that is missing,
-    /// extra, or of another shape or dtype than its parameter. The reason names each.
+    /// of optimizer, another number of parameters or parameter groups, a group of another
+    /// size, an option the optimizer does not have or an invalid value of one, or a state
+    /// tensor that is missing, extra, or of another shape or dtype than its parameter. The
+    /// reason names each.
     #[error("optimizer state: {0}")]
     OptimizerState(String),
     /// A file was read but its contents are not what its format requires.
@@ -67,7 +69,10 @@ pub enum Error {
     #[error("load_state_dict: {reason}")]
     StateDict { reason: String },
     /// A name that is not part of a module: a submodule to freeze that the model does not
-    /// have. The message names the op, the name and the names the module has.
+    /// have, or a parameter name or prefix of a parameter group
+    /// ([`crate::optim::ParamGroup::from_names`], [`crate::optim::ParamGroup::with_prefix`])
+    /// that matches none of its parameters. The message names the op, the name and the
+    /// names the module has.
     #[error("{0}")]
     NotInModule(String),
 }

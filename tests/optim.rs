@@ -737,7 +737,7 @@ fn an_optimizer_over_no_parameters_is_an_error_naming_it() {
     let builders: [(&str, Build); 5] = [
         ("Sgd", |p| Box::new(Sgd::new(p, 0.1))),
         ("Adam", |p| Box::new(Adam::new(p, 0.1))),
-        ("Adam", |p| Box::new(AdamW::new(p, 0.1))),
+        ("AdamW", |p| Box::new(AdamW::new(p, 0.1))),
         ("RmsProp", |p| Box::new(RmsProp::new(p, 0.1))),
         ("Adagrad", |p| Box::new(Adagrad::new(p, 0.1))),
     ];

@@ -236,7 +236,7 @@ fn scheduled_lr_survives() {
         let scheduled = opt.lr();
         assert_ne!(scheduled, 0.05);
         let state = opt.state_dict();
-        assert_eq!(state.lr.to_bits(), scheduled.to_bits());
+        assert_eq!(state.lr().to_bits(), scheduled.to_bits());
         checkpoint::save(&m, dir.path("model.safetensors")).unwrap();
         checkpoint::save_optimizer(&opt, dir.path("optim.safetensors")).unwrap();
 
@@ -307,22 +307,22 @@ fn mismatches_are_errors_and_change_nothing() {
         };
 
         let mut s = good.clone();
-        s.lr = 0.5;
+        s.groups[0].lr = 0.5;
         s.kind = "AdamW".into();
         reject(&s, "of a AdamW optimizer, not of a Adam");
 
         let mut s = good.clone();
-        s.lr = 0.5;
+        s.groups[0].lr = 0.5;
         s.params.pop();
         reject(&s, "the state has 3 parameters but the Adam optimizer has 4");
 
         let mut s = good.clone();
-        s.lr = 0.5;
+        s.groups[0].lr = 0.5;
         s.params[0].as_mut().unwrap().tensors.insert("exp_avg".into(), Tensor::zeros(&[3, 4], &dev));
         reject(&s, "parameter 0: 'exp_avg' has shape [3, 4] but the parameter has shape [4, 3]");
 
         let mut s = good.clone();
-        s.lr = 0.5;
+        s.groups[0].lr = 0.5;
         s.params[1]
             .as_mut()
             .unwrap()
@@ -331,7 +331,7 @@ fn mismatches_are_errors_and_change_nothing() {
         reject(&s, "parameter 1 (shape [4]): 'exp_avg_sq' is f16");
 
         let mut s = good.clone();
-        s.lr = 0.5;
+        s.groups[0].lr = 0.5;
         s.params[2].as_mut().unwrap().tensors.remove("exp_avg");
         s.params[3].as_mut().unwrap().tensors.insert("momentum_buffer".into(), Tensor::zeros(&[2], &dev));
         let msg = message(opt.load_state_dict(&s).unwrap_err());
@@ -349,13 +349,28 @@ fn mismatches_are_errors_and_change_nothing() {
         assert!(msg.contains("parameter 0: 'exp_avg' has shape [4, 3] but the parameter has shape [5, 3]"), "{msg}");
         assert!(wrong.state_dict().params.iter().all(Option::is_none));
 
-        // Sgd with momentum keeps a buffer that Sgd without momentum has no place for.
+        // The state tensors must be those the state's own options call for: a momentum
+        // buffer with momentum 0 has no place.
         let m = model(1, &dev);
         let mut with = Sgd::new(m.parameters(), 0.1).momentum(0.9);
         train(&m, &mut with, 1, &dev);
         let mut without = Sgd::new(m.parameters(), 0.1);
-        let msg = message(without.load_state_dict(&with.state_dict()).unwrap_err());
+        let mut s = with.state_dict();
+        s.groups[0].options.momentum = Some(0.0);
+        let msg = message(without.load_state_dict(&s).unwrap_err());
         assert!(msg.contains("'momentum_buffer' (shape [4, 3]) is not a state this Sgd keeps"), "{msg}");
+        // As in PyTorch, loading restores the options: the Sgd built without momentum
+        // then has the saved momentum and its buffers.
+        without.load_state_dict(&with.state_dict()).unwrap();
+        assert_eq!(without.state_dict().groups[0].options.momentum, Some(0.9));
+        assert_eq!(state_bits(&without.state_dict()), state_bits(&with.state_dict()));
+        // RmsProp's centering is the optimizer's, not the state's: its buffer has no place
+        // in an RmsProp that is not centered.
+        let mut centered = RmsProp::new(m.parameters(), 0.01).centered(true);
+        train(&m, &mut centered, 1, &dev);
+        let mut plain = RmsProp::new(m.parameters(), 0.01);
+        let msg = message(plain.load_state_dict(&centered.state_dict()).unwrap_err());
+        assert!(msg.contains("'grad_avg' (shape [4, 3]) is not a state this RmsProp keeps"), "{msg}");
     }
 }
 

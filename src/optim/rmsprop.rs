@@ -1,7 +1,8 @@
 //! RMSprop, as `torch.optim.RMSprop`, with momentum and the centered variant.
 
+use super::group::Hyper;
 use super::state::StateSpec;
-use super::{Optimizer, OptimizerState, ParamSet};
+use super::{group_rate_methods, Kind, Optimizer, OptimizerState, ParamGroup, ParamSet};
 use crate::autograd::Gradients;
 use crate::cpu::optim::{OptimScalars, FLAG_CENTERED, FLAG_MAXIMIZE, FLAG_MOMENTUM};
 use crate::op::OptimOp;
@@ -9,50 +10,60 @@ use crate::Tensor;
 
 /// `torch.optim.RMSprop`: lr 0.01 by convention, alpha 0.99, eps 1e-8 (outside the
 /// square root), weight decay 0, momentum 0, not centered.
+///
+/// Per parameter group: `lr`, `weight_decay`, `momentum`, `eps` and `alpha`
+/// ([`RmsProp::with_groups`]).
 pub struct RmsProp {
     params: ParamSet,
-    lr: f32,
-    alpha: f32,
-    eps: f32,
-    weight_decay: f32,
-    momentum: f32,
+    /// The defaults of `alpha`, `eps`, `weight_decay` and `momentum`.
+    defaults: Hyper,
     centered: bool,
     maximize: bool,
 }
 
+const KIND: Kind = Kind { name: "RmsProp", options: &["weight_decay", "momentum", "eps", "alpha"], check: |_| Ok(()) };
+
 impl RmsProp {
-    /// RMSprop over `params` with learning rate `lr`.
+    /// RMSprop over `params` with learning rate `lr`: one parameter group.
     pub fn new(params: impl IntoIterator<Item = Tensor>, lr: f32) -> RmsProp {
-        assert!(lr >= 0.0, "RmsProp: invalid learning rate {lr}");
-        RmsProp {
-            params: ParamSet::new("RmsProp", params),
-            lr,
-            alpha: 0.99,
-            eps: 1e-8,
-            weight_decay: 0.0,
-            momentum: 0.0,
-            centered: false,
-            maximize: false,
-        }
+        RmsProp::from_params(ParamSet::new(KIND, params, lr))
     }
-    /// The smoothing constant of the running average of squared gradients.
+
+    /// RMSprop over parameter groups, each with its own learning rate, weight decay,
+    /// momentum, eps and alpha where it sets them; `lr` and the builder methods give the
+    /// values of the groups that do not (PyTorch's `defaults`).
+    ///
+    /// Panics on no groups, an empty group, a tensor in two groups, or an option RMSprop
+    /// does not have (betas, dampening), naming the group.
+    pub fn with_groups(groups: impl IntoIterator<Item = ParamGroup>, lr: f32) -> RmsProp {
+        RmsProp::from_params(ParamSet::with_groups(KIND, groups, lr))
+    }
+
+    fn from_params(params: ParamSet) -> RmsProp {
+        let defaults = Hyper { alpha: 0.99, eps: 1e-8, ..Default::default() };
+        RmsProp { params, defaults, centered: false, maximize: false }
+    }
+
+    /// The smoothing constant of the running average of squared gradients, for every
+    /// group that sets none.
     pub fn alpha(mut self, alpha: f32) -> RmsProp {
-        self.alpha = alpha;
+        self.defaults.alpha = alpha;
         self
     }
-    /// The term added to the denominator, outside the square root.
+    /// The term added to the denominator, outside the square root, for every group that
+    /// sets none.
     pub fn eps(mut self, eps: f32) -> RmsProp {
-        self.eps = eps;
+        self.defaults.eps = eps;
         self
     }
-    /// L2 penalty added to the gradient.
+    /// L2 penalty added to the gradient, for every group that sets none.
     pub fn weight_decay(mut self, weight_decay: f32) -> RmsProp {
-        self.weight_decay = weight_decay;
+        self.defaults.weight_decay = weight_decay;
         self
     }
-    /// The momentum factor (0 turns momentum off).
+    /// The momentum factor (0 turns momentum off), for every group that sets none.
     pub fn momentum(mut self, momentum: f32) -> RmsProp {
-        self.momentum = momentum;
+        self.defaults.momentum = momentum;
         self
     }
     /// Normalise by an estimate of the gradient's variance rather than its second moment.
@@ -65,13 +76,12 @@ impl RmsProp {
         self.maximize = maximize;
         self
     }
-}
 
-impl RmsProp {
-    fn spec(&self) -> StateSpec {
-        let momentum = (self.momentum > 0.0).then_some("momentum_buffer");
-        let centered = self.centered.then_some("grad_avg");
-        StateSpec { kind: "RmsProp", names: [Some("square_avg"), momentum, centered], init: 0.0 }
+    /// The state a group with options `h` keeps.
+    fn spec(centered: bool, h: &Hyper) -> StateSpec {
+        let momentum = (h.momentum > 0.0).then_some("momentum_buffer");
+        let centered = centered.then_some("grad_avg");
+        StateSpec { names: [Some("square_avg"), momentum, centered], init: 0.0 }
     }
 }
 
@@ -81,30 +91,26 @@ impl Optimizer for RmsProp {
         if self.centered {
             flags |= FLAG_CENTERED;
         }
-        if self.momentum > 0.0 {
-            flags |= FLAG_MOMENTUM;
-        }
         if self.maximize {
             flags |= FLAG_MAXIMIZE;
         }
-        let spec = self.spec();
-        let RmsProp { lr, alpha, eps, weight_decay, momentum, .. } = *self;
-        self.params.step(OptimOp::RmsProp, spec.used(), spec.init, grads, |steps| {
+        let hypers = self.params.hypers(&self.defaults);
+        let specs: Vec<StateSpec> = hypers.iter().map(|h| RmsProp::spec(self.centered, h)).collect();
+        let used = StateSpec::union(&specs);
+        self.params.step(OptimOp::RmsProp, used, 0.0, grads, |group, lr, steps| {
+            let Hyper { alpha, eps, weight_decay, momentum, .. } = hypers[group];
+            let flags = if momentum > 0.0 { flags | FLAG_MOMENTUM } else { flags };
             *steps += 1;
             OptimScalars { flags, lr, weight_decay, beta1: momentum, beta2: alpha, eps, ..Default::default() }
         });
     }
-    fn lr(&self) -> f32 {
-        self.lr
-    }
-    fn set_lr(&mut self, lr: f32) {
-        self.lr = lr;
-    }
+    group_rate_methods!();
     fn state_dict(&self) -> OptimizerState {
-        self.params.state_dict(&self.spec(), self.lr)
+        let centered = self.centered;
+        self.params.state_dict(&self.defaults, |h| RmsProp::spec(centered, h))
     }
     fn load_state_dict(&mut self, state: &OptimizerState) -> crate::Result<()> {
-        self.lr = self.params.load_state_dict(&self.spec(), state)?;
-        Ok(())
+        let centered = self.centered;
+        self.params.load_state_dict(&self.defaults, state, |h| RmsProp::spec(centered, h), |_| Ok(()))
     }
 }

@@ -2,38 +2,54 @@
 //!
 //! A scheduler here only computes a rate; it does not hold the optimizer. PyTorch's
 //! schedulers rewrite `param_group["lr"]` themselves, which ties every scheduler to one
-//! optimizer type and to mutable shared state. Here the training loop copies the rate
-//! across, once before the first epoch (the epoch-0 rate of a warm-up is not the base
-//! rate) and after every `step`:
+//! optimizer type and to mutable shared state. Here the training loop hands the optimizer
+//! to [`LrScheduler::apply`], once before the first epoch (the epoch-0 rate of a warm-up is
+//! not the base rate) and after every `step`. `apply` sets the rate of every parameter
+//! group to the schedule evaluated at that group's initial rate
+//! ([`Optimizer::initial_lr`]), which is what PyTorch's schedulers do with `base_lrs`: a
+//! backbone group built at 1e-4 and a head group at 1e-3 both follow the warm-up and the
+//! cosine, each at its own scale.
 //!
 //! ```
 //! use wgrad::optim::scheduler::{CosineAnnealingLr, LinearLr, LrScheduler, SequentialLr};
-//! use wgrad::optim::{Optimizer, Sgd};
+//! use wgrad::optim::{Optimizer, ParamGroup, Sgd};
 //! use wgrad::{Device, Tensor};
 //!
-//! let w = Tensor::from_slice(&[1.0f32, -2.0], &[2], &Device::cpu()).requires_grad();
-//! let mut opt = Sgd::new([w.clone()], 0.1);
-//! // 5 epochs of linear warm-up from 0.01 to 0.1, then cosine decay over 20 epochs.
-//! let mut sched = SequentialLr::warmup_then(LinearLr::new(0.1, 0.1, 1.0, 5), CosineAnnealingLr::new(0.1, 20, 0.0));
-//! opt.set_lr(sched.lr());
+//! let dev = Device::cpu();
+//! let backbone = Tensor::from_slice(&[1.0f32, -2.0], &[2], &dev).requires_grad();
+//! let head = Tensor::from_slice(&[0.5f32], &[1], &dev).requires_grad();
+//! let groups = [ParamGroup::new([backbone.clone()]).lr(0.01), ParamGroup::new([head.clone()])];
+//! let mut opt = Sgd::with_groups(groups, 0.1);
+//! // 5 epochs of linear warm-up from half of each group's rate, then cosine decay over 20.
+//! let mut sched = SequentialLr::warmup_then(LinearLr::new(0.1, 0.5, 1.0, 5), CosineAnnealingLr::new(0.1, 20, 0.0));
+//! sched.apply(&mut opt);
+//! assert_eq!((opt.group_lr(0), opt.group_lr(1)), (0.005, 0.05));
 //! for _epoch in 0..25 {
-//!     let grads = w.square().sum_all().backward(); // one epoch of training
+//!     let grads = backbone.square().sum_all().add(&head.square().sum_all()).backward(); // one epoch
 //!     opt.step(&grads);
 //!     sched.step();
-//!     opt.set_lr(sched.lr());
+//!     sched.apply(&mut opt);
 //! }
 //! ```
 //!
+//! The base rate given to a scheduler's constructor is the one [`LrScheduler::lr`]
+//! reports; `apply` does not use it, and [`LrScheduler::lr_for`] evaluates the schedule for
+//! any other. With one group, `opt.set_lr(sched.lr())` (the way before groups) and
+//! `sched.apply(&mut opt)` set the same rate when the optimizer was built at the
+//! scheduler's base rate. `apply` always starts from the initial rates: a rate set by hand
+//! in between is overwritten, as PyTorch's closed forms do.
+//!
 //! Every scheduler keeps the epoch counter and evaluates PyTorch's closed form at it (in
 //! f64, as Python floats, rounded to f32 on the way out), so the rate after `n` calls of
-//! `step` equals PyTorch's `get_last_lr()[0]` after `n` calls of `scheduler.step()`.
-//! PyTorch's chainable `get_lr` recurrences agree with those closed forms whenever one
-//! scheduler drives the rate, which is the only case a rate-computing scheduler can have.
-//! The one schedule without a closed form, [`ReduceLrOnPlateau`], follows PyTorch's
-//! recurrence and takes the monitored metric in [`ReduceLrOnPlateau::step_with`].
-//!
-//! One rate per scheduler: where PyTorch keeps one per parameter group, use one
-//! scheduler per group.
+//! `step` equals PyTorch's `get_last_lr()[i]` for group `i` after `n` calls of
+//! `scheduler.step()`. PyTorch's chainable `get_lr` recurrences agree with those closed
+//! forms whenever one scheduler drives the rates, which is the only case a rate-computing
+//! scheduler can have. The one schedule without a closed form, [`ReduceLrOnPlateau`],
+//! follows PyTorch's recurrence, takes the monitored metric in
+//! [`ReduceLrOnPlateau::step_with`], and has an `apply` of its own that reduces each group
+//! with its own floor (`min_lrs`).
+
+use super::Optimizer;
 
 /// A learning-rate schedule over epochs (or iterations: whatever `step` is called per).
 ///
@@ -42,25 +58,50 @@
 pub trait LrScheduler {
     /// Advances one epoch.
     fn step(&mut self);
-    /// The rate for the current epoch (PyTorch's `get_last_lr()[0]`).
+    /// The rate for the current epoch from the base rate given to the constructor
+    /// (PyTorch's `get_last_lr()[0]` for an optimizer of one group at that rate).
     fn lr(&self) -> f32;
+    /// The rate for the current epoch of the same schedule started from `base_lr`: the
+    /// rate of a parameter group whose initial rate is `base_lr` (PyTorch evaluates every
+    /// schedule once per entry of `base_lrs`). `lr_for` of the constructor's base rate is
+    /// [`lr`](LrScheduler::lr), bit for bit.
+    fn lr_for(&self, base_lr: f32) -> f32;
     /// The number of `step` calls since construction or the last `restart`.
     fn last_epoch(&self) -> usize;
     /// Goes back to epoch 0, as [`SequentialLr`] does when a schedule's phase begins
     /// (PyTorch's `scheduler.step(0)`).
     fn restart(&mut self);
+    /// Sets the rate of every parameter group of `optimizer` to this schedule's rate for
+    /// the current epoch, evaluated at the group's [`initial_lr`](Optimizer::initial_lr)
+    /// (PyTorch's `param_group["lr"] = lr` for each group after `scheduler.step()`).
+    fn apply(&self, optimizer: &mut dyn Optimizer) {
+        for group in 0..optimizer.num_groups() {
+            let lr = self.lr_for(optimizer.initial_lr(group));
+            optimizer.set_group_lr(group, lr);
+        }
+    }
 }
 
-/// Implements [`LrScheduler`] for a schedule with an `epoch: usize` field and a closed
-/// form `lr_at(epoch) -> f64`.
+/// Implements [`LrScheduler`] for a schedule with `base_lr: f64` and `epoch: usize` fields
+/// and a closed form `closed_form(base_lr, epoch) -> f64`.
 macro_rules! closed_form_scheduler {
     ($name:ident) => {
+        impl $name {
+            /// The rate at `epoch`, whatever the current one.
+            pub fn lr_at(&self, epoch: usize) -> f64 {
+                self.closed_form(self.base_lr, epoch)
+            }
+        }
+
         impl LrScheduler for $name {
             fn step(&mut self) {
                 self.epoch += 1;
             }
             fn lr(&self) -> f32 {
                 self.lr_at(self.epoch) as f32
+            }
+            fn lr_for(&self, base_lr: f32) -> f32 {
+                self.closed_form(base_lr as f64, self.epoch) as f32
             }
             fn last_epoch(&self) -> usize {
                 self.epoch
@@ -83,14 +124,14 @@ pub struct StepLr {
 }
 
 impl StepLr {
+    /// Decay `base_lr` by `gamma` every `step_size` epochs; panics on a zero `step_size`.
     pub fn new(base_lr: f32, step_size: usize, gamma: f32) -> StepLr {
         assert!(step_size > 0, "StepLr: step_size must be positive");
         StepLr { base_lr: base_lr as f64, step_size, gamma: gamma as f64, epoch: 0 }
     }
 
-    /// The rate at `epoch`, whatever the current one.
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        self.base_lr * self.gamma.powi((epoch / self.step_size) as i32)
+    fn closed_form(&self, base_lr: f64, epoch: usize) -> f64 {
+        base_lr * self.gamma.powi((epoch / self.step_size) as i32)
     }
 }
 
@@ -116,10 +157,10 @@ impl MultiStepLr {
         MultiStepLr { base_lr: base_lr as f64, milestones, gamma: gamma as f64, epoch: 0 }
     }
 
-    /// The rate at `epoch` (PyTorch's `bisect_right(milestones, epoch)` decays).
-    pub fn lr_at(&self, epoch: usize) -> f64 {
+    /// PyTorch's `bisect_right(milestones, epoch)` decays.
+    fn closed_form(&self, base_lr: f64, epoch: usize) -> f64 {
         let passed = self.milestones.partition_point(|&m| m <= epoch);
-        self.base_lr * self.gamma.powi(passed as i32)
+        base_lr * self.gamma.powi(passed as i32)
     }
 }
 
@@ -134,12 +175,13 @@ pub struct ExponentialLr {
 }
 
 impl ExponentialLr {
+    /// Decay `base_lr` by `gamma` every epoch.
     pub fn new(base_lr: f32, gamma: f32) -> ExponentialLr {
         ExponentialLr { base_lr: base_lr as f64, gamma: gamma as f64, epoch: 0 }
     }
 
-    pub fn lr_at(&self, epoch: usize) -> f64 {
-        self.base_lr * self.gamma.powi(epoch as i32)
+    fn closed_form(&self, base_lr: f64, epoch: usize) -> f64 {
+        base_lr * self.gamma.powi(epoch as i32)
     }
 }
 
@@ -160,14 +202,16 @@ pub struct CosineAnnealingLr {
 }
 
 impl CosineAnnealingLr {
+    /// Anneal from `base_lr` to `eta_min` over `t_max` epochs; panics on a zero `t_max`.
     pub fn new(base_lr: f32, t_max: usize, eta_min: f32) -> CosineAnnealingLr {
         assert!(t_max > 0, "CosineAnnealingLr: t_max must be positive");
         CosineAnnealingLr { base_lr: base_lr as f64, t_max, eta_min: eta_min as f64, epoch: 0 }
     }
 
-    pub fn lr_at(&self, epoch: usize) -> f64 {
+    /// `eta_min` is the same for every base rate, as PyTorch's one `eta_min` for all groups.
+    fn closed_form(&self, base_lr: f64, epoch: usize) -> f64 {
         let phase = std::f64::consts::PI * epoch as f64 / self.t_max as f64;
-        self.eta_min + (self.base_lr - self.eta_min) * (1.0 + phase.cos()) / 2.0
+        self.eta_min + (base_lr - self.eta_min) * (1.0 + phase.cos()) / 2.0
     }
 }
 
@@ -218,9 +262,9 @@ impl LinearLr {
         self.total_iters
     }
 
-    pub fn lr_at(&self, epoch: usize) -> f64 {
+    fn closed_form(&self, base_lr: f64, epoch: usize) -> f64 {
         let progress = epoch.min(self.total_iters) as f64 / self.total_iters as f64;
-        self.base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+        base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
     }
 }
 
@@ -284,6 +328,10 @@ impl LrScheduler for SequentialLr {
         self.schedulers[self.current()].lr()
     }
 
+    fn lr_for(&self, base_lr: f32) -> f32 {
+        self.schedulers[self.current()].lr_for(base_lr)
+    }
+
     fn last_epoch(&self) -> usize {
         self.epoch
     }
@@ -318,9 +366,16 @@ pub enum ThresholdMode {
 ///
 /// Each [`step_with`](ReduceLrOnPlateau::step_with) is one epoch: a metric that beats the
 /// best by the threshold becomes the best and clears the count of bad epochs; any other
-/// (NaN included) adds one. When the count exceeds `patience` the rate becomes
-/// `max(lr * factor, min_lr)` (left alone when that changes it by no more than `eps`),
-/// the count is cleared and `cooldown` epochs follow in which bad epochs are not counted.
+/// (NaN included) adds one. When the count exceeds `patience` the rates are reduced, the
+/// count is cleared and `cooldown` epochs follow in which bad epochs are not counted. A
+/// reduction takes each rate to `max(lr * factor, min_lr)`, and leaves it alone when that
+/// changes it by no more than `eps`, for each parameter group with its own `min_lr` when
+/// [`min_lrs`](ReduceLrOnPlateau::min_lrs) gives one per group (PyTorch's recurrence).
+///
+/// The scheduler counts the reductions, and a rate is that recurrence run from a base
+/// rate that many times: [`lr`](ReduceLrOnPlateau::lr) from the constructor's,
+/// [`apply`](ReduceLrOnPlateau::apply) from each group's initial rate. That is the rate
+/// PyTorch reaches as long as nothing else changes the rates.
 ///
 /// ```
 /// use wgrad::optim::scheduler::{PlateauMode, ReduceLrOnPlateau};
@@ -334,36 +389,42 @@ pub enum ThresholdMode {
 /// ```
 #[derive(Clone, Debug)]
 pub struct ReduceLrOnPlateau {
-    lr: f64,
+    base_lr: f64,
     mode: PlateauMode,
     factor: f64,
     patience: usize,
     threshold: f64,
     threshold_mode: ThresholdMode,
     cooldown: usize,
-    min_lr: f64,
+    /// One floor for every group, or one per group.
+    min_lrs: Vec<f64>,
     eps: f64,
     best: f64,
     num_bad_epochs: usize,
     cooldown_counter: usize,
+    /// Reductions so far, whether or not they changed the rate.
+    reductions: usize,
     epoch: usize,
 }
 
 impl ReduceLrOnPlateau {
+    /// Reduces from `base_lr` (the rate [`lr`](ReduceLrOnPlateau::lr) reports) when the
+    /// metric stops improving in the sense of `mode`.
     pub fn new(base_lr: f32, mode: PlateauMode) -> ReduceLrOnPlateau {
         ReduceLrOnPlateau {
-            lr: base_lr as f64,
+            base_lr: base_lr as f64,
             mode,
             factor: 0.1,
             patience: 10,
             threshold: 1e-4,
             threshold_mode: ThresholdMode::Rel,
             cooldown: 0,
-            min_lr: 0.0,
+            min_lrs: vec![0.0],
             eps: 1e-8,
             best: ReduceLrOnPlateau::worst(mode),
             num_bad_epochs: 0,
             cooldown_counter: 0,
+            reductions: 0,
             epoch: 0,
         }
     }
@@ -401,9 +462,19 @@ impl ReduceLrOnPlateau {
         self
     }
 
-    /// The rate is never reduced below this.
+    /// No rate is ever reduced below this, in any group.
     pub fn min_lr(mut self, min_lr: f32) -> ReduceLrOnPlateau {
-        self.min_lr = min_lr as f64;
+        self.min_lrs = vec![min_lr as f64];
+        self
+    }
+
+    /// One floor per parameter group, in the optimizer's group order (PyTorch's `min_lr`
+    /// as a list); [`apply`](ReduceLrOnPlateau::apply) panics on an optimizer with
+    /// another number of groups. [`lr`](ReduceLrOnPlateau::lr) and
+    /// [`lr_for`](ReduceLrOnPlateau::lr_for) use the first. Panics on an empty list.
+    pub fn min_lrs(mut self, min_lrs: &[f32]) -> ReduceLrOnPlateau {
+        assert!(!min_lrs.is_empty(), "ReduceLrOnPlateau: min_lrs needs one floor per parameter group, got none");
+        self.min_lrs = min_lrs.iter().map(|&m| m as f64).collect();
         self
     }
 
@@ -428,10 +499,7 @@ impl ReduceLrOnPlateau {
             self.num_bad_epochs = 0; // bad epochs during cooldown are ignored
         }
         if self.num_bad_epochs > self.patience {
-            let reduced = (self.lr * self.factor).max(self.min_lr);
-            if self.lr - reduced > self.eps {
-                self.lr = reduced;
-            }
+            self.reductions += 1;
             self.cooldown_counter = self.cooldown;
             self.num_bad_epochs = 0;
         }
@@ -447,14 +515,61 @@ impl ReduceLrOnPlateau {
         }
     }
 
-    /// The current rate.
+    /// The rate after every reduction so far from `base_lr`, with the floor `min_lr`:
+    /// PyTorch's `_reduce_lr` for one group, once per reduction.
+    fn reduced(&self, base_lr: f64, min_lr: f64) -> f64 {
+        let mut lr = base_lr;
+        for _ in 0..self.reductions {
+            let new = (lr * self.factor).max(min_lr);
+            if lr - new > self.eps {
+                lr = new;
+            }
+        }
+        lr
+    }
+
+    /// The current rate, from the constructor's base rate.
     pub fn lr(&self) -> f32 {
-        self.lr as f32
+        self.reduced(self.base_lr, self.min_lrs[0]) as f32
+    }
+
+    /// The current rate of a parameter group whose rate was `base_lr` before the first
+    /// reduction, with the first (or only) floor. `lr_for` of the constructor's base rate
+    /// is [`lr`](ReduceLrOnPlateau::lr).
+    pub fn lr_for(&self, base_lr: f32) -> f32 {
+        self.reduced(base_lr as f64, self.min_lrs[0]) as f32
+    }
+
+    /// Sets the rate of every parameter group of `optimizer` to its current rate from the
+    /// group's [`initial_lr`](Optimizer::initial_lr), each with its own floor when
+    /// [`min_lrs`](ReduceLrOnPlateau::min_lrs) gave one per group. Call it after each
+    /// [`step_with`](ReduceLrOnPlateau::step_with).
+    ///
+    /// Panics, as PyTorch raises, when `min_lrs` gave another number of floors than the
+    /// optimizer has groups.
+    pub fn apply(&self, optimizer: &mut dyn Optimizer) {
+        let groups = optimizer.num_groups();
+        assert!(
+            self.min_lrs.len() == 1 || self.min_lrs.len() == groups,
+            "ReduceLrOnPlateau: expected {groups} min_lrs, one per parameter group of the optimizer, got {}",
+            self.min_lrs.len()
+        );
+        for group in 0..groups {
+            let min_lr = self.min_lrs[if self.min_lrs.len() == 1 { 0 } else { group }];
+            let lr = self.reduced(optimizer.initial_lr(group) as f64, min_lr) as f32;
+            optimizer.set_group_lr(group, lr);
+        }
     }
 
     /// The number of `step_with` calls so far.
     pub fn last_epoch(&self) -> usize {
         self.epoch
+    }
+
+    /// The number of reductions so far, counting those every rate was too close to its
+    /// floor to take.
+    pub fn num_reductions(&self) -> usize {
+        self.reductions
     }
 
     /// The best metric seen (infinitely bad before the first).
