@@ -411,7 +411,7 @@ fn mha_parameters_shapes_and_description() {
     assert_eq!(
         mha.describe(),
         "MultiheadAttention(\n  embed_dim=8, num_heads=2, dropout=0.0, batch_first=True\n  (out_proj): Linear(in_features=8, \
-         out_features=8, bias=true)\n)"
+         out_features=8, bias=True)\n)"
     );
     let names: Vec<String> =
         MultiheadAttention::new(8, 4, &dev).bias(false).named_parameters().into_iter().map(|(n, _)| n).collect();

@@ -191,7 +191,7 @@ fn the_examples_refuse_bad_flags_before_opening_the_device() {
         (&["--save", &missing_save], "does not exist"),
         (&["--device", "tpu"], "--device must be auto, gpu, software or cpu"),
     ];
-    for name in ["mnist_mlp", "mnist_cnn", "mnist_lstm", "text_classifier"] {
+    for name in ["mnist_mlp", "mnist_cnn", "mnist_lstm", "text_classifier", "fine_tune"] {
         let Some(exe) = example(name) else { continue };
         for (flags, expected) in training_cases {
             let (code, stdout, stderr) = run(&exe, flags);
@@ -208,6 +208,21 @@ fn the_examples_refuse_bad_flags_before_opening_the_device() {
     if let Some(exe) = example("text_classifier") {
         let (code, _, stderr) = run(&exe, &["--train", &data_value]);
         assert_eq!(code, 2, "{stderr}");
+    }
+    if let Some(exe) = example("fine_tune") {
+        let fine_tune_cases: [(&[&str], &str); 5] = [
+            (&["--train-size", "0"], "--train-size must be a whole number of at least 1"),
+            (&["--pretrain-epochs", "0"], "--pretrain-epochs must be a whole number of at least 1"),
+            (&["--backbone-lr", "0"], "--backbone-lr must be a finite number above 0"),
+            (&["--from", &data_value], "--from"),
+            (&[data_flag, &data_value], "--data"),
+        ];
+        for (flags, expected) in fine_tune_cases {
+            let (code, stdout, stderr) = run(&exe, flags);
+            assert_eq!(code, 2, "fine_tune {flags:?}: {stderr}");
+            assert!(stderr.contains(expected), "fine_tune {flags:?}: {stderr}");
+            assert!(stdout.is_empty(), "fine_tune {flags:?} went on to print: {stdout}");
+        }
     }
     if let Some(exe) = example("bench") {
         for flags in [&["--runs", "0"][..], &["--json", &missing_save], &["--device", "tpu"]] {

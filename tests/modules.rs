@@ -140,11 +140,11 @@ fn derive_sets_modes_and_describes_as_pytorch() {
     let text = model.describe();
     let expected = "TwoInput(\n  (conv): Conv2d(1, 3, kernel_size=(3, 3), stride=(1, 1))\n  (bn): BatchNorm2d(3, eps=1e-05, \
                     momentum=0.1, affine=True, track_running_stats=True)\n  (side): Linear(in_features=2, out_features=3, \
-                    bias=true)\n  (blocks): ModuleList(\n    (0): Block(\n      (fc): Linear(in_features=6, out_features=6, \
-                    bias=true)\n      (norm): LayerNorm((6,), eps=1e-05, elementwise_affine=True)\n    )\n    (1): Block(\n      \
-                    (fc): Linear(in_features=6, out_features=6, bias=true)\n      (norm): LayerNorm((6,), eps=1e-05, \
+                    bias=True)\n  (blocks): ModuleList(\n    (0): Block(\n      (fc): Linear(in_features=6, out_features=6, \
+                    bias=True)\n      (norm): LayerNorm((6,), eps=1e-05, elementwise_affine=True)\n    )\n    (1): Block(\n      \
+                    (fc): Linear(in_features=6, out_features=6, bias=True)\n      (norm): LayerNorm((6,), eps=1e-05, \
                     elementwise_affine=True)\n    )\n  )\n  (head): Sequential(\n    (fc): Linear(in_features=6, \
-                    out_features=4, bias=true)\n  )\n  (dropout): Dropout(p=0.25)\n)";
+                    out_features=4, bias=True)\n  )\n  (dropout): Dropout(p=0.25)\n)";
     assert_eq!(text, expected);
 }
 
@@ -219,10 +219,10 @@ fn sequential_children_by_name() {
     assert!(model.get("act").is_some() && model.get("tail").is_none());
     model.set_training(false);
     let old = model.replace("head", nn::Dropout::new(0.5));
-    assert_eq!(old.describe(), "Linear(in_features=8, out_features=3, bias=true)");
+    assert_eq!(old.describe(), "Linear(in_features=8, out_features=3, bias=True)");
     // The replacement takes the container's mode.
     assert!(!model.get("head").unwrap().is_training());
-    assert_eq!(model.describe(), "Sequential(\n  (0): Linear(in_features=4, out_features=8, bias=true)\n  (act): ReLU()\n  (head): Dropout(p=0.5)\n)");
+    assert_eq!(model.describe(), "Sequential(\n  (0): Linear(in_features=4, out_features=8, bias=True)\n  (act): ReLU()\n  (head): Dropout(p=0.5)\n)");
     assert_eq!(nn::Sequential::new().describe(), "Sequential()");
 }
 

@@ -32,9 +32,9 @@ pub struct Setup {
     pub batch_size: usize,
     pub seed: u64,
     pub lr: f32,
-    save: Option<PathBuf>,
+    pub save: Option<PathBuf>,
     /// Train on when the loss is NaN or infinite, instead of stopping the run.
-    allow_nonfinite_loss: bool,
+    pub allow_nonfinite_loss: bool,
 }
 
 impl Setup {
@@ -118,14 +118,28 @@ fn evaluate(
 /// Trains `model` with Adam, cross-entropy and a cosine-decayed learning rate, printing
 /// one line per epoch, then the confusion matrix, the run's throughput and the last line
 /// `test accuracy: NN.NN%`.
-pub fn train(model: &mut dyn Forward, setup: &Setup, mut recipe: Recipe) {
-    let Setup { dev, data, epochs, batch_size, seed, lr, .. } = setup;
+pub fn train(model: &mut dyn Forward, setup: &Setup, recipe: Recipe) {
+    let mut opt = Adam::new(model.parameters(), setup.lr);
+    let accuracy = train_with(model, setup, recipe, &mut opt);
+    println!("test accuracy: {:.2}%", 100.0 * accuracy);
+    wgrad::profile::print_report(); // the per-kernel table on stderr when WGRAD_PROFILE is set
+}
+
+/// [`train`] with a given optimizer (parameter groups, frozen layers), whose every group's
+/// rate decays along the cosine from its own initial rate. Prints all but the last line
+/// and returns the final test accuracy (a fraction).
+pub fn train_with(model: &mut dyn Forward, setup: &Setup, mut recipe: Recipe, opt: &mut dyn Optimizer) -> f64 {
+    let Setup { dev, data, epochs, batch_size, seed, .. } = setup;
     let (epochs, batch_size) = (*epochs, *batch_size);
-    println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
+    println!(
+        "model: {} ({} parameters, {} trainable)",
+        model.describe(),
+        model.num_parameters(),
+        model.num_trainable_parameters()
+    );
     let params = model.parameters();
-    let mut opt = Adam::new(params.clone(), *lr);
     // Cosine decay to zero over the run: the last epochs settle instead of bouncing.
-    let mut schedule = CosineAnnealingLr::new(*lr, epochs, 0.0);
+    let mut schedule = CosineAnnealingLr::new(opt.lr(), epochs, 0.0);
     let mut loader = DataLoader::new(&data.train, batch_size).shuffle(*seed);
 
     let started = Instant::now();
@@ -187,7 +201,7 @@ pub fn train(model: &mut dyn Forward, setup: &Setup, mut recipe: Recipe) {
         let train_secs = epoch_start.elapsed().as_secs_f64();
         train_images += seen;
         schedule.step();
-        opt.set_lr(schedule.lr());
+        schedule.apply(opt);
         model.set_training(false);
         let (test_correct, test_loss) = evaluate(model, recipe.input, &data.test, dev, None);
         println!(
@@ -216,6 +230,5 @@ pub fn train(model: &mut dyn Forward, setup: &Setup, mut recipe: Recipe) {
             Err(e) => super::fail(&format!("cannot save the weights: {e}")),
         }
     }
-    println!("test accuracy: {:.2}%", 100.0 * test_correct as f64 / data.test.len() as f64);
-    wgrad::profile::print_report(); // the per-kernel table on stderr when WGRAD_PROFILE is set
+    test_correct as f64 / data.test.len() as f64
 }

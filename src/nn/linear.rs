@@ -84,7 +84,8 @@ impl Module for Linear {
             "Linear(in_features={}, out_features={}, bias={}{activation})",
             self.weight.dim(1),
             self.weight.dim(0),
-            self.bias.is_some()
+            // Python's bool, as PyTorch prints it.
+            if self.bias.is_some() { "True" } else { "False" }
         )
     }
 }
