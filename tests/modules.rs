@@ -140,11 +140,10 @@ fn derive_sets_modes_and_describes_as_pytorch() {
     let text = model.describe();
     let expected = "TwoInput(\n  (conv): Conv2d(1, 3, kernel_size=(3, 3), stride=(1, 1))\n  (bn): BatchNorm2d(3, eps=1e-05, \
                     momentum=0.1, affine=True, track_running_stats=True)\n  (side): Linear(in_features=2, out_features=3, \
-                    bias=True)\n  (blocks): ModuleList(\n    (0): Block(\n      (fc): Linear(in_features=6, out_features=6, \
-                    bias=True)\n      (norm): LayerNorm((6,), eps=1e-05, elementwise_affine=True)\n    )\n    (1): Block(\n      \
-                    (fc): Linear(in_features=6, out_features=6, bias=True)\n      (norm): LayerNorm((6,), eps=1e-05, \
-                    elementwise_affine=True)\n    )\n  )\n  (head): Sequential(\n    (fc): Linear(in_features=6, \
-                    out_features=4, bias=True)\n  )\n  (dropout): Dropout(p=0.25)\n)";
+                    bias=True)\n  (blocks): ModuleList(\n    (0-1): 2 x Block(\n      (fc): Linear(in_features=6, \
+                    out_features=6, bias=True)\n      (norm): LayerNorm((6,), eps=1e-05, elementwise_affine=True)\n    )\n  )\n  \
+                    (head): Sequential(\n    (fc): Linear(in_features=6, out_features=4, bias=True)\n  )\n  (dropout): \
+                    Dropout(p=0.25)\n)";
     assert_eq!(text, expected);
 }
 
@@ -255,7 +254,11 @@ fn module_list_names_by_index() {
     assert_eq!(list.len(), 3);
     assert_eq!(names(list.named_parameters())[4..], ["2.weight", "2.bias"]);
     assert_eq!(list[2].weight.shape(), &[1, 2]);
-    assert!(list.describe().starts_with("ModuleList(\n  (0): Linear(in_features=2"));
+    assert_eq!(
+        list.describe(),
+        "ModuleList(\n  (0-1): 2 x Linear(in_features=2, out_features=2, bias=True)\n  (2): Linear(in_features=2, \
+         out_features=1, bias=True)\n)"
+    );
     assert_eq!(ModuleList::<nn::Linear>::new().describe(), "ModuleList()");
 }
 

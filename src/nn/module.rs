@@ -400,7 +400,7 @@ impl<T: ModuleField> ModuleField for Vec<T> {
             item.describe_field(&i.to_string(), &mut items);
         }
         if !items.is_empty() {
-            out.push((name.to_string(), describe_children("ModuleList", &items)));
+            out.push((name.to_string(), describe_list(&items)));
         }
     }
 }
@@ -479,6 +479,32 @@ pub fn describe_children(type_name: &str, children: &[(String, String)]) -> Stri
     }
     s.push(')');
     s
+}
+
+/// PyTorch's repr of a `ModuleList`: children in order, with a run of consecutive equal
+/// descriptions printed once as `(0-3): 4 x Block(...)`.
+pub(crate) fn describe_list(children: &[(String, String)]) -> String {
+    let mut runs: Vec<(String, String, usize, &str)> = Vec::new(); // first, last, count, text
+    for (name, text) in children {
+        match runs.last_mut() {
+            Some((_, last, count, run_text)) if *run_text == text.as_str() => {
+                *last = name.clone();
+                *count += 1;
+            }
+            _ => runs.push((name.clone(), name.clone(), 1, text)),
+        }
+    }
+    let grouped: Vec<(String, String)> = runs
+        .into_iter()
+        .map(|(first, last, count, text)| {
+            if count == 1 {
+                (first, text.to_string())
+            } else {
+                (format!("{first}-{last}"), format!("{count} x {text}"))
+            }
+        })
+        .collect();
+    describe_children("ModuleList", &grouped)
 }
 
 /// A boxed module is a module, so `Box<dyn Forward>` children and fields work.

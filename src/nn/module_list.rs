@@ -1,6 +1,7 @@
 //! A list of modules, as `torch.nn.ModuleList`.
 
-use super::{describe_children, Module, Visitor, VisitorMut};
+use super::module::describe_list;
+use super::{Module, Visitor, VisitorMut};
 
 /// Modules held in a list and named by index (`0.weight`, `1.bias`), as
 /// `torch.nn.ModuleList`: the blocks of a network that its own forward method runs in
@@ -18,6 +19,8 @@ use super::{describe_children, Module, Visitor, VisitorMut};
 ///     x = block.forward(&x).relu();
 /// }
 /// assert_eq!(blocks.named_parameters()[2].0, "1.weight");
+/// // Printed as PyTorch prints a list of equal blocks:
+/// assert_eq!(blocks.describe(), "ModuleList(\n  (0-2): 3 x Linear(in_features=4, out_features=4, bias=True)\n)");
 /// ```
 pub struct ModuleList<M: Module = Box<dyn Module>> {
     modules: Vec<M>,
@@ -119,6 +122,6 @@ impl<M: Module> Module for ModuleList<M> {
     fn describe(&self) -> String {
         let children: Vec<(String, String)> =
             self.modules.iter().enumerate().map(|(i, m)| (i.to_string(), m.describe())).collect();
-        describe_children("ModuleList", &children)
+        describe_list(&children)
     }
 }
