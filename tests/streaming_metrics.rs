@@ -47,7 +47,7 @@ fn multiclass_metrics() -> Vec<Box<dyn Metric>> {
         Box::new(Precision::multiclass()),
         Box::new(Recall::multiclass()),
         Box::new(F1::multiclass()),
-        Box::new(MeanLoss::new("loss", |o, t| loss::cross_entropy(o, t))),
+        Box::new(MeanLoss::new("loss", loss::cross_entropy)),
     ]
 }
 
@@ -165,7 +165,7 @@ fn mean_absolute_error_and_mean_loss_weight_by_elements_and_batch_size() {
         assert_close(&format!("{name} mae"), mae.compute(), 7.0 / 6.0, 1e-6);
         assert!(!mae.higher_is_better());
 
-        let mut mean = MeanLoss::new("loss", |o, t| loss::cross_entropy(o, t));
+        let mut mean = MeanLoss::new("loss", loss::cross_entropy);
         mean.record(&Tensor::scalar(0.5, &dev), 6);
         mean.record(&Tensor::from_slice(&[2.0f32], &[1], &dev), 2);
         assert_close(&format!("{name} mean loss"), mean.compute(), (6.0 * 0.5 + 2.0 * 2.0) / 8.0, 1e-6);

@@ -229,7 +229,7 @@ pub type LossFn = Box<dyn Fn(&Tensor, &Tensor) -> Tensor + Send + Sync>;
 /// use wgrad::metrics::{MeanLoss, Metric};
 /// use wgrad::{loss, Device, Tensor};
 /// let dev = Device::cpu();
-/// let mut val_loss = MeanLoss::new("val_loss", |logits, labels| loss::cross_entropy(logits, labels));
+/// let mut val_loss = MeanLoss::new("val_loss", loss::cross_entropy);
 /// val_loss.record(&Tensor::scalar(1.0, &dev), 3); // a batch of 3 with mean loss 1.0
 /// val_loss.record(&Tensor::scalar(3.0, &dev), 1); // a batch of 1 with mean loss 3.0
 /// assert_eq!(val_loss.compute(), 1.5); // (3 * 1.0 + 1 * 3.0) / 4
