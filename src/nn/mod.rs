@@ -36,6 +36,7 @@ mod pool;
 mod rnn;
 mod sequential;
 pub(crate) mod state_dict;
+mod summary;
 
 pub use activation::{Elu, Flatten, Gelu as GELU, LeakyReLU, LogSoftmax, ReLU, SiLU, Sigmoid, Softmax, Softplus, Tanh};
 pub use attention::MultiheadAttention;
@@ -53,6 +54,7 @@ pub use pool::{AdaptiveAvgPool2d, AvgPool2d, MaxPool2d};
 pub use rnn::{RnnNonlinearity, RnnOptions, GRU, LSTM, RNN};
 pub use sequential::Sequential;
 pub use state_dict::{LoadReport, StateDict};
+pub use summary::{summary, summary_with, LayerSummary, Summary};
 /// Implements [`Module`](trait@Module) for a struct from its fields.
 ///
 /// Each field is registered under its name: a module (any layer, a `Sequential`, another

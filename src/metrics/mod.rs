@@ -1,6 +1,30 @@
-//! Classification metrics: accuracy and a confusion matrix with precision, recall and F1.
+//! Metrics: streaming [`Metric`]s a training loop updates batch by batch on the device,
+//! and host-side helpers: accuracy and a confusion matrix with precision, recall and F1.
 //!
-//! Everything counts on the host, over `i32` class indices in slices; the functions that
+//! # Streaming metrics
+//!
+//! [`Metric`] is `update` / `compute` / `reset`, as torchmetrics (Keras' `update_state` /
+//! `result` / `reset_state`): [`MeanLoss`], [`Accuracy`], [`TopKAccuracy`],
+//! [`BinaryAccuracy`], [`Precision`], [`Recall`], [`F1`] and [`MeanAbsoluteError`].
+//!
+//! On a GPU, `update` never waits for the device: each metric turns a batch into a small
+//! tensor of sums (correct predictions, per-class true positives, absolute errors) with
+//! ordinary tensor ops and adds it to a running sum that stays on the device; only
+//! `compute` reads back, once. A loop that updates every step and computes once per epoch
+//! adds no synchronisation. Counts are summed in `f32`, exact up to 2^24: before a count
+//! could pass that, `update` folds the running sum into an `f64` on the host (one
+//! read-back per 16.7 million samples). Sums of real values (losses, absolute errors) are
+//! `f32` sums, as torchmetrics and Keras keep them. A label outside `0..num_classes`
+//! panics on the CPU, naming the metric; on a GPU, where a kernel cannot raise, it makes
+//! `compute` return NaN.
+//!
+//! The macro averages of [`Precision`], [`Recall`] and [`F1`] follow torchmetrics (and
+//! scikit-learn's default labels): classes that were neither present nor predicted are
+//! left out of the mean. [`ConfusionMatrix`]'s macro averages, below, take every class.
+//!
+//! # Host-side helpers
+//!
+//! The helpers count on the host, over `i32` class indices in slices; the functions that
 //! take [`Tensor`]s reduce logits to predicted classes on the tensor's device
 //! (`argmax(-1)`) and read back only those indices, one `i32` per sample. Counting a few
 //! thousand integers is not worth a kernel, and host counts are exact at any size.
@@ -22,9 +46,15 @@
 //! assert_eq!(cm.precision(2), 0.0); // class 2 was never predicted
 //! ```
 
+mod streaming;
+
 use std::fmt::{self, Write};
 
 use crate::tensor::Tensor;
+
+pub use streaming::{
+    Accuracy, BinaryAccuracy, LossFn, MeanAbsoluteError, MeanLoss, Metric, Precision, Recall, TopKAccuracy, F1,
+};
 
 /// How many predictions equal their labels. Panics when the lengths differ.
 pub fn count_correct(predictions: &[i32], labels: &[i32]) -> usize {
