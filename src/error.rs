@@ -75,6 +75,10 @@ pub enum Error {
     /// names the module has.
     #[error("{0}")]
     NotInModule(String),
+    /// A training run that cannot go on: an empty loader, a callback monitoring a value no
+    /// metric produces. The message names the op and what is wrong.
+    #[error("{0}")]
+    Training(String),
 }
 
 /// A `Result` whose error is wgrad's [`Error`].

@@ -55,6 +55,7 @@ mod random;
 mod storage;
 mod tensor;
 pub mod testing;
+pub mod train;
 
 pub use autograd::{no_grad, Gradients, NoGradGuard, TensorId};
 pub use device::{list_adapters, Device};

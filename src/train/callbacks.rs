@@ -1,0 +1,272 @@
+//! Callbacks: code that runs at fixed points of [`super::Trainer::fit`], as Keras'
+//! callbacks, and the ones every training run wants.
+
+use std::path::PathBuf;
+
+use super::{Context, Logs};
+use crate::nn::StateDict;
+use crate::optim::scheduler::{self, PlateauMode};
+use crate::{checkpoint, Error, Result};
+
+/// Hooks into [`super::Trainer::fit`]. Every method has a default that does nothing, so a
+/// callback implements the ones it needs; an `Err` stops training and is returned by
+/// `fit`.
+pub trait Callback {
+    fn on_train_begin(&mut self, _ctx: &mut Context<'_>) -> Result<()> {
+        Ok(())
+    }
+    /// After each epoch's training and validation, with the epoch's values; a callback may
+    /// add values (they go into the history) or set `ctx.stop`.
+    fn on_epoch_end(&mut self, _ctx: &mut Context<'_>, _logs: &mut Logs) -> Result<()> {
+        Ok(())
+    }
+    fn on_train_end(&mut self, _ctx: &mut Context<'_>) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Which direction of a monitored value is better.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Monitor {
+    /// Lower is better (a loss, an error).
+    Min,
+    /// Higher is better (an accuracy).
+    Max,
+    /// `Max` for names containing `acc`, `precision`, `recall` or `f1`, else `Min`, as Keras
+    /// decides.
+    Auto,
+}
+
+impl Monitor {
+    fn resolve(self, name: &str) -> Monitor {
+        match self {
+            Monitor::Auto if ["acc", "precision", "recall", "f1"].iter().any(|k| name.contains(k)) => Monitor::Max,
+            Monitor::Auto => Monitor::Min,
+            m => m,
+        }
+    }
+
+    /// True when `value` improves on `best` by more than `min_delta`.
+    fn improves(self, value: f64, best: Option<f64>, min_delta: f64) -> bool {
+        match (self, best) {
+            (_, None) => !value.is_nan(),
+            (Monitor::Max, Some(best)) => value > best + min_delta,
+            (_, Some(best)) => value < best - min_delta,
+        }
+    }
+}
+
+/// The value a callback monitors, or an error naming it and the values there are.
+fn monitored(logs: &Logs, name: &str, who: &str) -> Result<f64> {
+    logs.get(name).copied().ok_or_else(|| {
+        Error::Training(format!(
+            "{who}: no value named '{name}' this epoch; the values are: {}",
+            logs.keys().cloned().collect::<Vec<_>>().join(", ")
+        ))
+    })
+}
+
+/// Stops training when a monitored value has not improved for `patience` epochs, as
+/// Keras' `EarlyStopping`; with `restore_best_weights`, puts back the model's state of the
+/// best epoch when training ends.
+pub struct EarlyStopping {
+    monitor: String,
+    mode: Monitor,
+    patience: usize,
+    min_delta: f64,
+    restore_best_weights: bool,
+    best: Option<f64>,
+    best_epoch: usize,
+    best_state: Option<StateDict>,
+    wait: usize,
+    stopped_epoch: Option<usize>,
+}
+
+impl EarlyStopping {
+    /// Watches `monitor` (`"val_loss"`, `"val_accuracy"`, ...) with patience 0, min delta 0,
+    /// the direction from its name, and the last weights kept.
+    pub fn new(monitor: &str) -> EarlyStopping {
+        EarlyStopping {
+            monitor: monitor.to_string(),
+            mode: Monitor::Auto,
+            patience: 0,
+            min_delta: 0.0,
+            restore_best_weights: false,
+            best: None,
+            best_epoch: 0,
+            best_state: None,
+            wait: 0,
+            stopped_epoch: None,
+        }
+    }
+    pub fn mode(mut self, mode: Monitor) -> EarlyStopping {
+        self.mode = mode;
+        self
+    }
+    /// Epochs without improvement to wait before stopping.
+    pub fn patience(mut self, patience: usize) -> EarlyStopping {
+        self.patience = patience;
+        self
+    }
+    /// The smallest change that counts as an improvement.
+    pub fn min_delta(mut self, min_delta: f64) -> EarlyStopping {
+        assert!(min_delta >= 0.0, "EarlyStopping: min_delta must be non-negative, got {min_delta}");
+        self.min_delta = min_delta;
+        self
+    }
+    /// Restores the model's parameters and buffers of the best epoch at the end (a copy of
+    /// them is kept on their device whenever the monitored value improves).
+    pub fn restore_best_weights(mut self, restore: bool) -> EarlyStopping {
+        self.restore_best_weights = restore;
+        self
+    }
+    /// The epoch (counting from 0) after which training stopped, if it did.
+    pub fn stopped_epoch(&self) -> Option<usize> {
+        self.stopped_epoch
+    }
+    /// The best value seen and its epoch.
+    pub fn best(&self) -> Option<(f64, usize)> {
+        self.best.map(|b| (b, self.best_epoch))
+    }
+}
+
+impl Callback for EarlyStopping {
+    fn on_train_begin(&mut self, _ctx: &mut Context<'_>) -> Result<()> {
+        (self.best, self.best_state, self.wait, self.stopped_epoch) = (None, None, 0, None);
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
+        let value = monitored(logs, &self.monitor, "EarlyStopping")?;
+        let mode = self.mode.resolve(&self.monitor);
+        if mode.improves(value, self.best, self.min_delta) {
+            self.best = Some(value);
+            self.best_epoch = ctx.epoch;
+            self.wait = 0;
+            if self.restore_best_weights {
+                self.best_state =
+                    Some(ctx.model.state_dict().iter().map(|(n, t)| (n.to_string(), t.snapshot())).collect());
+            }
+        } else {
+            self.wait += 1;
+            if self.wait > self.patience {
+                self.stopped_epoch = Some(ctx.epoch);
+                ctx.stop = true;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_train_end(&mut self, ctx: &mut Context<'_>) -> Result<()> {
+        if let Some(state) = &self.best_state {
+            ctx.model.load_state_dict(state, true)?;
+        }
+        Ok(())
+    }
+}
+
+/// Saves the model (`checkpoint::save`, an atomic write: a failed write leaves the
+/// previous file intact) after every epoch, or only when a monitored value improves, as
+/// Keras' `ModelCheckpoint`.
+pub struct ModelCheckpoint {
+    path: PathBuf,
+    monitor: Option<(String, Monitor)>,
+    best: Option<f64>,
+}
+
+impl ModelCheckpoint {
+    /// Saves the last epoch's model to `path` after every epoch.
+    pub fn last(path: impl Into<PathBuf>) -> ModelCheckpoint {
+        ModelCheckpoint { path: path.into(), monitor: None, best: None }
+    }
+    /// Saves to `path` whenever `monitor` improves (direction from its name, as
+    /// [`Monitor::Auto`]).
+    pub fn best(path: impl Into<PathBuf>, monitor: &str) -> ModelCheckpoint {
+        ModelCheckpoint { path: path.into(), monitor: Some((monitor.to_string(), Monitor::Auto)), best: None }
+    }
+    pub fn mode(mut self, mode: Monitor) -> ModelCheckpoint {
+        if let Some((_, m)) = &mut self.monitor {
+            *m = mode;
+        }
+        self
+    }
+}
+
+impl Callback for ModelCheckpoint {
+    fn on_train_begin(&mut self, _ctx: &mut Context<'_>) -> Result<()> {
+        self.best = None;
+        Ok(())
+    }
+
+    fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
+        if let Some((name, mode)) = &self.monitor {
+            let value = monitored(logs, name, "ModelCheckpoint")?;
+            if !mode.resolve(name).improves(value, self.best, 0.0) {
+                return Ok(());
+            }
+            self.best = Some(value);
+        }
+        checkpoint::save(ctx.model, &self.path)
+    }
+}
+
+/// Writes the history as CSV (`History::to_csv`) after every epoch, replacing the file
+/// atomically, as Keras' `CSVLogger`.
+pub struct CsvLogger {
+    path: PathBuf,
+}
+
+impl CsvLogger {
+    pub fn new(path: impl Into<PathBuf>) -> CsvLogger {
+        CsvLogger { path: path.into() }
+    }
+}
+
+impl Callback for CsvLogger {
+    fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
+        let mut history = ctx.history.clone();
+        history.push(logs);
+        checkpoint::write_atomically(&self.path, history.to_csv().as_bytes())
+    }
+}
+
+/// Logs each parameter group's rate for the next epoch as `lr_group{i}` (the first group's
+/// is always logged as `lr`).
+#[derive(Default)]
+pub struct LrLogger;
+
+impl Callback for LrLogger {
+    fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
+        for g in 0..ctx.optimizer.num_groups() {
+            logs.insert(format!("lr_group{g}"), ctx.optimizer.group_lr(g) as f64);
+        }
+        Ok(())
+    }
+}
+
+/// Lowers every parameter group's rate when a monitored value stops improving
+/// ([`scheduler::ReduceLrOnPlateau`], hooked to a value of the epoch's logs).
+pub struct ReduceLrOnPlateau {
+    monitor: String,
+    schedule: scheduler::ReduceLrOnPlateau,
+}
+
+impl ReduceLrOnPlateau {
+    /// Watches `monitor` with `schedule`, whose mode should match it (`Min` for a loss).
+    pub fn new(monitor: &str, schedule: scheduler::ReduceLrOnPlateau) -> ReduceLrOnPlateau {
+        ReduceLrOnPlateau { monitor: monitor.to_string(), schedule }
+    }
+    /// PyTorch's defaults (factor 0.1, patience 10) on a loss.
+    pub fn on_loss(monitor: &str, base_lr: f32) -> ReduceLrOnPlateau {
+        ReduceLrOnPlateau::new(monitor, scheduler::ReduceLrOnPlateau::new(base_lr, PlateauMode::Min))
+    }
+}
+
+impl Callback for ReduceLrOnPlateau {
+    fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
+        let value = monitored(logs, &self.monitor, "ReduceLrOnPlateau")?;
+        self.schedule.step_with(value);
+        self.schedule.apply(&mut *ctx.optimizer);
+        Ok(())
+    }
+}

@@ -1,0 +1,498 @@
+//! A training loop in the library, as Keras' `fit` and PyTorch Lightning's `Trainer`:
+//! [`Trainer::fit`] trains a model for some epochs over a [`Loader`], with an optional
+//! validation loader, metrics ([`crate::metrics::Metric`]), a learning-rate schedule,
+//! gradient clipping and accumulation, and [`Callback`]s (early stopping, checkpoints, a
+//! CSV history, learning-rate logging, reduce-on-plateau), and returns the [`History`] of
+//! every value per epoch. [`Trainer::evaluate`] and [`Trainer::predict`] run a loader
+//! without recording a graph.
+//!
+//! On a GPU an epoch never waits for the device except to report: the loss of each batch
+//! is added to a running sum on the device, and metrics keep their sums there too; both
+//! are read once per progress refresh (every [`Trainer::refresh_every`] batches) and at
+//! the end of the epoch.
+//!
+//! ```
+//! use wgrad::metrics::Accuracy;
+//! use wgrad::nn::{self, Module};
+//! use wgrad::optim::Adam;
+//! use wgrad::train::{EarlyStopping, Trainer};
+//! use wgrad::data::{DataLoader, InMemoryDataset};
+//! use wgrad::{loss, Device};
+//!
+//! let dev = Device::cpu();
+//! // Two separable blobs: x > 0 is class 1.
+//! let xs: Vec<f32> = (0..64).map(|i| (i as f32 - 31.5) / 8.0).collect();
+//! let labels: Vec<i32> = xs.iter().map(|&x| (x > 0.0) as i32).collect();
+//! let data = InMemoryDataset::new(xs, &[1], labels);
+//! let (train, val) = (DataLoader::new(&data, 16).shuffle(0), DataLoader::new(&data, 64));
+//!
+//! let mut model = nn::Sequential::new().add(nn::Linear::new(1, 2, &dev));
+//! let mut trainer = Trainer::new(Adam::new(model.parameters(), 0.1), loss::cross_entropy)
+//!     .metric(Accuracy::new())
+//!     .callback(EarlyStopping::new("val_loss").patience(3))
+//!     .quiet(true);
+//! let history = trainer.fit(&mut model, &train, Some(&val), 20, &dev)?;
+//! assert!(history.last("val_accuracy").unwrap() > 0.9);
+//! # Ok::<(), wgrad::Error>(())
+//! ```
+
+mod callbacks;
+
+pub use callbacks::{Callback, CsvLogger, EarlyStopping, LrLogger, ModelCheckpoint, Monitor, ReduceLrOnPlateau};
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::autograd::{no_grad, Gradients};
+use crate::data::{DataLoader, Dataset};
+use crate::metrics::Metric;
+use crate::nn::{Forward, Module};
+use crate::optim::clip::clip_grad_norm;
+use crate::optim::scheduler::LrScheduler;
+use crate::optim::Optimizer;
+use crate::{Device, Error, Result, Tensor};
+
+/// What a trainer reads batches from: `(inputs, targets)` device tensors, an epoch at a
+/// time, the order of an epoch fixed by its number (so a resumed run sees the batches an
+/// uninterrupted one would have).
+pub trait Loader {
+    /// Batches per epoch.
+    fn num_batches(&self) -> usize;
+    /// The batches of epoch `epoch`, on `device`.
+    fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>;
+}
+
+impl<D: Dataset> Loader for DataLoader<D> {
+    fn num_batches(&self) -> usize {
+        DataLoader::num_batches(self)
+    }
+    fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a> {
+        Box::new(self.batches(epoch, device))
+    }
+}
+
+/// The values of one epoch by name: `loss` and each metric on the training data,
+/// `val_loss` and `val_<metric>` on the validation data, `lr`, and whatever callbacks add.
+pub type Logs = BTreeMap<String, f64>;
+
+/// Every value of every epoch, by name, as Keras' `History.history`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct History {
+    values: BTreeMap<String, Vec<f64>>,
+    epochs: usize,
+}
+
+impl History {
+    /// The values of `name`, one per epoch (an epoch that did not log it is NaN).
+    pub fn get(&self, name: &str) -> Option<&[f64]> {
+        self.values.get(name).map(Vec::as_slice)
+    }
+
+    /// The value of `name` in the last epoch.
+    pub fn last(&self, name: &str) -> Option<f64> {
+        self.get(name).and_then(|v| v.last().copied())
+    }
+
+    /// The names logged, in alphabetical order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.values.keys().map(String::as_str)
+    }
+
+    /// Epochs recorded.
+    pub fn epochs(&self) -> usize {
+        self.epochs
+    }
+
+    /// Appends one epoch's logs.
+    pub fn push(&mut self, logs: &Logs) {
+        for (name, &value) in logs {
+            let column = self.values.entry(name.clone()).or_insert_with(|| vec![f64::NAN; self.epochs]);
+            column.push(value);
+        }
+        self.epochs += 1;
+        for column in self.values.values_mut() {
+            column.resize(self.epochs, f64::NAN);
+        }
+    }
+
+    /// The history as CSV: a header `epoch,<names...>` and one row per epoch (epochs
+    /// counted from 1), each value as Rust's shortest round-trip decimal.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from("epoch");
+        for name in self.values.keys() {
+            out.push(',');
+            out.push_str(name);
+        }
+        out.push('\n');
+        for epoch in 0..self.epochs {
+            out.push_str(&(epoch + 1).to_string());
+            for column in self.values.values() {
+                out.push(',');
+                out.push_str(&column[epoch].to_string());
+            }
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// When a [`Trainer`]'s scheduler steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StepEvery {
+    Epoch,
+    Batch,
+}
+
+/// What a callback sees: the model, the optimizer, where training is, the history so far,
+/// and a flag that stops training at the end of the epoch.
+pub struct Context<'a> {
+    pub model: &'a dyn Module,
+    pub optimizer: &'a mut dyn Optimizer,
+    /// The epoch running or just finished, counting from 0.
+    pub epoch: usize,
+    /// Epochs `fit` was asked for.
+    pub epochs: usize,
+    /// Optimizer steps taken since `fit` began.
+    pub step: u64,
+    pub history: &'a History,
+    /// Set to stop after the current epoch (Keras' `model.stop_training`).
+    pub stop: bool,
+}
+
+/// A loss of `(outputs, targets)`: a scalar.
+type Loss = Box<dyn Fn(&Tensor, &Tensor) -> Tensor>;
+
+/// Trains models: an optimizer, a loss, and what goes around the steps.
+pub struct Trainer {
+    optimizer: Box<dyn Optimizer>,
+    loss: Loss,
+    scheduler: Option<(Box<dyn LrScheduler>, StepEvery)>,
+    metrics: Vec<Box<dyn Metric>>,
+    callbacks: Vec<Box<dyn Callback>>,
+    clip_grad_norm: Option<f32>,
+    accumulate: usize,
+    refresh_every: usize,
+    quiet: bool,
+    step: u64,
+}
+
+impl Trainer {
+    /// A trainer stepping `optimizer` (built over the model's parameters) on
+    /// `loss(outputs, targets)`, a scalar (any of `wgrad::loss`' functions with the mean
+    /// reduction).
+    pub fn new(optimizer: impl Optimizer + 'static, loss: impl Fn(&Tensor, &Tensor) -> Tensor + 'static) -> Trainer {
+        Trainer {
+            optimizer: Box::new(optimizer),
+            loss: Box::new(loss),
+            scheduler: None,
+            metrics: Vec::new(),
+            callbacks: Vec::new(),
+            clip_grad_norm: None,
+            accumulate: 1,
+            refresh_every: 20,
+            quiet: false,
+            step: 0,
+        }
+    }
+
+    /// A metric computed on the training data (`name`) and the validation data
+    /// (`val_name`) every epoch.
+    pub fn metric(mut self, metric: impl Metric + 'static) -> Trainer {
+        self.metrics.push(Box::new(metric));
+        self
+    }
+
+    pub fn callback(mut self, callback: impl Callback + 'static) -> Trainer {
+        self.callbacks.push(Box::new(callback));
+        self
+    }
+
+    /// A schedule whose rate is applied to every parameter group
+    /// ([`LrScheduler::apply`]) before the first step and after each epoch or batch.
+    pub fn scheduler(mut self, scheduler: impl LrScheduler + 'static, every: StepEvery) -> Trainer {
+        self.scheduler = Some((Box::new(scheduler), every));
+        self
+    }
+
+    /// Rescales the gradients to at most this global L2 norm before each step.
+    pub fn clip_grad_norm(mut self, max_norm: f32) -> Trainer {
+        assert!(max_norm > 0.0, "Trainer: clip_grad_norm must be positive, got {max_norm}");
+        self.clip_grad_norm = Some(max_norm);
+        self
+    }
+
+    /// Sums the gradients of `batches` consecutive batches (each loss divided by
+    /// `batches`) before each optimizer step, for an effective batch `batches` times
+    /// larger; a last incomplete group of an epoch still steps.
+    pub fn accumulate(mut self, batches: usize) -> Trainer {
+        assert!(batches >= 1, "Trainer: accumulate must be at least 1");
+        self.accumulate = batches;
+        self
+    }
+
+    /// How often (in batches) the running loss is read back to refresh the progress bar:
+    /// the only times an epoch waits for the device.
+    pub fn refresh_every(mut self, batches: usize) -> Trainer {
+        assert!(batches >= 1, "Trainer: refresh_every must be at least 1");
+        self.refresh_every = batches;
+        self
+    }
+
+    /// No progress bar and no epoch lines (for logs and tests).
+    pub fn quiet(mut self, quiet: bool) -> Trainer {
+        self.quiet = quiet;
+        self
+    }
+
+    /// The optimizer, to read its rates or save its state.
+    pub fn optimizer(&self) -> &dyn Optimizer {
+        &*self.optimizer
+    }
+
+    /// Trains `model` for `epochs` epochs of `train`, evaluating on `validation` after
+    /// each, and returns every epoch's values. Callbacks may stop it early. An empty
+    /// loader, and a callback that monitors a value no metric produces, are errors, as are
+    /// a callback's failures (a checkpoint that cannot be written).
+    pub fn fit(
+        &mut self,
+        model: &mut dyn Forward,
+        train: &dyn Loader,
+        validation: Option<&dyn Loader>,
+        epochs: usize,
+        device: &Device,
+    ) -> Result<History> {
+        if train.num_batches() == 0 {
+            return Err(Error::Training("fit: the training loader has no batches".into()));
+        }
+        if validation.is_some_and(|v| v.num_batches() == 0) {
+            return Err(Error::Training("fit: the validation loader has no batches".into()));
+        }
+        let params = model.parameters();
+        let mut history = History::default();
+        if let Some((scheduler, _)) = &self.scheduler {
+            scheduler.apply(&mut *self.optimizer);
+        }
+        let mut callbacks = std::mem::take(&mut self.callbacks);
+        let result = (|| {
+            let mut ctx = self.context(model, 0, epochs, &history);
+            for c in &mut callbacks {
+                c.on_train_begin(&mut ctx)?;
+            }
+            for epoch in 0..epochs {
+                let started = Instant::now();
+                let mut logs = self.train_epoch(model, &params, train, epoch, epochs, device)?;
+                if let Some(validation) = validation {
+                    for (name, value) in self.run_evaluation(model, validation, device) {
+                        logs.insert(format!("val_{name}"), value);
+                    }
+                }
+                if let Some((scheduler, StepEvery::Epoch)) = &mut self.scheduler {
+                    scheduler.step();
+                    scheduler.apply(&mut *self.optimizer);
+                }
+                let mut ctx = self.context(model, epoch, epochs, &history);
+                for c in &mut callbacks {
+                    c.on_epoch_end(&mut ctx, &mut logs)?;
+                }
+                let stop = ctx.stop;
+                history.push(&logs);
+                if !self.quiet {
+                    println!("{}", epoch_line(epoch, epochs, &logs, started.elapsed().as_secs_f64()));
+                }
+                if stop {
+                    break;
+                }
+            }
+            let mut ctx = self.context(model, history.epochs().saturating_sub(1), epochs, &history);
+            for c in &mut callbacks {
+                c.on_train_end(&mut ctx)?;
+            }
+            Ok(())
+        })();
+        self.callbacks = callbacks;
+        result.map(|()| history)
+    }
+
+    fn context<'a>(
+        &'a mut self,
+        model: &'a dyn Forward,
+        epoch: usize,
+        epochs: usize,
+        history: &'a History,
+    ) -> Context<'a> {
+        Context {
+            model: model as &dyn Module,
+            optimizer: &mut *self.optimizer,
+            epoch,
+            epochs,
+            step: self.step,
+            history,
+            stop: false,
+        }
+    }
+
+    /// One epoch of training: the loss (mean over samples) and each metric.
+    fn train_epoch(
+        &mut self,
+        model: &mut dyn Forward,
+        params: &[Tensor],
+        train: &dyn Loader,
+        epoch: usize,
+        epochs: usize,
+        device: &Device,
+    ) -> Result<Logs> {
+        model.set_training(true);
+        for m in &mut self.metrics {
+            m.reset();
+        }
+        let batches = train.num_batches();
+        let bar = progress_bar(self.quiet, batches, epoch, epochs);
+        let mut loss_sum: Option<Tensor> = None;
+        let mut samples = 0usize;
+        let mut pending: Option<Gradients> = None;
+        let mut in_group = 0;
+        for (index, (inputs, targets)) in train.batches_of_epoch(epoch as u64, device).enumerate() {
+            let outputs = model.forward(&inputs);
+            let loss = (self.loss)(&outputs, &targets);
+            assert_eq!(loss.numel(), 1, "Trainer: the loss must be a scalar, got shape {:?}", loss.shape());
+            let n = targets.dim(0);
+            samples += n;
+            let weighted = loss.detach().mul_scalar(n as f32);
+            loss_sum = Some(match loss_sum {
+                Some(sum) => sum.add(&weighted),
+                None => weighted,
+            });
+            for m in &mut self.metrics {
+                m.update(&outputs.detach(), &targets);
+            }
+            let scaled = if self.accumulate > 1 { loss.mul_scalar(1.0 / self.accumulate as f32) } else { loss };
+            let grads = scaled.backward();
+            pending = Some(match pending {
+                None => grads,
+                Some(mut sum) => {
+                    add_gradients(&mut sum, grads, params);
+                    sum
+                }
+            });
+            in_group += 1;
+            if in_group == self.accumulate || index + 1 == batches {
+                let mut grads = pending.take().expect("a batch was added");
+                if let Some(max_norm) = self.clip_grad_norm {
+                    clip_grad_norm(&mut grads, params, max_norm, 2.0);
+                }
+                self.optimizer.step(&grads);
+                self.step += 1;
+                in_group = 0;
+                if let Some((scheduler, StepEvery::Batch)) = &mut self.scheduler {
+                    scheduler.step();
+                    scheduler.apply(&mut *self.optimizer);
+                }
+            }
+            if (index + 1) % self.refresh_every == 0 {
+                if let (Some(bar), Some(sum)) = (&bar, &loss_sum) {
+                    bar.set_message(format!("{:.4}", sum.item() as f64 / samples as f64));
+                }
+            }
+            if let Some(bar) = &bar {
+                bar.inc(1);
+            }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        let mut logs = Logs::new();
+        let loss = loss_sum.map_or(f64::NAN, |s| s.item() as f64 / samples.max(1) as f64);
+        logs.insert("loss".into(), loss);
+        for m in &self.metrics {
+            logs.insert(m.name().to_string(), m.compute());
+        }
+        logs.insert("lr".into(), self.optimizer.lr() as f64);
+        Ok(logs)
+    }
+
+    /// The loss and each metric of `model` over `data`, in evaluation mode and without a
+    /// graph, by name (`loss`, `accuracy`, ...). The model is left in evaluation mode.
+    pub fn evaluate(&mut self, model: &mut dyn Forward, data: &dyn Loader, device: &Device) -> Result<Logs> {
+        if data.num_batches() == 0 {
+            return Err(Error::Training("evaluate: the loader has no batches".into()));
+        }
+        Ok(self.run_evaluation(model, data, device))
+    }
+
+    fn run_evaluation(&mut self, model: &mut dyn Forward, data: &dyn Loader, device: &Device) -> Logs {
+        model.set_training(false);
+        for m in &mut self.metrics {
+            m.reset();
+        }
+        let (mut loss_sum, mut samples) = (None::<Tensor>, 0usize);
+        no_grad(|| {
+            for (inputs, targets) in data.batches_of_epoch(0, device) {
+                let outputs = model.forward(&inputs);
+                let n = targets.dim(0);
+                samples += n;
+                let weighted = (self.loss)(&outputs, &targets).mul_scalar(n as f32);
+                loss_sum = Some(match loss_sum.take() {
+                    Some(sum) => sum.add(&weighted),
+                    None => weighted,
+                });
+                for m in &mut self.metrics {
+                    m.update(&outputs, &targets);
+                }
+            }
+        });
+        let mut logs = Logs::new();
+        logs.insert("loss".into(), loss_sum.map_or(f64::NAN, |s| s.item() as f64 / samples.max(1) as f64));
+        for m in &self.metrics {
+            logs.insert(m.name().to_string(), m.compute());
+        }
+        logs
+    }
+
+    /// The model's outputs for every batch of `data`, in order, as one tensor on `device`
+    /// (logits for a classifier; `.softmax(1)` gives probabilities), computed in evaluation
+    /// mode without a graph.
+    pub fn predict(model: &mut dyn Forward, data: &dyn Loader, device: &Device) -> Result<Tensor> {
+        if data.num_batches() == 0 {
+            return Err(Error::Training("predict: the loader has no batches".into()));
+        }
+        model.set_training(false);
+        let outputs: Vec<Tensor> =
+            no_grad(|| data.batches_of_epoch(0, device).map(|(inputs, _)| model.forward(&inputs)).collect());
+        Ok(Tensor::cat(&outputs, 0))
+    }
+}
+
+/// Adds `more` into `sum`, parameter by parameter.
+fn add_gradients(sum: &mut Gradients, mut more: Gradients, params: &[Tensor]) {
+    for p in params {
+        if let Some(g) = more.remove(p) {
+            let total = match sum.remove(p) {
+                Some(prev) => prev.add(&g),
+                None => g,
+            };
+            sum.insert(p, total);
+        }
+    }
+}
+
+fn progress_bar(quiet: bool, batches: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
+    if quiet {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::new(batches as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg} ({per_sec}, eta {eta})",
+        )
+        .expect("a valid template")
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{}/{epochs}", epoch + 1));
+    Some(bar)
+}
+
+/// `epoch 3/10: loss 0.1234, accuracy 0.9800, val_loss ..., lr 0.001 (2.5 s)`.
+fn epoch_line(epoch: usize, epochs: usize, logs: &Logs, secs: f64) -> String {
+    let values: Vec<String> = logs.iter().map(|(name, v)| format!("{name} {v:.4}")).collect();
+    format!("epoch {}/{epochs}: {} ({secs:.1} s)", epoch + 1, values.join(", "))
+}

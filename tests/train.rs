@@ -1,0 +1,211 @@
+//! The library's training loop, on the CPU and on the GPU: `fit` takes exactly the steps a
+//! hand-written loop takes, its history holds the right means, callbacks stop, restore,
+//! save and log, gradient accumulation equals a larger batch, and bad input is an error.
+
+mod common;
+
+use common::{dev_name, devices, TempDir};
+use wgrad::data::{DataLoader, InMemoryDataset};
+use wgrad::metrics::Accuracy;
+use wgrad::nn::{self, Forward, Module};
+use wgrad::optim::scheduler::StepLr;
+use wgrad::optim::{Adam, Optimizer, Sgd};
+use wgrad::train::{Callback, Context, CsvLogger, EarlyStopping, Logs, ModelCheckpoint, Monitor, StepEvery, Trainer};
+use wgrad::{checkpoint, loss, Device, Error, Tensor};
+
+/// 48 points of 3 features in 3 classes, the class a function of the features.
+fn data() -> InMemoryDataset {
+    let n = 48;
+    let features: Vec<f32> = (0..n * 3).map(|i| ((i * 37 % 101) as f32 / 50.0) - 1.0).collect();
+    let labels: Vec<i32> = features
+        .chunks(3)
+        .map(|f| {
+            if f[0] + f[1] > 0.3 {
+                2
+            } else if f[2] > 0.0 {
+                1
+            } else {
+                0
+            }
+        })
+        .collect();
+    InMemoryDataset::new(features, &[3], labels)
+}
+
+fn model(dev: &Device) -> nn::Sequential {
+    nn::Sequential::new()
+        .add(nn::Linear::with_seed(3, 8, true, 1, dev))
+        .add(nn::ReLU)
+        .add(nn::Linear::with_seed(8, 3, true, 2, dev))
+}
+
+fn values(model: &impl Module) -> Vec<Vec<f32>> {
+    model.parameters().iter().map(|p| p.to_vec::<f32>()).collect()
+}
+
+/// `fit` is the hand-written loop: the same parameters after the same steps, bit for bit,
+/// and the history's loss is the sample-weighted mean of the batch losses.
+#[test]
+fn fit_takes_the_steps_a_hand_written_loop_takes() {
+    let data = data();
+    for dev in devices("fit_takes_the_steps_a_hand_written_loop_takes") {
+        let loader = DataLoader::new(&data, 10).shuffle(3);
+        let mut fitted = model(&dev);
+        let mut trainer = Trainer::new(Adam::new(fitted.parameters(), 0.01), loss::cross_entropy)
+            .metric(Accuracy::new())
+            .scheduler(StepLr::new(0.01, 1, 0.5), StepEvery::Epoch)
+            .quiet(true);
+        let history = trainer.fit(&mut fitted, &loader, Some(&loader), 3, &dev).unwrap();
+
+        let by_hand = model(&dev);
+        let mut opt = Adam::new(by_hand.parameters(), 0.01);
+        let mut epoch_losses = Vec::new();
+        for epoch in 0..3 {
+            let (mut sum, mut n) = (0.0f64, 0usize);
+            for (x, y) in loader.batches(epoch, &dev) {
+                let loss = loss::cross_entropy(&by_hand.forward(&x), &y);
+                sum += loss.item() as f64 * y.dim(0) as f64;
+                n += y.dim(0);
+                opt.step(&loss.backward());
+            }
+            epoch_losses.push(sum / n as f64);
+            opt.set_lr(0.01 * 0.5f32.powi(epoch as i32 + 1));
+        }
+        assert_eq!(values(&fitted), values(&by_hand), "{}", dev_name(&dev));
+        let logged = history.get("loss").unwrap();
+        for (a, b) in logged.iter().zip(&epoch_losses) {
+            assert!((a - b).abs() < 1e-6 * b.abs().max(1.0), "{}: {logged:?} vs {epoch_losses:?}", dev_name(&dev));
+        }
+        assert_eq!(history.get("lr").unwrap(), [0.01f32 as f64, 0.005f32 as f64, 0.0025f32 as f64]);
+        assert_eq!(history.epochs(), 3);
+        let names: Vec<&str> = history.names().collect();
+        assert_eq!(names, ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]);
+        // Validation ran in evaluation mode on the final weights of each epoch.
+        let logits = wgrad::no_grad(|| fitted.forward(&Tensor::from_slice(data.features(), &[48, 3], &dev)));
+        let expected = wgrad::metrics::tensor_accuracy(&logits, &Tensor::from_slice(data.labels(), &[48], &dev));
+        assert!((history.last("val_accuracy").unwrap() - expected).abs() < 1e-12);
+    }
+}
+
+/// Puts a scripted value into each epoch's logs and records the model's state.
+struct Script {
+    scores: Vec<f64>,
+    states: Vec<Vec<Vec<f32>>>,
+}
+
+impl Callback for Script {
+    fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> wgrad::Result<()> {
+        logs.insert("score".into(), self.scores[ctx.epoch]);
+        self.states.push(ctx.model.parameters().iter().map(|p| p.to_vec::<f32>()).collect());
+        Ok(())
+    }
+}
+
+#[test]
+fn early_stopping_stops_after_its_patience_and_restores_the_best_weights() {
+    let data = data();
+    let dev = Device::cpu();
+    let loader = DataLoader::new(&data, 16);
+    let mut m = model(&dev);
+    let script = std::rc::Rc::new(std::cell::RefCell::new(Script {
+        scores: vec![0.1, 0.5, 0.9, 0.8, 0.7, 0.95, 0.99],
+        states: Vec::new(),
+    }));
+    struct Shared(std::rc::Rc<std::cell::RefCell<Script>>);
+    impl Callback for Shared {
+        fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> wgrad::Result<()> {
+            self.0.borrow_mut().on_epoch_end(ctx, logs)
+        }
+    }
+    let mut trainer = Trainer::new(Sgd::new(m.parameters(), 0.1), loss::cross_entropy)
+        .callback(Shared(script.clone()))
+        .callback(EarlyStopping::new("score").mode(Monitor::Max).patience(1).restore_best_weights(true))
+        .quiet(true);
+    let history = trainer.fit(&mut m, &loader, None, 7, &dev).unwrap();
+    // Best at epoch 2 (0.9); epochs 3 and 4 do not improve; patience 1 stops after epoch 4.
+    assert_eq!(history.epochs(), 5);
+    assert_eq!(history.get("score").unwrap(), [0.1, 0.5, 0.9, 0.8, 0.7]);
+    assert_eq!(values(&m), script.borrow().states[2], "the weights of the best epoch are back");
+    assert_ne!(script.borrow().states[4], script.borrow().states[2]);
+}
+
+#[test]
+fn checkpoints_and_csv_history_are_written() {
+    let data = data();
+    let dev = Device::cpu();
+    let dir = TempDir::new("train");
+    let (best, csv) = (dir.path("best.safetensors"), dir.path("history.csv"));
+    let loader = DataLoader::new(&data, 16);
+    let mut m = model(&dev);
+    let mut trainer = Trainer::new(Adam::new(m.parameters(), 0.05), loss::cross_entropy)
+        .callback(ModelCheckpoint::best(&best, "val_loss"))
+        .callback(CsvLogger::new(&csv))
+        .quiet(true);
+    let history = trainer.fit(&mut m, &loader, Some(&loader), 4, &dev).unwrap();
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "epoch,loss,lr,val_loss");
+    assert_eq!(lines.len(), 5);
+    assert_eq!(text, history.to_csv());
+    // The saved model is the one of the epoch with the lowest validation loss.
+    let val = history.get("val_loss").unwrap();
+    let best_epoch = (0..4).min_by(|&a, &b| val[a].total_cmp(&val[b])).unwrap();
+    let saved = model(&dev);
+    checkpoint::load(&saved, &best).unwrap();
+    let mut eval = Trainer::new(Sgd::new(saved.parameters(), 0.1), loss::cross_entropy);
+    let mut saved = saved;
+    let logs = eval.evaluate(&mut saved, &loader, &dev).unwrap();
+    assert!((logs["loss"] - val[best_epoch]).abs() < 1e-9, "{logs:?} vs {val:?}");
+}
+
+/// Summing the gradients of two batches of 8 (each loss halved) is one batch of 16.
+#[test]
+fn accumulating_gradients_equals_a_larger_batch() {
+    let data = data();
+    for dev in devices("accumulating_gradients_equals_a_larger_batch") {
+        let mut small = model(&dev);
+        let mut large = model(&dev);
+        let mut a = Trainer::new(Sgd::new(small.parameters(), 0.1), loss::cross_entropy).accumulate(2).quiet(true);
+        let mut b = Trainer::new(Sgd::new(large.parameters(), 0.1), loss::cross_entropy).quiet(true);
+        a.fit(&mut small, &DataLoader::new(&data, 8), None, 2, &dev).unwrap();
+        b.fit(&mut large, &DataLoader::new(&data, 16), None, 2, &dev).unwrap();
+        assert_eq!(a.optimizer().lr(), 0.1);
+        for (x, y) in values(&small).iter().zip(values(&large)) {
+            wgrad::testing::compare(x, &y, common::within(1e-6, 1e-5)).unwrap();
+        }
+    }
+}
+
+#[test]
+fn predict_returns_every_output_in_order() {
+    let data = data();
+    for dev in devices("predict_returns_every_output_in_order") {
+        let mut m = model(&dev);
+        let out = Trainer::predict(&mut m, &DataLoader::new(&data, 20), &dev).unwrap();
+        assert_eq!(out.shape(), &[48, 3]);
+        let all = m.forward(&Tensor::from_slice(data.features(), &[48, 3], &dev));
+        // Batches of 20 against one of 48: the GEMM blocks differently, so a few ulp.
+        wgrad::testing::compare(&out.to_vec::<f32>(), &all.to_vec::<f32>(), common::within(1e-6, 1e-6))
+            .unwrap_or_else(|e| panic!("{}: {e}", dev_name(&dev)));
+        assert!(!m.is_training());
+    }
+}
+
+#[test]
+fn bad_input_is_an_error() {
+    let data = data();
+    let empty = InMemoryDataset::new(Vec::new(), &[3], Vec::new());
+    let dev = Device::cpu();
+    let mut m = model(&dev);
+    let mut trainer = Trainer::new(Sgd::new(m.parameters(), 0.1), loss::cross_entropy)
+        .callback(EarlyStopping::new("val_acuracy"))
+        .quiet(true);
+    let err = trainer.fit(&mut m, &DataLoader::new(&empty, 4), None, 1, &dev).unwrap_err();
+    assert!(matches!(&err, Error::Training(m) if m == "fit: the training loader has no batches"), "{err}");
+    let loader = DataLoader::new(&data, 16);
+    let err = trainer.fit(&mut m, &loader, Some(&loader), 2, &dev).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "EarlyStopping: no value named 'val_acuracy' this epoch; the values are: loss, lr, val_loss"
+    );
+}
