@@ -79,6 +79,10 @@ pub enum Error {
     /// metric produces. The message names the op and what is wrong.
     #[error("{0}")]
     Training(String),
+    /// Training stopped by Ctrl-C (or `train::interrupt`) after writing a resumable
+    /// checkpoint; the message says where it is and how to resume.
+    #[error("{0}")]
+    Interrupted(String),
 }
 
 /// A `Result` whose error is wgrad's [`Error`].

@@ -37,11 +37,17 @@
 //! ```
 
 mod callbacks;
+mod resume;
 
 pub use callbacks::{Callback, CsvLogger, EarlyStopping, LrLogger, ModelCheckpoint, Monitor, ReduceLrOnPlateau};
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Once;
 use std::time::Instant;
+
+use resume::Progress;
 
 use crate::autograd::{no_grad, Gradients};
 use crate::data::{DataLoader, Dataset};
@@ -134,6 +140,58 @@ impl History {
         }
         out
     }
+
+    /// Reads what [`History::to_csv`] wrote. A malformed text is an `Err` naming the line.
+    pub fn from_csv(text: &str) -> std::result::Result<History, String> {
+        let mut lines = text.lines();
+        let header = lines.next().ok_or("the history is empty (no header line)")?;
+        let mut names = header.split(',');
+        if names.next() != Some("epoch") {
+            return Err(format!("the header '{header}' does not start with 'epoch'"));
+        }
+        let names: Vec<String> = names.map(str::to_string).collect();
+        let mut history = History::default();
+        for (i, line) in lines.enumerate() {
+            let fields: Vec<&str> = line.split(',').collect();
+            if fields.len() != names.len() + 1 || fields[0] != (i + 1).to_string() {
+                return Err(format!("line {} ('{line}') is not epoch {} with {} values", i + 2, i + 1, names.len()));
+            }
+            let mut logs = Logs::new();
+            for (name, field) in names.iter().zip(&fields[1..]) {
+                let value: f64 = field.parse().map_err(|_| format!("line {}: '{field}' is not a number", i + 2))?;
+                logs.insert(name.clone(), value);
+            }
+            history.push(&logs);
+        }
+        Ok(history)
+    }
+}
+
+/// Set by Ctrl-C (once a trainer with a checkpoint folder has installed its handler) or by
+/// [`interrupt`]; a running `fit` finishes its batch, writes its checkpoint and returns.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+/// Asks a running [`Trainer::fit`] (with a checkpoint folder) to stop after its current
+/// batch and write a resumable checkpoint, as Ctrl-C does. Safe to call from any thread.
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Routes Ctrl-C to [`interrupt`], once per process. A second Ctrl-C, while the first is
+/// being handled, ends the process at once.
+fn install_ctrl_c_handler() {
+    static INSTALL: Once = Once::new();
+    INSTALL.call_once(|| {
+        let installed = ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("\nCtrl-C: finishing the current batch, then writing a resumable checkpoint");
+        });
+        if let Err(e) = installed {
+            log::warn!("Trainer: Ctrl-C will stop the process without a checkpoint: {e}");
+        }
+    });
 }
 
 /// When a [`Trainer`]'s scheduler steps.
@@ -174,6 +232,9 @@ pub struct Trainer {
     refresh_every: usize,
     quiet: bool,
     step: u64,
+    scheduler_steps: u64,
+    checkpoint_dir: Option<PathBuf>,
+    resume_from: Option<PathBuf>,
 }
 
 impl Trainer {
@@ -192,6 +253,9 @@ impl Trainer {
             refresh_every: 20,
             quiet: false,
             step: 0,
+            scheduler_steps: 0,
+            checkpoint_dir: None,
+            resume_from: None,
         }
     }
 
@@ -244,6 +308,30 @@ impl Trainer {
         self
     }
 
+    /// Writes a resumable training checkpoint to the folder `dir` after every epoch, and
+    /// makes Ctrl-C (or [`interrupt`]) finish the current batch, write one, and return an
+    /// [`Error::Interrupted`] that says how to resume. See [`Trainer::resume_from`].
+    pub fn checkpoint_dir(mut self, dir: impl Into<PathBuf>) -> Trainer {
+        self.checkpoint_dir = Some(dir.into());
+        self
+    }
+
+    /// Makes the next `fit` continue the run whose checkpoint is in `dir`: the model's
+    /// parameters and buffers, the optimizer's state and rates, the scheduler's position,
+    /// the history, and the epoch and batch to continue from. Given the same model,
+    /// optimizer, schedule, loaders and epochs, the resumed run reaches the weights the
+    /// uninterrupted one would have, bit for bit on the CPU (layers that draw random
+    /// numbers, such as dropout, restart their streams, so a model with dropout resumes
+    /// faithfully but not bit for bit). When the run stopped inside an epoch, that epoch's
+    /// training loss and metrics cover the batches after the resume point. A checkpoint of
+    /// another model or optimizer, or a truncated file, is an error and the run does not
+    /// start. A [`callbacks`](Callback) state (early stopping's patience count, a plateau
+    /// schedule) starts afresh.
+    pub fn resume_from(mut self, dir: impl Into<PathBuf>) -> Trainer {
+        self.resume_from = Some(dir.into());
+        self
+    }
+
     /// The optimizer, to read its rates or save its state.
     pub fn optimizer(&self) -> &dyn Optimizer {
         &*self.optimizer
@@ -268,19 +356,49 @@ impl Trainer {
             return Err(Error::Training("fit: the validation loader has no batches".into()));
         }
         let params = model.parameters();
-        let mut history = History::default();
+        let (mut history, start) = match self.resume_from.take() {
+            Some(dir) => {
+                let (history, progress) = resume::load(&dir, &*model as &dyn Module, &mut *self.optimizer)?;
+                self.step = progress.step;
+                if let Some((scheduler, _)) = &mut self.scheduler {
+                    scheduler.restart();
+                    for _ in 0..progress.scheduler_steps {
+                        scheduler.step();
+                    }
+                }
+                self.scheduler_steps = progress.scheduler_steps;
+                if !self.quiet {
+                    println!(
+                        "resuming from {} at epoch {}, batch {}",
+                        dir.display(),
+                        progress.epoch + 1,
+                        progress.batch
+                    );
+                }
+                (history, progress)
+            }
+            None => (History::default(), Progress::default()),
+        };
         if let Some((scheduler, _)) = &self.scheduler {
             scheduler.apply(&mut *self.optimizer);
         }
+        if self.checkpoint_dir.is_some() {
+            install_ctrl_c_handler();
+            INTERRUPTED.store(false, Ordering::SeqCst);
+        }
         let mut callbacks = std::mem::take(&mut self.callbacks);
         let result = (|| {
-            let mut ctx = self.context(model, 0, epochs, &history);
+            let mut ctx = self.context(&*model, start.epoch, epochs, &history);
             for c in &mut callbacks {
                 c.on_train_begin(&mut ctx)?;
             }
-            for epoch in 0..epochs {
+            for epoch in start.epoch..epochs {
                 let started = Instant::now();
-                let mut logs = self.train_epoch(model, &params, train, epoch, epochs, device)?;
+                let skip = if epoch == start.epoch { start.batch } else { 0 };
+                let mut logs = match self.train_epoch(model, &params, train, epoch, epochs, skip, device)? {
+                    EpochEnd::Done(logs) => logs,
+                    EpochEnd::Interrupted { batch } => return Err(self.interrupted(&*model, &history, epoch, batch)),
+                };
                 if let Some(validation) = validation {
                     for (name, value) in self.run_evaluation(model, validation, device) {
                         logs.insert(format!("val_{name}"), value);
@@ -288,9 +406,10 @@ impl Trainer {
                 }
                 if let Some((scheduler, StepEvery::Epoch)) = &mut self.scheduler {
                     scheduler.step();
+                    self.scheduler_steps += 1;
                     scheduler.apply(&mut *self.optimizer);
                 }
-                let mut ctx = self.context(model, epoch, epochs, &history);
+                let mut ctx = self.context(&*model, epoch, epochs, &history);
                 for c in &mut callbacks {
                     c.on_epoch_end(&mut ctx, &mut logs)?;
                 }
@@ -299,11 +418,16 @@ impl Trainer {
                 if !self.quiet {
                     println!("{}", epoch_line(epoch, epochs, &logs, started.elapsed().as_secs_f64()));
                 }
+                if let Some(dir) = &self.checkpoint_dir {
+                    let progress =
+                        Progress { epoch: epoch + 1, batch: 0, step: self.step, scheduler_steps: self.scheduler_steps };
+                    resume::save(dir, &*model as &dyn Module, &*self.optimizer, &history, progress)?;
+                }
                 if stop {
                     break;
                 }
             }
-            let mut ctx = self.context(model, history.epochs().saturating_sub(1), epochs, &history);
+            let mut ctx = self.context(&*model, history.epochs().saturating_sub(1), epochs, &history);
             for c in &mut callbacks {
                 c.on_train_end(&mut ctx)?;
             }
@@ -311,6 +435,24 @@ impl Trainer {
         })();
         self.callbacks = callbacks;
         result.map(|()| history)
+    }
+
+    /// Writes the checkpoint of a run stopped after `batch` batches of `epoch`, and the
+    /// error that says how to resume (or why no checkpoint could be written).
+    fn interrupted(&mut self, model: &dyn Forward, history: &History, epoch: usize, batch: usize) -> Error {
+        INTERRUPTED.store(false, Ordering::SeqCst);
+        let dir = self.checkpoint_dir.clone().expect("only a trainer with a checkpoint folder stops on interrupt");
+        let progress = Progress { epoch, batch, step: self.step, scheduler_steps: self.scheduler_steps };
+        match resume::save(&dir, model as &dyn Module, &*self.optimizer, history, progress) {
+            Ok(()) => Error::Interrupted(format!(
+                "training interrupted after batch {batch} of epoch {}; a resumable checkpoint is in {}: build the \
+                 same model, optimizer and trainer and call .resume_from({:?}) before fit to continue",
+                epoch + 1,
+                dir.display(),
+                dir.display().to_string()
+            )),
+            Err(e) => e,
+        }
     }
 
     fn context<'a>(
@@ -331,7 +473,9 @@ impl Trainer {
         }
     }
 
-    /// One epoch of training: the loss (mean over samples) and each metric.
+    /// One epoch of training, from batch `skip` on: the loss (mean over samples) and each
+    /// metric, or where an interrupt stopped it.
+    #[allow(clippy::too_many_arguments)]
     fn train_epoch(
         &mut self,
         model: &mut dyn Forward,
@@ -339,19 +483,24 @@ impl Trainer {
         train: &dyn Loader,
         epoch: usize,
         epochs: usize,
+        skip: usize,
         device: &Device,
-    ) -> Result<Logs> {
+    ) -> Result<EpochEnd> {
         model.set_training(true);
         for m in &mut self.metrics {
             m.reset();
         }
         let batches = train.num_batches();
         let bar = progress_bar(self.quiet, batches, epoch, epochs);
+        if let Some(bar) = &bar {
+            bar.set_position(skip as u64);
+        }
         let mut loss_sum: Option<Tensor> = None;
         let mut samples = 0usize;
         let mut pending: Option<Gradients> = None;
         let mut in_group = 0;
-        for (index, (inputs, targets)) in train.batches_of_epoch(epoch as u64, device).enumerate() {
+        let watch_interrupts = self.checkpoint_dir.is_some();
+        for (index, (inputs, targets)) in train.batches_of_epoch(epoch as u64, device).enumerate().skip(skip) {
             let outputs = model.forward(&inputs);
             let loss = (self.loss)(&outputs, &targets);
             assert_eq!(loss.numel(), 1, "Trainer: the loss must be a scalar, got shape {:?}", loss.shape());
@@ -385,6 +534,7 @@ impl Trainer {
                 in_group = 0;
                 if let Some((scheduler, StepEvery::Batch)) = &mut self.scheduler {
                     scheduler.step();
+                    self.scheduler_steps += 1;
                     scheduler.apply(&mut *self.optimizer);
                 }
             }
@@ -395,6 +545,13 @@ impl Trainer {
             }
             if let Some(bar) = &bar {
                 bar.inc(1);
+            }
+            // Only between optimizer steps, so the checkpoint holds no half-accumulated step.
+            if watch_interrupts && in_group == 0 && index + 1 < batches && INTERRUPTED.load(Ordering::SeqCst) {
+                if let Some(bar) = bar {
+                    bar.abandon();
+                }
+                return Ok(EpochEnd::Interrupted { batch: index + 1 });
             }
         }
         if let Some(bar) = bar {
@@ -407,7 +564,7 @@ impl Trainer {
             logs.insert(m.name().to_string(), m.compute());
         }
         logs.insert("lr".into(), self.optimizer.lr() as f64);
-        Ok(logs)
+        Ok(EpochEnd::Done(logs))
     }
 
     /// The loss and each metric of `model` over `data`, in evaluation mode and without a
@@ -460,6 +617,15 @@ impl Trainer {
             no_grad(|| data.batches_of_epoch(0, device).map(|(inputs, _)| model.forward(&inputs)).collect());
         Ok(Tensor::cat(&outputs, 0))
     }
+}
+
+/// How an epoch of training ended.
+enum EpochEnd {
+    Done(Logs),
+    /// Stopped by an interrupt after `batch` batches.
+    Interrupted {
+        batch: usize,
+    },
 }
 
 /// Adds `more` into `sum`, parameter by parameter.
