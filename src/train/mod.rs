@@ -657,8 +657,11 @@ fn progress_bar(quiet: bool, batches: usize, epoch: usize, epochs: usize) -> Opt
     Some(bar)
 }
 
-/// `epoch 3/10: loss 0.1234, accuracy 0.9800, val_loss ..., lr 0.001 (2.5 s)`.
+/// `epoch 3/10: accuracy 0.9800, loss 0.1234, lr 1.000e-3, val_loss ... (2.5 s)`.
 fn epoch_line(epoch: usize, epochs: usize, logs: &Logs, secs: f64) -> String {
-    let values: Vec<String> = logs.iter().map(|(name, v)| format!("{name} {v:.4}")).collect();
+    let values: Vec<String> = logs
+        .iter()
+        .map(|(name, v)| if name.starts_with("lr") { format!("{name} {v:.3e}") } else { format!("{name} {v:.4}") })
+        .collect();
     format!("epoch {}/{epochs}: {} ({secs:.1} s)", epoch + 1, values.join(", "))
 }
