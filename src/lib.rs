@@ -63,7 +63,7 @@ pub use dtype::{DType, Element};
 pub use error::{Error, Result};
 pub use gpu::context::DeviceStats;
 pub use gpu::pool::PoolStats;
-pub use random::manual_seed;
+pub use random::{manual_seed, Generator};
 pub use tensor::Activation;
 pub use tensor::{
     broadcast_shapes, embedding_index_checks, im2col_budget, set_embedding_index_checks, set_im2col_budget, AttnMask,

@@ -1,11 +1,21 @@
 //! Data sets and the loader that turns them into batches of device tensors.
 //!
-//! A [`Dataset`] is a numbered list of samples, each a fixed-shape `f32` feature array and
-//! an `i32` class label. It hands out a sample by appending its features to a buffer the
-//! caller owns, so the [`DataLoader`] can gather a whole batch into one host vector and
-//! upload it with a single [`Tensor::from_slice`]: one transfer per batch tensor, not one
-//! per sample, which is what keeps a GPU fed. [`InMemoryDataset`] holds everything in one
-//! `Vec<f32>`; [`Mnist`] reads the IDX files of MNIST-style data sets into two of them.
+//! Two traits describe data sets. [`Samples`] is the general one: numbered
+//! `(input, target)` pairs whose inputs share one shape and dtype and whose targets share
+//! another, of any shape, `f32` or `i32` (a class label, a regression vector, the next
+//! steps of a series). [`Dataset`] is the common special case of `f32` features with an
+//! `i32` class label; every `Dataset` is a `Samples` whose target has shape `[]`.
+//!
+//! A data set hands out a sample by appending it to buffers the caller owns, so the
+//! [`DataLoader`] can gather a whole batch into one host vector and upload it with a
+//! single [`Tensor::from_slice`]: one transfer per batch tensor, not one per sample, which
+//! is what keeps a GPU fed. [`InMemoryDataset`] holds everything in one `Vec<f32>`;
+//! [`Mnist`] reads the IDX files of MNIST-style data sets into two of them;
+//! [`TensorDataset`] holds a pair of tensors of any dtype and shape on the host (PyTorch's
+//! `TensorDataset`), and [`TensorDataset::windows`] cuts a time series into forecasting
+//! samples. [`random_split`] divides any of them into disjoint [`Subset`]s, which are data
+//! sets too. Every random choice here draws from a seeded [`Generator`], so an order can
+//! be reproduced and resumed.
 //!
 //! ```
 //! use wgrad::data::{DataLoader, Mnist};
@@ -23,16 +33,20 @@
 
 pub mod idx;
 mod mnist;
-mod shuffle;
+mod split;
+mod tensor_dataset;
 pub mod text;
 pub mod transforms;
 
+pub use crate::random::Generator;
 pub use idx::{read_idx, read_idx_images, read_idx_labels, IdxArray, IdxImages};
 pub use mnist::{Mnist, Pixels};
+pub use split::{random_split, random_split_with, SplitSize, Subset};
+pub use tensor_dataset::{HostBuffer, TensorDataset};
 
 use crate::device::Device;
+use crate::dtype::DType;
 use crate::tensor::Tensor;
-use shuffle::SplitMix64;
 
 /// A numbered collection of labelled samples whose features all have one shape.
 pub trait Dataset {
@@ -74,6 +88,87 @@ impl<D: Dataset + ?Sized> Dataset for &D {
     }
     fn append_sample(&self, index: usize, out: &mut Vec<f32>) -> i32 {
         (**self).append_sample(index, out)
+    }
+}
+
+/// A numbered collection of `(input, target)` samples, what a [`DataLoader`] batches: the
+/// general form of [`Dataset`], with targets of any shape and either dtype.
+///
+/// All inputs share [`input_shape`](Samples::input_shape) and
+/// [`input_dtype`](Samples::input_dtype); all targets share
+/// [`target_shape`](Samples::target_shape) and [`target_dtype`](Samples::target_dtype).
+/// A batch of `B` samples becomes the tensors `[B, ...input_shape]` and
+/// `[B, ...target_shape]`. Every [`Dataset`] is one, with `f32` inputs and a target of
+/// shape `[]` and dtype `i32` (its label), so a loader over a `Dataset` yields
+/// `(features [B, ...], labels [B])`.
+///
+/// The method names differ from those of [`Dataset`] so that both traits can be in scope.
+///
+/// ```
+/// use wgrad::data::{DataLoader, HostBuffer, Samples};
+/// use wgrad::{DType, Device};
+///
+/// /// `x` and the point `(sin x, cos x)` it maps to, for x = 0, 0.1, 0.2, ...
+/// struct Circle;
+///
+/// impl Samples for Circle {
+///     fn sample_count(&self) -> usize { 50 }
+///     fn input_shape(&self) -> &[usize] { &[1] }
+///     fn target_shape(&self) -> &[usize] { &[2] }
+///     fn target_dtype(&self) -> DType { DType::F32 }
+///     fn append_pair(&self, index: usize, inputs: &mut HostBuffer, targets: &mut HostBuffer) {
+///         let x = index as f32 * 0.1;
+///         inputs.extend_f32(&[x]);
+///         targets.extend_f32(&[x.sin(), x.cos()]);
+///     }
+/// }
+///
+/// let (x, y) = DataLoader::new(Circle, 16).epoch(&Device::cpu()).next().unwrap();
+/// assert_eq!((x.shape(), y.shape()), (&[16, 1][..], &[16, 2][..]));
+/// ```
+pub trait Samples {
+    /// How many samples there are; they are numbered `0..sample_count()`.
+    fn sample_count(&self) -> usize;
+
+    /// The shape of one sample's input, without the batch dimension.
+    fn input_shape(&self) -> &[usize];
+
+    /// The dtype of the inputs: `f32` unless overridden (`i32` for token ids, say).
+    fn input_dtype(&self) -> DType {
+        DType::F32
+    }
+
+    /// The shape of one sample's target, without the batch dimension: `[]` for a class
+    /// label or a scalar, `[k]` for `k` regression outputs.
+    fn target_shape(&self) -> &[usize];
+
+    /// The dtype of the targets: `f32` or `i32`.
+    fn target_dtype(&self) -> DType;
+
+    /// Appends the input of sample `index` to `inputs` and its target to `targets`, each in
+    /// row-major order and exactly as many values as its shape holds. The buffers have the
+    /// dtypes [`input_dtype`](Samples::input_dtype) and
+    /// [`target_dtype`](Samples::target_dtype) say. Panics when `index` is out of range.
+    fn append_pair(&self, index: usize, inputs: &mut HostBuffer, targets: &mut HostBuffer);
+}
+
+/// A class-labelled [`Dataset`] is a [`Samples`] whose target is its `i32` label, shape `[]`.
+impl<D: Dataset + ?Sized> Samples for D {
+    fn sample_count(&self) -> usize {
+        self.len()
+    }
+    fn input_shape(&self) -> &[usize] {
+        self.sample_shape()
+    }
+    fn target_shape(&self) -> &[usize] {
+        &[]
+    }
+    fn target_dtype(&self) -> DType {
+        DType::I32
+    }
+    fn append_pair(&self, index: usize, inputs: &mut HostBuffer, targets: &mut HostBuffer) {
+        let label = self.append_sample(index, inputs.as_f32_mut());
+        targets.as_i32_mut().push(label);
     }
 }
 
@@ -160,9 +255,28 @@ impl Dataset for InMemoryDataset {
 /// Cuts a data set into batches of device tensors, optionally in a fresh shuffled order
 /// each epoch.
 ///
+/// It batches any [`Samples`]: a class-labelled [`Dataset`] (`&mnist.train`) gives
+/// `(features [B, ...], labels [B] i32)`; a [`TensorDataset`] or a [`Subset`] gives
+/// `(inputs [B, ...input_shape], targets [B, ...target_shape])` in their own dtypes.
+///
 /// The order of epoch `e` depends only on the seed and `e` (Fisher-Yates driven by
-/// SplitMix64, the same on every machine), so a run restarted from a checkpoint with
-/// [`set_epoch`](DataLoader::set_epoch) sees the batches it would have seen.
+/// [`Generator::for_epoch`]`(seed, e)`, the same on every machine), so a run restarted from
+/// a checkpoint with [`set_epoch`](DataLoader::set_epoch) sees the batches it would have
+/// seen.
+///
+/// ```
+/// use wgrad::data::{DataLoader, TensorDataset};
+/// use wgrad::{Device, Tensor};
+///
+/// let cpu = Device::cpu();
+/// let x = Tensor::randn(&[10, 3], 1, &cpu);
+/// let y = Tensor::randn(&[10, 2], 2, &cpu);
+/// let data = TensorDataset::new(&x, &y);
+/// let mut loader = DataLoader::new(&data, 4).shuffle(7).drop_last(true);
+/// for (inputs, targets) in loader.epoch(&cpu) {
+///     assert_eq!((inputs.shape(), targets.shape()), (&[4, 3][..], &[4, 2][..]));
+/// }
+/// ```
 #[derive(Clone, Debug)]
 pub struct DataLoader<D> {
     dataset: D,
@@ -172,9 +286,16 @@ pub struct DataLoader<D> {
     next_epoch: u64,
 }
 
-impl<D: Dataset> DataLoader<D> {
+impl<D: Samples> DataLoader<D> {
     /// A loader over `dataset` (often `&dataset`) in order, keeping the last partial
     /// batch. Panics when `batch_size` is zero.
+    ///
+    /// ```
+    /// use wgrad::data::{DataLoader, Mnist};
+    /// let mnist = Mnist::builtin()?;
+    /// assert_eq!(DataLoader::new(&mnist.test, 300).num_batches(), 7);
+    /// # Ok::<(), wgrad::Error>(())
+    /// ```
     pub fn new(dataset: D, batch_size: usize) -> DataLoader<D> {
         assert!(batch_size > 0, "DataLoader::new: batch_size must be at least 1");
         DataLoader { dataset, batch_size, shuffle_seed: None, drop_last: false, next_epoch: 0 }
@@ -195,17 +316,19 @@ impl<D: Dataset> DataLoader<D> {
         self
     }
 
+    /// The data set this loader batches.
     pub fn dataset(&self) -> &D {
         &self.dataset
     }
 
+    /// The number of samples in a full batch.
     pub fn batch_size(&self) -> usize {
         self.batch_size
     }
 
     /// Batches per epoch: `len / batch_size`, rounded up unless `drop_last`.
     pub fn num_batches(&self) -> usize {
-        let n = self.dataset.len();
+        let n = self.dataset.sample_count();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -226,7 +349,8 @@ impl<D: Dataset> DataLoader<D> {
     }
 
     /// The batches of the next epoch on `device`, then counts that epoch as served.
-    /// Each item is `(features [B, ...sample_shape] f32, labels [B] i32)`.
+    /// Each item is `(inputs [B, ...input_shape], targets [B, ...target_shape])`; for a
+    /// [`Dataset`], `(features f32, labels [B] i32)`.
     pub fn epoch(&mut self, device: &Device) -> Batches<'_, D> {
         let epoch = self.next_epoch;
         self.next_epoch += 1;
@@ -235,33 +359,42 @@ impl<D: Dataset> DataLoader<D> {
 
     /// The batches of epoch `epoch` on `device`, without touching the epoch counter.
     pub fn batches(&self, epoch: u64, device: &Device) -> Batches<'_, D> {
-        Batches { loader: self, order: self.order(epoch), next: 0, device: device.clone(), buffer: Vec::new() }
+        Batches {
+            loader: self,
+            order: self.order(epoch),
+            next: 0,
+            device: device.clone(),
+            inputs: HostBuffer::new(self.dataset.input_dtype()),
+            targets: HostBuffer::new(self.dataset.target_dtype()),
+        }
     }
 
     /// The sample indices of epoch `epoch` in the order the batches visit them (all of
     /// them, including those a `drop_last` leaves out): `0..len` without shuffling.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
-        let mut order: Vec<usize> = (0..self.dataset.len()).collect();
-        if let Some(seed) = self.shuffle_seed {
-            shuffle::fisher_yates(&mut order, &mut SplitMix64::for_epoch(seed, epoch));
+        let n = self.dataset.sample_count();
+        match self.shuffle_seed {
+            Some(seed) => Generator::for_epoch(seed, epoch).permutation(n),
+            None => (0..n).collect(),
         }
-        order
     }
 }
 
-/// The batches of one epoch, from [`DataLoader::epoch`]: `(features, labels)` tensors on
-/// the loader's device, the features `[B, ...sample_shape]` f32 and the labels `[B]` i32.
+/// The batches of one epoch, from [`DataLoader::epoch`]: `(inputs, targets)` tensors on
+/// the loader's device, `[B, ...input_shape]` and `[B, ...target_shape]` (for a
+/// [`Dataset`], features f32 and labels `[B]` i32).
 pub struct Batches<'a, D> {
     loader: &'a DataLoader<D>,
     order: Vec<usize>,
     /// Position in `order` of the next batch's first sample.
     next: usize,
     device: Device,
-    /// The host staging buffer, reused from batch to batch.
-    buffer: Vec<f32>,
+    /// The host staging buffers, reused from batch to batch.
+    inputs: HostBuffer,
+    targets: HostBuffer,
 }
 
-impl<D: Dataset> Iterator for Batches<'_, D> {
+impl<D: Samples> Iterator for Batches<'_, D> {
     type Item = (Tensor, Tensor);
 
     fn next(&mut self) -> Option<(Tensor, Tensor)> {
@@ -274,25 +407,14 @@ impl<D: Dataset> Iterator for Batches<'_, D> {
         let indices = &self.order[self.next..self.next + size];
         self.next += size;
 
-        let numel = dataset.sample_numel();
-        self.buffer.clear();
-        self.buffer.reserve(size * numel);
-        let labels: Vec<i32> = indices.iter().map(|&i| dataset.append_sample(i, &mut self.buffer)).collect();
-        assert_eq!(
-            self.buffer.len(),
-            size * numel,
-            "DataLoader: a batch of {size} samples shaped {:?} should hold {} feature values, the data set appended {}",
-            dataset.sample_shape(),
-            size * numel,
-            self.buffer.len()
-        );
-
-        let mut shape = Vec::with_capacity(1 + dataset.sample_shape().len());
-        shape.push(size);
-        shape.extend_from_slice(dataset.sample_shape());
-        let features = Tensor::from_slice(&self.buffer, &shape, &self.device);
-        let labels = Tensor::from_slice(&labels, &[size], &self.device);
-        Some((features, labels))
+        self.inputs.clear();
+        self.targets.clear();
+        for &i in indices {
+            dataset.append_pair(i, &mut self.inputs, &mut self.targets);
+        }
+        let inputs = batch_tensor(&self.inputs, size, dataset.input_shape(), "feature", &self.device);
+        let targets = batch_tensor(&self.targets, size, dataset.target_shape(), "target", &self.device);
+        Some((inputs, targets))
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -306,4 +428,21 @@ impl<D: Dataset> Iterator for Batches<'_, D> {
     }
 }
 
-impl<D: Dataset> ExactSizeIterator for Batches<'_, D> {}
+impl<D: Samples> ExactSizeIterator for Batches<'_, D> {}
+
+/// The `[size, ...sample_shape]` tensor of a gathered batch, after checking the data set
+/// appended as many values as its shape promises.
+fn batch_tensor(buffer: &HostBuffer, size: usize, sample_shape: &[usize], what: &str, device: &Device) -> Tensor {
+    let numel: usize = sample_shape.iter().product();
+    assert_eq!(
+        buffer.len(),
+        size * numel,
+        "DataLoader: a batch of {size} samples shaped {sample_shape:?} should hold {} {what} values, the data set appended {}",
+        size * numel,
+        buffer.len()
+    );
+    let mut shape = Vec::with_capacity(1 + sample_shape.len());
+    shape.push(size);
+    shape.extend_from_slice(sample_shape);
+    buffer.to_tensor(&shape, device)
+}

@@ -34,9 +34,9 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::shuffle::{self, SplitMix64};
 use crate::device::Device;
 use crate::error::{Error, Result};
+use crate::random::Generator;
 use crate::tensor::Tensor;
 
 // ---- data set ----
@@ -607,7 +607,7 @@ impl TextLoader {
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.len()).collect();
         if let Some(seed) = self.shuffle_seed {
-            shuffle::fisher_yates(&mut order, &mut SplitMix64::for_epoch(seed, epoch));
+            Generator::for_epoch(seed, epoch).shuffle(&mut order);
         }
         order
     }

@@ -49,10 +49,10 @@
 //! # Ok::<(), wgrad::Error>(())
 //! ```
 
-use super::shuffle::SplitMix64;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::random;
+use crate::random::Generator;
 use crate::tensor::{Size2, Tensor};
 
 /// A transformation of `[N, C, H, W]` batches.
@@ -174,7 +174,7 @@ impl Draws {
     fn next_call(&mut self) -> (u32, u32) {
         // The call number goes through SplitMix64's mixer before meeting the seed, as the
         // loader's epochs do, so neighbouring calls (and seeds) get unrelated keys.
-        let call_seed = SplitMix64::for_epoch(self.seed, self.calls).next_u64();
+        let call_seed = Generator::for_epoch(self.seed, self.calls).next_u64();
         self.calls += 1;
         random::seed_keys(call_seed)
     }

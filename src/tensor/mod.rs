@@ -290,6 +290,29 @@ impl Tensor {
         Tensor::normal(shape, 0.0, 1.0, seed, device)
     }
 
+    /// A random permutation of `0..n` as a 1-D `i32` tensor, as `torch.randperm`: the
+    /// same permutation for the same seed on every device and machine.
+    ///
+    /// The permutation is [`Generator::new(seed).permutation(n)`](crate::Generator::permutation)
+    /// drawn on the host and uploaded, so it is the order `random_split` with that seed
+    /// uses. A shuffle is sequential, so there is no kernel for it: one upload of `n`
+    /// indices costs less than the launches a parallel shuffle would need. Panics when `n`
+    /// does not fit in `i32`.
+    ///
+    /// ```
+    /// use wgrad::{Device, Tensor};
+    /// let p = Tensor::randperm(6, 42, &Device::cpu()).to_vec::<i32>();
+    /// let mut sorted = p.clone();
+    /// sorted.sort();
+    /// assert_eq!(sorted, [0, 1, 2, 3, 4, 5]);
+    /// ```
+    pub fn randperm(n: usize, seed: u64, device: &Device) -> Tensor {
+        assert!(i32::try_from(n).is_ok(), "randperm: n = {n} does not fit in the i32 indices it returns");
+        let order: Vec<i32> =
+            crate::random::Generator::new(seed).permutation(n).into_iter().map(|i| i as i32).collect();
+        Tensor::from_slice(&order, &[n], device)
+    }
+
     // ---- facts ----
 
     pub fn shape(&self) -> &[usize] {

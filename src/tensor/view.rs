@@ -203,6 +203,46 @@ impl Tensor {
         Tensor::cat(&parts, axis as isize)
     }
 
+    /// Every window of `size` elements along `axis`, `step` apart, as `Tensor.unfold`: the
+    /// axis of length `L` becomes `(L - size) / step + 1` windows and a new last axis of
+    /// length `size` holds each window's elements. For a series `[T, C]`,
+    /// `unfold(0, size, step)` is `[windows, C, size]`.
+    ///
+    /// Unlike PyTorch's, the result is not a view of this tensor's storage but a copy made
+    /// from existing ops (an [`index_select`](Tensor::index_select) of the window positions,
+    /// a reshape and a permute), so it runs on every device and its gradient is theirs:
+    /// overlapping windows add their gradients into the elements they share. `f32` only.
+    /// Panics when `step` or `size` is zero or `size` is longer than the axis.
+    ///
+    /// ```
+    /// use wgrad::{Device, Tensor};
+    /// let x = Tensor::arange(0.0, 7.0, 1.0, &Device::cpu()); // 0, 1, ..., 6
+    /// let w = x.unfold(0, 3, 2);
+    /// assert_eq!(w.shape(), &[3, 3]);
+    /// assert_eq!(w.to_vec::<f32>(), [0., 1., 2., 2., 3., 4., 4., 5., 6.]);
+    /// ```
+    pub fn unfold(&self, axis: isize, size: usize, step: usize) -> Tensor {
+        let a = self.axis(axis, "unfold");
+        self.expect_dtype(DType::F32, "unfold");
+        let len = self.shape()[a];
+        assert!(
+            size > 0 && step > 0 && size <= len,
+            "unfold: windows of size {size} every {step} do not fit axis {a} of shape {:?} (size and step must be at least 1 and size at most {len})",
+            self.shape()
+        );
+        let windows = (len - size) / step + 1;
+        let positions: Vec<i32> = (0..windows)
+            .flat_map(|w| (0..size).map(move |j| i32::try_from(w * step + j).expect("an axis length fits i32")))
+            .collect();
+        let positions = Tensor::from_slice(&positions, &[windows * size], &self.device);
+        // [..., windows * size, ...] -> [..., windows, size, ...] -> size moved to the end.
+        let picked = self.index_select(a as isize, &positions);
+        let mut shape: Vec<isize> = self.shape().iter().map(|&d| d as isize).collect();
+        shape.splice(a..=a, [windows as isize, size as isize]);
+        let perm: Vec<usize> = (0..=self.rank()).filter(|&d| d != a + 1).chain([a + 1]).collect();
+        picked.reshape(&shape).permute(&perm)
+    }
+
     /// Slices along `axis` picked by the 1-D `i32` tensor `indices` (`torch.index_select`).
     pub fn index_select(&self, axis: isize, indices: &Tensor) -> Tensor {
         let a = self.axis(axis, "index_select");
