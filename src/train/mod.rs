@@ -50,7 +50,7 @@ use std::time::Instant;
 use resume::Progress;
 
 use crate::autograd::{no_grad, Gradients};
-use crate::data::{DataLoader, Dataset};
+use crate::data::{DataLoader, Samples};
 use crate::metrics::Metric;
 use crate::nn::{Forward, Module};
 use crate::optim::clip::clip_grad_norm;
@@ -68,7 +68,7 @@ pub trait Loader {
     fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>;
 }
 
-impl<D: Dataset> Loader for DataLoader<D> {
+impl<D: Samples> Loader for DataLoader<D> {
     fn num_batches(&self) -> usize {
         DataLoader::num_batches(self)
     }
