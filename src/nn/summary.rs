@@ -190,10 +190,12 @@ fn type_name(describe: &str) -> String {
 }
 
 /// The dotted path of every child a PyTorch-style repr lists (`  (name): Type(...)`,
-/// indented two spaces per level), with its type.
+/// indented two spaces per level), with its type. A run of equal list entries printed as
+/// `(0-2): 3 x Block(...)` stands for each of `0`, `1` and `2`.
 fn child_types(describe: &str) -> HashMap<String, String> {
     let mut types = HashMap::new();
-    let mut path: Vec<String> = Vec::new();
+    // Per level, the names an entry stands for (several for a run of equal entries).
+    let mut path: Vec<Vec<String>> = Vec::new();
     for line in describe.lines().skip(1) {
         let trimmed = line.trim_start();
         let depth = (line.len() - trimmed.len()) / 2;
@@ -201,9 +203,25 @@ fn child_types(describe: &str) -> HashMap<String, String> {
         if depth == 0 {
             continue;
         }
+        let (names, rest) = match (name.split_once('-'), rest.split_once(" x ")) {
+            (Some((first, last)), Some((_, rest))) => match (first.parse::<usize>(), last.parse::<usize>()) {
+                (Ok(first), Ok(last)) => ((first..=last).map(|i| i.to_string()).collect(), rest),
+                _ => (vec![name.to_string()], rest),
+            },
+            _ => (vec![name.to_string()], rest),
+        };
         path.truncate(depth - 1);
-        path.push(name.to_string());
-        types.insert(path.join("."), type_name(rest));
+        path.push(names);
+        let mut paths = vec![String::new()];
+        for level in &path {
+            paths = paths
+                .iter()
+                .flat_map(|p| level.iter().map(move |n| if p.is_empty() { n.clone() } else { format!("{p}.{n}") }))
+                .collect();
+        }
+        for p in paths {
+            types.insert(p, type_name(rest));
+        }
     }
     types
 }
@@ -329,5 +347,12 @@ mod tests {
         assert_eq!(types["blocks"], "Sequential");
         assert_eq!(types["blocks.0"], "Linear");
         assert_eq!(types["head"], "Linear");
+        let runs = "Net(\n  (blocks): ModuleList(\n    (0-1): 2 x Block(\n      (fc): Linear(in_features=8)\n    )\n    (2): Linear(in_features=8)\n  )\n)";
+        let types = child_types(runs);
+        assert_eq!(
+            (types["blocks.0"].as_str(), types["blocks.1"].as_str(), types["blocks.2"].as_str()),
+            ("Block", "Block", "Linear")
+        );
+        assert_eq!((types["blocks.0.fc"].as_str(), types["blocks.1.fc"].as_str()), ("Linear", "Linear"));
     }
 }
