@@ -209,3 +209,23 @@ fn bad_input_is_an_error() {
         "EarlyStopping: no value named 'val_acuracy' this epoch; the values are: loss, lr, val_loss"
     );
 }
+
+/// A loss that becomes NaN or infinite stops `fit` with an error naming the epoch and the
+/// batch, unless allowed.
+#[test]
+fn a_nonfinite_loss_stops_fit() {
+    let data = data();
+    let dev = Device::cpu();
+    let loader = DataLoader::new(&data, 8);
+    let mut m = model(&dev);
+    let mut trainer = Trainer::new(Sgd::new(m.parameters(), 1e30), loss::cross_entropy).refresh_every(1).quiet(true);
+    let err = trainer.fit(&mut m, &loader, None, 3, &dev).unwrap_err();
+    let message = err.to_string();
+    assert!(message.starts_with("fit: the training loss became "), "{message}");
+    assert!(message.contains("in epoch 1/3, by batch "), "{message}");
+    let mut m = model(&dev);
+    let mut allowed =
+        Trainer::new(Sgd::new(m.parameters(), 1e30), loss::cross_entropy).allow_nonfinite_loss(true).quiet(true);
+    let history = allowed.fit(&mut m, &loader, None, 2, &dev).unwrap();
+    assert!(!history.last("loss").unwrap().is_finite());
+}

@@ -231,6 +231,7 @@ pub struct Trainer {
     accumulate: usize,
     refresh_every: usize,
     quiet: bool,
+    allow_nonfinite_loss: bool,
     step: u64,
     scheduler_steps: u64,
     checkpoint_dir: Option<PathBuf>,
@@ -252,6 +253,7 @@ impl Trainer {
             accumulate: 1,
             refresh_every: 20,
             quiet: false,
+            allow_nonfinite_loss: false,
             step: 0,
             scheduler_steps: 0,
             checkpoint_dir: None,
@@ -299,6 +301,14 @@ impl Trainer {
     pub fn refresh_every(mut self, batches: usize) -> Trainer {
         assert!(batches >= 1, "Trainer: refresh_every must be at least 1");
         self.refresh_every = batches;
+        self
+    }
+
+    /// Trains on when the running loss becomes NaN or infinite. By default `fit` stops with
+    /// an [`Error::Training`] naming the epoch and the batch by which it happened (checked
+    /// where the loss is read anyway: each progress refresh and each epoch's end).
+    pub fn allow_nonfinite_loss(mut self, allow: bool) -> Trainer {
+        self.allow_nonfinite_loss = allow;
         self
     }
 
@@ -538,9 +548,23 @@ impl Trainer {
                     scheduler.apply(&mut *self.optimizer);
                 }
             }
-            if (index + 1) % self.refresh_every == 0 {
-                if let (Some(bar), Some(sum)) = (&bar, &loss_sum) {
-                    bar.set_message(format!("{:.4}", sum.item() as f64 / samples as f64));
+            let last = index + 1 == batches;
+            if (index + 1) % self.refresh_every == 0 || last {
+                // The one read of the epoch's loss until the next refresh.
+                let mean = loss_sum.as_ref().map_or(f64::NAN, |sum| sum.item() as f64 / samples as f64);
+                if !mean.is_finite() && !self.allow_nonfinite_loss {
+                    if let Some(bar) = &bar {
+                        bar.abandon();
+                    }
+                    return Err(Error::Training(format!(
+                        "fit: the training loss became {mean} in epoch {}/{epochs}, by batch {} of {batches}; \
+                         lower the learning rate, clip the gradients, or allow it with allow_nonfinite_loss(true)",
+                        epoch + 1,
+                        index + 1
+                    )));
+                }
+                if let Some(bar) = &bar {
+                    bar.set_message(format!("{mean:.4}"));
                 }
             }
             if let Some(bar) = &bar {
