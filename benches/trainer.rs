@@ -10,6 +10,8 @@
 //! On the CPU backend, and on a hardware GPU when one opens (software adapters are
 //! skipped, as in `workloads.rs`).
 
+// Only the CNN of the examples' models is used here.
+#[allow(dead_code)]
 #[path = "../examples/common/models.rs"]
 mod models;
 
