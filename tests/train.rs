@@ -10,7 +10,9 @@ use wgrad::metrics::Accuracy;
 use wgrad::nn::{self, Forward, Module};
 use wgrad::optim::scheduler::StepLr;
 use wgrad::optim::{Adam, Optimizer, Sgd};
-use wgrad::train::{Callback, Context, CsvLogger, EarlyStopping, Logs, ModelCheckpoint, Monitor, StepEvery, Trainer};
+use wgrad::train::{
+    Callback, Context, CsvLogger, EarlyStopping, JsonLogger, Logs, ModelCheckpoint, Monitor, StepEvery, Trainer,
+};
 use wgrad::{checkpoint, loss, Device, Error, Tensor};
 
 /// 48 points of 3 features in 3 classes, the class a function of the features.
@@ -134,14 +136,20 @@ fn checkpoints_and_csv_history_are_written() {
     let data = data();
     let dev = Device::cpu();
     let dir = TempDir::new("train");
-    let (best, csv) = (dir.path("best.safetensors"), dir.path("history.csv"));
+    let (best, csv, json) = (dir.path("best.safetensors"), dir.path("history.csv"), dir.path("history.json"));
     let loader = DataLoader::new(&data, 16);
     let mut m = model(&dev);
     let mut trainer = Trainer::new(Adam::new(m.parameters(), 0.05), loss::cross_entropy)
         .callback(ModelCheckpoint::best(&best, "val_loss"))
         .callback(CsvLogger::new(&csv))
+        .callback(JsonLogger::new(&json))
         .quiet(true);
     let history = trainer.fit(&mut m, &loader, Some(&loader), 4, &dev).unwrap();
+    let json_text = std::fs::read_to_string(&json).unwrap();
+    assert_eq!(json_text, history.to_json());
+    assert!(json_text.starts_with("{\"epochs\": 4, \"loss\": ["), "{json_text}");
+    // The CSV reads back as the same history.
+    assert_eq!(wgrad::train::History::from_csv(&history.to_csv()).unwrap(), history);
     let text = std::fs::read_to_string(&csv).unwrap();
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "epoch,loss,lr,val_loss");

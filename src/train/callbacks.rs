@@ -230,6 +230,26 @@ impl Callback for CsvLogger {
     }
 }
 
+/// Writes the history as JSON ([`History::to_json`](super::History::to_json)) after every
+/// epoch, replacing the file atomically.
+pub struct JsonLogger {
+    path: PathBuf,
+}
+
+impl JsonLogger {
+    pub fn new(path: impl Into<PathBuf>) -> JsonLogger {
+        JsonLogger { path: path.into() }
+    }
+}
+
+impl Callback for JsonLogger {
+    fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
+        let mut history = ctx.history.clone();
+        history.push(logs);
+        checkpoint::write_atomically(&self.path, history.to_json().as_bytes())
+    }
+}
+
 /// Logs each parameter group's rate for the next epoch as `lr_group{i}` (the first group's
 /// is always logged as `lr`).
 #[derive(Default)]

@@ -39,7 +39,9 @@
 mod callbacks;
 mod resume;
 
-pub use callbacks::{Callback, CsvLogger, EarlyStopping, LrLogger, ModelCheckpoint, Monitor, ReduceLrOnPlateau};
+pub use callbacks::{
+    Callback, CsvLogger, EarlyStopping, JsonLogger, LrLogger, ModelCheckpoint, Monitor, ReduceLrOnPlateau,
+};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -138,6 +140,28 @@ impl History {
             }
             out.push('\n');
         }
+        out
+    }
+
+    /// The history as JSON, as Keras' `history.history` dumps: an object with `"epochs"`
+    /// and, per name, the list of its values (`null` for NaN and infinities, which JSON
+    /// cannot hold).
+    ///
+    /// ```
+    /// use wgrad::train::{History, Logs};
+    /// let mut h = History::default();
+    /// h.push(&Logs::from([("loss".to_string(), 0.5), ("val_loss".to_string(), f64::NAN)]));
+    /// assert_eq!(h.to_json(), r#"{"epochs": 1, "loss": [0.5], "val_loss": [null]}"#);
+    /// ```
+    pub fn to_json(&self) -> String {
+        let mut out = format!("{{\"epochs\": {}", self.epochs);
+        for (name, values) in &self.values {
+            let values: Vec<String> =
+                values.iter().map(|v| if v.is_finite() { format!("{v:?}") } else { "null".into() }).collect();
+            let escaped = name.replace('\\', "\\\\").replace('"', "\\\"");
+            out.push_str(&format!(", \"{escaped}\": [{}]", values.join(", ")));
+        }
+        out.push('}');
         out
     }
 
