@@ -588,7 +588,12 @@ impl Trainer {
                     )));
                 }
                 if let Some(bar) = &bar {
-                    bar.set_message(format!("{mean:.4}"));
+                    // Metrics are read with the loss, so the bar shows them live.
+                    let mut message = format!("{mean:.4}");
+                    for m in &self.metrics {
+                        message.push_str(&format!(", {} {:.4}", m.name(), m.compute()));
+                    }
+                    bar.set_message(message);
                 }
             }
             if let Some(bar) = &bar {
