@@ -376,3 +376,14 @@ fn update_does_not_read_back_on_the_gpu() {
     }
     assert_eq!(least, 0, "read-backs during 3 updates of every metric");
 }
+
+#[test]
+#[should_panic(expected = "loss: built with MeanLoss::recorded, so it takes losses through record, not update")]
+fn a_recorded_mean_loss_has_no_update() {
+    let dev = wgrad::Device::cpu();
+    let mut m = wgrad::metrics::MeanLoss::recorded("loss");
+    m.record(&wgrad::Tensor::scalar(2.0, &dev), 4);
+    assert_eq!(wgrad::metrics::Metric::compute(&m), 2.0);
+    let t = wgrad::Tensor::zeros(&[1, 2], &dev);
+    wgrad::metrics::Metric::update(&mut m, &t, &t);
+}

@@ -236,7 +236,8 @@ pub type LossFn = Box<dyn Fn(&Tensor, &Tensor) -> Tensor + Send + Sync>;
 /// ```
 pub struct MeanLoss {
     name: String,
-    loss: LossFn,
+    /// `None` for a mean fed only through [`MeanLoss::record`].
+    loss: Option<LossFn>,
     sum: RunningSum,
     samples: u64,
 }
@@ -244,7 +245,13 @@ pub struct MeanLoss {
 impl MeanLoss {
     /// A mean of `loss(outputs, targets)` over batches, printed as `name`.
     pub fn new(name: impl Into<String>, loss: impl Fn(&Tensor, &Tensor) -> Tensor + Send + Sync + 'static) -> MeanLoss {
-        MeanLoss { name: name.into(), loss: Box::new(loss), sum: RunningSum::values(), samples: 0 }
+        MeanLoss { name: name.into(), loss: Some(Box::new(loss)), sum: RunningSum::values(), samples: 0 }
+    }
+
+    /// A mean of losses a training loop computes itself and gives with
+    /// [`MeanLoss::record`]; [`Metric::update`] on it panics, as it has no loss function.
+    pub fn recorded(name: impl Into<String>) -> MeanLoss {
+        MeanLoss { name: name.into(), loss: None, sum: RunningSum::values(), samples: 0 }
     }
 
     /// Adds a batch's loss already computed (a 0-d or one-element tensor, the mean over
@@ -274,7 +281,10 @@ impl Metric for MeanLoss {
     }
 
     fn update(&mut self, outputs: &Tensor, targets: &Tensor) {
-        let loss = crate::no_grad(|| (self.loss)(outputs, targets));
+        let Some(loss_fn) = &self.loss else {
+            panic!("{}: built with MeanLoss::recorded, so it takes losses through record, not update", self.name)
+        };
+        let loss = crate::no_grad(|| loss_fn(outputs, targets));
         let batch = if outputs.rank() == 0 { 1 } else { outputs.shape()[0] };
         self.record(&loss, batch);
     }

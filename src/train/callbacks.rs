@@ -1,9 +1,9 @@
 //! Callbacks: code that runs at fixed points of [`super::Trainer::fit`], as Keras'
 //! callbacks, and the ones every training run wants.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use super::{Context, Logs};
+use super::{Context, History, Logs};
 use crate::nn::StateDict;
 use crate::optim::scheduler::{self, PlateauMode};
 use crate::{checkpoint, Error, Result};
@@ -224,10 +224,16 @@ impl CsvLogger {
 
 impl Callback for CsvLogger {
     fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
-        let mut history = ctx.history.clone();
-        history.push(logs);
-        checkpoint::write_atomically(&self.path, history.to_csv().as_bytes())
+        write_history(&self.path, ctx, logs, History::to_csv)
     }
+}
+
+/// Writes the history so far, this epoch's `logs` included, to `path` as `render` renders
+/// it, replacing the file atomically.
+fn write_history(path: &Path, ctx: &Context<'_>, logs: &Logs, render: fn(&History) -> String) -> Result<()> {
+    let mut history = ctx.history.clone();
+    history.push(logs);
+    checkpoint::write_atomically(path, render(&history).as_bytes())
 }
 
 /// Writes the history as JSON ([`History::to_json`](super::History::to_json)) after every
@@ -244,9 +250,7 @@ impl JsonLogger {
 
 impl Callback for JsonLogger {
     fn on_epoch_end(&mut self, ctx: &mut Context<'_>, logs: &mut Logs) -> Result<()> {
-        let mut history = ctx.history.clone();
-        history.push(logs);
-        checkpoint::write_atomically(&self.path, history.to_json().as_bytes())
+        write_history(&self.path, ctx, logs, History::to_json)
     }
 }
 

@@ -53,7 +53,7 @@ use resume::Progress;
 
 use crate::autograd::{no_grad, Gradients};
 use crate::data::{DataLoader, Samples};
-use crate::metrics::Metric;
+use crate::metrics::{MeanLoss, Metric};
 use crate::nn::{Forward, Module};
 use crate::optim::clip::clip_grad_norm;
 use crate::optim::scheduler::LrScheduler;
@@ -529,8 +529,7 @@ impl Trainer {
         if let Some(bar) = &bar {
             bar.set_position(skip as u64);
         }
-        let mut loss_sum: Option<Tensor> = None;
-        let mut samples = 0usize;
+        let mut running_loss = MeanLoss::recorded("loss");
         let mut pending: Option<Gradients> = None;
         let mut in_group = 0;
         let watch_interrupts = self.checkpoint_dir.is_some();
@@ -538,13 +537,7 @@ impl Trainer {
             let outputs = model.forward(&inputs);
             let loss = (self.loss)(&outputs, &targets);
             assert_eq!(loss.numel(), 1, "Trainer: the loss must be a scalar, got shape {:?}", loss.shape());
-            let n = targets.dim(0);
-            samples += n;
-            let weighted = loss.detach().mul_scalar(n as f32);
-            loss_sum = Some(match loss_sum {
-                Some(sum) => sum.add(&weighted),
-                None => weighted,
-            });
+            running_loss.record(&loss, targets.dim(0));
             for m in &mut self.metrics {
                 m.update(&outputs.detach(), &targets);
             }
@@ -575,7 +568,7 @@ impl Trainer {
             let last = index + 1 == batches;
             if (index + 1) % self.refresh_every == 0 || last {
                 // The one read of the epoch's loss until the next refresh.
-                let mean = loss_sum.as_ref().map_or(f64::NAN, |sum| sum.item() as f64 / samples as f64);
+                let mean = running_loss.compute();
                 if !mean.is_finite() && !self.allow_nonfinite_loss {
                     if let Some(bar) = &bar {
                         bar.abandon();
@@ -611,8 +604,7 @@ impl Trainer {
             bar.finish_and_clear();
         }
         let mut logs = Logs::new();
-        let loss = loss_sum.map_or(f64::NAN, |s| s.item() as f64 / samples.max(1) as f64);
-        logs.insert("loss".into(), loss);
+        logs.insert("loss".into(), running_loss.compute());
         for m in &self.metrics {
             logs.insert(m.name().to_string(), m.compute());
         }
@@ -634,24 +626,18 @@ impl Trainer {
         for m in &mut self.metrics {
             m.reset();
         }
-        let (mut loss_sum, mut samples) = (None::<Tensor>, 0usize);
+        let mut running_loss = MeanLoss::recorded("loss");
         no_grad(|| {
             for (inputs, targets) in data.batches_of_epoch(0, device) {
                 let outputs = model.forward(&inputs);
-                let n = targets.dim(0);
-                samples += n;
-                let weighted = (self.loss)(&outputs, &targets).mul_scalar(n as f32);
-                loss_sum = Some(match loss_sum.take() {
-                    Some(sum) => sum.add(&weighted),
-                    None => weighted,
-                });
+                running_loss.record(&(self.loss)(&outputs, &targets), targets.dim(0));
                 for m in &mut self.metrics {
                     m.update(&outputs, &targets);
                 }
             }
         });
         let mut logs = Logs::new();
-        logs.insert("loss".into(), loss_sum.map_or(f64::NAN, |s| s.item() as f64 / samples.max(1) as f64));
+        logs.insert("loss".into(), running_loss.compute());
         for m in &self.metrics {
             logs.insert(m.name().to_string(), m.compute());
         }
