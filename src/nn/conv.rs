@@ -97,17 +97,11 @@ fn pair(v: [usize; 2]) -> String {
 
 impl Module for Conv2d {
     fn visit(&self, v: &mut Visitor<'_>) {
-        v.parameter("weight", &self.weight);
-        if let Some(b) = &self.bias {
-            v.parameter("bias", b);
-        }
+        v.weight_and_bias(&self.weight, self.bias.as_ref());
     }
 
     fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.parameter("weight", &mut self.weight);
-        if let Some(b) = &mut self.bias {
-            v.parameter("bias", b);
-        }
+        v.weight_and_bias(&mut self.weight, self.bias.as_mut());
     }
 
     fn set_training(&mut self, _training: bool) {}
@@ -217,17 +211,11 @@ impl Conv1d {
 
 impl Module for Conv1d {
     fn visit(&self, v: &mut Visitor<'_>) {
-        v.parameter("weight", &self.weight);
-        if let Some(b) = &self.bias {
-            v.parameter("bias", b);
-        }
+        v.weight_and_bias(&self.weight, self.bias.as_ref());
     }
 
     fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        v.parameter("weight", &mut self.weight);
-        if let Some(b) = &mut self.bias {
-            v.parameter("bias", b);
-        }
+        v.weight_and_bias(&mut self.weight, self.bias.as_mut());
     }
 
     fn set_training(&mut self, _training: bool) {}

@@ -209,6 +209,15 @@ impl<'a> Visitor<'a> {
         self.tensor(name, tensor, TensorRole::Buffer);
     }
 
+    /// Shows the parameters `weight` and, when present, `bias`: what a linear or
+    /// convolution layer holds.
+    pub fn weight_and_bias(&mut self, weight: &Tensor, bias: Option<&Tensor>) {
+        self.parameter("weight", weight);
+        if let Some(b) = bias {
+            self.parameter("bias", b);
+        }
+    }
+
     fn tensor(&mut self, name: &str, tensor: &Tensor, role: TensorRole) {
         let len = self.prefix.len();
         self.prefix.push_str(name);
@@ -244,6 +253,14 @@ impl<'a> VisitorMut<'a> {
 
     pub fn buffer(&mut self, name: &str, tensor: &mut Tensor) {
         self.tensor(name, tensor, TensorRole::Buffer);
+    }
+
+    /// [`Visitor::weight_and_bias`], lent mutably.
+    pub fn weight_and_bias(&mut self, weight: &mut Tensor, bias: Option<&mut Tensor>) {
+        self.parameter("weight", weight);
+        if let Some(b) = bias {
+            self.parameter("bias", b);
+        }
     }
 
     fn tensor(&mut self, name: &str, tensor: &mut Tensor, role: TensorRole) {
