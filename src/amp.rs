@@ -222,6 +222,17 @@ impl GradScaler {
         self.growth_tracker
     }
 
+    /// Puts back a scale and a count of clean steps read from [`GradScaler::scale_factor`]
+    /// and [`GradScaler::growth_tracker`], to resume a run. Panics unless the scale is
+    /// positive and finite.
+    pub fn restore(&mut self, scale: f32, growth_tracker: u32) {
+        assert!(
+            scale > 0.0 && scale.is_finite(),
+            "GradScaler::restore: the scale must be positive and finite, got {scale}"
+        );
+        (self.scale, self.growth_tracker, self.found_inf) = (scale, growth_tracker, None);
+    }
+
     /// `loss` multiplied by the current scale, to call `backward` on.
     pub fn scale(&self, loss: &Tensor) -> Tensor {
         if !self.enabled {

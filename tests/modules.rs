@@ -414,3 +414,40 @@ fn to_device_moves_a_whole_model() {
     assert_eq!(after[0], state[0], "the frozen conv weight did not move");
     assert_ne!(after[4], state[4], "side.weight trained on the GPU");
 }
+
+/// Random streams (dropout's mask counters) are shown under dotted names, apart from the
+/// state dict, and putting one back makes the layer draw the mask it drew at that point.
+#[test]
+fn random_streams_are_named_saved_and_put_back() {
+    let dev = Device::cpu();
+    #[derive(Module)]
+    struct Net {
+        encoder: nn::Sequential,
+        lstm: nn::LSTM,
+        attention: nn::MultiheadAttention,
+    }
+    let net = Net {
+        encoder: nn::Sequential::new()
+            .add(nn::Linear::with_seed(4, 4, true, 1, &dev))
+            .add(nn::Dropout::with_seed(0.5, 3)),
+        lstm: nn::LSTM::with_options(4, 4, nn::RnnOptions::new().num_layers(2).dropout(0.2), &dev),
+        attention: nn::MultiheadAttention::new(4, 2, &dev),
+    };
+    let names: Vec<String> = net.random_streams().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["encoder.1.rng", "lstm.dropout.rng", "attention.dropout_rng"]);
+    assert!(net.state_dict().keys().all(|k| !k.contains("rng")), "streams are not tensors of the state dict");
+
+    let x = Tensor::randn(&[3, 4], 5, &dev);
+    let first = net.encoder.forward(&x).to_vec::<f32>();
+    let _second = net.encoder.forward(&x);
+    assert_eq!(net.random_streams()[0], ("encoder.1.rng".to_string(), 2));
+    let mut positions = net.random_streams();
+    positions[0].1 = 0;
+    net.load_random_streams(&positions).unwrap();
+    assert_eq!(net.encoder.forward(&x).to_vec::<f32>(), first, "the first mask again");
+
+    // Names that are not exactly the model's change nothing.
+    let err = net.load_random_streams(&[("encoder.1.rng".to_string(), 9)]).unwrap_err();
+    assert!(matches!(&err, Error::StateDict { reason } if reason.contains("lstm.dropout.rng")), "{err}");
+    assert_eq!(net.random_streams()[0].1, 1);
+}

@@ -237,3 +237,69 @@ fn a_nonfinite_loss_stops_fit() {
     let history = allowed.fit(&mut m, &loader, None, 2, &dev).unwrap();
     assert!(!history.last("loss").unwrap().is_finite());
 }
+
+/// A model whose input is more than a tensor: token ids with each text's length, from a
+/// `TextLoader`, trained and evaluated by the same `fit`.
+#[test]
+fn fit_trains_a_model_whose_input_is_token_ids_with_lengths() {
+    use wgrad::data::text::{TextDataset, TextLoader, Vocab, VocabOptions};
+    use wgrad::metrics::BinaryAccuracy;
+
+    #[derive(Module)]
+    struct BagOfEmbeddings {
+        embedding: nn::Embedding,
+        head: nn::Linear,
+    }
+    impl Forward<(Tensor, Vec<usize>)> for BagOfEmbeddings {
+        fn forward(&self, (tokens, lengths): &(Tensor, Vec<usize>)) -> Tensor {
+            // Padding embeds to zero, so the sum over positions divided by the length is the mean.
+            let counts: Vec<f32> = lengths.iter().map(|&l| 1.0 / l as f32).collect();
+            let inverse = Tensor::from_slice(&counts, &[lengths.len(), 1], tokens.device());
+            let mean = self.embedding.forward(tokens).sum(&[1], false).mul(&inverse);
+            self.head.forward(&mean).reshape(&[-1])
+        }
+    }
+
+    let texts = ["good fine great", "bad awful", "great good", "awful bad bad", "fine", "bad"];
+    let samples: Vec<(String, f32)> =
+        (0..24).map(|i| (texts[i % 6].to_string(), [1.0, 0.0, 1.0, 0.0, 1.0, 0.0][i % 6])).collect();
+    let data = TextDataset::new(samples);
+    let vocab = Vocab::build(data.texts(), VocabOptions::new());
+    for dev in devices("fit_trains_a_model_whose_input_is_token_ids_with_lengths") {
+        let name = dev_name(&dev);
+        let mut model = BagOfEmbeddings {
+            embedding: nn::Embedding::new(vocab.len(), 4, &dev).padding_idx(Some(Vocab::PAD as isize)),
+            head: nn::Linear::with_seed(4, 1, true, 3, &dev),
+        };
+        let loader = TextLoader::new(&data, &vocab, 5).shuffle(1);
+        let bce = |z: &Tensor, y: &Tensor| loss::binary_cross_entropy_with_logits(z, y, None, loss::Reduction::Mean);
+        let mut trainer =
+            Trainer::new(Adam::new(model.parameters(), 0.1), bce).metric(BinaryAccuracy::from_logits()).quiet(true);
+        let history = trainer.fit(&mut model, &loader, Some(&loader), 15, &dev).unwrap();
+        assert_eq!(history.last("val_binary_accuracy"), Some(1.0), "{name}: {history:?}");
+        let logits = Trainer::predict(&mut model, &TextLoader::new(&data, &vocab, 7), &dev).unwrap();
+        assert_eq!(logits.shape(), &[24], "{name}");
+    }
+}
+
+/// An augmented loader applies its transform to batch `b` of epoch `e` as call
+/// `e * batches + b`, whichever epoch is asked for first.
+#[test]
+fn augmented_batches_depend_only_on_where_they_fall() {
+    use wgrad::data::transforms::{RandomShift, Transform};
+    use wgrad::train::{Augmented, Loader};
+    let dev = Device::cpu();
+    let pixels: Vec<f32> = (0..6 * 25).map(|i| i as f32).collect();
+    let data = InMemoryDataset::new(pixels, &[1, 5, 5], vec![0; 6]);
+    let plain = DataLoader::new(&data, 4).shuffle(2);
+    let augmented = Augmented::new(DataLoader::new(&data, 4).shuffle(2), RandomShift::new(1, 1).seed(8));
+    assert_eq!((augmented.num_batches(), augmented.num_samples()), (2, 6));
+    let later: Vec<Vec<f32>> = augmented.batches_of_epoch(3, &dev).map(|(x, _)| x.to_vec()).collect();
+    let _first: Vec<_> = augmented.batches_of_epoch(0, &dev).collect();
+    let mut shift = RandomShift::new(1, 1).seed(8);
+    for (b, (x, _)) in plain.batches(3, &dev).enumerate() {
+        shift.set_calls(3 * 2 + b as u64);
+        assert_eq!(shift.apply(&x).to_vec::<f32>(), later[b], "batch {b}");
+    }
+    assert_ne!(later[0], plain.batches(3, &dev).next().unwrap().0.to_vec::<f32>(), "nothing was shifted");
+}

@@ -6,12 +6,16 @@
 mod common;
 
 use common::{dev_name, devices, TempDir};
+use wgrad::amp::{AutocastLinear, GradScaler};
+use wgrad::data::transforms::RandomShift;
 use wgrad::data::{DataLoader, InMemoryDataset};
 use wgrad::metrics::Accuracy;
 use wgrad::nn::{self, Module};
-use wgrad::optim::scheduler::StepLr;
+use wgrad::optim::scheduler::{self, PlateauMode, StepLr};
 use wgrad::optim::Adam;
-use wgrad::train::{Callback, Context, Logs, StepEvery, Trainer};
+use wgrad::train::{
+    Augmented, Callback, Context, EarlyStopping, Logs, ModelCheckpoint, ReduceLrOnPlateau, StepEvery, Trainer,
+};
 use wgrad::{loss, Device, Error};
 
 fn data() -> InMemoryDataset {
@@ -49,6 +53,9 @@ fn trainer(model: &nn::Sequential) -> Trainer {
         .quiet(true)
 }
 
+/// The interrupt flag is process-wide: the tests of this binary take turns.
+static ONE_FIT_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn bits(model: &impl Module) -> Vec<Vec<u32>> {
     model.parameters().iter().map(|p| p.to_vec::<f32>().iter().map(|v| v.to_bits()).collect()).collect()
 }
@@ -70,6 +77,7 @@ impl Callback for InterruptAfter {
 
 #[test]
 fn resumed_training_is_bit_identical_and_bad_checkpoints_are_errors() {
+    let _turn = ONE_FIT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let data = data();
     for dev in devices("resumed_training_is_bit_identical") {
         let name = dev_name(&dev);
@@ -119,5 +127,108 @@ fn resumed_training_is_bit_identical_and_bad_checkpoints_are_errors() {
         let mut m = model(1, &dev);
         let err = trainer(&m).resume_from(&folder).fit(&mut m, &loader, None, 5, &dev).unwrap_err();
         assert!(matches!(&err, Error::Format { path, .. } if path.ends_with("progress")), "{name}: {err}");
+    }
+}
+
+/// 24 images of 4x4 pixels in 3 classes, for a model with dropout fed shifted images.
+fn images() -> InMemoryDataset {
+    let n = 24;
+    let pixels: Vec<f32> = (0..n * 16).map(|i| ((i * 29 % 83) as f32 / 41.0) - 1.0).collect();
+    let labels: Vec<i32> = pixels.chunks(16).map(|p| (p[5] + p[6] > 0.0) as i32 + (p[9] > 0.5) as i32).collect();
+    InMemoryDataset::new(pixels, &[1, 4, 4], labels)
+}
+
+/// Flatten, a half-precision hidden layer, dropout, a read-out: every kind of state a
+/// resumed run must carry besides the weights.
+fn dropout_model(seed: u64, dev: &Device) -> nn::Sequential {
+    nn::Sequential::new()
+        .add(nn::Flatten::new())
+        .add(AutocastLinear::new(nn::Linear::with_seed(16, 12, true, seed, dev)))
+        .add(nn::ReLU)
+        .add(nn::Dropout::with_seed(0.4, 7))
+        .add(nn::Linear::with_seed(12, 3, true, seed + 1, dev))
+}
+
+fn stateful_trainer(model: &nn::Sequential, best: &std::path::Path) -> Trainer {
+    Trainer::new(Adam::new(model.parameters(), 0.03), loss::cross_entropy)
+        .metric(Accuracy::new())
+        .mixed_precision(GradScaler::new().init_scale(1024.0).growth_interval(4))
+        .clip_grad_norm(2.0)
+        .callback(EarlyStopping::new("val_loss").patience(20).restore_best_weights(true))
+        // On a validation value: the training loss of the epoch a run resumes in covers
+        // only the batches after the resume point.
+        .callback(ReduceLrOnPlateau::new(
+            "val_loss",
+            scheduler::ReduceLrOnPlateau::new(0.03, PlateauMode::Min).patience(0).factor(0.7),
+        ))
+        .callback(ModelCheckpoint::best(best, "val_accuracy"))
+        .quiet(true)
+}
+
+/// Dropout masks, augmentations, the loss scale, early stopping's best weights and the
+/// plateau schedule's counters all continue where they were: a resumed run is the
+/// uninterrupted one, bit for bit.
+#[test]
+fn resumed_runs_carry_random_streams_callbacks_and_the_loss_scale() {
+    let _turn = ONE_FIT_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let data = images();
+    for dev in devices("resumed_runs_carry_random_streams_callbacks_and_the_loss_scale") {
+        let name = dev_name(&dev);
+        let dir = TempDir::new("resume-state");
+        let (folder, best) = (dir.path("run"), dir.path("best.safetensors"));
+        let train = Augmented::new(DataLoader::new(&data, 5).shuffle(4), RandomShift::new(1, 1).seed(9));
+        let val = DataLoader::new(&data, 24);
+
+        let mut straight = dropout_model(1, &dev);
+        let mut t = stateful_trainer(&straight, &best);
+        let full = t.fit(&mut straight, &train, Some(&val), 6, &dev).unwrap();
+        let full_scale = t.grad_scaler().unwrap().scale_factor();
+        let rates = full.get("lr").unwrap();
+        assert!(rates.windows(2).any(|w| w[1] < w[0]), "{name}: the plateau never lowered the rate: {rates:?}");
+
+        let mut first = dropout_model(1, &dev);
+        let mut t = stateful_trainer(&first, &best).checkpoint_dir(&folder).callback(InterruptAfter { at: 2 });
+        let err = t.fit(&mut first, &train, Some(&val), 6, &dev).unwrap_err();
+        assert!(matches!(err, Error::Interrupted(_)), "{name}: {err}");
+        let progress = std::fs::read_to_string(folder.join("progress")).unwrap();
+        for line in [
+            "random_stream 3.rng ",
+            "grad_scale ",
+            "callback EarlyStopping#0 wait ",
+            "callback ModelCheckpoint#0 best ",
+        ] {
+            assert!(progress.contains(line), "{name}: no '{line}' in\n{progress}");
+        }
+        assert!(folder.join("callbacks.safetensors").exists(), "{name}: the best weights were not saved");
+
+        // Without the interrupting callback (it keeps no state), from another initialisation.
+        let mut resumed = dropout_model(50, &dev);
+        let mut t = stateful_trainer(&resumed, &best).resume_from(&folder);
+        let history = t.fit(&mut resumed, &train, Some(&val), 6, &dev).unwrap();
+        assert_eq!(bits(&resumed), bits(&straight), "{name}: the resumed run's weights differ");
+        assert_eq!(t.grad_scaler().unwrap().scale_factor(), full_scale, "{name}");
+        assert_eq!(history.get("lr"), full.get("lr"), "{name}: the plateau schedule restarted");
+        assert_eq!(history.get("val_loss").unwrap()[3..], full.get("val_loss").unwrap()[3..], "{name}");
+
+        // A trainer without the callbacks whose states the checkpoint holds is an error
+        // naming them, before anything changes.
+        let mut other = dropout_model(50, &dev);
+        let before = bits(&other);
+        let plain = Trainer::new(Adam::new(other.parameters(), 0.03), loss::cross_entropy).quiet(true);
+        let err = plain.resume_from(&folder).fit(&mut other, &train, None, 6, &dev).unwrap_err();
+        assert!(matches!(&err, Error::Training(m) if m.contains("EarlyStopping#0")), "{name}: {err}");
+        assert_eq!(bits(&other), before, "{name}");
+
+        // A model with other random streams is another model.
+        let mut no_dropout = nn::Sequential::new()
+            .add(nn::Flatten::new())
+            .add(AutocastLinear::new(nn::Linear::with_seed(16, 12, true, 1, &dev)))
+            .add(nn::ReLU)
+            .add(nn::Linear::with_seed(12, 3, true, 2, &dev));
+        let err = stateful_trainer(&no_dropout, &best)
+            .resume_from(&folder)
+            .fit(&mut no_dropout, &train, None, 6, &dev)
+            .unwrap_err();
+        assert!(matches!(err, Error::StateDict { .. }), "{name}: {err}");
     }
 }

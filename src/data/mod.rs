@@ -336,6 +336,15 @@ impl<D: Samples> DataLoader<D> {
         }
     }
 
+    /// Samples per epoch: every sample, or with `drop_last` those of the full batches.
+    pub fn num_samples(&self) -> usize {
+        if self.drop_last {
+            self.num_batches() * self.batch_size
+        } else {
+            self.dataset.sample_count()
+        }
+    }
+
     /// The number of the epoch that the next call to [`epoch`](DataLoader::epoch) serves
     /// (counting from 0).
     pub fn next_epoch(&self) -> u64 {

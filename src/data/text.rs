@@ -579,6 +579,15 @@ impl TextLoader {
         }
     }
 
+    /// Texts per epoch: every text, or with `drop_last` those of the full batches.
+    pub fn num_samples(&self) -> usize {
+        if self.drop_last {
+            self.num_batches() * self.batch_size
+        } else {
+            self.len()
+        }
+    }
+
     /// The number of the epoch the next call to [`epoch`](TextLoader::epoch) serves.
     pub fn next_epoch(&self) -> u64 {
         self.next_epoch

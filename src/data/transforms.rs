@@ -70,6 +70,14 @@ pub trait Transform {
         let _ = input_shape;
         None
     }
+
+    /// Makes the next call draw as call number `calls` (counting from 0) would, so a
+    /// resumed run, or a loader that serves batch `b` of epoch `e` as call
+    /// `e * batches + b`, sees the augmentations it would have seen. A transform that
+    /// draws nothing ignores it, which is the default.
+    fn set_calls(&mut self, calls: u64) {
+        let _ = calls;
+    }
 }
 
 impl<T: Transform + ?Sized> Transform for Box<T> {
@@ -223,12 +231,6 @@ macro_rules! seeded {
             pub fn calls(&self) -> u64 {
                 self.draws.calls
             }
-
-            /// Makes the next call draw as call number `calls` would, to resume a run
-            /// from a checkpoint with the augmentations it would have seen.
-            pub fn set_calls(&mut self, calls: u64) {
-                self.draws.calls = calls;
-            }
         }
     };
 }
@@ -309,6 +311,10 @@ impl RandomCrop {
 }
 
 impl Transform for RandomCrop {
+    fn set_calls(&mut self, calls: u64) {
+        self.draws.calls = calls;
+    }
+
     fn apply(&mut self, batch: &Tensor) -> Tensor {
         apply_plan(self, batch)
     }
@@ -381,6 +387,10 @@ impl RandomShift {
 }
 
 impl Transform for RandomShift {
+    fn set_calls(&mut self, calls: u64) {
+        self.draws.calls = calls;
+    }
+
     fn apply(&mut self, batch: &Tensor) -> Tensor {
         apply_plan(self, batch)
     }
@@ -440,6 +450,10 @@ impl Default for RandomHorizontalFlip {
 }
 
 impl Transform for RandomHorizontalFlip {
+    fn set_calls(&mut self, calls: u64) {
+        self.draws.calls = calls;
+    }
+
     fn apply(&mut self, batch: &Tensor) -> Tensor {
         apply_plan(self, batch)
     }
@@ -580,6 +594,13 @@ impl Compose {
 }
 
 impl Transform for Compose {
+    /// Positions every transform of the chain: each draws once per call of the chain.
+    fn set_calls(&mut self, calls: u64) {
+        for t in &mut self.transforms {
+            t.set_calls(calls);
+        }
+    }
+
     fn apply(&mut self, batch: &Tensor) -> Tensor {
         let mut x = batch.detach();
         // Geometric transforms seen since the last kernel, folded into one plan.

@@ -349,6 +349,7 @@ impl Module for MultiheadAttention {
             v.parameter("in_proj_bias", b);
         }
         v.module("out_proj", &self.out_proj);
+        v.random_stream("dropout_rng", &self.calls);
     }
 
     fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {

@@ -29,7 +29,9 @@ impl Dropout {
 }
 
 impl Module for Dropout {
-    fn visit(&self, _v: &mut Visitor<'_>) {}
+    fn visit(&self, v: &mut Visitor<'_>) {
+        v.random_stream("rng", &self.calls);
+    }
 
     fn visit_mut(&mut self, _v: &mut VisitorMut<'_>) {}
 

@@ -13,6 +13,8 @@
 
 use std::collections::HashSet;
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use super::state_dict::{self, LoadReport, StateDict};
 use crate::{Device, Error, Result, Tensor};
 
@@ -137,6 +139,42 @@ pub trait Module: Send + Sync {
         set_frozen_under(self, name, false)
     }
 
+    /// The position of every random stream of this module and its children (dropout's
+    /// mask counters) by dotted name, in visiting order: what a resumable training
+    /// checkpoint saves besides the [`Module::state_dict`], which holds no counters (so
+    /// that it stays PyTorch's).
+    fn random_streams(&self) -> Vec<(String, u64)> {
+        let mut out = Vec::new();
+        self.visit(&mut Visitor::for_random_streams(&mut |name, counter| {
+            out.push((name.to_string(), counter.load(Ordering::Relaxed)));
+        }));
+        out
+    }
+
+    /// Puts every random stream back where [`Module::random_streams`] found it. The names
+    /// must be exactly this module's; otherwise nothing changes and the error names the
+    /// streams that differ.
+    fn load_random_streams(&self, streams: &[(String, u64)]) -> Result<()> {
+        let mine = self.random_streams();
+        let missing: Vec<&str> =
+            mine.iter().filter(|(n, _)| !streams.iter().any(|(m, _)| m == n)).map(|(n, _)| n.as_str()).collect();
+        let unexpected: Vec<&str> =
+            streams.iter().filter(|(n, _)| !mine.iter().any(|(m, _)| m == n)).map(|(n, _)| n.as_str()).collect();
+        if !missing.is_empty() || !unexpected.is_empty() {
+            return Err(Error::StateDict {
+                reason: format!(
+                    "random streams do not match the model: missing {missing:?}, unexpected {unexpected:?}"
+                ),
+            });
+        }
+        self.visit(&mut Visitor::for_random_streams(&mut |name, counter| {
+            if let Some((_, position)) = streams.iter().find(|(n, _)| n == name) {
+                counter.store(*position, Ordering::Relaxed);
+            }
+        }));
+        Ok(())
+    }
+
     /// Moves every parameter and buffer to `device`, in place, as PyTorch's
     /// `model.to(device)`. A parameter stays a parameter (frozen or not) but becomes a new
     /// leaf: build the optimizer after moving the model, as PyTorch advises. Tensors
@@ -172,12 +210,15 @@ pub trait Module: Send + Sync {
     }
 }
 
-/// A module that maps one tensor to one tensor, as PyTorch's `forward(x)`: every built-in
-/// layer, and what [`super::Sequential`] chains. A model whose forward pass takes several
-/// inputs (two tensors, lengths, states) writes it as its own method and implements only
-/// [`Module`].
-pub trait Forward: Module {
-    fn forward(&self, input: &Tensor) -> Tensor;
+/// A module's forward pass from one input to one output tensor, as PyTorch's
+/// `forward(x)`. `Forward` (the input a tensor) is what every built-in layer implements
+/// and what [`super::Sequential`] chains. A model whose forward pass takes more than a
+/// tensor names what it takes as `I`: `Forward<(Tensor, Vec<usize>)>` for token ids with
+/// each text's length, a struct for several inputs. [`crate::train::Trainer`] trains
+/// either kind, fed by a loader of the same input type. A forward pass that returns more
+/// than a tensor (a recurrent layer's states) is a method of its own.
+pub trait Forward<I = Tensor>: Module {
+    fn forward(&self, input: &I) -> Tensor;
 }
 
 /// `model.set_training(false)`, for symmetry with PyTorch's `eval()`.
@@ -185,18 +226,43 @@ pub fn eval(model: &mut (impl Module + ?Sized)) {
     model.set_training(false);
 }
 
+/// What a [`Visitor`] calls with each tensor: its full name, the tensor, its role.
+type TensorCallback<'a> = dyn FnMut(&str, &Tensor, TensorRole) + 'a;
+/// What a [`Visitor`] calls with each random stream: its full name and counter.
+type StreamCallback<'a> = dyn FnMut(&str, &AtomicU64) + 'a;
+
 /// Walks a module's tensors for [`Module::visit`]: a module calls [`Visitor::parameter`]
 /// and [`Visitor::buffer`] for its own tensors and [`Visitor::module`] for each child,
 /// which visits the child under its name.
 pub struct Visitor<'a> {
     prefix: String,
-    f: &'a mut dyn FnMut(&str, &Tensor, TensorRole),
+    on_tensor: Option<&'a mut TensorCallback<'a>>,
+    on_random_stream: Option<&'a mut StreamCallback<'a>>,
 }
 
 impl<'a> Visitor<'a> {
     /// A visitor that calls `f` with each tensor's full dotted name and role.
     pub fn new(f: &'a mut dyn FnMut(&str, &Tensor, TensorRole)) -> Visitor<'a> {
-        Visitor { prefix: String::new(), f }
+        Visitor { prefix: String::new(), on_tensor: Some(f), on_random_stream: None }
+    }
+
+    /// A visitor that calls `f` with each random stream's full dotted name and counter
+    /// (see [`Visitor::random_stream`]), and skips the tensors.
+    pub fn for_random_streams(f: &'a mut dyn FnMut(&str, &AtomicU64)) -> Visitor<'a> {
+        Visitor { prefix: String::new(), on_tensor: None, on_random_stream: Some(f) }
+    }
+
+    /// Shows a random stream named `name`: the counter of draws a layer has made from its
+    /// seed (dropout's mask count). A layer's draws are a function of its seed and this
+    /// counter, so a resumable training checkpoint ([`crate::train`]) saves the counters
+    /// and a resumed run draws the masks the uninterrupted one would have.
+    pub fn random_stream(&mut self, name: &str, counter: &AtomicU64) {
+        if let Some(f) = self.on_random_stream.as_deref_mut() {
+            let len = self.prefix.len();
+            self.prefix.push_str(name);
+            f(&self.prefix, counter);
+            self.prefix.truncate(len);
+        }
     }
 
     /// Shows a parameter named `name` (relative to the module being visited).
@@ -219,10 +285,12 @@ impl<'a> Visitor<'a> {
     }
 
     fn tensor(&mut self, name: &str, tensor: &Tensor, role: TensorRole) {
-        let len = self.prefix.len();
-        self.prefix.push_str(name);
-        (self.f)(&self.prefix, tensor, role);
-        self.prefix.truncate(len);
+        if let Some(f) = self.on_tensor.as_deref_mut() {
+            let len = self.prefix.len();
+            self.prefix.push_str(name);
+            f(&self.prefix, tensor, role);
+            self.prefix.truncate(len);
+        }
     }
 
     /// Visits the child `module` under `name`: its tensors are named `name.<theirs>`.
@@ -543,8 +611,8 @@ impl<M: Module + ?Sized> Module for Box<M> {
     }
 }
 
-impl<M: Forward + ?Sized> Forward for Box<M> {
-    fn forward(&self, input: &Tensor) -> Tensor {
+impl<I, M: Forward<I> + ?Sized> Forward<I> for Box<M> {
+    fn forward(&self, input: &I) -> Tensor {
         (**self).forward(input)
     }
 }

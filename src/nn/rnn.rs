@@ -272,6 +272,8 @@ impl Recurrent {
                 v.parameter(&format!("bias_hh_{suffix}"), b_hh);
             }
         }
+        // The masks between layers: a stream, not a tensor, so the state dict stays PyTorch's.
+        v.module("dropout", &self.dropout);
     }
 
     fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {

@@ -49,6 +49,8 @@
 //! [`ReduceLrOnPlateau::step_with`], and has an `apply` of its own that reduces each group
 //! with its own floor (`min_lrs`).
 
+use std::collections::BTreeMap;
+
 use super::Optimizer;
 
 /// A learning-rate schedule over epochs (or iterations: whatever `step` is called per).
@@ -503,6 +505,40 @@ impl ReduceLrOnPlateau {
             self.cooldown_counter = self.cooldown;
             self.num_bad_epochs = 0;
         }
+    }
+
+    /// Where the schedule stands, by name (`best`, `num_bad_epochs`, `cooldown_counter`,
+    /// `reductions`, `epoch`), as PyTorch's `state_dict()` holds it: what a resumed run
+    /// gives back to [`ReduceLrOnPlateau::load_state`].
+    pub fn state(&self) -> BTreeMap<String, f64> {
+        BTreeMap::from([
+            ("best".to_string(), self.best),
+            ("num_bad_epochs".to_string(), self.num_bad_epochs as f64),
+            ("cooldown_counter".to_string(), self.cooldown_counter as f64),
+            ("reductions".to_string(), self.reductions as f64),
+            ("epoch".to_string(), self.epoch as f64),
+        ])
+    }
+
+    /// Puts back what [`ReduceLrOnPlateau::state`] returned. A missing or malformed entry
+    /// is an `Err` naming it, and changes nothing.
+    pub fn load_state(&mut self, state: &BTreeMap<String, f64>) -> std::result::Result<(), String> {
+        let get =
+            |key: &str| state.get(key).copied().ok_or_else(|| format!("ReduceLrOnPlateau: no '{key}' in the state"));
+        let count = |key: &str| {
+            let v = get(key)?;
+            if v >= 0.0 && v.fract() == 0.0 && v < 2f64.powi(53) {
+                Ok(v as usize)
+            } else {
+                Err(format!("ReduceLrOnPlateau: '{key}' is {v}, not a count"))
+            }
+        };
+        let best = get("best")?;
+        let (bad, cooldown, reductions, epoch) =
+            (count("num_bad_epochs")?, count("cooldown_counter")?, count("reductions")?, count("epoch")?);
+        (self.best, self.num_bad_epochs, self.cooldown_counter, self.reductions, self.epoch) =
+            (best, bad, cooldown, reductions, epoch);
+        Ok(())
     }
 
     /// PyTorch's `is_better`; false for a NaN metric.

@@ -1,6 +1,7 @@
 //! Callbacks: code that runs at fixed points of [`super::Trainer::fit`], as Keras'
 //! callbacks, and the ones every training run wants.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::{Context, History, Logs};
@@ -22,6 +23,60 @@ pub trait Callback {
     }
     fn on_train_end(&mut self, _ctx: &mut Context<'_>) -> Result<()> {
         Ok(())
+    }
+    /// The callback's name in a training checkpoint: its type's name without the path or
+    /// generic arguments (`EarlyStopping`).
+    fn name(&self) -> String {
+        let full = std::any::type_name::<Self>();
+        let path = full.split('<').next().unwrap_or(full);
+        path.rsplit("::").next().unwrap_or(path).to_string()
+    }
+    /// What a resumed run needs to carry this callback on where it was (the best value
+    /// seen, the epochs waited), saved in the trainer's checkpoint after every epoch;
+    /// `None`, the default, for a callback that keeps nothing from one epoch to the next.
+    fn state(&self) -> Option<CallbackState> {
+        None
+    }
+    /// Puts back what [`Callback::state`] returned, when `fit` resumes (after
+    /// `on_train_begin`). A state this callback cannot have written is an `Err`.
+    fn load_state(&mut self, state: CallbackState) -> Result<()> {
+        let _ = state;
+        Ok(())
+    }
+}
+
+/// A callback's state in a training checkpoint: numbers by name, and tensors by name (a
+/// copy of the best weights).
+#[derive(Clone, Debug, Default)]
+pub struct CallbackState {
+    pub values: BTreeMap<String, f64>,
+    pub tensors: StateDict,
+}
+
+impl CallbackState {
+    /// The value `key`, or an error saying which callback's state lacks it.
+    pub fn value(&self, key: &str, who: &str) -> Result<f64> {
+        self.values.get(key).copied().ok_or_else(|| {
+            Error::Training(format!("{who}: the checkpoint's state has no '{key}' (is it another callback's?)"))
+        })
+    }
+}
+
+/// An optional best value as a number (NaN for none).
+fn best_to_value(best: Option<f64>) -> f64 {
+    best.unwrap_or(f64::NAN)
+}
+
+fn value_to_best(value: f64) -> Option<f64> {
+    (!value.is_nan()).then_some(value)
+}
+
+/// A count saved as a number, checked.
+fn value_to_count(value: f64, key: &str, who: &str) -> Result<usize> {
+    if value >= 0.0 && value.fract() == 0.0 && value < 2f64.powi(53) {
+        Ok(value as usize)
+    } else {
+        Err(Error::Training(format!("{who}: '{key}' in the checkpoint's state is {value}, not a count")))
     }
 }
 
@@ -163,6 +218,30 @@ impl Callback for EarlyStopping {
         }
         Ok(())
     }
+
+    fn state(&self) -> Option<CallbackState> {
+        let values = BTreeMap::from([
+            ("best".to_string(), best_to_value(self.best)),
+            ("best_epoch".to_string(), self.best_epoch as f64),
+            ("wait".to_string(), self.wait as f64),
+        ]);
+        Some(CallbackState { values, tensors: self.best_state.clone().unwrap_or_default() })
+    }
+
+    fn load_state(&mut self, state: CallbackState) -> Result<()> {
+        let who = "EarlyStopping";
+        let best = value_to_best(state.value("best", who)?);
+        let best_epoch = value_to_count(state.value("best_epoch", who)?, "best_epoch", who)?;
+        let wait = value_to_count(state.value("wait", who)?, "wait", who)?;
+        if self.restore_best_weights && best.is_some() && state.tensors.is_empty() {
+            return Err(Error::Training(
+                "EarlyStopping: restore_best_weights is on but the checkpoint holds no best weights".into(),
+            ));
+        }
+        (self.best, self.best_epoch, self.wait) = (best, best_epoch, wait);
+        self.best_state = (self.restore_best_weights && !state.tensors.is_empty()).then_some(state.tensors);
+        Ok(())
+    }
 }
 
 /// Saves the model (`checkpoint::save`, an atomic write: a failed write leaves the
@@ -207,6 +286,16 @@ impl Callback for ModelCheckpoint {
             self.best = Some(value);
         }
         checkpoint::save(ctx.model, &self.path)
+    }
+
+    fn state(&self) -> Option<CallbackState> {
+        let values = BTreeMap::from([("best".to_string(), best_to_value(self.best))]);
+        Some(CallbackState { values, tensors: StateDict::default() })
+    }
+
+    fn load_state(&mut self, state: CallbackState) -> Result<()> {
+        self.best = value_to_best(state.value("best", "ModelCheckpoint")?);
+        Ok(())
     }
 }
 
@@ -292,5 +381,13 @@ impl Callback for ReduceLrOnPlateau {
         self.schedule.step_with(value);
         self.schedule.apply(&mut *ctx.optimizer);
         Ok(())
+    }
+
+    fn state(&self) -> Option<CallbackState> {
+        Some(CallbackState { values: self.schedule.state(), tensors: StateDict::default() })
+    }
+
+    fn load_state(&mut self, state: CallbackState) -> Result<()> {
+        self.schedule.load_state(&state.values).map_err(Error::Training)
     }
 }

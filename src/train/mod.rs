@@ -40,9 +40,11 @@ mod callbacks;
 mod resume;
 
 pub use callbacks::{
-    Callback, CsvLogger, EarlyStopping, JsonLogger, LrLogger, ModelCheckpoint, Monitor, ReduceLrOnPlateau,
+    Callback, CallbackState, CsvLogger, EarlyStopping, JsonLogger, LrLogger, ModelCheckpoint, Monitor,
+    ReduceLrOnPlateau,
 };
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -51,7 +53,10 @@ use std::time::Instant;
 
 use resume::Progress;
 
+use crate::amp::GradScaler;
 use crate::autograd::{no_grad, Gradients};
+use crate::data::text::TextLoader;
+use crate::data::transforms::Transform;
 use crate::data::{DataLoader, Samples};
 use crate::metrics::{MeanLoss, Metric};
 use crate::nn::{Forward, Module};
@@ -60,22 +65,102 @@ use crate::optim::scheduler::LrScheduler;
 use crate::optim::Optimizer;
 use crate::{Device, Error, Result, Tensor};
 
-/// What a trainer reads batches from: `(inputs, targets)` device tensors, an epoch at a
-/// time, the order of an epoch fixed by its number (so a resumed run sees the batches an
-/// uninterrupted one would have).
-pub trait Loader {
+/// What a trainer reads batches from: `(inputs, targets)` on a device, an epoch at a time,
+/// the order of an epoch fixed by its number (so a resumed run sees the batches an
+/// uninterrupted one would have). The inputs are a tensor (`Loader`, what a
+/// [`DataLoader`] serves) or whatever the model's [`Forward<I>`] takes: a [`TextLoader`]
+/// serves token ids with each text's length, `(Tensor, Vec<usize>)`. The targets are one
+/// tensor, whose first dimension counts the samples.
+pub trait Loader<I = Tensor> {
     /// Batches per epoch.
     fn num_batches(&self) -> usize;
+    /// Samples per epoch (the progress bar's rate and ETA count them).
+    fn num_samples(&self) -> usize;
     /// The batches of epoch `epoch`, on `device`.
-    fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>;
+    fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (I, Tensor)> + 'a>;
 }
 
 impl<D: Samples> Loader for DataLoader<D> {
     fn num_batches(&self) -> usize {
         DataLoader::num_batches(self)
     }
+    fn num_samples(&self) -> usize {
+        DataLoader::num_samples(self)
+    }
     fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a> {
         Box::new(self.batches(epoch, device))
+    }
+}
+
+/// Token ids `[B, T]` with each text's length: the input of a model trained on a
+/// [`TextLoader`] (`Forward<(Tensor, Vec<usize>)>`); the targets are the labels `[B]`.
+impl Loader<(Tensor, Vec<usize>)> for TextLoader {
+    fn num_batches(&self) -> usize {
+        TextLoader::num_batches(self)
+    }
+    fn num_samples(&self) -> usize {
+        TextLoader::num_samples(self)
+    }
+    fn batches_of_epoch<'a>(
+        &'a self,
+        epoch: u64,
+        device: &Device,
+    ) -> Box<dyn Iterator<Item = ((Tensor, Vec<usize>), Tensor)> + 'a> {
+        Box::new(self.batches(epoch, device).map(|b| ((b.tokens, b.lengths), b.labels)))
+    }
+}
+
+/// A loader of augmented batches: `loader`'s batches with `transform` applied to the
+/// inputs, as torchvision's training-set transforms (keep the validation loader plain).
+/// Batch `b` of epoch `e` is the transform's call `e * num_batches + b`
+/// ([`Transform::set_calls`]), so the augmentations depend only on where a batch falls,
+/// and a resumed run sees the ones the uninterrupted run would have.
+///
+/// ```
+/// use wgrad::data::transforms::RandomShift;
+/// use wgrad::data::{DataLoader, InMemoryDataset};
+/// use wgrad::train::{Augmented, Loader};
+/// let data = InMemoryDataset::new(vec![0.5; 4 * 28 * 28], &[1, 28, 28], vec![0, 1, 2, 3]);
+/// let train = Augmented::new(DataLoader::new(&data, 2).shuffle(0), RandomShift::new(2, 2).seed(0));
+/// assert_eq!(train.num_batches(), 2);
+/// ```
+pub struct Augmented<L, T> {
+    loader: L,
+    transform: RefCell<T>,
+}
+
+impl<L: Loader, T: Transform> Augmented<L, T> {
+    pub fn new(loader: L, transform: T) -> Augmented<L, T> {
+        Augmented { loader, transform: RefCell::new(transform) }
+    }
+}
+
+impl<L: Loader, T: Transform> Loader for Augmented<L, T> {
+    fn num_batches(&self) -> usize {
+        self.loader.num_batches()
+    }
+    fn num_samples(&self) -> usize {
+        self.loader.num_samples()
+    }
+    fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a> {
+        let first_call = epoch * self.loader.num_batches() as u64;
+        Box::new(self.loader.batches_of_epoch(epoch, device).enumerate().map(move |(b, (inputs, targets))| {
+            let mut transform = self.transform.borrow_mut();
+            transform.set_calls(first_call + b as u64);
+            (transform.apply(&inputs), targets)
+        }))
+    }
+}
+
+impl<I, L: Loader<I> + ?Sized> Loader<I> for &L {
+    fn num_batches(&self) -> usize {
+        (**self).num_batches()
+    }
+    fn num_samples(&self) -> usize {
+        (**self).num_samples()
+    }
+    fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (I, Tensor)> + 'a> {
+        (**self).batches_of_epoch(epoch, device)
     }
 }
 
@@ -252,6 +337,7 @@ pub struct Trainer {
     metrics: Vec<Box<dyn Metric>>,
     callbacks: Vec<Box<dyn Callback>>,
     clip_grad_norm: Option<f32>,
+    grad_scaler: Option<GradScaler>,
     accumulate: usize,
     refresh_every: usize,
     quiet: bool,
@@ -274,6 +360,7 @@ impl Trainer {
             metrics: Vec::new(),
             callbacks: Vec::new(),
             clip_grad_norm: None,
+            grad_scaler: None,
             accumulate: 1,
             refresh_every: 20,
             quiet: false,
@@ -309,6 +396,22 @@ impl Trainer {
         assert!(max_norm > 0.0, "Trainer: clip_grad_norm must be positive, got {max_norm}");
         self.clip_grad_norm = Some(max_norm);
         self
+    }
+
+    /// Mixed-precision training ([`crate::amp`]): each loss is multiplied by `scaler`'s
+    /// scale before backward, the gradients are divided by it before clipping and the
+    /// step, a step whose gradients overflowed is skipped, and the scale adapts, as
+    /// PyTorch's `GradScaler` in a training loop. Which products run in `f16` is the
+    /// model's choice ([`crate::amp::AutocastLinear`] layers). The overflow check reads
+    /// one value back per step. The scale is saved in the training checkpoint.
+    pub fn mixed_precision(mut self, scaler: GradScaler) -> Trainer {
+        self.grad_scaler = Some(scaler);
+        self
+    }
+
+    /// The loss scaler of [`Trainer::mixed_precision`], to read its scale.
+    pub fn grad_scaler(&self) -> Option<&GradScaler> {
+        self.grad_scaler.as_ref()
     }
 
     /// Sums the gradients of `batches` consecutive batches (each loss divided by
@@ -351,16 +454,17 @@ impl Trainer {
     }
 
     /// Makes the next `fit` continue the run whose checkpoint is in `dir`: the model's
-    /// parameters and buffers, the optimizer's state and rates, the scheduler's position,
-    /// the history, and the epoch and batch to continue from. Given the same model,
-    /// optimizer, schedule, loaders and epochs, the resumed run reaches the weights the
-    /// uninterrupted one would have, bit for bit on the CPU (layers that draw random
-    /// numbers, such as dropout, restart their streams, so a model with dropout resumes
-    /// faithfully but not bit for bit). When the run stopped inside an epoch, that epoch's
-    /// training loss and metrics cover the batches after the resume point. A checkpoint of
-    /// another model or optimizer, or a truncated file, is an error and the run does not
-    /// start. A [`callbacks`](Callback) state (early stopping's patience count, a plateau
-    /// schedule) starts afresh.
+    /// parameters and buffers and its random streams (dropout's masks), the optimizer's
+    /// state and rates, the scheduler's position, the loss scale of
+    /// [`Trainer::mixed_precision`], each callback's state ([`Callback::state`]: early
+    /// stopping's best value and patience count, a plateau schedule's counters), the
+    /// history, and the epoch and batch to continue from. Given the same model,
+    /// optimizer, schedule, callbacks, loaders and epochs, the resumed run reaches the
+    /// weights the uninterrupted one would have, bit for bit on the CPU. When the run
+    /// stopped inside an epoch, that epoch's training loss and metrics cover the batches
+    /// after the resume point. A checkpoint of another model or optimizer, callbacks that
+    /// differ from the checkpoint's, or a truncated file, is an error and the run does not
+    /// start.
     pub fn resume_from(mut self, dir: impl Into<PathBuf>) -> Trainer {
         self.resume_from = Some(dir.into());
         self
@@ -375,11 +479,11 @@ impl Trainer {
     /// each, and returns every epoch's values. Callbacks may stop it early. An empty
     /// loader, and a callback that monitors a value no metric produces, are errors, as are
     /// a callback's failures (a checkpoint that cannot be written).
-    pub fn fit(
+    pub fn fit<I>(
         &mut self,
-        model: &mut dyn Forward,
-        train: &dyn Loader,
-        validation: Option<&dyn Loader>,
+        model: &mut dyn Forward<I>,
+        train: &dyn Loader<I>,
+        validation: Option<&dyn Loader<I>>,
         epochs: usize,
         device: &Device,
     ) -> Result<History> {
@@ -390,9 +494,21 @@ impl Trainer {
             return Err(Error::Training("fit: the validation loader has no batches".into()));
         }
         let params = model.parameters();
-        let (mut history, start) = match self.resume_from.take() {
+        let mut callbacks = std::mem::take(&mut self.callbacks);
+        let resumed = match self.resume_from.take() {
             Some(dir) => {
-                let (history, progress) = resume::load(&dir, &*model as &dyn Module, &mut *self.optimizer)?;
+                match resume::load(&dir, &*model as &dyn Module, &mut *self.optimizer, &state_keys(&callbacks)) {
+                    Ok(loaded) => Some((dir, loaded)),
+                    Err(e) => {
+                        self.callbacks = callbacks;
+                        return Err(e);
+                    }
+                }
+            }
+            None => None,
+        };
+        let (mut history, start, callback_states) = match resumed {
+            Some((dir, (history, progress, extra))) => {
                 self.step = progress.step;
                 if let Some((scheduler, _)) = &mut self.scheduler {
                     scheduler.restart();
@@ -401,6 +517,9 @@ impl Trainer {
                     }
                 }
                 self.scheduler_steps = progress.scheduler_steps;
+                if let (Some(scaler), Some((scale, growth_tracker))) = (&mut self.grad_scaler, extra.grad_scale) {
+                    scaler.restore(scale, growth_tracker);
+                }
                 if !self.quiet {
                     println!(
                         "resuming from {} at epoch {}, batch {}",
@@ -409,9 +528,9 @@ impl Trainer {
                         progress.batch
                     );
                 }
-                (history, progress)
+                (history, progress, Some(extra.callbacks))
             }
-            None => (History::default(), Progress::default()),
+            None => (History::default(), Progress::default(), None),
         };
         if let Some((scheduler, _)) = &self.scheduler {
             scheduler.apply(&mut *self.optimizer);
@@ -420,18 +539,26 @@ impl Trainer {
             install_ctrl_c_handler();
             INTERRUPTED.store(false, Ordering::SeqCst);
         }
-        let mut callbacks = std::mem::take(&mut self.callbacks);
         let result = (|| {
             let mut ctx = self.context(&*model, start.epoch, epochs, &history);
             for c in &mut callbacks {
                 c.on_train_begin(&mut ctx)?;
+            }
+            if let Some(states) = callback_states {
+                // In the order of state_keys: the callbacks that keep a state.
+                let stateful = callbacks.iter_mut().filter(|c| c.state().is_some());
+                for (c, (_, state)) in stateful.zip(states) {
+                    c.load_state(state)?;
+                }
             }
             for epoch in start.epoch..epochs {
                 let started = Instant::now();
                 let skip = if epoch == start.epoch { start.batch } else { 0 };
                 let mut logs = match self.train_epoch(model, &params, train, epoch, epochs, skip, device)? {
                     EpochEnd::Done(logs) => logs,
-                    EpochEnd::Interrupted { batch } => return Err(self.interrupted(&*model, &history, epoch, batch)),
+                    EpochEnd::Interrupted { batch } => {
+                        return Err(self.interrupted(&*model, &callbacks, &history, epoch, batch))
+                    }
                 };
                 if let Some(validation) = validation {
                     for (name, value) in self.run_evaluation(model, validation, device) {
@@ -455,7 +582,8 @@ impl Trainer {
                 if let Some(dir) = &self.checkpoint_dir {
                     let progress =
                         Progress { epoch: epoch + 1, batch: 0, step: self.step, scheduler_steps: self.scheduler_steps };
-                    resume::save(dir, &*model as &dyn Module, &*self.optimizer, &history, progress)?;
+                    let extra = self.checkpoint_extra(&callbacks);
+                    resume::save(dir, &*model as &dyn Module, &*self.optimizer, &history, progress, &extra)?;
                 }
                 if stop {
                     break;
@@ -473,11 +601,19 @@ impl Trainer {
 
     /// Writes the checkpoint of a run stopped after `batch` batches of `epoch`, and the
     /// error that says how to resume (or why no checkpoint could be written).
-    fn interrupted(&mut self, model: &dyn Forward, history: &History, epoch: usize, batch: usize) -> Error {
+    fn interrupted(
+        &mut self,
+        model: &dyn Module,
+        callbacks: &[Box<dyn Callback>],
+        history: &History,
+        epoch: usize,
+        batch: usize,
+    ) -> Error {
         INTERRUPTED.store(false, Ordering::SeqCst);
         let dir = self.checkpoint_dir.clone().expect("only a trainer with a checkpoint folder stops on interrupt");
         let progress = Progress { epoch, batch, step: self.step, scheduler_steps: self.scheduler_steps };
-        match resume::save(&dir, model as &dyn Module, &*self.optimizer, history, progress) {
+        let extra = self.checkpoint_extra(callbacks);
+        match resume::save(&dir, model, &*self.optimizer, history, progress, &extra) {
             Ok(()) => Error::Interrupted(format!(
                 "training interrupted after batch {batch} of epoch {}; a resumable checkpoint is in {}: build the \
                  same model, optimizer and trainer and call .resume_from({:?}) before fit to continue",
@@ -489,32 +625,32 @@ impl Trainer {
         }
     }
 
+    /// What a checkpoint holds besides the model, the optimizer and the progress.
+    fn checkpoint_extra(&self, callbacks: &[Box<dyn Callback>]) -> resume::Extra {
+        resume::Extra {
+            grad_scale: self.grad_scaler.as_ref().map(|s| (s.scale_factor(), s.growth_tracker())),
+            callbacks: state_keys(callbacks).into_iter().zip(callbacks.iter().filter_map(|c| c.state())).collect(),
+        }
+    }
+
     fn context<'a>(
         &'a mut self,
-        model: &'a dyn Forward,
+        model: &'a dyn Module,
         epoch: usize,
         epochs: usize,
         history: &'a History,
     ) -> Context<'a> {
-        Context {
-            model: model as &dyn Module,
-            optimizer: &mut *self.optimizer,
-            epoch,
-            epochs,
-            step: self.step,
-            history,
-            stop: false,
-        }
+        Context { model, optimizer: &mut *self.optimizer, epoch, epochs, step: self.step, history, stop: false }
     }
 
     /// One epoch of training, from batch `skip` on: the loss (mean over samples) and each
     /// metric, or where an interrupt stopped it.
     #[allow(clippy::too_many_arguments)]
-    fn train_epoch(
+    fn train_epoch<I>(
         &mut self,
-        model: &mut dyn Forward,
+        model: &mut dyn Forward<I>,
         params: &[Tensor],
-        train: &dyn Loader,
+        train: &dyn Loader<I>,
         epoch: usize,
         epochs: usize,
         skip: usize,
@@ -525,9 +661,12 @@ impl Trainer {
             m.reset();
         }
         let batches = train.num_batches();
-        let bar = progress_bar(self.quiet, batches, epoch, epochs);
+        let bar = progress_bar(self.quiet, train.num_samples(), epoch, epochs);
+        // The bar counts samples, so its rate is samples (images, texts) per second; a
+        // resumed epoch starts it at the batches already trained, by the average size.
         if let Some(bar) = &bar {
-            bar.set_position(skip as u64);
+            bar.set_position((train.num_samples() * skip / batches) as u64);
+            bar.reset_eta();
         }
         let mut running_loss = MeanLoss::recorded("loss");
         let mut pending: Option<Gradients> = None;
@@ -537,12 +676,16 @@ impl Trainer {
             let outputs = model.forward(&inputs);
             let loss = (self.loss)(&outputs, &targets);
             assert_eq!(loss.numel(), 1, "Trainer: the loss must be a scalar, got shape {:?}", loss.shape());
-            running_loss.record(&loss, targets.dim(0));
+            let samples = targets.dim(0);
+            running_loss.record(&loss, samples);
             for m in &mut self.metrics {
                 m.update(&outputs.detach(), &targets);
             }
             let scaled = if self.accumulate > 1 { loss.mul_scalar(1.0 / self.accumulate as f32) } else { loss };
-            let grads = scaled.backward();
+            let grads = match &self.grad_scaler {
+                Some(scaler) => scaler.scale(&scaled).backward(),
+                None => scaled.backward(),
+            };
             pending = Some(match pending {
                 None => grads,
                 Some(mut sum) => {
@@ -553,10 +696,23 @@ impl Trainer {
             in_group += 1;
             if in_group == self.accumulate || index + 1 == batches {
                 let mut grads = pending.take().expect("a batch was added");
-                if let Some(max_norm) = self.clip_grad_norm {
-                    clip_grad_norm(&mut grads, params, max_norm, 2.0);
+                match &mut self.grad_scaler {
+                    Some(scaler) => {
+                        // Clipping measures the true gradients: unscale first.
+                        if let Some(max_norm) = self.clip_grad_norm {
+                            scaler.unscale(&mut grads);
+                            clip_grad_norm(&mut grads, params, max_norm, 2.0);
+                        }
+                        scaler.step(&mut *self.optimizer, &mut grads);
+                        scaler.update();
+                    }
+                    None => {
+                        if let Some(max_norm) = self.clip_grad_norm {
+                            clip_grad_norm(&mut grads, params, max_norm, 2.0);
+                        }
+                        self.optimizer.step(&grads);
+                    }
                 }
-                self.optimizer.step(&grads);
                 self.step += 1;
                 in_group = 0;
                 if let Some((scheduler, StepEvery::Batch)) = &mut self.scheduler {
@@ -590,7 +746,7 @@ impl Trainer {
                 }
             }
             if let Some(bar) = &bar {
-                bar.inc(1);
+                bar.inc(samples as u64);
             }
             // Only between optimizer steps, so the checkpoint holds no half-accumulated step.
             if watch_interrupts && in_group == 0 && index + 1 < batches && INTERRUPTED.load(Ordering::SeqCst) {
@@ -614,14 +770,14 @@ impl Trainer {
 
     /// The loss and each metric of `model` over `data`, in evaluation mode and without a
     /// graph, by name (`loss`, `accuracy`, ...). The model is left in evaluation mode.
-    pub fn evaluate(&mut self, model: &mut dyn Forward, data: &dyn Loader, device: &Device) -> Result<Logs> {
+    pub fn evaluate<I>(&mut self, model: &mut dyn Forward<I>, data: &dyn Loader<I>, device: &Device) -> Result<Logs> {
         if data.num_batches() == 0 {
             return Err(Error::Training("evaluate: the loader has no batches".into()));
         }
         Ok(self.run_evaluation(model, data, device))
     }
 
-    fn run_evaluation(&mut self, model: &mut dyn Forward, data: &dyn Loader, device: &Device) -> Logs {
+    fn run_evaluation<I>(&mut self, model: &mut dyn Forward<I>, data: &dyn Loader<I>, device: &Device) -> Logs {
         model.set_training(false);
         for m in &mut self.metrics {
             m.reset();
@@ -647,7 +803,7 @@ impl Trainer {
     /// The model's outputs for every batch of `data`, in order, as one tensor on `device`
     /// (logits for a classifier; `.softmax(1)` gives probabilities), computed in evaluation
     /// mode without a graph.
-    pub fn predict(model: &mut dyn Forward, data: &dyn Loader, device: &Device) -> Result<Tensor> {
+    pub fn predict<I>(model: &mut dyn Forward<I>, data: &dyn Loader<I>, device: &Device) -> Result<Tensor> {
         if data.num_batches() == 0 {
             return Err(Error::Training("predict: the loader has no batches".into()));
         }
@@ -667,6 +823,19 @@ enum EpochEnd {
     },
 }
 
+/// The key of each callback that keeps a state ([`Callback::state`]), in order: its type's
+/// name and its place among the callbacks of that type (`EarlyStopping#0`), so a resumed
+/// trainer may add or drop callbacks that keep none.
+fn state_keys(callbacks: &[Box<dyn Callback>]) -> Vec<String> {
+    let mut keys: Vec<String> = Vec::new();
+    for c in callbacks.iter().filter(|c| c.state().is_some()) {
+        let name = c.name();
+        let same = keys.iter().filter(|k| k.rsplit_once('#').is_some_and(|(n, _)| n == name)).count();
+        keys.push(format!("{name}#{same}"));
+    }
+    keys
+}
+
 /// Adds `more` into `sum`, parameter by parameter.
 fn add_gradients(sum: &mut Gradients, mut more: Gradients, params: &[Tensor]) {
     for p in params {
@@ -680,16 +849,21 @@ fn add_gradients(sum: &mut Gradients, mut more: Gradients, params: &[Tensor]) {
     }
 }
 
-fn progress_bar(quiet: bool, batches: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
+/// The bar of one epoch, counting samples; hidden when stderr is not a terminal (indicatif
+/// draws nothing then), so logs get only the epoch lines.
+fn progress_bar(quiet: bool, samples: usize, epoch: usize, epochs: usize) -> Option<indicatif::ProgressBar> {
     if quiet {
         return None;
     }
-    let bar = indicatif::ProgressBar::new(batches as u64);
+    let bar = indicatif::ProgressBar::new(samples as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
-            "epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg} ({per_sec}, eta {eta})",
+            "epoch {prefix} [{bar:30}] {pos}/{len} samples, loss {msg} ({rate} samples/s, eta {eta})",
         )
         .expect("a valid template")
+        .with_key("rate", |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0}", state.per_sec());
+        })
         .progress_chars("=> "),
     );
     bar.set_prefix(format!("{}/{epochs}", epoch + 1));
