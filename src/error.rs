@@ -83,6 +83,13 @@ pub enum Error {
     /// checkpoint; the message says where it is and how to resume.
     #[error("{0}")]
     Interrupted(String),
+    /// The training loss became NaN or infinite (`train::Trainer::fit` checks the running
+    /// mean each time it reads it; `allow_nonfinite_loss(true)` trains on instead).
+    #[error(
+        "the training loss became {loss} at epoch {epoch}/{epochs}, step {step}/{steps} (the mean since the epoch \
+         began); lower the learning rate or clip the gradients"
+    )]
+    NonFiniteLoss { loss: f64, epoch: usize, epochs: usize, step: usize, steps: usize },
 }
 
 /// A `Result` whose error is wgrad's [`Error`].

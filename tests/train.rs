@@ -229,8 +229,10 @@ fn a_nonfinite_loss_stops_fit() {
     let mut trainer = Trainer::new(Sgd::new(m.parameters(), 1e30), loss::cross_entropy).refresh_every(1).quiet(true);
     let err = trainer.fit(&mut m, &loader, None, 3, &dev).unwrap_err();
     let message = err.to_string();
-    assert!(message.starts_with("fit: the training loss became "), "{message}");
-    assert!(message.contains("in epoch 1/3, by batch "), "{message}");
+    let Error::NonFiniteLoss { loss, epoch: 1, epochs: 3, step, steps: 6 } = err else { panic!("{message}") };
+    assert!(!loss.is_finite() && step <= 2, "{message}");
+    assert!(message.starts_with("the training loss became "), "{message}");
+    assert!(message.contains(&format!("at epoch 1/3, step {step}/6 ")), "{message}");
     let mut m = model(&dev);
     let mut allowed =
         Trainer::new(Sgd::new(m.parameters(), 1e30), loss::cross_entropy).allow_nonfinite_loss(true).quiet(true);

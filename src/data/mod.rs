@@ -41,7 +41,7 @@ pub mod transforms;
 pub use crate::random::Generator;
 pub use idx::{read_idx, read_idx_images, read_idx_labels, IdxArray, IdxImages};
 pub use mnist::{Mnist, Pixels};
-pub use split::{random_split, random_split_with, SplitSize, Subset};
+pub use split::{random_split, random_split_with, validation_split, SplitSize, Subset};
 pub use tensor_dataset::{HostBuffer, TensorDataset};
 
 use crate::device::Device;

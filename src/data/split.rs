@@ -187,6 +187,42 @@ pub fn random_split<D: Samples + Clone, S: SplitSize>(dataset: D, sizes: &[S], s
     random_split_with(dataset, sizes, &mut Generator::new(seed))
 }
 
+/// Holds out a random `fraction` of `dataset` for validation, as Keras' `validation_split`
+/// (but drawn at random, like [`random_split`] with `[1 - fraction, fraction]` and
+/// `seed`): `(training, validation)`. A fraction outside (0, 1), or one that leaves either
+/// part empty, is an [`Error::Training`](crate::Error::Training) saying so.
+///
+/// ```
+/// use wgrad::data::{validation_split, Dataset, Mnist};
+/// let mnist = Mnist::builtin()?;
+/// let (train, val) = validation_split(&mnist.train, 0.1, 0)?;
+/// assert_eq!((train.len(), val.len()), (7200, 800));
+/// assert!(validation_split(&mnist.train, 1.5, 0).is_err());
+/// # Ok::<(), wgrad::Error>(())
+/// ```
+pub fn validation_split<D: Samples + Clone>(
+    dataset: D,
+    fraction: f64,
+    seed: u64,
+) -> crate::Result<(Subset<D>, Subset<D>)> {
+    let n = dataset.sample_count();
+    if !(fraction > 0.0 && fraction < 1.0) {
+        return Err(crate::Error::Training(format!("validation_split: the fraction {fraction} is not in (0, 1)")));
+    }
+    let held_out = (n as f64 * fraction).round() as usize;
+    if held_out == 0 || held_out == n {
+        return Err(crate::Error::Training(format!(
+            "validation_split: a fraction of {fraction} of {n} samples leaves {} for training and {held_out} for \
+             validation; both need at least one",
+            n - held_out
+        )));
+    }
+    let mut parts = random_split(dataset, &[n - held_out, held_out], seed).into_iter();
+    let train = parts.next().expect("two parts");
+    let validation = parts.next().expect("two parts");
+    Ok((train, validation))
+}
+
 /// [`random_split`] drawing from `generator`, as PyTorch's `generator=` argument; it
 /// advances the generator, so two calls with one generator split differently.
 ///

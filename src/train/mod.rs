@@ -432,8 +432,8 @@ impl Trainer {
     }
 
     /// Trains on when the running loss becomes NaN or infinite. By default `fit` stops with
-    /// an [`Error::Training`] naming the epoch and the batch by which it happened (checked
-    /// where the loss is read anyway: each progress refresh and each epoch's end).
+    /// an [`Error::NonFiniteLoss`] naming the epoch and the batch by which it happened
+    /// (checked where the loss is read anyway: each progress refresh and each epoch's end).
     pub fn allow_nonfinite_loss(mut self, allow: bool) -> Trainer {
         self.allow_nonfinite_loss = allow;
         self
@@ -729,12 +729,13 @@ impl Trainer {
                     if let Some(bar) = &bar {
                         bar.abandon();
                     }
-                    return Err(Error::Training(format!(
-                        "fit: the training loss became {mean} in epoch {}/{epochs}, by batch {} of {batches}; \
-                         lower the learning rate, clip the gradients, or allow it with allow_nonfinite_loss(true)",
-                        epoch + 1,
-                        index + 1
-                    )));
+                    return Err(Error::NonFiniteLoss {
+                        loss: mean,
+                        epoch: epoch + 1,
+                        epochs,
+                        step: index + 1,
+                        steps: batches,
+                    });
                 }
                 if let Some(bar) = &bar {
                     // Metrics are read with the loss, so the bar shows them live.
