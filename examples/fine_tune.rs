@@ -23,12 +23,16 @@
 
 mod common;
 
-use common::classifier::{self, Recipe, Setup};
+use common::classifier::Setup;
 use common::models;
-use wgrad::checkpoint;
+use common::training::TrainingFlags;
 use wgrad::data::{Dataset, InMemoryDataset, Mnist, Pixels};
-use wgrad::nn::{Linear, Module};
-use wgrad::optim::{Adam, ParamGroup};
+use wgrad::metrics::Accuracy;
+use wgrad::nn::{Linear, Module, Sequential};
+use wgrad::optim::scheduler::CosineAnnealingLr;
+use wgrad::optim::{Adam, Optimizer, ParamGroup};
+use wgrad::train::{StepEvery, Trainer};
+use wgrad::{checkpoint, loss};
 
 /// The Keras CNN's children (`models::keras_cnn`), by the position names its checkpoints use.
 const CONVOLUTIONS: [&str; 3] = ["0", "3", "6"];
@@ -111,6 +115,18 @@ fn first(data: &InMemoryDataset, n: usize) -> InMemoryDataset {
     InMemoryDataset::new(data.features()[..n * per_sample].to_vec(), data.sample_shape(), data.labels()[..n].to_vec())
 }
 
+/// Trains `model` with `optimizer`, cross-entropy and every group's rate decaying along
+/// the cosine from its own initial rate, evaluating on the test set after every epoch;
+/// returns the final test accuracy (a fraction).
+fn train(model: &mut Sequential, setup: &Setup, optimizer: Adam) -> f64 {
+    let (train, validation) = setup.loaders();
+    let schedule = CosineAnnealingLr::new(optimizer.lr(), setup.epochs, 0.0);
+    let trainer =
+        Trainer::new(optimizer, loss::cross_entropy).metric(Accuracy::new()).scheduler(schedule, StepEvery::Epoch);
+    setup.fit(trainer, model, &train, &validation);
+    setup.test(model)
+}
+
 fn main() {
     env_logger::init();
     let flags = parse_flags();
@@ -136,9 +152,8 @@ fn main() {
         seed: flags.seed,
         lr: flags.lr,
         save: None,
-        allow_nonfinite_loss: flags.allow_nonfinite_loss,
+        training: TrainingFlags { allow_nonfinite_loss: flags.allow_nonfinite_loss, ..TrainingFlags::default() },
     };
-    let recipe = || Recipe { input: |images| images.clone(), augment: None, clip_grad_norm: None };
 
     // 1. The pretrained network: digits.
     wgrad::manual_seed(flags.seed);
@@ -152,8 +167,8 @@ fn main() {
         None => {
             println!("\n== pretraining on MNIST digits ({} epochs)", flags.pretrain_epochs);
             let digits = setup(load(None), flags.pretrain_epochs);
-            let mut opt = Adam::new(model.parameters(), flags.lr);
-            let accuracy = classifier::train_with(&mut model, &digits, recipe(), &mut opt);
+            let opt = Adam::new(model.parameters(), flags.lr);
+            let accuracy = train(&mut model, &digits, opt);
             println!("pretrained: MNIST test accuracy {:.2}%", 100.0 * accuracy);
         }
     }
@@ -162,9 +177,8 @@ fn main() {
     println!("\n== training from scratch on Fashion-MNIST ({} epochs)", flags.epochs);
     wgrad::manual_seed(flags.seed + 1);
     let mut scratch = models::keras_cnn(&dev);
-    let mut opt = Adam::new(scratch.parameters(), flags.lr);
-    let scratch_accuracy =
-        classifier::train_with(&mut scratch, &setup(fashion.clone(), flags.epochs), recipe(), &mut opt);
+    let opt = Adam::new(scratch.parameters(), flags.lr);
+    let scratch_accuracy = train(&mut scratch, &setup(fashion.clone(), flags.epochs), opt);
 
     // 3. Fine-tuning: a new head, the convolutions frozen, the dense layer at a tenth of the rate.
     println!("\n== fine-tuning on Fashion-MNIST ({} epochs)", flags.epochs);
@@ -177,9 +191,9 @@ fn main() {
         ParamGroup::with_prefix(&model, DENSE).expect("the Keras CNN's dense layer is child 9").lr(flags.backbone_lr),
         ParamGroup::with_prefix(&model, HEAD).expect("the head is child 11"),
     ];
-    let mut opt = Adam::with_groups(groups, flags.lr);
+    let opt = Adam::with_groups(groups, flags.lr);
     let fashion_setup = Setup { save: flags.save.clone(), ..setup(fashion, flags.epochs) };
-    let fine_tuned_accuracy = classifier::train_with(&mut model, &fashion_setup, recipe(), &mut opt);
+    let fine_tuned_accuracy = train(&mut model, &fashion_setup, opt);
 
     println!(
         "\nFashion-MNIST test accuracy after {} epochs: from scratch {:.2}%, fine-tuned from digits {:.2}%",

@@ -19,25 +19,26 @@
 //! Flags: `--device auto|gpu|software|cpu`, `--train PATH` and `--test PATH` (CSV with a
 //! header `text,label`, labels 0 or 1), `--epochs N`, `--batch-size N`, `--seed N`,
 //! `--lr RATE`, `--save PATH` (the weights as safetensors, and the vocabulary, one token a
-//! line, beside them as `PATH` with the extension `vocab.txt`), `--allow-nonfinite-loss`
-//! (train on when the loss is NaN or infinite; by default the run stops with status 1,
-//! naming the epoch and step). Every flag is checked before the device opens or the data
-//! loads; a bad one exits with status 2. The last line printed is `test accuracy: NN.NN%`.
+//! line, beside them as `PATH` with the extension `vocab.txt`), and the training flags of
+//! the MNIST examples: `--validation-split F` (validate on a held-out part of the training
+//! texts instead of the test set), `--early-stopping PATIENCE`, `--checkpoint-dir DIR`
+//! with `--resume`, `--allow-nonfinite-loss` (train on when the loss is NaN or infinite;
+//! by default the run stops with status 1, naming the epoch and step). Every flag is
+//! checked before the device opens or the data loads; a bad one exits with status 2. The
+//! last line printed is `test accuracy: NN.NN%`.
 
 mod common;
 
 use std::path::Path;
-use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressStyle};
-use wgrad::data::text::{TextBatch, TextDataset, TextLoader, Vocab, VocabOptions};
+use common::training::{self, TrainingFlags};
+use wgrad::data::text::{TextDataset, TextLoader, Vocab, VocabOptions};
 use wgrad::loss::{self, Reduction};
+use wgrad::metrics::BinaryAccuracy;
 use wgrad::nn::{Embedding, Forward, Linear, Module, RnnOptions, LSTM};
-use wgrad::optim::clip::clip_grad_norm;
-use wgrad::optim::{Adam, Optimizer};
-use wgrad::{no_grad, Device, Tensor};
-
-use common::flags::{nonfinite_loss, ALLOW_NONFINITE_LOSS};
+use wgrad::optim::Adam;
+use wgrad::train::Trainer;
+use wgrad::{Device, Tensor};
 
 const EMBEDDING_DIM: usize = 64;
 const HIDDEN_SIZE: usize = 64;
@@ -45,9 +46,8 @@ const LAYERS: usize = 2;
 const DROPOUT: f32 = 0.3;
 const MAX_GRAD_NORM: f32 = 1.0;
 
-/// Embedding, bidirectional LSTM stack, linear read-out of the final states. Its forward
-/// pass takes the token ids and each text's length, so it is a `Module` with a forward
-/// method of its own rather than a one-input `Forward`.
+/// Embedding, bidirectional LSTM stack, linear read-out of the final states. Its input is
+/// the token ids with each text's length, as a `TextLoader` serves them.
 #[derive(Module)]
 struct SentimentLstm {
     embedding: Embedding,
@@ -64,9 +64,11 @@ impl SentimentLstm {
             head: Linear::new(2 * HIDDEN_SIZE, 1, dev),
         }
     }
+}
 
+impl Forward<(Tensor, Vec<usize>)> for SentimentLstm {
     /// Token ids `[B, T]` whose row `b` is `lengths[b]` tokens long, to logits `[B]`.
-    fn forward(&self, tokens: &Tensor, lengths: &[usize]) -> Tensor {
+    fn forward(&self, (tokens, lengths): &(Tensor, Vec<usize>)) -> Tensor {
         let embedded = self.embedding.forward(tokens);
         let (_, (h_n, _)) = self.lstm.forward_with_lengths(&embedded, lengths, None);
         // h_n is [layers * 2, B, H], layer-major: the last two rows are the last layer's
@@ -76,30 +78,6 @@ impl SentimentLstm {
         let features = Tensor::cat(&[last(states - 2), last(states - 1)], 1);
         self.head.forward(&features).reshape(&[-1])
     }
-}
-
-/// Mean loss and the number of correct predictions (logit > 0 means positive) of one
-/// batch, read back from the device.
-fn batch_metrics(loss: &Tensor, logits: &Tensor, labels: &Tensor) -> (f64, usize) {
-    let logits: Vec<f32> = logits.to_vec();
-    let labels: Vec<f32> = labels.to_vec();
-    let correct = logits.iter().zip(&labels).filter(|&(&z, &y)| (z > 0.0) == (y > 0.5)).count();
-    (loss.item() as f64, correct)
-}
-
-/// Mean loss and accuracy of `model` over every batch of `loader`, without a graph.
-fn evaluate(model: &SentimentLstm, loader: &TextLoader, dev: &Device) -> (f64, f64) {
-    let (mut loss_sum, mut correct) = (0.0, 0);
-    no_grad(|| {
-        for TextBatch { tokens, lengths, labels } in loader.batches(0, dev) {
-            let logits = model.forward(&tokens, &lengths);
-            let loss = loss::binary_cross_entropy_with_logits(&logits, &labels, None, Reduction::Sum);
-            let (l, c) = batch_metrics(&loss, &logits, &labels);
-            loss_sum += l;
-            correct += c;
-        }
-    });
-    (loss_sum / loader.len() as f64, correct as f64 / loader.len() as f64)
 }
 
 fn read_data(path: &Path, what: &str) -> TextDataset {
@@ -112,16 +90,16 @@ fn main() {
     let (default_epochs, default_batch, default_lr) = (8usize, 32usize, 3e-3f32);
     let usage = format!(
         "usage: text_classifier [--device auto|gpu|software|cpu] [--train PATH] [--test PATH] [--epochs N] \
-         [--batch-size N] [--seed N] [--lr RATE] [--save PATH] [--{ALLOW_NONFINITE_LOSS}]\n\n\
+         [--batch-size N] [--seed N] [--lr RATE] [--save PATH] {}\n\n\
          defaults: data/sentiment/train.csv and test.csv, {default_epochs} epochs, batch {default_batch}, \
-         lr {default_lr}, seed 0; a NaN or infinite training loss stops the run (exit status 1) unless \
-         --{ALLOW_NONFINITE_LOSS} is given"
+         lr {default_lr}, seed 0, the test set evaluated after every epoch; a NaN or infinite training loss stops \
+         the run (exit status 1) unless --allow-nonfinite-loss is given",
+        training::USAGE
     );
-    let args = common::parse_args(
-        &["device", "train", "test", "epochs", "batch-size", "seed", "lr", "save"],
-        &[ALLOW_NONFINITE_LOSS],
-        &usage,
-    );
+    let with_value =
+        [&["device", "train", "test", "epochs", "batch-size", "seed", "lr", "save"][..], &training::WITH_VALUE]
+            .concat();
+    let args = common::parse_args(&with_value, &training::SWITCHES, &usage);
     // Every flag is checked before the device opens or the data loads.
     let device = common::usage_or(args.device(), &usage);
     let train_path =
@@ -140,7 +118,7 @@ fn main() {
             &usage,
         );
     }
-    let allow_nonfinite_loss = args.has(ALLOW_NONFINITE_LOSS);
+    let flags = common::usage_or(TrainingFlags::from_args(&args), &usage);
 
     let dev = common::open_device(device);
     println!("device: {}", dev.info());
@@ -156,84 +134,41 @@ fn main() {
         test_path.display(),
         vocab.len()
     );
+    let (train, validation) = match flags.validation_split {
+        Some(fraction) => {
+            let (train, held_out) = train
+                .validation_split(fraction, seed)
+                .unwrap_or_else(|e| common::fail(&format!("--validation-split: {e}")));
+            println!("validation: {} of the training texts, held out", held_out.len());
+            (train, held_out)
+        }
+        None => (train, test.clone()),
+    };
 
     wgrad::manual_seed(seed);
     let mut model = SentimentLstm::new(vocab.len(), &dev);
     println!("model: {} ({} parameters)", model.describe(), model.num_parameters());
-    let params = model.parameters();
-    let mut opt = Adam::new(params.clone(), lr);
-    let mut loader = TextLoader::new(&train, &vocab, batch_size).shuffle(seed);
-    let test_loader = TextLoader::new(&test, &vocab, 256);
+    let train_loader = TextLoader::new(&train, &vocab, batch_size).shuffle(seed);
+    let bce = |logits: &Tensor, labels: &Tensor| {
+        loss::binary_cross_entropy_with_logits(logits, labels, None, Reduction::Mean)
+    };
+    let trainer = Trainer::new(Adam::new(model.parameters(), lr), bce)
+        .metric(BinaryAccuracy::from_logits())
+        .clip_grad_norm(MAX_GRAD_NORM)
+        .refresh_every(10);
+    let validation_loader = TextLoader::new(&validation, &vocab, 256);
+    flags.fit(trainer, &mut model, &train_loader, &validation_loader, epochs, &dev);
 
-    let started = Instant::now();
-    for epoch in 1..=epochs {
-        model.set_training(true);
-        let bar = ProgressBar::new(loader.num_batches() as u64);
-        bar.set_style(
-            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} batches, loss {msg} ({elapsed})")
-                .expect("valid template")
-                .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{epoch}/{epochs}"));
-        let epoch_start = Instant::now();
-        let (mut loss_sum, mut correct, mut read) = (0.0f64, 0usize, 0usize);
-        // Reading a value waits for the device: do it every few batches, not every one.
-        let reads_every = 10;
-        let steps = loader.num_batches();
-        let mut pending = Vec::new();
-        // Reads the pending batches (which waits for the device) and stops the run at the
-        // first loss that is NaN or infinite, naming its epoch and step.
-        let mut read_pending = |pending: &mut Vec<(usize, Tensor, Tensor, Tensor)>| {
-            for (step, l, z, y) in pending.drain(..) {
-                let (batch_loss, batch_correct) = batch_metrics(&l, &z, &y);
-                let mean = batch_loss / y.numel() as f64;
-                if let Some(message) = nonfinite_loss(mean, epoch, epochs, step, steps) {
-                    if !allow_nonfinite_loss {
-                        bar.abandon();
-                        common::fail(&message);
-                    }
-                }
-                loss_sum += batch_loss;
-                correct += batch_correct;
-                read += y.numel();
-            }
-            loss_sum / read.max(1) as f64
-        };
-        for (step, TextBatch { tokens, lengths, labels }) in (1..).zip(loader.epoch(&dev)) {
-            let logits = model.forward(&tokens, &lengths);
-            let loss = loss::binary_cross_entropy_with_logits(&logits, &labels, None, Reduction::Mean);
-            let mut grads = loss.backward();
-            clip_grad_norm(&mut grads, &params, MAX_GRAD_NORM, 2.0);
-            opt.step(&grads);
-            pending.push((step, loss.detach().mul_scalar(lengths.len() as f32), logits.detach(), labels));
-            if pending.len() == reads_every {
-                let mean = read_pending(&mut pending);
-                bar.set_message(format!("{mean:.4}"));
-            }
-            bar.inc(1);
-        }
-        read_pending(&mut pending);
-        bar.finish_and_clear();
-        model.set_training(false);
-        let (test_loss, test_accuracy) = evaluate(&model, &test_loader, &dev);
-        println!(
-            "epoch {epoch}/{epochs}: train loss {:.4}, train accuracy {:.2}%, test loss {test_loss:.4}, \
-             test accuracy {:.2}% ({:.1} s)",
-            loss_sum / read as f64,
-            100.0 * correct as f64 / read as f64,
-            100.0 * test_accuracy,
-            epoch_start.elapsed().as_secs_f64()
-        );
-    }
-
-    model.set_training(false);
-    let (_, test_accuracy) = evaluate(&model, &test_loader, &dev);
-    println!("trained {epochs} epochs in {:.1} s (evaluation included)", started.elapsed().as_secs_f64());
+    // The test texts in file order: a positive logit predicts label 1.
+    let logits: Vec<f32> = Trainer::predict(&mut model, &TextLoader::new(&test, &vocab, 256), &dev)
+        .unwrap_or_else(|e| common::fail(&format!("cannot evaluate on the test set: {e}")))
+        .to_vec();
+    let correct = logits.iter().zip(test.labels()).filter(|&(&z, y)| (z > 0.0) == (y > 0.5)).count();
     if let (Some(path), Some(vocab_path)) = (&save, &vocab_path) {
         if let Err(e) = wgrad::checkpoint::save(&model, path).and_then(|()| vocab.write(vocab_path)) {
             common::fail(&format!("cannot save the model: {e}"));
         }
         println!("saved weights to {} and the vocabulary to {}", path.display(), vocab_path.display());
     }
-    println!("test accuracy: {:.2}%", 100.0 * test_accuracy);
+    println!("test accuracy: {:.2}%", 100.0 * correct as f64 / test.len() as f64);
 }

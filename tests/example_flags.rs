@@ -11,9 +11,22 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::SystemTime;
 
-use flags::{check_writable, nonfinite_loss, Args, ALLOW_NONFINITE_LOSS};
+use flags::{check_writable, Args, ALLOW_NONFINITE_LOSS};
 
-const WITH_VALUE: [&str; 9] = ["device", "data", "train", "test", "epochs", "batch-size", "seed", "lr", "save"];
+const WITH_VALUE: [&str; 12] = [
+    "device",
+    "data",
+    "train",
+    "test",
+    "epochs",
+    "batch-size",
+    "seed",
+    "lr",
+    "save",
+    "validation-split",
+    "early-stopping",
+    "checkpoint-dir",
+];
 
 fn parse(args: &[&str]) -> Result<Option<Args>, String> {
     Args::from_iter(args.iter().map(|a| a.to_string()), &WITH_VALUE, &[ALLOW_NONFINITE_LOSS])
@@ -131,13 +144,26 @@ fn an_output_file_needs_a_folder_that_takes_a_new_file() {
 }
 
 #[test]
-fn a_nonfinite_loss_names_the_epoch_and_the_step() {
-    assert_eq!(nonfinite_loss(2.3, 1, 5, 10, 250), None);
-    for loss in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-        let message = nonfinite_loss(loss, 2, 5, 37, 250).expect("a stop");
-        assert!(message.contains("epoch 2/5, step 37/250"), "{message}");
-        assert!(message.contains("--allow-nonfinite-loss"), "{message}");
+fn fractions_optional_counts_and_output_folders_are_checked() {
+    assert_eq!(args(&["--validation-split", "0.1"]).fraction("validation-split"), Ok(Some(0.1)));
+    assert_eq!(args(&[]).fraction("validation-split"), Ok(None));
+    for bad in ["0", "1", "-0.1", "1.5", "nan", "a tenth"] {
+        let err = args(&["--validation-split", bad]).fraction("validation-split").unwrap_err();
+        assert!(err.contains("between 0 and 1"), "{bad}: {err}");
     }
+    assert_eq!(args(&["--early-stopping", "3"]).optional_count("early-stopping"), Ok(Some(3)));
+    assert_eq!(args(&[]).optional_count("early-stopping"), Ok(None));
+    assert!(args(&["--early-stopping", "0"]).optional_count("early-stopping").is_err());
+
+    let dir = TempDir::new("output-dir");
+    let new = dir.0.join("a").join("b");
+    let flag = new.display().to_string();
+    assert_eq!(args(&["--checkpoint-dir", &flag]).output_dir("checkpoint-dir"), Ok(Some(new.clone())));
+    assert!(new.is_dir(), "the folder is created");
+    let file = dir.0.join("file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = args(&["--checkpoint-dir", &file.display().to_string()]).output_dir("checkpoint-dir").unwrap_err();
+    assert!(err.contains("not a folder"), "{err}");
 }
 
 // ---- the examples themselves ----
@@ -182,7 +208,7 @@ fn run(exe: &Path, args: &[&str]) -> (i32, String, String) {
 fn the_examples_refuse_bad_flags_before_opening_the_device() {
     let dir = TempDir::new("examples");
     let missing_save = dir.0.join("missing").join("out.safetensors").display().to_string();
-    let training_cases: [(&[&str], &str); 7] = [
+    let training_cases: [(&[&str], &str); 9] = [
         (&["--batch-size", "0"], "--batch-size must be a whole number of at least 1"),
         (&["--epochs", "0"], "--epochs must be a whole number of at least 1"),
         (&["--lr", "-1"], "--lr must be a finite number above 0"),
@@ -190,10 +216,16 @@ fn the_examples_refuse_bad_flags_before_opening_the_device() {
         (&["--lr", "inf"], "--lr must be a finite number above 0"),
         (&["--save", &missing_save], "does not exist"),
         (&["--device", "tpu"], "--device must be auto, gpu, software or cpu"),
+        (&["--validation-split", "1"], "--validation-split must be a number between 0 and 1"),
+        (&["--resume"], "--resume continues from --checkpoint-dir"),
     ];
+    // fine_tune has no validation split or resumption: its runs are short, and three.
+    let trainer_flags = |name: &str, flags: &[&str]| {
+        name != "fine_tune" || !flags[0].starts_with("--validation") && flags[0] != "--resume"
+    };
     for name in ["mnist_mlp", "mnist_cnn", "mnist_lstm", "text_classifier", "fine_tune"] {
         let Some(exe) = example(name) else { continue };
-        for (flags, expected) in training_cases {
+        for (flags, expected) in training_cases.into_iter().filter(|(flags, _)| trainer_flags(name, flags)) {
             let (code, stdout, stderr) = run(&exe, flags);
             assert_eq!(code, 2, "{name} {flags:?}: {stderr}");
             assert!(stderr.contains(expected), "{name} {flags:?}: {stderr}");
@@ -265,7 +297,7 @@ fn a_training_run_whose_loss_becomes_nan_stops_naming_epoch_and_step() {
     let (code, stdout, stderr) = run(&exe, &[&flags[..], &["--save", &save.display().to_string()]].concat());
     assert_eq!(code, 1, "stdout: {stdout}\nstderr: {stderr}");
     assert!(stderr.contains("at epoch 1/2, step "), "{stderr}");
-    assert!(stderr.contains("/5; "), "{stderr}");
+    assert!(stderr.contains("/5 (") && stderr.contains("--allow-nonfinite-loss"), "{stderr}");
     assert!(!stdout.contains("test accuracy"), "{stdout}");
     assert!(!save.exists(), "a stopped run saves nothing");
 

@@ -1,7 +1,7 @@
 //! The examples' command lines, checked whole before anything slow starts: parsing
 //! (`--name value`, `--name=value`, bare switches), the checks of every value (counts of at
 //! least 1, a finite positive learning rate, a known device, input paths that exist, an
-//! output file whose folder can be written), and the check of the training loss.
+//! output file whose folder can be written).
 //!
 //! Plain `std` and no exits here, so that `tests/example_flags.rs` can test it; the
 //! examples turn an `Err` into the usage text and exit status 2 (see `common::usage_or`).
@@ -114,6 +114,33 @@ impl Args {
         }
     }
 
+    /// `--name` as a whole number of at least 1, if given.
+    pub fn optional_count(&self, name: &str) -> Result<Option<usize>, String> {
+        self.get(name).map(|_| self.count(name, 0)).transpose()
+    }
+
+    /// `--name` as a fraction strictly between 0 and 1, if given.
+    pub fn fraction(&self, name: &str) -> Result<Option<f64>, String> {
+        let Some(v) = self.get(name) else { return Ok(None) };
+        match v.trim().parse::<f64>() {
+            Ok(f) if f > 0.0 && f < 1.0 => Ok(Some(f)),
+            _ => Err(format!("--{name} must be a number between 0 and 1 (exclusive), not '{v}'")),
+        }
+    }
+
+    /// `--name` as a folder the run will write into, if given: created now (with its
+    /// parents) and checked to take a new file, so that a long run does not fail late.
+    pub fn output_dir(&self, name: &str) -> Result<Option<PathBuf>, String> {
+        let Some(v) = self.get(name) else { return Ok(None) };
+        let path = PathBuf::from(v);
+        if path.exists() && !path.is_dir() {
+            return Err(format!("--{name} {v}: not a folder"));
+        }
+        std::fs::create_dir_all(&path).map_err(|e| format!("--{name} {v}: {e}"))?;
+        check_writable(&path.join("file")).map_err(|reason| format!("--{name} {v}: {reason}"))?;
+        Ok(Some(path))
+    }
+
     /// `--name` as a folder that exists, if given.
     pub fn existing_dir(&self, name: &str) -> Result<Option<PathBuf>, String> {
         let Some(v) = self.get(name) else { return Ok(None) };
@@ -175,16 +202,4 @@ pub fn check_writable(path: &Path) -> Result<(), String> {
         }
         Err(e) => Err(format!("cannot create a file in {}: {e}", dir.display())),
     }
-}
-
-/// The message that stops a run whose training loss at `step` (counting from 1) of `epoch`
-/// is NaN or infinite; `None` for a finite loss.
-pub fn nonfinite_loss(loss: f64, epoch: usize, epochs: usize, step: usize, steps: usize) -> Option<String> {
-    if loss.is_finite() {
-        return None;
-    }
-    Some(format!(
-        "the training loss is {loss} at epoch {epoch}/{epochs}, step {step}/{steps}; \
-         try a lower --lr, or pass --{ALLOW_NONFINITE_LOSS} to train on regardless"
-    ))
 }

@@ -21,9 +21,9 @@ pub struct Mlp {
 }
 
 impl Forward for Mlp {
-    /// `[N, 784]` to `[N, 10]` logits.
+    /// `[N, 1, 28, 28]` images (or `[N, 784]` rows of pixels) to `[N, 10]` logits.
     fn forward(&self, x: &Tensor) -> Tensor {
-        self.out.forward(&self.hidden.forward(x))
+        self.out.forward(&self.hidden.forward(&x.flatten_from(1)))
     }
 }
 
@@ -63,9 +63,10 @@ impl RowLstm {
 }
 
 impl Forward for RowLstm {
-    /// `[N, 28, 28]` (batch, rows, pixels) to `[N, 10]` logits.
-    fn forward(&self, rows: &Tensor) -> Tensor {
-        let (_, (h_n, _)) = self.lstm.forward(rows);
+    /// `[N, 1, 28, 28]` images (or `[N, 28, 28]`: batch, rows, pixels) to `[N, 10]` logits,
+    /// each image read as 28 steps of one row.
+    fn forward(&self, images: &Tensor) -> Tensor {
+        let (_, (h_n, _)) = self.lstm.forward(&images.reshape(&[-1, 28, 28]));
         // h_n is [layers, N, hidden]: the last (only) layer's final state.
         self.head.forward(&h_n.squeeze(0))
     }

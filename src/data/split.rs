@@ -206,6 +206,16 @@ pub fn validation_split<D: Samples + Clone>(
     seed: u64,
 ) -> crate::Result<(Subset<D>, Subset<D>)> {
     let n = dataset.sample_count();
+    let held_out = held_out(n, fraction)?;
+    let mut parts = random_split(dataset, &[n - held_out, held_out], seed).into_iter();
+    let train = parts.next().expect("two parts");
+    let validation = parts.next().expect("two parts");
+    Ok((train, validation))
+}
+
+/// How many of `n` samples a validation `fraction` holds out (rounded to the nearest), or
+/// the error when the fraction is outside (0, 1) or leaves either part empty.
+pub(crate) fn held_out(n: usize, fraction: f64) -> crate::Result<usize> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(crate::Error::Training(format!("validation_split: the fraction {fraction} is not in (0, 1)")));
     }
@@ -217,10 +227,7 @@ pub fn validation_split<D: Samples + Clone>(
             n - held_out
         )));
     }
-    let mut parts = random_split(dataset, &[n - held_out, held_out], seed).into_iter();
-    let train = parts.next().expect("two parts");
-    let validation = parts.next().expect("two parts");
-    Ok((train, validation))
+    Ok(held_out)
 }
 
 /// [`random_split`] drawing from `generator`, as PyTorch's `generator=` argument; it

@@ -164,6 +164,27 @@ impl TextDataset {
         self.samples.iter().map(|&(_, label)| label)
     }
 
+    /// Holds out a random `fraction` of the rows for validation: `(training, validation)`,
+    /// drawn as [`validation_split`](super::validation_split) draws (the rows of
+    /// `Generator::new(seed).permutation(len)`, the validation rows last). A fraction
+    /// outside (0, 1), or one that leaves either part empty, is an `Err`.
+    ///
+    /// ```
+    /// use wgrad::data::text::TextDataset;
+    /// let data = TextDataset::new((0..10).map(|i| (format!("text {i}"), (i % 2) as f32)).collect());
+    /// let (train, val) = data.validation_split(0.2, 0)?;
+    /// assert_eq!((train.len(), val.len()), (8, 2));
+    /// # Ok::<(), wgrad::Error>(())
+    /// ```
+    pub fn validation_split(&self, fraction: f64, seed: u64) -> Result<(TextDataset, TextDataset)> {
+        let n = self.len();
+        let held_out = super::split::held_out(n, fraction)?;
+        let order = crate::random::Generator::new(seed).permutation(n);
+        let rows =
+            |indices: &[usize]| TextDataset { samples: indices.iter().map(|&i| self.samples[i].clone()).collect() };
+        Ok((rows(&order[..n - held_out]), rows(&order[n - held_out..])))
+    }
+
     /// How many rows are labelled 1 (positive): with `len`, the class balance.
     pub fn count_positive(&self) -> usize {
         self.samples.iter().filter(|&&(_, label)| label == 1.0).count()

@@ -152,6 +152,18 @@ impl<L: Loader, T: Transform> Loader for Augmented<L, T> {
     }
 }
 
+impl<I, L: Loader<I> + ?Sized> Loader<I> for Box<L> {
+    fn num_batches(&self) -> usize {
+        (**self).num_batches()
+    }
+    fn num_samples(&self) -> usize {
+        (**self).num_samples()
+    }
+    fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (I, Tensor)> + 'a> {
+        (**self).batches_of_epoch(epoch, device)
+    }
+}
+
 impl<I, L: Loader<I> + ?Sized> Loader<I> for &L {
     fn num_batches(&self) -> usize {
         (**self).num_batches()

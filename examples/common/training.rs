@@ -1,0 +1,110 @@
+//! The flags every training example gives its `wgrad::train::Trainer`, and the run of
+//! `fit` that turns its errors into messages and exit statuses.
+//!
+//! `--validation-split F` holds out a seeded random fraction of the training set for
+//! validation (otherwise the test set is evaluated after every epoch, as Keras'
+//! `validation_data`); `--early-stopping N` stops after N epochs without a lower
+//! validation loss and restores the best epoch's weights; `--checkpoint-dir DIR` writes a
+//! resumable checkpoint there after every epoch (and on Ctrl-C), which `--resume`
+//! continues from; `--allow-nonfinite-loss` trains on when the loss is NaN or infinite.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use wgrad::nn::Forward;
+use wgrad::train::{EarlyStopping, History, Loader, Trainer};
+use wgrad::{Device, Error};
+
+use super::flags::ALLOW_NONFINITE_LOSS;
+use super::Args;
+
+/// The flags of [`TrainingFlags`] that take a value, and the switches.
+pub const WITH_VALUE: [&str; 3] = ["validation-split", "early-stopping", "checkpoint-dir"];
+pub const SWITCHES: [&str; 2] = [ALLOW_NONFINITE_LOSS, "resume"];
+
+/// The usage text of these flags.
+pub const USAGE: &str = "[--validation-split F] [--early-stopping PATIENCE] [--checkpoint-dir DIR] [--resume] \
+                         [--allow-nonfinite-loss]";
+
+/// What the trainer-related flags chose.
+#[derive(Clone, Debug, Default)]
+pub struct TrainingFlags {
+    /// The fraction of the training set held out for validation.
+    pub validation_split: Option<f64>,
+    /// Epochs without a lower validation loss before training stops.
+    pub early_stopping: Option<usize>,
+    pub checkpoint_dir: Option<PathBuf>,
+    pub resume: bool,
+    pub allow_nonfinite_loss: bool,
+}
+
+impl TrainingFlags {
+    /// Reads and checks the flags (`Err` says which is wrong).
+    pub fn from_args(args: &Args) -> Result<TrainingFlags, String> {
+        let flags = TrainingFlags {
+            validation_split: args.fraction("validation-split")?,
+            early_stopping: args.optional_count("early-stopping")?,
+            checkpoint_dir: args.output_dir("checkpoint-dir")?,
+            resume: args.has("resume"),
+            allow_nonfinite_loss: args.has(ALLOW_NONFINITE_LOSS),
+        };
+        if flags.resume && flags.checkpoint_dir.is_none() {
+            return Err("--resume continues from --checkpoint-dir DIR: give that too".into());
+        }
+        if flags.resume && !flags.checkpoint_dir.as_ref().is_some_and(|d| d.join("progress").exists()) {
+            let dir = flags.checkpoint_dir.as_ref().expect("checked above").display();
+            return Err(format!("--resume: {dir} holds no training checkpoint"));
+        }
+        Ok(flags)
+    }
+
+    /// `trainer` with what the flags ask for.
+    pub fn configure(&self, mut trainer: Trainer) -> Trainer {
+        if let Some(patience) = self.early_stopping {
+            trainer = trainer.callback(EarlyStopping::new("val_loss").patience(patience).restore_best_weights(true));
+        }
+        if let Some(dir) = &self.checkpoint_dir {
+            trainer = trainer.checkpoint_dir(dir);
+            if self.resume {
+                trainer = trainer.resume_from(dir);
+            }
+        }
+        trainer.allow_nonfinite_loss(self.allow_nonfinite_loss)
+    }
+
+    /// Trains `model` with `trainer` (configured by the flags) for `epochs` epochs, then
+    /// prints the run's time and throughput. A training error ends the process: a NaN or
+    /// infinite loss with status 1 and a hint, Ctrl-C with status 130 and how to resume,
+    /// anything else with status 1.
+    pub fn fit<I>(
+        &self,
+        trainer: Trainer,
+        model: &mut dyn Forward<I>,
+        train: &dyn Loader<I>,
+        validation: &dyn Loader<I>,
+        epochs: usize,
+        dev: &Device,
+    ) -> History {
+        let mut trainer = self.configure(trainer);
+        let started = Instant::now();
+        let history = match trainer.fit(model, train, Some(validation), epochs, dev) {
+            Ok(history) => history,
+            Err(e @ Error::NonFiniteLoss { .. }) => {
+                super::fail(&format!("{e}; or pass --{ALLOW_NONFINITE_LOSS} to train on regardless"))
+            }
+            Err(Error::Interrupted(message)) => {
+                eprintln!("{message} (with these flags, add --resume)");
+                std::process::exit(130);
+            }
+            Err(e) => super::fail(&format!("training failed: {e}")),
+        };
+        let secs = started.elapsed().as_secs_f64();
+        let samples = train.num_samples() * history.epochs();
+        println!(
+            "trained {} epochs in {secs:.1} s ({:.0} training samples/s, evaluation included)",
+            history.epochs(),
+            samples as f64 / secs
+        );
+        history
+    }
+}
