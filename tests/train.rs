@@ -305,3 +305,45 @@ fn augmented_batches_depend_only_on_where_they_fall() {
     }
     assert_ne!(later[0], plain.batches(3, &dev).next().unwrap().0.to_vec::<f32>(), "nothing was shifted");
 }
+
+/// `mixed_precision` is the hand-written `GradScaler` loop: scale, backward, unscale and
+/// step (skipped on overflow), update; the same weights and the same final scale.
+#[test]
+fn mixed_precision_takes_the_steps_of_a_grad_scaler_loop() {
+    use wgrad::amp::{AutocastLinear, GradScaler};
+    let data = data();
+    for dev in devices("mixed_precision_takes_the_steps_of_a_grad_scaler_loop") {
+        let name = dev_name(&dev);
+        let half_model = || {
+            nn::Sequential::new()
+                .add(AutocastLinear::new(nn::Linear::with_seed(3, 8, true, 1, &dev)))
+                .add(nn::ReLU)
+                .add(AutocastLinear::new(nn::Linear::with_seed(8, 3, true, 2, &dev)))
+        };
+        // A scale so large that the first steps overflow and are skipped.
+        let scaler = || GradScaler::new().init_scale(1e38).growth_interval(2);
+        let loader = DataLoader::new(&data, 8).shuffle(5);
+
+        let mut fitted = half_model();
+        let mut trainer = Trainer::new(Adam::new(fitted.parameters(), 0.01), loss::cross_entropy)
+            .mixed_precision(scaler())
+            .quiet(true);
+        trainer.fit(&mut fitted, &loader, None, 2, &dev).unwrap();
+
+        let by_hand = half_model();
+        let mut opt = Adam::new(by_hand.parameters(), 0.01);
+        let mut s = scaler();
+        let mut skipped = 0;
+        for epoch in 0..2 {
+            for (x, y) in loader.batches(epoch, &dev) {
+                let loss = loss::cross_entropy(&by_hand.forward(&x), &y);
+                let mut grads = s.scale(&loss).backward();
+                skipped += !s.step(&mut opt, &mut grads) as usize;
+                s.update();
+            }
+        }
+        assert!(skipped > 0, "{name}: no step overflowed, so skipping is untested");
+        assert_eq!(values(&fitted), values(&by_hand), "{name}");
+        assert_eq!(trainer.grad_scaler().unwrap().scale_factor(), s.scale_factor(), "{name}");
+    }
+}
