@@ -86,6 +86,14 @@ impl TrainingFlags {
         dev: &Device,
     ) -> History {
         let mut trainer = self.configure(trainer);
+        // The epochs a resumed run has behind it, for this run's throughput.
+        let done_before = match (&self.checkpoint_dir, self.resume) {
+            (Some(dir), true) => std::fs::read_to_string(dir.join("history.csv"))
+                .ok()
+                .and_then(|csv| History::from_csv(&csv).ok())
+                .map_or(0, |h| h.epochs()),
+            _ => 0,
+        };
         let started = Instant::now();
         let history = match trainer.fit(model, train, Some(validation), epochs, dev) {
             Ok(history) => history,
@@ -99,11 +107,10 @@ impl TrainingFlags {
             Err(e) => super::fail(&format!("training failed: {e}")),
         };
         let secs = started.elapsed().as_secs_f64();
-        let samples = train.num_samples() * history.epochs();
+        let trained = history.epochs().saturating_sub(done_before);
         println!(
-            "trained {} epochs in {secs:.1} s ({:.0} training samples/s, evaluation included)",
-            history.epochs(),
-            samples as f64 / secs
+            "trained {trained} epochs in {secs:.1} s ({:.0} training samples/s, evaluation included)",
+            (train.num_samples() * trained) as f64 / secs
         );
         history
     }

@@ -598,6 +598,9 @@ impl Trainer {
                     resume::save(dir, &*model as &dyn Module, &*self.optimizer, &history, progress, &extra)?;
                 }
                 if stop {
+                    if !self.quiet {
+                        println!("a callback stopped training after epoch {}/{epochs}", epoch + 1);
+                    }
                     break;
                 }
             }
