@@ -79,6 +79,11 @@ pub enum Error {
     /// metric produces. The message names the op and what is wrong.
     #[error("{0}")]
     Training(String),
+    /// A picture that could not be drawn (`wgrad::train::plot`, with the `plot` feature):
+    /// nothing to plot (a history of no epochs), or a drawing or encoding failure. `path`
+    /// names the picture; writing it is an [`Error::Io`].
+    #[error("{path}: {reason}")]
+    Plot { path: String, reason: String },
     /// Training stopped by Ctrl-C (or `train::interrupt`) after writing a resumable
     /// checkpoint; the message says where it is and how to resume.
     #[error("{0}")]

@@ -299,7 +299,7 @@ impl ConfusionMatrix {
         out
     }
 
-    fn class_name(&self, class: usize) -> String {
+    pub(crate) fn class_name(&self, class: usize) -> String {
         match &self.class_names {
             Some(names) => names[class].clone(),
             None => class.to_string(),

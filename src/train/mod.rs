@@ -37,6 +37,8 @@
 //! ```
 
 mod callbacks;
+#[cfg(feature = "plot")]
+pub mod plot;
 mod resume;
 
 pub use callbacks::{
