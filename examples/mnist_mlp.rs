@@ -12,10 +12,11 @@
 //! the test set is evaluated after every epoch), `--early-stopping PATIENCE` (stop after
 //! that many epochs without a lower validation loss, keeping the best epoch's weights),
 //! `--checkpoint-dir DIR` (a resumable checkpoint after every epoch and on Ctrl-C) with
-//! `--resume` (continue from it), `--allow-nonfinite-loss` (train on when the loss is NaN
-//! or infinite; by default the run stops with status 1, naming the epoch and step). Every
-//! flag is checked before the device opens or the data loads; a bad one exits with status
-//! 2. The last line printed is `test accuracy: NN.NN%`.
+//! `--resume` (continue from it), `--plot DIR` (the history and the confusion matrix as
+//! SVG and PNG; build with `--features plot`), `--allow-nonfinite-loss` (train on when the
+//! loss is NaN or infinite; by default the run stops with status 1, naming the epoch and
+//! step). Every flag is checked before the device opens or the data loads; a bad one
+//! exits with status 2. The last line printed is `test accuracy: NN.NN%`.
 
 mod common;
 

@@ -22,7 +22,7 @@
 //! line, beside them as `PATH` with the extension `vocab.txt`), and the training flags of
 //! the MNIST examples: `--validation-split F` (validate on a held-out part of the training
 //! texts instead of the test set), `--early-stopping PATIENCE`, `--checkpoint-dir DIR`
-//! with `--resume`, `--allow-nonfinite-loss` (train on when the loss is NaN or infinite;
+//! with `--resume`, `--plot DIR` (with `--features plot`), `--allow-nonfinite-loss` (train on when the loss is NaN or infinite;
 //! by default the run stops with status 1, naming the epoch and step). Every flag is
 //! checked before the device opens or the data loads; a bad one exits with status 2. The
 //! last line printed is `test accuracy: NN.NN%`.
@@ -34,7 +34,7 @@ use std::path::Path;
 use common::training::{self, TrainingFlags};
 use wgrad::data::text::{TextDataset, TextLoader, Vocab, VocabOptions};
 use wgrad::loss::{self, Reduction};
-use wgrad::metrics::BinaryAccuracy;
+use wgrad::metrics::{BinaryAccuracy, ConfusionMatrix};
 use wgrad::nn::{Embedding, Forward, Linear, Module, RnnOptions, LSTM};
 use wgrad::optim::Adam;
 use wgrad::train::Trainer;
@@ -163,12 +163,17 @@ fn main() {
     let logits: Vec<f32> = Trainer::predict(&mut model, &TextLoader::new(&test, &vocab, 256), &dev)
         .unwrap_or_else(|e| common::fail(&format!("cannot evaluate on the test set: {e}")))
         .to_vec();
-    let correct = logits.iter().zip(test.labels()).filter(|&(&z, y)| (z > 0.0) == (y > 0.5)).count();
+    let predicted: Vec<i32> = logits.iter().map(|&z| (z > 0.0) as i32).collect();
+    let labels: Vec<i32> = test.labels().map(|y| (y > 0.5) as i32).collect();
+    let mut confusion = ConfusionMatrix::with_class_names(&["negative", "positive"]);
+    confusion.update(&predicted, &labels);
+    println!("confusion matrix (rows: true class, columns: predicted):\n{confusion}");
+    training::plot_confusion(&flags, &confusion);
     if let (Some(path), Some(vocab_path)) = (&save, &vocab_path) {
         if let Err(e) = wgrad::checkpoint::save(&model, path).and_then(|()| vocab.write(vocab_path)) {
             common::fail(&format!("cannot save the model: {e}"));
         }
         println!("saved weights to {} and the vocabulary to {}", path.display(), vocab_path.display());
     }
-    println!("test accuracy: {:.2}%", 100.0 * correct as f64 / test.len() as f64);
+    println!("test accuracy: {:.2}%", 100.0 * confusion.accuracy());
 }

@@ -118,7 +118,9 @@ impl Setup {
     /// Evaluates `model` on the test set, prints its confusion matrix, saves the weights
     /// when `--save` asks, and returns the test accuracy (a fraction).
     pub fn test(&self, model: &mut dyn Forward) -> f64 {
-        let accuracy = test_accuracy(model, &self.data.test, &self.dev, true);
+        let confusion = test_confusion(model, &self.data.test, &self.dev);
+        println!("confusion matrix (rows: true class, columns: predicted):\n{confusion}");
+        training::plot_confusion(&self.training, &confusion);
         if let Some(path) = &self.save {
             match wgrad::checkpoint::save(model, path) {
                 Ok(()) => println!("saved weights to {}", path.display()),
@@ -126,20 +128,16 @@ impl Setup {
             }
         }
         wgrad::profile::print_report(); // the per-kernel table on stderr when WGRAD_PROFILE is set
-        accuracy
+        confusion.accuracy()
     }
 }
 
-/// The accuracy of `model` on `data`, from its predictions in batches of 1000; with
-/// `print_confusion`, the confusion matrix is printed too.
-pub fn test_accuracy(model: &mut dyn Forward, data: &InMemoryDataset, dev: &Device, print_confusion: bool) -> f64 {
+/// The confusion matrix of `model` on `data`, from its predictions in batches of 1000.
+fn test_confusion(model: &mut dyn Forward, data: &InMemoryDataset, dev: &Device) -> ConfusionMatrix {
     let logits = Trainer::predict(model, &DataLoader::new(data, 1000), dev)
         .unwrap_or_else(|e| super::fail(&format!("cannot evaluate on the test set: {e}")));
     let labels = wgrad::Tensor::from_slice(data.labels(), &[data.len()], dev);
     let mut confusion = ConfusionMatrix::new(10);
     confusion.update_from_logits(&logits, &labels);
-    if print_confusion {
-        println!("confusion matrix (rows: true class, columns: predicted):\n{confusion}");
-    }
-    confusion.accuracy()
+    confusion
 }

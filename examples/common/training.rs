@@ -6,7 +6,9 @@
 //! `validation_data`); `--early-stopping N` stops after N epochs without a lower
 //! validation loss and restores the best epoch's weights; `--checkpoint-dir DIR` writes a
 //! resumable checkpoint there after every epoch (and on Ctrl-C), which `--resume`
-//! continues from; `--allow-nonfinite-loss` trains on when the loss is NaN or infinite.
+//! continues from; `--plot DIR` draws the run's history (and the examples' confusion
+//! matrices) there as SVG and PNG, in a build with the `plot` feature;
+//! `--allow-nonfinite-loss` trains on when the loss is NaN or infinite.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -18,13 +20,26 @@ use wgrad::{Device, Error};
 use super::flags::ALLOW_NONFINITE_LOSS;
 use super::Args;
 
+/// Draws `confusion` under `--plot DIR` as `confusion_matrix.svg` and `.png`, if asked.
+pub fn plot_confusion(flags: &TrainingFlags, confusion: &wgrad::metrics::ConfusionMatrix) {
+    #[cfg(feature = "plot")]
+    if let Some(dir) = &flags.plot {
+        match wgrad::train::plot::plot_confusion_matrix(confusion, dir.join("confusion_matrix"), None) {
+            Ok(files) => println!("confusion matrix chart: {}", files[0].display()),
+            Err(e) => super::fail(&format!("cannot draw the confusion matrix: {e}")),
+        }
+    }
+    #[cfg(not(feature = "plot"))]
+    let _ = (flags, confusion);
+}
+
 /// The flags of [`TrainingFlags`] that take a value, and the switches.
-pub const WITH_VALUE: [&str; 3] = ["validation-split", "early-stopping", "checkpoint-dir"];
+pub const WITH_VALUE: [&str; 4] = ["validation-split", "early-stopping", "checkpoint-dir", "plot"];
 pub const SWITCHES: [&str; 2] = [ALLOW_NONFINITE_LOSS, "resume"];
 
 /// The usage text of these flags.
 pub const USAGE: &str = "[--validation-split F] [--early-stopping PATIENCE] [--checkpoint-dir DIR] [--resume] \
-                         [--allow-nonfinite-loss]";
+                         [--plot DIR] [--allow-nonfinite-loss]";
 
 /// What the trainer-related flags chose.
 #[derive(Clone, Debug, Default)]
@@ -35,6 +50,8 @@ pub struct TrainingFlags {
     pub early_stopping: Option<usize>,
     pub checkpoint_dir: Option<PathBuf>,
     pub resume: bool,
+    /// Where to draw the pictures of the run.
+    pub plot: Option<PathBuf>,
     pub allow_nonfinite_loss: bool,
 }
 
@@ -46,6 +63,12 @@ impl TrainingFlags {
             early_stopping: args.optional_count("early-stopping")?,
             checkpoint_dir: args.output_dir("checkpoint-dir")?,
             resume: args.has("resume"),
+            plot: match args.get("plot") {
+                Some(_) if !cfg!(feature = "plot") => {
+                    return Err("--plot draws with the plot feature: build the example with --features plot".into())
+                }
+                _ => args.output_dir("plot")?,
+            },
             allow_nonfinite_loss: args.has(ALLOW_NONFINITE_LOSS),
         };
         if flags.resume && flags.checkpoint_dir.is_none() {
@@ -107,6 +130,13 @@ impl TrainingFlags {
             Err(e) => super::fail(&format!("training failed: {e}")),
         };
         let secs = started.elapsed().as_secs_f64();
+        #[cfg(feature = "plot")]
+        if let Some(dir) = &self.plot {
+            match wgrad::train::plot::plot_history(&history, dir.join("history")) {
+                Ok(files) => println!("history chart: {}", files[0].display()),
+                Err(e) => super::fail(&format!("cannot draw the history: {e}")),
+            }
+        }
         let trained = history.epochs().saturating_sub(done_before);
         println!(
             "trained {trained} epochs in {secs:.1} s ({:.0} training samples/s, evaluation included)",

@@ -368,9 +368,13 @@ fn value_label(lo: f64, hi: f64) -> impl Fn(&f64) -> String {
     let scientific = !(1e-2..1e5).contains(&magnitude);
     let step = (hi - lo) / 6.0;
     let decimals = if step >= 1.0 { 0 } else { (-step.log10().floor()) as usize }.min(8);
+    // The mantissa's decimals: as many as the tick step lies orders of magnitude below
+    // the largest value, so a narrow range of rates (2.95e-3 to 3.05e-3) is told apart.
+    let mantissa = if step > 0.0 { (magnitude.log10().floor() - step.log10().floor()).clamp(1.0, 6.0) } else { 1.0 };
+    let mantissa = mantissa as usize;
     move |v: &f64| {
         if scientific {
-            format!("{v:.1e}")
+            format!("{v:.mantissa$e}")
         } else {
             format!("{v:.decimals$}")
         }
@@ -676,5 +680,6 @@ mod tests {
         assert_eq!(value_label(0.31, 0.36)(&0.32), "0.320");
         assert_eq!(value_label(0.0, 60.0)(&20.0), "20");
         assert_eq!(value_label(1e-4, 1e-3)(&5e-4), "5.0e-4");
+        assert_eq!(value_label(2.85e-3, 3.15e-3)(&3.05e-3), "3.05e-3");
     }
 }
