@@ -232,6 +232,16 @@ fn the_examples_refuse_bad_flags_before_opening_the_device() {
             assert!(stdout.is_empty(), "{name} {flags:?} went on to print: {stdout}");
         }
     }
+    // --plot draws only in a build with the plot feature, and into a folder.
+    let a_file = dir.0.join("a-file");
+    std::fs::write(&a_file, b"x").unwrap();
+    let expected = if cfg!(feature = "plot") { "not a folder" } else { "--features plot" };
+    for name in ["mnist_mlp", "text_classifier"] {
+        let Some(exe) = example(name) else { continue };
+        let (code, stdout, stderr) = run(&exe, &["--plot", &a_file.display().to_string()]);
+        assert_eq!(code, 2, "{name} --plot: {stderr}");
+        assert!(stderr.contains(expected) && stdout.is_empty(), "{name} --plot: {stderr}");
+    }
     let (data_flag, data_value) = ("--data", dir.0.join("nowhere").display().to_string());
     if let Some(exe) = example("mnist_mlp") {
         let (code, _, stderr) = run(&exe, &[data_flag, &data_value]);
