@@ -22,7 +22,7 @@
 //! one set of threads. A GEMM inside a kernel that is already split across the pool (one
 //! image of a convolution per task) runs on its task's thread.
 //!
-//! [`Layout`]: crate::tensor::Layout
+//! [`Layout`]: crate::op::layout::Layout
 
 pub(crate) mod alloc;
 pub mod augment;

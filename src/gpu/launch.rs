@@ -7,13 +7,17 @@ use std::sync::Arc;
 use bytemuck::{Pod, Zeroable};
 
 use super::context::{GpuContext, WORKGROUP_SIZE};
-use crate::cpu::conv::{ColumnLayout, ConvGeometry};
-use crate::cpu::optim::OptimScalars;
+use crate::op::conv::{ColumnLayout, ConvGeometry};
+use crate::op::layout::{Layout, MAX_DIMS};
+use crate::op::loss::Reduction;
+use crate::op::matmul::Activation;
+use crate::op::optim::OptimScalars;
+use crate::op::pool::PoolGeometry;
+use crate::op::rnn::CellStep;
 use crate::op::{
     BinaryOp, ConvOp, CreationOp, EmbeddingOp, IndexOp, KernelRef, LayerNormOp, Op, OptimOp, ReduceOp, RnnOp,
     SoftmaxOp, UnaryOp,
 };
-use crate::tensor::{Layout, MAX_DIMS};
 
 /// Packs up to eight dimensions for a `array<vec4<u32>, 2>` uniform field.
 fn pack(values: &[usize]) -> [u32; MAX_DIMS] {
@@ -229,7 +233,7 @@ struct MatmulParams {
     b_batch_strides: [u32; MAX_DIMS],
 }
 
-pub use crate::cpu::matmul::BiasAxis;
+pub use crate::op::matmul::BiasAxis;
 
 /// What the matmul kernels apply to each finished element before storing it:
 /// `activation(sum + bias[..])`. The same bias vector serves every batch entry.
@@ -237,13 +241,22 @@ pub use crate::cpu::matmul::BiasAxis;
 pub struct MatmulEpilogue<'a> {
     /// The bias buffer, the element offset of the bias vector in it, and its axis.
     pub bias: Option<(&'a wgpu::Buffer, usize, BiasAxis)>,
-    pub activation: crate::tensor::Activation,
+    pub activation: Activation,
 }
 
 impl MatmulEpilogue<'_> {
     /// A plain product.
-    pub const NONE: MatmulEpilogue<'static> =
-        MatmulEpilogue { bias: None, activation: crate::tensor::Activation::None };
+    pub const NONE: MatmulEpilogue<'static> = MatmulEpilogue { bias: None, activation: Activation::None };
+}
+
+/// The code of the `activation` field of the matmul kernels' params.
+fn activation_code(activation: Activation) -> u32 {
+    match activation {
+        Activation::None => 0,
+        Activation::Relu => 1,
+        Activation::Sigmoid => 2,
+        Activation::Tanh => 3,
+    }
 }
 
 /// Batched matmul of two views whose batch dimensions are broadcast to `batch_shape`; the
@@ -306,7 +319,7 @@ pub fn matmul_fused(
     p.batch_shape = pack(batch_shape);
     p.a_batch_strides = pack(&la.strides[..r - 2]);
     p.b_batch_strides = pack(&lb.strides[..r - 2]);
-    p.activation = epilogue.activation.code();
+    p.activation = activation_code(epilogue.activation);
     // Without a bias the kernels never read the binding; any read-only buffer fills it.
     let bias_buffer = match epilogue.bias {
         Some((buffer, offset, axis)) => {
@@ -677,7 +690,7 @@ struct PoolParams {
 pub fn pool(
     ctx: &Arc<GpuContext>,
     op: crate::op::PoolOp,
-    g: &crate::cpu::pool::PoolGeometry,
+    g: &PoolGeometry,
     src: &wgpu::Buffer,
     src_offset: usize,
     indices: &wgpu::Buffer,
@@ -1038,7 +1051,7 @@ pub const RNN_RELU: u32 = 4;
 pub fn rnn_cell(
     ctx: &Arc<GpuContext>,
     op: RnnOp,
-    step: &crate::cpu::rnn::CellStep,
+    step: &CellStep,
     flags: u32,
     inputs: [(&wgpu::Buffer, usize); 4],
     lengths: (&wgpu::Buffer, usize),
@@ -1230,12 +1243,11 @@ pub struct CrossEntropyOperands<'a> {
     pub targets: BufferAt<'a>,
     pub weight: Option<BufferAt<'a>>,
     pub ignore_index: Option<i32>,
-    pub reduction: crate::loss::Reduction,
+    pub reduction: Reduction,
 }
 
 impl CrossEntropyOperands<'_> {
     fn params(&self, aux_offset: usize, grad_offset: usize) -> LossParams {
-        use crate::loss::Reduction;
         let flags = self.weight.is_some() as u32 | (self.ignore_index.is_some() as u32) << 1;
         LossParams {
             rows: u32_of(self.rows),
@@ -1259,7 +1271,7 @@ impl CrossEntropyOperands<'_> {
 }
 
 /// The fused cross-entropy forward into `out` (`[losses | lse per row | weight sum]`, see
-/// `cpu::loss::CrossEntropyRows::forward_len`), one workgroup.
+/// [`CrossEntropyRows::forward_len`](crate::op::loss::CrossEntropyRows::forward_len)), one workgroup.
 pub fn cross_entropy_forward(ctx: &Arc<GpuContext>, x: &CrossEntropyOperands, out: &wgpu::Buffer) {
     let p = x.params(0, 0);
     let weight = x.weight.map_or(x.logits.0, |w| w.0);

@@ -97,8 +97,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::autograd::{no_grad, Gradients};
-use crate::cpu::optim::OptimScalars;
 use crate::gpu::launch;
+use crate::op::optim::OptimScalars;
 use crate::op::{OptimOp, UnaryOp};
 use crate::storage::{CpuData, Storage};
 use crate::{Device, Tensor};

@@ -11,10 +11,10 @@ use super::Size2;
 use super::Tensor;
 use crate::autograd::GradOp;
 use crate::cpu;
-use crate::cpu::pool::PoolGeometry;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::gpu::{launch, GpuBuffer};
+use crate::op::pool::PoolGeometry;
 use crate::op::PoolOp;
 use crate::storage::CpuData;
 
