@@ -1,12 +1,14 @@
 //! One launcher per op family. Each fills the kernel's params struct (the Rust twin of the
-//! struct at the top of its WGSL file: keep the two in step) and records a dispatch.
+//! struct at the top of its WGSL file, declared with `gpu::params::kernel_params!` so that a test
+//! compares the two layouts) and records a dispatch.
 //! Launchers assume validated input: the tensor layer has checked shapes and dtypes.
 
 use std::sync::Arc;
 
-use bytemuck::{Pod, Zeroable};
+use bytemuck::Zeroable;
 
 use super::context::{GpuContext, WORKGROUP_SIZE};
+use super::params::{kernel_params, ParamsLayout};
 use crate::op::conv::{ColumnLayout, ConvGeometry};
 use crate::op::layout::{Layout, MAX_DIMS};
 use crate::op::loss::Reduction;
@@ -36,18 +38,18 @@ fn linear_groups(ctx: &GpuContext, items: usize) -> [u32; 3] {
     ctx.fold_workgroups(u32_of(items.div_ceil(WORKGROUP_SIZE as usize)))
 }
 
-/// `ElementwiseParams` of elementwise.wgsl and copy.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ElementwiseParams {
-    numel: u32,
-    rank: u32,
-    scalar0: f32,
-    scalar1: f32,
-    offsets: [u32; 4],
-    contiguous: [u32; 4],
-    shape: [u32; MAX_DIMS],
-    strides: [[u32; MAX_DIMS]; 4],
+kernel_params! {
+    /// `ElementwiseParams` of elementwise.wgsl and copy.wgsl.
+    struct ElementwiseParams {
+        numel: u32,
+        rank: u32,
+        scalar0: f32,
+        scalar1: f32,
+        offsets: [u32; 4],
+        contiguous: [u32; 4],
+        shape: [u32; MAX_DIMS],
+        strides: [[u32; MAX_DIMS]; 4],
+    }
 }
 
 /// Operands a, b, cond, out, each a view with the output's shape (or `None` if unused).
@@ -139,18 +141,19 @@ pub fn where_select(
     ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[a, b, cond, out], linear_groups(ctx, la.numel()));
 }
 
-/// `CreationParams` of creation.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable, Default)]
-pub struct CreationParams {
-    pub numel: u32,
-    pub rows: u32,
-    pub cols: u32,
-    pub bits: u32,
-    pub key0: u32,
-    pub key1: u32,
-    pub a: f32,
-    pub b: f32,
+kernel_params! {
+    /// `CreationParams` of creation.wgsl.
+    #[derive(Default)]
+    pub struct CreationParams {
+        pub numel: u32,
+        pub rows: u32,
+        pub cols: u32,
+        pub bits: u32,
+        pub key0: u32,
+        pub key1: u32,
+        pub a: f32,
+        pub b: f32,
+    }
 }
 
 /// Fills `numel` elements of `out` with a creation op.
@@ -167,14 +170,25 @@ pub fn fill_bits(ctx: &Arc<GpuContext>, out: &wgpu::Buffer, bits: u32, words: u6
     ctx.dispatch(kernel, bytemuck::bytes_of(&p), &[out], linear_groups(ctx, words as usize));
 }
 
-/// `ReduceParams` of reduce.wgsl and argreduce.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct RowsParams {
-    rows: u32,
-    len: u32,
-    src_offset: u32,
-    scalar: f32,
+kernel_params! {
+    /// `ReduceParams` of reduce.wgsl and argreduce.wgsl.
+    struct ReduceParams {
+        rows: u32,
+        len: u32,
+        src_offset: u32,
+        /// `Var`: the divisor is `len - correction`.
+        correction: f32,
+    }
+}
+
+kernel_params! {
+    /// `SoftmaxParams` of softmax.wgsl.
+    struct SoftmaxParams {
+        rows: u32,
+        len: u32,
+        src_offset: u32,
+        _pad: u32,
+    }
 }
 
 /// Reduces each row of the contiguous `[rows, len]` matrix at `offset` of `src` into `out`.
@@ -188,7 +202,7 @@ pub fn reduce(
     correction: f32,
     out: &wgpu::Buffer,
 ) {
-    let p = RowsParams { rows: u32_of(rows), len: u32_of(len), src_offset: u32_of(offset), scalar: correction };
+    let p = ReduceParams { rows: u32_of(rows), len: u32_of(len), src_offset: u32_of(offset), correction };
     ctx.dispatch(Op::Reduce(op).kernel(), bytemuck::bytes_of(&p), &[src, out], ctx.fold_workgroups(u32_of(rows)));
 }
 
@@ -202,35 +216,35 @@ pub fn softmax(
     len: usize,
     out: &wgpu::Buffer,
 ) {
-    let p = RowsParams { rows: u32_of(rows), len: u32_of(len), src_offset: u32_of(offset), scalar: 0.0 };
+    let p = SoftmaxParams { rows: u32_of(rows), len: u32_of(len), src_offset: u32_of(offset), _pad: 0 };
     ctx.dispatch(Op::Softmax(op).kernel(), bytemuck::bytes_of(&p), &[src, out], ctx.fold_workgroups(u32_of(rows)));
 }
 
 // ---- matmul ----
 
-/// `MatmulParams` of matmul.wgsl and matmul_vec4.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_rank: u32,
-    a_offset: u32,
-    b_offset: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    a_row_stride: u32,
-    a_col_stride: u32,
-    b_row_stride: u32,
-    b_col_stride: u32,
-    batch_start: u32,
-    bias_mode: u32,
-    bias_offset: u32,
-    activation: u32,
-    batch_shape: [u32; MAX_DIMS],
-    a_batch_strides: [u32; MAX_DIMS],
-    b_batch_strides: [u32; MAX_DIMS],
+kernel_params! {
+    /// `MatmulParams` of matmul.wgsl and matmul_vec4.wgsl.
+    struct MatmulParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch_rank: u32,
+        a_offset: u32,
+        b_offset: u32,
+        tiles_m: u32,
+        tiles_n: u32,
+        a_row_stride: u32,
+        a_col_stride: u32,
+        b_row_stride: u32,
+        b_col_stride: u32,
+        batch_start: u32,
+        bias_mode: u32,
+        bias_offset: u32,
+        activation: u32,
+        batch_shape: [u32; MAX_DIMS],
+        a_batch_strides: [u32; MAX_DIMS],
+        b_batch_strides: [u32; MAX_DIMS],
+    }
 }
 
 pub use crate::op::matmul::BiasAxis;
@@ -370,20 +384,20 @@ fn record_matmul(
     }
 }
 
-/// `IndexParams` of index.wgsl and scatter.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct IndexParams {
-    numel: u32,
-    rank: u32,
-    axis: u32,
-    axis_len: u32,
-    src_offset: u32,
-    index_offset: u32,
-    _pad: [u32; 2],
-    shape: [u32; MAX_DIMS],
-    src_shape: [u32; MAX_DIMS],
-    src_strides: [u32; MAX_DIMS],
+kernel_params! {
+    /// `IndexParams` of index.wgsl and scatter.wgsl.
+    struct IndexParams {
+        numel: u32,
+        rank: u32,
+        axis: u32,
+        axis_len: u32,
+        src_offset: u32,
+        index_offset: u32,
+        _pad: [u32; 2],
+        shape: [u32; MAX_DIMS],
+        src_shape: [u32; MAX_DIMS],
+        src_strides: [u32; MAX_DIMS],
+    }
 }
 
 /// One of the four index kernels on the view `ls` of `src` along `axis`, with contiguous
@@ -415,24 +429,24 @@ pub fn index(
     ctx.dispatch(Op::Index(op).kernel(), bytemuck::bytes_of(&p), &[src, index, out], linear_groups(ctx, numel));
 }
 
-/// `OptimParams` of optim.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct OptimParams {
-    segments: u32,
-    flags: u32,
-    _pad0: [u32; 2],
-    state_pos: [u32; 4],
-    lr: f32,
-    weight_decay: f32,
-    beta1: f32,
-    beta2: f32,
-    eps: f32,
-    bias_correction2_sqrt: f32,
-    decoupled_lr: f32,
-    _pad2: f32,
-    /// `(first_workgroup, numel, grad_offset, state_offset)` of each segment.
-    seg: [[u32; 4]; OPTIM_SEGMENTS],
+kernel_params! {
+    /// `OptimParams` of optim.wgsl.
+    struct OptimParams {
+        segments: u32,
+        flags: u32,
+        _pad0: [u32; 2],
+        state_pos: [u32; 4],
+        lr: f32,
+        weight_decay: f32,
+        beta1: f32,
+        beta2: f32,
+        eps: f32,
+        bias_correction2_sqrt: f32,
+        decoupled_lr: f32,
+        _pad2: f32,
+        /// `(first_workgroup, numel, grad_offset, state_offset)` of each segment.
+        seg: [[u32; 4]; OPTIM_SEGMENTS],
+    }
 }
 
 /// Parameter tensors one optimizer dispatch updates at most (the `seg` table of optim.wgsl).
@@ -500,30 +514,30 @@ pub fn optim(
 
 // ---- convolution ----
 
-/// `ConvParams` of conv.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct ConvParams {
-    batch: u32,
-    channels: u32,
-    height: u32,
-    width: u32,
-    out_h: u32,
-    out_w: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    src_offset: u32,
-    numel: u32,
-    col_n_stride: u32,
-    col_r_stride: u32,
-    _pad: [u32; 2],
-    x_strides: [u32; 4],
+kernel_params! {
+    /// `ConvParams` of conv.wgsl.
+    struct ConvParams {
+        batch: u32,
+        channels: u32,
+        height: u32,
+        width: u32,
+        out_h: u32,
+        out_w: u32,
+        kernel_h: u32,
+        kernel_w: u32,
+        stride_h: u32,
+        stride_w: u32,
+        pad_h: u32,
+        pad_w: u32,
+        dilation_h: u32,
+        dilation_w: u32,
+        src_offset: u32,
+        numel: u32,
+        col_n_stride: u32,
+        col_r_stride: u32,
+        _pad: [u32; 2],
+        x_strides: [u32; 4],
+    }
 }
 
 fn conv_params(g: &ConvGeometry, cols: ColumnLayout, src_offset: usize, numel: usize) -> ConvParams {
@@ -579,31 +593,31 @@ pub fn col2im(
     );
 }
 
-/// `DirectParams` of conv_direct.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct DirectParams {
-    batch: u32,
-    channels: u32,
-    height: u32,
-    width: u32,
-    out_channels: u32,
-    out_h: u32,
-    out_w: u32,
-    groups: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    x_offset: u32,
-    has_bias: u32,
-    blocks: u32,
-    _pad: u32,
-    x_strides: [u32; 4],
+kernel_params! {
+    /// `DirectParams` of conv_direct.wgsl.
+    struct DirectParams {
+        batch: u32,
+        channels: u32,
+        height: u32,
+        width: u32,
+        out_channels: u32,
+        out_h: u32,
+        out_w: u32,
+        groups: u32,
+        kernel_h: u32,
+        kernel_w: u32,
+        stride_h: u32,
+        stride_w: u32,
+        pad_h: u32,
+        pad_w: u32,
+        dilation_h: u32,
+        dilation_w: u32,
+        x_offset: u32,
+        has_bias: u32,
+        blocks: u32,
+        _pad: u32,
+        x_strides: [u32; 4],
+    }
 }
 
 /// Output channels and output columns one invocation of `conv2d_direct` computes (the
@@ -657,28 +671,28 @@ pub fn conv2d_direct(
 
 // ---- pooling ----
 
-/// `PoolParams` of pool.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct PoolParams {
-    numel: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    kernel_h: u32,
-    kernel_w: u32,
-    stride_h: u32,
-    stride_w: u32,
-    pad_h: u32,
-    pad_w: u32,
-    dilation_h: u32,
-    dilation_w: u32,
-    src_offset: u32,
-    index_offset: u32,
-    count_include_pad: u32,
-    divisor_override: u32,
-    _pad: [u32; 3],
+kernel_params! {
+    /// `PoolParams` of pool.wgsl.
+    struct PoolParams {
+        numel: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        kernel_h: u32,
+        kernel_w: u32,
+        stride_h: u32,
+        stride_w: u32,
+        pad_h: u32,
+        pad_w: u32,
+        dilation_h: u32,
+        dilation_w: u32,
+        src_offset: u32,
+        index_offset: u32,
+        count_include_pad: u32,
+        divisor_override: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// One pooling kernel over the contiguous planes `g` describes. `src` holds, from element
@@ -729,17 +743,17 @@ pub fn pool(
 
 // ---- batch normalisation ----
 
-/// `BatchNormParams` of batch_norm.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct BatchNormParams {
-    n: u32,
-    c: u32,
-    l: u32,
-    flags: u32,
-    offsets: [u32; 4],
-    eps: f32,
-    _pad: [u32; 3],
+kernel_params! {
+    /// `BatchNormParams` of batch_norm.wgsl.
+    struct BatchNormParams {
+        n: u32,
+        c: u32,
+        l: u32,
+        flags: u32,
+        offsets: [u32; 4],
+        eps: f32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `flags` bits of [`batch_norm`], as batch_norm.wgsl names them.
@@ -780,19 +794,19 @@ pub fn batch_norm(
 
 // ---- augmentation ----
 
-/// `CropFlipParams` of augment.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct CropFlipParams {
-    numel: u32,
-    channels: u32,
-    in_h: u32,
-    in_w: u32,
-    out_h: u32,
-    out_w: u32,
-    src_offset: u32,
-    windows_offset: u32,
-    src_strides: [u32; 4],
+kernel_params! {
+    /// `CropFlipParams` of augment.wgsl.
+    struct CropFlipParams {
+        numel: u32,
+        channels: u32,
+        in_h: u32,
+        in_w: u32,
+        out_h: u32,
+        out_w: u32,
+        src_offset: u32,
+        windows_offset: u32,
+        src_strides: [u32; 4],
+    }
 }
 
 /// Crop-flip of the `[N, C, H, W]` view `ls` of `src` through the contiguous i32 windows
@@ -825,22 +839,22 @@ pub fn crop_flip(
 
 // ---- embedding ----
 
-/// `EmbeddingParams` of embedding.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct EmbeddingParams {
-    numel: u32,
-    num_rows: u32,
-    dim: u32,
-    count: u32,
-    padded: u32,
-    k: u32,
-    j: u32,
-    padding_idx: u32,
-    src_offset: u32,
-    index_offset: u32,
-    row_stride: u32,
-    col_stride: u32,
+kernel_params! {
+    /// `EmbeddingParams` of embedding.wgsl.
+    struct EmbeddingParams {
+        numel: u32,
+        num_rows: u32,
+        dim: u32,
+        count: u32,
+        padded: u32,
+        k: u32,
+        j: u32,
+        padding_idx: u32,
+        src_offset: u32,
+        index_offset: u32,
+        row_stride: u32,
+        col_stride: u32,
+    }
 }
 
 /// Pairs one workgroup of embedding.wgsl sorts in workgroup memory (`BLOCK` there).
@@ -961,17 +975,17 @@ pub fn embedding_backward(
 
 // ---- layer normalisation ----
 
-/// `LayerNormParams` of layer_norm.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct LayerNormParams {
-    rows: u32,
-    len: u32,
-    flags: u32,
-    chunk_rows: u32,
-    offsets: [u32; 4],
-    eps: f32,
-    _pad: [u32; 3],
+kernel_params! {
+    /// `LayerNormParams` of layer_norm.wgsl.
+    struct LayerNormParams {
+        rows: u32,
+        len: u32,
+        flags: u32,
+        chunk_rows: u32,
+        offsets: [u32; 4],
+        eps: f32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `flags` bits of [`layer_norm`], as layer_norm.wgsl names them.
@@ -1019,21 +1033,21 @@ pub fn layer_norm(
 
 // ---- recurrent cells ----
 
-/// `RnnParams` of rnn.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct RnnParams {
-    batch: u32,
-    hidden: u32,
-    steps: u32,
-    t: u32,
-    slot_in: u32,
-    slot_out: u32,
-    flags: u32,
-    numel: u32,
-    offsets: [u32; 4],
-    lengths_offset: u32,
-    _pad: [u32; 3],
+kernel_params! {
+    /// `RnnParams` of rnn.wgsl.
+    struct RnnParams {
+        batch: u32,
+        hidden: u32,
+        steps: u32,
+        t: u32,
+        slot_in: u32,
+        slot_out: u32,
+        flags: u32,
+        numel: u32,
+        offsets: [u32; 4],
+        lengths_offset: u32,
+        _pad: [u32; 3],
+    }
 }
 
 /// `flags` bit of [`rnn_cell`] (rnn.wgsl's `HAS_BIAS`): add the biases bound as in2, in3.
@@ -1079,20 +1093,20 @@ pub fn rnn_cell(
 
 use crate::op::HalfOp;
 
-/// `HalfParams` of half.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct HalfParams {
-    numel: u32,
-    rank: u32,
-    src_offset: u32,
-    dst_offset: u32,
-    src_contiguous: u32,
-    dst_contiguous: u32,
-    _pad: [u32; 2],
-    shape: [u32; MAX_DIMS],
-    src_strides: [u32; MAX_DIMS],
-    dst_strides: [u32; MAX_DIMS],
+kernel_params! {
+    /// `HalfParams` of half.wgsl.
+    struct HalfParams {
+        numel: u32,
+        rank: u32,
+        src_offset: u32,
+        dst_offset: u32,
+        src_contiguous: u32,
+        dst_contiguous: u32,
+        _pad: [u32; 2],
+        shape: [u32; MAX_DIMS],
+        src_strides: [u32; MAX_DIMS],
+        dst_strides: [u32; MAX_DIMS],
+    }
 }
 
 fn half_params(ls: &Layout, ld: &Layout) -> HalfParams {
@@ -1128,27 +1142,27 @@ pub fn half_copy(ctx: &Arc<GpuContext>, src: &wgpu::Buffer, ls: &Layout, out: &w
     ctx.dispatch(Op::Half(HalfOp::Copy).kernel(), bytemuck::bytes_of(&p), &[src, out], linear_groups(ctx, ls.numel()));
 }
 
-/// `HalfMatmulParams` of half_matmul.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct HalfMatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_rank: u32,
-    a_offset: u32,
-    b_offset: u32,
-    blocks_m: u32,
-    blocks_n: u32,
-    a_row_stride: u32,
-    a_col_stride: u32,
-    b_row_stride: u32,
-    b_col_stride: u32,
-    batch_start: u32,
-    _pad: [u32; 3],
-    batch_shape: [u32; MAX_DIMS],
-    a_batch_strides: [u32; MAX_DIMS],
-    b_batch_strides: [u32; MAX_DIMS],
+kernel_params! {
+    /// `HalfMatmulParams` of half_matmul.wgsl.
+    struct HalfMatmulParams {
+        m: u32,
+        n: u32,
+        k: u32,
+        batch_rank: u32,
+        a_offset: u32,
+        b_offset: u32,
+        blocks_m: u32,
+        blocks_n: u32,
+        a_row_stride: u32,
+        a_col_stride: u32,
+        b_row_stride: u32,
+        b_col_stride: u32,
+        batch_start: u32,
+        _pad: [u32; 3],
+        batch_shape: [u32; MAX_DIMS],
+        a_batch_strides: [u32; MAX_DIMS],
+        b_batch_strides: [u32; MAX_DIMS],
+    }
 }
 
 /// Rows and columns of C each invocation of `half_matmul` computes (`BLOCK` in the WGSL).
@@ -1214,21 +1228,21 @@ pub fn half_matmul(
 
 // ---- loss ----
 
-/// `LossParams` of loss.wgsl.
-#[repr(C)]
-#[derive(Clone, Copy, Pod, Zeroable)]
-struct LossParams {
-    rows: u32,
-    classes: u32,
-    logits_offset: u32,
-    targets_offset: u32,
-    weight_offset: u32,
-    aux_offset: u32,
-    grad_offset: u32,
-    flags: u32,
-    ignore_index: i32,
-    reduction: u32,
-    _pad: [u32; 2],
+kernel_params! {
+    /// `LossParams` of loss.wgsl.
+    struct LossParams {
+        rows: u32,
+        classes: u32,
+        logits_offset: u32,
+        targets_offset: u32,
+        weight_offset: u32,
+        aux_offset: u32,
+        grad_offset: u32,
+        flags: u32,
+        ignore_index: i32,
+        reduction: u32,
+        _pad: [u32; 2],
+    }
 }
 
 /// A buffer of the fused cross-entropy and the element its data starts at.
@@ -1296,3 +1310,27 @@ pub fn cross_entropy_backward(
     let kernel = Op::Loss(crate::op::LossOp::CrossEntropyBackward).kernel();
     ctx.dispatch(kernel, bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, x.rows * x.classes));
 }
+
+/// Every params struct of the launchers above, for the test that compares each with its
+/// WGSL twin (see [`super::params`]).
+#[cfg_attr(not(test), allow(dead_code))]
+pub(crate) const PARAMS: &[ParamsLayout] = &[
+    ElementwiseParams::LAYOUT,
+    CreationParams::LAYOUT,
+    ReduceParams::LAYOUT,
+    SoftmaxParams::LAYOUT,
+    MatmulParams::LAYOUT,
+    IndexParams::LAYOUT,
+    OptimParams::LAYOUT,
+    ConvParams::LAYOUT,
+    DirectParams::LAYOUT,
+    PoolParams::LAYOUT,
+    BatchNormParams::LAYOUT,
+    CropFlipParams::LAYOUT,
+    EmbeddingParams::LAYOUT,
+    LayerNormParams::LAYOUT,
+    RnnParams::LAYOUT,
+    HalfParams::LAYOUT,
+    HalfMatmulParams::LAYOUT,
+    LossParams::LAYOUT,
+];

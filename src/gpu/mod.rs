@@ -5,6 +5,7 @@
 
 pub mod context;
 pub mod launch;
+mod params;
 pub mod pool;
 pub mod shaders;
 pub mod tuning;
