@@ -102,7 +102,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::{FieldLayout, ParamsLayout, Scalar};
-    use crate::gpu::launch::PARAMS;
+    use crate::gpu::kernels::PARAMS;
     use crate::gpu::shaders;
 
     /// The scalar a WGSL type is made of, if it is a 32-bit scalar, a vector or an array.
@@ -150,7 +150,7 @@ mod tests {
                     panic!("{}.wgsl: the uniform {name} is not a struct", file.name);
                 };
                 let rust = PARAMS.iter().find(|p| p.name == name).unwrap_or_else(|| {
-                    panic!("{}.wgsl: the uniform struct {name} has no Rust twin in gpu::launch::PARAMS", file.name)
+                    panic!("{}.wgsl: the uniform struct {name} has no Rust twin in gpu::kernels::PARAMS", file.name)
                 });
                 let wgsl = named(members.iter().map(|m| {
                     let size = module.types[m.ty].inner.size(module.to_ctx()) as usize;
@@ -171,13 +171,17 @@ mod tests {
             }
         }
         for p in PARAMS {
-            assert!(covered.contains(p.name), "{} is in gpu::launch::PARAMS but no shader has a uniform of it", p.name);
+            assert!(
+                covered.contains(p.name),
+                "{} is in gpu::kernels::PARAMS but no shader has a uniform of it",
+                p.name
+            );
         }
     }
 
     #[test]
     fn params_twins_are_listed_once() {
         let names: BTreeSet<&str> = PARAMS.iter().map(|p| p.name).collect();
-        assert_eq!(names.len(), PARAMS.len(), "a params struct is listed twice in gpu::launch::PARAMS");
+        assert_eq!(names.len(), PARAMS.len(), "a params struct is listed twice in gpu::kernels::PARAMS");
     }
 }

@@ -1,7 +1,7 @@
 //! The scalars and flags of one fused optimizer update, which `optim` computes once per
 //! step and parameter group and both backends' update kernels read.
 
-/// The scalars of one update, shared by the kernel's params struct (see `gpu::launch`).
+/// The scalars of one update, shared by the kernel's params struct (see `gpu::kernels::optim`).
 /// Parameters whose scalars are equal can share one multi-tensor dispatch.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
 pub struct OptimScalars {
