@@ -112,6 +112,14 @@ impl GpuContext {
             usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
+        let unused_bindings = std::array::from_fn(|_| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("wgrad unused binding"),
+                size: 16,
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            })
+        });
         // wgpu's default handler panics on any error not caught by an error scope, from
         // whichever call noticed it, often with the batch lock held. Errors are kept
         // instead and reported by the next fallible call as `Error::Gpu`.
@@ -148,6 +156,7 @@ impl GpuContext {
                 timestamps: None,
             }),
             params_buffer,
+            unused_bindings,
             params_stride,
             poison: AtomicBool::new(false),
             counters: Counters::default(),

@@ -47,6 +47,10 @@ pub const PARAMS_SLOT: usize = 256;
 /// Workgroup size of every 1-D kernel (must match `WG` in `shaders/common.wgsl`).
 pub const WORKGROUP_SIZE: u32 = 256;
 
+/// How many read-write bindings of one dispatch may be left unused (see
+/// [`GpuContext::unused_binding`]): the optimizer's missing parameter segments.
+pub const UNUSED_BINDINGS: usize = 2;
+
 /// The bit pattern written into outputs before kernels run when poisoning is on: a quiet
 /// NaN with a payload no arithmetic produces.
 pub const POISON_BITS: u32 = 0x7FC0_BAD0;
@@ -94,6 +98,8 @@ pub struct GpuContext {
     batch: Mutex<Batch>,
     /// The uniform buffer that holds the params of the batch being recorded.
     params_buffer: wgpu::Buffer,
+    /// See [`GpuContext::unused_binding`].
+    unused_bindings: [wgpu::Buffer; UNUSED_BINDINGS],
     params_stride: usize,
     poison: AtomicBool,
     counters: Counters,
@@ -138,6 +144,15 @@ impl GpuContext {
     fn report_error(&self, message: String) {
         log::error!("{message}");
         lock(&self.errors).push(message);
+    }
+
+    /// A small storage buffer to bind where an entry point has a read-write binding it
+    /// never touches. A written binding may not alias any other binding of the dispatch,
+    /// so repeating an operand there is refused; distinct `k` (below [`UNUSED_BINDINGS`])
+    /// give distinct buffers for a dispatch with several such bindings. Read-only bindings
+    /// an entry point skips may simply repeat any operand.
+    pub fn unused_binding(&self, k: usize) -> &wgpu::Buffer {
+        &self.unused_bindings[k]
     }
 
     /// Fails with [`Error::TooLarge`] when `bytes` cannot be bound as one storage buffer.

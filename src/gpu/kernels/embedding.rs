@@ -75,11 +75,9 @@ pub fn embedding(
     p.index_offset = u32_of(index_offset);
     p.row_stride = u32_of(lw.strides[0]);
     p.col_stride = u32_of(lw.strides[1]);
-    // The lookup does not use the work binding, but a writable binding needs a buffer of
-    // its own.
-    let unused = crate::gpu::GpuBuffer::new(ctx, 16);
+    // The lookup does not use the work binding.
     let kernel = Op::Embedding(EmbeddingOp::Lookup).kernel();
-    let buffers = [weight, indices, unused.buffer(), out];
+    let buffers = [weight, indices, ctx.unused_binding(0), out];
     ctx.dispatch(kernel, bytemuck::bytes_of(&p), &buffers, linear_groups(ctx, count * dim));
 }
 
@@ -98,9 +96,8 @@ pub fn embedding_groups(
 ) {
     let padded = embedding_sort_len(count);
     let base = EmbeddingParams { index_offset: u32_of(index_offset), ..embedding_params(count, rows, 0) };
-    // The sort kernels write only `work`; the output binding still needs a buffer of its own.
-    let unused = crate::gpu::GpuBuffer::new(ctx, 16);
-    let buffers = [indices, indices, work, unused.buffer()];
+    // The sort kernels write only `work`, not the output binding.
+    let buffers = [indices, indices, work, ctx.unused_binding(0)];
     let run = |op: EmbeddingOp, p: EmbeddingParams, groups: [u32; 3]| {
         ctx.dispatch(Op::Embedding(op).kernel(), bytemuck::bytes_of(&p), &buffers, groups);
     };

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::u32_of;
-use crate::gpu::context::{GpuContext, WORKGROUP_SIZE};
+use crate::gpu::context::{GpuContext, UNUSED_BINDINGS, WORKGROUP_SIZE};
 use crate::gpu::params::kernel_params;
 use crate::op::optim::OptimScalars;
 use crate::op::{Op, OptimOp};
@@ -31,6 +31,9 @@ kernel_params! {
 /// Parameter tensors one optimizer dispatch updates at most (the `seg` table of optim.wgsl).
 pub const OPTIM_SEGMENTS: usize = 3;
 
+// A dispatch of one segment leaves the other segments' parameter bindings unused.
+const _: () = assert!(OPTIM_SEGMENTS - 1 <= UNUSED_BINDINGS);
+
 /// One parameter tensor of a multi-tensor optimizer dispatch: `numel` elements of `param`
 /// (from element 0), its contiguous gradient at `grad_offset` of `grad`, and its state
 /// vectors in the arena from `state_offset`.
@@ -44,9 +47,8 @@ pub struct OptimSegment<'a> {
 
 /// One fused optimizer update of up to [`OPTIM_SEGMENTS`] parameters and their state in
 /// `arena`, in place. `state_pos[k]` is where state `k` lies in a segment's state block
-/// (in units of the segment's length). `dummies` are distinct buffers, none of them a
-/// parameter or the arena, bound in the place of missing segments' parameters (a
-/// writable buffer may be bound only once per dispatch).
+/// (in units of the segment's length). Missing segments' parameter bindings are filled
+/// with the context's unused bindings.
 pub fn optim(
     ctx: &Arc<GpuContext>,
     op: OptimOp,
@@ -54,7 +56,6 @@ pub fn optim(
     state_pos: [u32; 3],
     segments: &[OptimSegment],
     arena: &wgpu::Buffer,
-    dummies: [&wgpu::Buffer; OPTIM_SEGMENTS - 1],
 ) {
     assert!(
         (1..=OPTIM_SEGMENTS).contains(&segments.len()),
@@ -79,8 +80,7 @@ pub fn optim(
     };
     let mut workgroups = 0usize;
     let mut grads = [segments[0].grad; OPTIM_SEGMENTS];
-    let mut params = dummies.to_vec();
-    params.insert(0, segments[0].param);
+    let mut params = [segments[0].param, ctx.unused_binding(0), ctx.unused_binding(1)];
     for (k, seg) in segments.iter().enumerate() {
         p.seg[k] = [u32_of(workgroups), u32_of(seg.numel), u32_of(seg.grad_offset), u32_of(seg.state_offset)];
         workgroups += seg.numel.div_ceil(WORKGROUP_SIZE as usize);
