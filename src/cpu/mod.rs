@@ -26,6 +26,7 @@
 
 pub(crate) mod alloc;
 pub mod augment;
+pub(crate) mod backend;
 pub mod batch_norm;
 pub mod conv;
 pub mod creation;

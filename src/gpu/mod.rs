@@ -3,6 +3,7 @@
 //! per kernel family (`kernels`, also reachable as `launch`), each of which declares the
 //! params struct its shader expects (`params`), fills it and records the dispatch.
 
+pub(crate) mod backend;
 pub mod context;
 pub mod kernels;
 mod params;

@@ -85,6 +85,12 @@ impl std::fmt::Debug for Tensor {
 impl Tensor {
     // ---- construction helpers used by every op ----
 
+    /// A contiguous tensor of `shape` over new storage, on the device that holds it.
+    pub(crate) fn from_storage(storage: Storage, shape: &[usize], dtype: DType) -> Tensor {
+        let device = storage.device();
+        Tensor { storage: Arc::new(storage), layout: Layout::contiguous(shape), dtype, device, autograd: None }
+    }
+
     pub(crate) fn from_cpu_data(data: CpuData, shape: &[usize]) -> Tensor {
         crate::cpu::alloc::tune_once();
         let dtype = data.dtype();
