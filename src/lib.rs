@@ -37,6 +37,7 @@ extern crate self as wgrad;
 
 pub mod amp;
 pub mod autograd;
+mod backend;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;

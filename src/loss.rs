@@ -56,30 +56,14 @@
 //! ```
 
 use crate::autograd::GradOp;
-use crate::cpu::loss::CrossEntropyRows;
 use crate::gpu::launch;
 use crate::gpu::GpuBuffer;
+use crate::op::loss::CrossEntropyRows;
 use crate::storage::CpuData;
 use crate::tensor::Layout;
 use crate::{broadcast_shapes, DType, Device, Tensor};
 
-/// How a loss combines its per-element values, as PyTorch's `reduction` argument.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum Reduction {
-    /// The mean over all elements (`'mean'`, PyTorch's default). The class losses with
-    /// weights ([`CrossEntropy`], [`nll_loss`]) divide by the sum of the weights of the
-    /// targets instead, as PyTorch does.
-    #[default]
-    Mean,
-    /// The sum over all elements (`'sum'`).
-    Sum,
-    /// No reduction (`'none'`): the per-element losses, in the shape of the target.
-    None,
-    /// [`kl_div`] only (`'batchmean'`): the sum divided by the batch size `input.shape[0]`,
-    /// which makes the result the mathematical KL divergence averaged over the batch.
-    /// Every other loss panics on it, as PyTorch rejects it there.
-    BatchMean,
-}
+pub use crate::op::loss::Reduction;
 
 // ---- validation shared by the losses ----
 

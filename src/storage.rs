@@ -1,14 +1,22 @@
 //! Where a tensor's elements live: a host vector or a pooled device buffer. Views share
 //! one storage through an `Arc`; ops never modify an input's storage.
+//!
+//! The op methods of [`Storage`] are where the engine chooses a device: each matches on
+//! the storage once and calls the [`Backend`] that holds it (see [`crate::backend`]).
 
 use std::sync::RwLock;
 
 use half::f16;
 
+use crate::backend::Backend;
 use crate::cpu::alloc::try_zeroed;
+use crate::cpu::backend::CpuBackend;
+use crate::device::Device;
 use crate::dtype::DType;
 use crate::error::Result;
 use crate::gpu::pool::GpuBuffer;
+use crate::op::layout::Layout;
+use crate::op::{BinaryOp, UnaryOp};
 
 /// Host-side elements of one dtype.
 #[derive(Clone, Debug)]
@@ -111,4 +119,58 @@ pub enum Storage {
     /// Behind a lock so optimizers can update parameters in place.
     Cpu(RwLock<CpuData>),
     Gpu(GpuBuffer),
+}
+
+/// Operands of one op must share a device; the tensor layer has checked that they do.
+fn mixed_devices(op: &str) -> ! {
+    unreachable!("{op}: operands on different devices reached the backend")
+}
+
+impl Storage {
+    fn cpu(data: CpuData) -> Storage {
+        Storage::Cpu(RwLock::new(data))
+    }
+
+    /// The device that holds this storage.
+    pub(crate) fn device(&self) -> Device {
+        match self {
+            Storage::Cpu(_) => Device::Cpu,
+            Storage::Gpu(buffer) => Device::Gpu(buffer.ctx.clone()),
+        }
+    }
+
+    /// Unary `op` of the f32 view `layout` of this storage (see [`Backend::unary`]).
+    pub(crate) fn unary(&self, op: UnaryOp, scalars: [f32; 2], layout: &Layout) -> Storage {
+        match self {
+            Storage::Cpu(x) => Storage::cpu(CpuBackend.unary(op, scalars, &x.read().unwrap(), layout)),
+            Storage::Gpu(x) => Storage::Gpu(x.ctx.unary(op, scalars, x, layout)),
+        }
+    }
+
+    /// Binary `op` of two f32 views broadcast to one shape (see [`Backend::binary`]).
+    pub(crate) fn binary(&self, op: BinaryOp, la: &Layout, other: &Storage, lb: &Layout) -> Storage {
+        match (self, other) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => {
+                Storage::cpu(CpuBackend.binary(op, &a.read().unwrap(), la, &b.read().unwrap(), lb))
+            }
+            (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(a.ctx.binary(op, a, la, b, lb)),
+            _ => mixed_devices(op.name()),
+        }
+    }
+
+    /// `where(cond, self, other)` of three f32 views broadcast to one shape (see
+    /// [`Backend::where_select`]).
+    pub(crate) fn where_select(&self, la: &Layout, cond: (&Storage, &Layout), other: (&Storage, &Layout)) -> Storage {
+        let ((c, lc), (b, lb)) = (cond, other);
+        match (c, self, b) {
+            (Storage::Cpu(c), Storage::Cpu(a), Storage::Cpu(b)) => {
+                let (c, a, b) = (c.read().unwrap(), a.read().unwrap(), b.read().unwrap());
+                Storage::cpu(CpuBackend.where_select((&c, lc), (&a, la), (&b, lb)))
+            }
+            (Storage::Gpu(c), Storage::Gpu(a), Storage::Gpu(b)) => {
+                Storage::Gpu(a.ctx.where_select((c, lc), (a, la), (b, lb)))
+            }
+            _ => mixed_devices("where"),
+        }
+    }
 }

@@ -2,7 +2,7 @@
 
 use super::alloc;
 use super::parallel;
-use crate::tensor::Layout;
+use crate::op::layout::Layout;
 
 /// Each image of the `[N, C, H, W]` view `ls` of `src` read through its own window:
 /// `windows` holds three values per image, `dy, dx, flip`. Output pixel `(y, x)` of image

@@ -7,8 +7,8 @@
 use std::ops::Range;
 
 use super::parallel;
+use crate::op::layout::Layout;
 use crate::op::{BinaryOp, UnaryOp};
-use crate::tensor::Layout;
 
 /// The value of a unary op at one element: the definition every kernel is checked against.
 /// Always inlined: the loops call it with a constant `op`, and only that arm must remain.

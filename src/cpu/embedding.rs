@@ -10,7 +10,7 @@
 
 use super::alloc;
 use super::parallel;
-use crate::tensor::Layout;
+use crate::op::layout::Layout;
 
 /// `index` as a row of a table of `rows` rows, or a panic that names `op`, the index and
 /// the table size.

@@ -5,7 +5,7 @@
 use super::alloc;
 use half::f16;
 
-use crate::tensor::Layout;
+use crate::op::layout::Layout;
 
 /// The `f32` view `ls` of `src`, rounded to `f16`, contiguous.
 pub fn to_half(src: &[f32], ls: &Layout) -> Vec<f16> {

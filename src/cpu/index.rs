@@ -1,7 +1,7 @@
 //! index_select and gather along one axis.
 
 use super::alloc;
-use crate::tensor::Layout;
+use crate::op::layout::Layout;
 
 /// Reads `src` (view `ls`) at the coordinates of output element `coords` with the axis
 /// coordinate replaced by `looked_up`. Panics with the op name on an out-of-range index.
@@ -53,7 +53,7 @@ pub fn gather(src: &[f32], ls: &Layout, axis: usize, index: &[i32], out_shape: &
 /// `indices[l]` along `axis`.
 pub fn index_add(src: &[f32], ls: &Layout, axis: usize, indices: &[i32], out_shape: &[usize]) -> Vec<f32> {
     let mut out = alloc::zeroed::<f32>(out_shape.iter().product(), "index");
-    let out_strides = crate::tensor::Layout::contiguous(out_shape).strides;
+    let out_strides = Layout::contiguous(out_shape).strides;
     for_each_coord(&ls.shape, |_, c| {
         let target = indices[c[axis]];
         assert!(
@@ -73,7 +73,7 @@ pub fn index_add(src: &[f32], ls: &Layout, axis: usize, indices: &[i32], out_sha
 /// `index` (contiguous, `src`'s shape) points along `axis`.
 pub fn scatter_add(src: &[f32], ls: &Layout, axis: usize, index: &[i32], out_shape: &[usize]) -> Vec<f32> {
     let mut out = alloc::zeroed::<f32>(out_shape.iter().product(), "index");
-    let out_strides = crate::tensor::Layout::contiguous(out_shape).strides;
+    let out_strides = Layout::contiguous(out_shape).strides;
     for_each_coord(&ls.shape, |i, c| {
         let target = index[i];
         assert!(

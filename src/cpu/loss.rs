@@ -4,25 +4,10 @@
 //! partial sums in the kernel's tree order), so both devices round alike.
 
 use super::alloc;
-use crate::loss::Reduction;
+pub use crate::op::loss::{CrossEntropyRows, Reduction};
 
 /// Invocations of the forward kernel's single workgroup (`WG` in `shaders/common.wgsl`).
 pub const LANES: usize = 256;
-
-/// What decides one row's share of the loss: the class weights (all 1 when absent) and
-/// the ignored target.
-#[derive(Clone, Copy, Debug)]
-pub struct CrossEntropyRows<'a> {
-    /// The `N` of `logits [N, C]`.
-    pub rows: usize,
-    /// The `C` of `logits [N, C]`.
-    pub classes: usize,
-    /// The class weights, `[C]`; all 1 when absent.
-    pub weight: Option<&'a [f32]>,
-    /// Rows whose target is this index count nowhere.
-    pub ignore_index: Option<i32>,
-    pub reduction: Reduction,
-}
 
 impl CrossEntropyRows<'_> {
     /// `None` for an ignored row, `Some(None)` for a target outside the classes, else the
@@ -39,20 +24,6 @@ impl CrossEntropyRows<'_> {
 
     fn weight_of(&self, class: usize) -> f32 {
         self.weight.map_or(1.0, |w| w[class])
-    }
-
-    /// Where the per-row `lse` values start in the forward's output.
-    pub fn lse_at(&self) -> usize {
-        if self.reduction == Reduction::None {
-            self.rows
-        } else {
-            1
-        }
-    }
-
-    /// Length of the forward's output: losses, `lse` per row, weight sum.
-    pub fn forward_len(&self) -> usize {
-        self.lse_at() + self.rows + 1
     }
 }
 

@@ -8,17 +8,9 @@
 
 use super::alloc;
 use super::gemm::{sgemm, Strided, Threads};
-use crate::tensor::{Activation, Layout};
-
-/// Which output index a fused bias is indexed by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BiasAxis {
-    /// One bias per output column (`N`): a linear layer's bias, `x W^T + b`.
-    Column,
-    /// One bias per output row (`M`): a convolution's bias when the product is
-    /// `[C_out, C_in*kh*kw] x [C_in*kh*kw, L]` per image.
-    Row,
-}
+use crate::op::layout::Layout;
+use crate::op::matmul::Activation;
+pub use crate::op::matmul::BiasAxis;
 
 /// `out[b] = a[b] x b[b]` for every batch index of `batch_shape`. `la` and `lb` are views
 /// whose leading dimensions have been broadcast to `batch_shape` (stride 0 where

@@ -22,10 +22,11 @@
 //! one set of threads. A GEMM inside a kernel that is already split across the pool (one
 //! image of a convolution per task) runs on its task's thread.
 //!
-//! [`Layout`]: crate::tensor::Layout
+//! [`Layout`]: crate::op::layout::Layout
 
 pub(crate) mod alloc;
 pub mod augment;
+pub(crate) mod backend;
 pub mod batch_norm;
 pub mod conv;
 pub mod creation;

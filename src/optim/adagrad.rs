@@ -4,7 +4,7 @@ use super::group::Hyper;
 use super::state::StateSpec;
 use super::{group_rate_methods, Kind, Optimizer, OptimizerState, ParamGroup, ParamSet};
 use crate::autograd::Gradients;
-use crate::cpu::optim::{OptimScalars, FLAG_MAXIMIZE};
+use crate::op::optim::{OptimScalars, FLAG_MAXIMIZE};
 use crate::op::OptimOp;
 use crate::Tensor;
 

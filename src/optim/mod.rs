@@ -97,8 +97,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::autograd::{no_grad, Gradients};
-use crate::cpu::optim::OptimScalars;
 use crate::gpu::launch;
+use crate::op::optim::OptimScalars;
 use crate::op::{OptimOp, UnaryOp};
 use crate::storage::{CpuData, Storage};
 use crate::{Device, Tensor};
@@ -264,9 +264,6 @@ struct ParamSet {
     used: [bool; 3],
     /// Where state `k` lies in a slot's block, in units of the slot's length.
     state_pos: [u32; 3],
-    /// For each arena on a GPU, distinct one-element buffers on its device, bound for the
-    /// parameters of missing segments.
-    dummies: Vec<Option<[Tensor; launch::OPTIM_SEGMENTS - 1]>>,
 }
 
 /// One parameter's update of a step, before it is grouped.
@@ -342,7 +339,7 @@ impl ParamSet {
     }
 
     fn from_parts(kind: Kind, slots: Vec<Slot>, groups: Vec<Group>) -> ParamSet {
-        ParamSet { kind, slots, groups, arenas: Vec::new(), used: [false; 3], state_pos: [0; 3], dummies: Vec::new() }
+        ParamSet { kind, slots, groups, arenas: Vec::new(), used: [false; 3], state_pos: [0; 3] }
     }
 
     /// Group `index`; panics, naming the optimizer, when there is none.
@@ -472,10 +469,6 @@ impl ParamSet {
         // Never empty, so an update that keeps no state still has a buffer to bind.
         no_grad(|| {
             self.arenas = arenas.iter().map(|(dev, len)| Tensor::full(&[(*len).max(1)], init, dev)).collect();
-            self.dummies = arenas
-                .iter()
-                .map(|(dev, _)| (!dev.is_cpu()).then(|| std::array::from_fn(|_| Tensor::zeros(&[1], dev))))
-                .collect();
         });
     }
 
@@ -539,9 +532,7 @@ impl ParamSet {
                         }
                     })
                     .collect();
-                let dummies = self.dummies[arena_index].as_ref().expect("a GPU arena has its dummies");
-                let dummies = dummies.each_ref().map(|d| d.gpu_buffer().buffer());
-                launch::optim(ctx, op, s, self.state_pos, &segments, arena.buffer(), dummies);
+                launch::optim(ctx, op, s, self.state_pos, &segments, arena.buffer());
             }
         }
     }

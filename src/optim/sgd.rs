@@ -5,7 +5,7 @@ use super::group::Hyper;
 use super::state::StateSpec;
 use super::{group_rate_methods, GroupOptions, Kind, Optimizer, OptimizerState, ParamGroup, ParamSet};
 use crate::autograd::Gradients;
-use crate::cpu::optim::{OptimScalars, FLAG_FIRST_STEP, FLAG_MAXIMIZE, FLAG_MOMENTUM, FLAG_NESTEROV};
+use crate::op::optim::{OptimScalars, FLAG_FIRST_STEP, FLAG_MAXIMIZE, FLAG_MOMENTUM, FLAG_NESTEROV};
 use crate::op::OptimOp;
 use crate::Tensor;
 

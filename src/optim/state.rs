@@ -260,7 +260,6 @@ impl ParamSet {
         if !self.arenas.is_empty() && self.used != used {
             // The loaded options keep other state vectors: lay the arenas out afresh.
             self.arenas.clear();
-            self.dummies.clear();
         }
         if self.arenas.is_empty() && state.params.iter().all(Option::is_none) {
             for slot in &mut self.slots {

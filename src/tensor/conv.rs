@@ -24,11 +24,12 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::autograd::GradOp;
-use crate::cpu::conv::{ColumnLayout, ConvGeometry, Groups};
+use crate::cpu::conv::Groups;
 use crate::cpu::{self};
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::gpu::{launch, GpuBuffer};
+use crate::op::conv::{ColumnLayout, ConvGeometry};
 use crate::storage::CpuData;
 use crate::Tensor;
 

@@ -121,9 +121,8 @@ fn kernel(op: LayerNormOp, d: LnDims, operands: [Option<&Tensor>; 4], eps: f32) 
         Device::Gpu(ctx) => {
             let numel: usize = shape.iter().product();
             let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-            // Only the forward pass writes the second output; the others get a small buffer
-            // of their own, since a written binding may not alias any other binding.
-            let out2 = GpuBuffer::new(ctx, if op == LayerNormOp::Forward { (2 * d.rows * 4) as u64 } else { 4 });
+            // Only the forward pass writes the second output, the statistics.
+            let out2 = (op == LayerNormOp::Forward).then(|| GpuBuffer::new(ctx, (2 * d.rows * 4) as u64));
             let bindings = operands.map(|t| {
                 let t = t.unwrap_or(x);
                 (t.gpu_buffer().buffer(), t.layout.offset)
@@ -137,9 +136,9 @@ fn kernel(op: LayerNormOp, d: LnDims, operands: [Option<&Tensor>; 4], eps: f32) 
                 PARAM_CHUNK_ROWS,
                 bindings,
                 out.buffer(),
-                out2.buffer(),
+                out2.as_ref().map_or(ctx.unused_binding(0), GpuBuffer::buffer),
             );
-            let stats = (op == LayerNormOp::Forward).then(|| Tensor::from_gpu_buffer(out2, &[2, d.rows], DType::F32));
+            let stats = out2.map(|s| Tensor::from_gpu_buffer(s, &[2, d.rows], DType::F32));
             (Tensor::from_gpu_buffer(out, &shape, DType::F32), stats)
         }
     }

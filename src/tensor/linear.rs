@@ -14,49 +14,12 @@
 use super::Tensor;
 use crate::autograd::GradOp;
 use crate::cpu;
-use crate::cpu::matmul::BiasAxis;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::gpu::launch::{self, MatmulEpilogue};
 use crate::gpu::GpuBuffer;
-use crate::op::UnaryOp;
+use crate::op::matmul::{Activation, BiasAxis};
 use crate::storage::CpuData;
-
-/// An activation applied inside a GEMM's epilogue (see [`Tensor::linear`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Activation {
-    /// The product plus bias, unchanged.
-    #[default]
-    None,
-    /// `max(x, 0)` (NaN passes through), as [`Tensor::relu`].
-    Relu,
-    /// `1 / (1 + exp(-x))`, as [`Tensor::sigmoid`].
-    Sigmoid,
-    /// As [`Tensor::tanh`].
-    Tanh,
-}
-
-impl Activation {
-    /// The code of the `activation` field of the matmul kernels' params.
-    pub(crate) fn code(self) -> u32 {
-        match self {
-            Activation::None => 0,
-            Activation::Relu => 1,
-            Activation::Sigmoid => 2,
-            Activation::Tanh => 3,
-        }
-    }
-
-    /// The elementwise op this activation is, if any.
-    pub(crate) fn unary_op(self) -> Option<UnaryOp> {
-        match self {
-            Activation::None => None,
-            Activation::Relu => Some(UnaryOp::Relu),
-            Activation::Sigmoid => Some(UnaryOp::Sigmoid),
-            Activation::Tanh => Some(UnaryOp::Tanh),
-        }
-    }
-}
 
 /// The gradient rule of [`Tensor::linear`]: inputs are `[x as [rows, in], weight, bias
 /// (when present)]`, the saved output is `activation(x W^T + b)` as `[rows, out]`.

@@ -21,19 +21,8 @@ impl Tensor {
 
     fn unary_kernel(&self, op: UnaryOp, s0: f32, s1: f32) -> Tensor {
         self.expect_dtype(DType::F32, op.name());
-        match &self.device {
-            Device::Cpu => {
-                let out = cpu::elementwise::unary(op, s0, s1, self.cpu_data().as_f32(), &self.layout);
-                Tensor::from_cpu_data(CpuData::F32(out), self.shape())
-            }
-            Device::Gpu(ctx) => {
-                let out = GpuBuffer::new(ctx, (self.numel() * 4) as u64);
-                if self.numel() > 0 {
-                    launch::unary(ctx, op, s0, s1, self.gpu_buffer().buffer(), &self.layout, out.buffer());
-                }
-                Tensor::from_gpu_buffer(out, self.shape(), DType::F32)
-            }
-        }
+        let out = self.storage.unary(op, [s0, s1], &self.layout);
+        Tensor::from_storage(out, self.shape(), DType::F32)
     }
 
     /// The shape `self` and `other` broadcast to, or a panic naming `op` and both shapes.
@@ -62,20 +51,8 @@ impl Tensor {
         other.expect_dtype(DType::F32, op.name());
         let shape = self.broadcast_with(other, op.name());
         let (la, lb) = (self.layout.broadcast_to(&shape), other.layout.broadcast_to(&shape));
-        match &self.device {
-            Device::Cpu => {
-                let out = cpu::elementwise::binary(op, self.cpu_data().as_f32(), &la, other.cpu_data().as_f32(), &lb);
-                Tensor::from_cpu_data(CpuData::F32(out), &shape)
-            }
-            Device::Gpu(ctx) => {
-                let out = GpuBuffer::new(ctx, (numel(&shape) * 4) as u64);
-                if numel(&shape) > 0 {
-                    let (a, b) = (self.gpu_buffer().buffer(), other.gpu_buffer().buffer());
-                    launch::binary(ctx, op, a, &la, b, &lb, out.buffer());
-                }
-                Tensor::from_gpu_buffer(out, &shape, DType::F32)
-            }
-        }
+        let out = self.storage.binary(op, &la, &other.storage, &lb);
+        Tensor::from_storage(out, &shape, DType::F32)
     }
 
     /// `self` where `cond` is non-zero, else `other`; all three broadcast together
@@ -90,22 +67,8 @@ impl Tensor {
         self.same_device(cond, "where");
         let (lc, la, lb) =
             (cond.layout.broadcast_to(&shape), self.layout.broadcast_to(&shape), other.layout.broadcast_to(&shape));
-        let out = match &self.device {
-            Device::Cpu => {
-                let (c, a, b) = (cond.cpu_data(), self.cpu_data(), other.cpu_data());
-                let out = cpu::elementwise::where_select(c.as_f32(), &lc, a.as_f32(), &la, b.as_f32(), &lb);
-                Tensor::from_cpu_data(CpuData::F32(out), &shape)
-            }
-            Device::Gpu(ctx) => {
-                let out = GpuBuffer::new(ctx, (numel(&shape) * 4) as u64);
-                if numel(&shape) > 0 {
-                    let (c, a, b) =
-                        (cond.gpu_buffer().buffer(), self.gpu_buffer().buffer(), other.gpu_buffer().buffer());
-                    launch::where_select(ctx, c, &lc, a, &la, b, &lb, out.buffer());
-                }
-                Tensor::from_gpu_buffer(out, &shape, DType::F32)
-            }
-        };
+        let out = self.storage.where_select(&la, (&cond.storage, &lc), (&other.storage, &lb));
+        let out = Tensor::from_storage(out, &shape, DType::F32);
         Tensor::record(out, GradOp::Where, &[self, cond, other])
     }
 

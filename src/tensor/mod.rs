@@ -13,13 +13,14 @@ mod conv;
 mod embedding;
 mod half;
 mod layer_norm;
-mod layout;
 mod linear;
 mod math;
 mod pool;
 mod rnn;
 mod view;
 
+pub use crate::op::layout::{broadcast_shapes, Layout, MAX_DIMS};
+pub use crate::op::matmul::Activation;
 pub(crate) use attention::attention_with_weights;
 pub use attention::AttnMask;
 pub(crate) use batch_norm::BatchNormGrad;
@@ -30,8 +31,6 @@ pub(crate) use embedding::EmbeddingGrad;
 pub use embedding::{embedding_index_checks, set_embedding_index_checks};
 pub(crate) use half::HalfGrad;
 pub(crate) use layer_norm::LayerNormGrad;
-pub use layout::{broadcast_shapes, Layout, MAX_DIMS};
-pub use linear::Activation;
 pub(crate) use linear::LinearGrad;
 pub(crate) use pool::PoolGrad;
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
@@ -47,6 +46,7 @@ use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::gpu::launch::{self, CreationParams};
 use crate::gpu::GpuBuffer;
+use crate::op::layout;
 use crate::op::CreationOp;
 use crate::random;
 use crate::storage::{CpuData, Storage};
@@ -84,6 +84,12 @@ impl std::fmt::Debug for Tensor {
 
 impl Tensor {
     // ---- construction helpers used by every op ----
+
+    /// A contiguous tensor of `shape` over new storage, on the device that holds it.
+    pub(crate) fn from_storage(storage: Storage, shape: &[usize], dtype: DType) -> Tensor {
+        let device = storage.device();
+        Tensor { storage: Arc::new(storage), layout: Layout::contiguous(shape), dtype, device, autograd: None }
+    }
 
     pub(crate) fn from_cpu_data(data: CpuData, shape: &[usize]) -> Tensor {
         crate::cpu::alloc::tune_once();

@@ -11,10 +11,10 @@ use super::Size2;
 use super::Tensor;
 use crate::autograd::GradOp;
 use crate::cpu;
-use crate::cpu::pool::PoolGeometry;
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::gpu::{launch, GpuBuffer};
+use crate::op::pool::PoolGeometry;
 use crate::op::PoolOp;
 use crate::storage::CpuData;
 
@@ -259,9 +259,7 @@ fn run_pool(op: PoolOp, src: &Tensor, indices: Option<&Tensor>, g: &PoolGeometry
         Device::Gpu(ctx) => {
             let numel: usize = shape.iter().product();
             let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-            // A writable binding may not alias any other binding of the dispatch, so the
-            // ops that write no indices get a small buffer of their own for that slot.
-            let out_index = GpuBuffer::new(ctx, if with_indices { (numel * 4) as u64 } else { 4 });
+            let out_index = with_indices.then(|| GpuBuffer::new(ctx, (numel * 4) as u64));
             let src_buf = src.gpu_buffer().buffer();
             let (idx_buf, idx_offset) = match &indices {
                 Some(t) => (t.gpu_buffer().buffer(), t.layout.offset),
@@ -277,11 +275,11 @@ fn run_pool(op: PoolOp, src: &Tensor, indices: Option<&Tensor>, g: &PoolGeometry
                     idx_buf,
                     idx_offset,
                     out.buffer(),
-                    out_index.buffer(),
+                    out_index.as_ref().map_or(ctx.unused_binding(0), GpuBuffer::buffer),
                 );
             }
             let out = Tensor::from_gpu_buffer(out, &shape, DType::F32);
-            (out, with_indices.then(|| Tensor::from_gpu_buffer(out_index, &shape, DType::I32)))
+            (out, out_index.map(|i| Tensor::from_gpu_buffer(i, &shape, DType::I32)))
         }
     }
 }

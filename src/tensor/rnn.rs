@@ -23,11 +23,12 @@
 use std::sync::Arc;
 
 use crate::autograd::GradOp;
-use crate::cpu::rnn::{self as cpu_rnn, BackwardInputs, CellStep, ForwardInputs};
+use crate::cpu::rnn::{self as cpu_rnn, BackwardInputs, ForwardInputs};
 use crate::device::Device;
 use crate::dtype::DType;
 use crate::gpu::launch::{self, RNN_HAS_BIAS, RNN_HAS_LENGTHS, RNN_RELU};
 use crate::gpu::GpuBuffer;
+use crate::op::rnn::CellStep;
 use crate::op::RnnOp;
 use crate::storage::{CpuData, Storage};
 use crate::tensor::Layout;

@@ -1,4 +1,5 @@
-//! The one list of what the engine can compute.
+//! The engine's vocabulary: the one list of what it can compute, and the parameter types
+//! both backends take.
 //!
 //! Every variant of [`Op`] has a CPU implementation in `cpu/`, a WGSL entry point named by
 //! [`Op::kernel`] in `shaders/`, and a cross-check in `tests/`. The test
@@ -7,7 +8,23 @@
 //! without them does not compile.
 //!
 //! Ops are kinds, not graph nodes: the scalars an op takes (a clamp range, a seed) travel
-//! beside it at call time.
+//! beside it at call time, in the types of the submodules: a view's [`layout`], a matmul's
+//! epilogue ([`matmul`]), convolution and pooling geometry ([`conv`], [`pool`]), a
+//! recurrent step ([`rnn`]), optimizer scalars ([`optim`]) and cross-entropy's rows and
+//! reduction ([`loss`]).
+//!
+//! This module sits below both backends and imports nothing from the crate: `cpu/`, `gpu/`
+//! and the tensor layer above them all speak it, so neither backend reaches up into
+//! `tensor`, `loss` or `optim` for a parameter type. The public layer re-exports what users
+//! name (`wgrad::Layout`, `wgrad::Activation`, `wgrad::loss::Reduction`).
+
+pub mod conv;
+pub mod layout;
+pub mod loss;
+pub mod matmul;
+pub mod optim;
+pub mod pool;
+pub mod rnn;
 
 /// Declares a field-less enum together with the list of all its variants and their names,
 /// so a test can walk every variant.

@@ -1,0 +1,49 @@
+//! The shape arithmetic of a 2-D convolution and the layouts of its column matrix, which
+//! the CPU loops, the GPU launchers and the tensor layer all read.
+
+/// The shape arithmetic of one 2-D convolution over an NCHW batch, shared by the CPU
+/// loops, the GPU launcher and the tensor layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvGeometry {
+    pub batch: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    /// Output height and width.
+    pub out: [usize; 2],
+}
+
+/// Where entry `(image, row, position)` of a column matrix lives: `image * n_stride +
+/// row * r_stride + position`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ColumnLayout {
+    pub n_stride: usize,
+    pub r_stride: usize,
+}
+
+impl ConvGeometry {
+    /// Rows of the column matrix: one per (channel, kernel row, kernel column).
+    pub fn rows(&self) -> usize {
+        self.channels * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Output positions per image.
+    pub fn positions(&self) -> usize {
+        self.out[0] * self.out[1]
+    }
+
+    /// `[N, rows, L]`: each image's columns together, as the forward matmul reads them.
+    pub fn image_major(&self) -> ColumnLayout {
+        ColumnLayout { n_stride: self.rows() * self.positions(), r_stride: self.positions() }
+    }
+
+    /// `[rows, N, L]`: each row across all images, so one matmul contracts over images and
+    /// positions together (the weight gradient).
+    pub fn row_major(&self) -> ColumnLayout {
+        ColumnLayout { n_stride: self.positions(), r_stride: self.batch * self.positions() }
+    }
+}
