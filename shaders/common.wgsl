@@ -80,3 +80,20 @@ fn half_to_f32(h: u32) -> f32 {
     let small = select(subnormal, sign, m == 0u);
     return bitcast<f32>(select(select(normal, special, e == 0x1fu), small, e == 0u));
 }
+
+// The logistic function without overflow: exp of a non-positive argument only. Every
+// kernel that applies it (elementwise, the matmul epilogue, the recurrent gates) calls
+// this one, with the formula of the CPU reference, so both devices round alike.
+fn sigmoid_f(x: f32) -> f32 {
+    if (x >= 0.0) {
+        return 1.0 / (1.0 + exp(-x));
+    }
+    let e = exp(x);
+    return e / (1.0 + e);
+}
+
+// tanh clamped to [-10, 10], where it is already +-1 in f32: some back-ends compute tanh
+// through exp, which overflows to NaN for large arguments. NaN stays NaN.
+fn tanh_f(x: f32) -> f32 {
+    return select(tanh(clamp(x, -10.0, 10.0)), x, is_nan(x));
+}

@@ -66,14 +66,6 @@ fn pow_real(x: f32, y: f32) -> f32 {
     return select(r, -r, odd);
 }
 
-fn sigmoid_f(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
 // log(1 + y) accurate for small y (Goldberg's trick); WGSL has no log1p.
 fn log1p_f(y: f32) -> f32 {
     let u = 1.0 + y;
@@ -112,7 +104,7 @@ fn unary_f(op: u32, x: f32) -> f32 {
         case 16u: { return sigmoid_f(x); }
         // tanh of large arguments is NaN on some back-ends (exp overflow); it is ±1 in f32 past 10.
         // The clamp would turn NaN into ±1, so NaN is passed through first.
-        case 17u: { return select(tanh(clamp(x, -10.0, 10.0)), x, is_nan(x)); }
+        case 17u: { return tanh_f(x); }
         case 18u: { return 0.5 * x * (1.0 + erf_f(x * 0.70710678118654752)); }
         // PyTorch's threshold: softplus(x) = x for x > 20.
         case 19u: { return select(max(x, 0.0) + log1p_f(exp(-abs(x))), x, x > 20.0); }

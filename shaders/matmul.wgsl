@@ -1,14 +1,10 @@
 // matmul.wgsl: batched C[b] = act(A[b] x B[b] + bias), A [M, K], B [K, N], C [M, N], f32.
 //
-// Bindings: params, a (f32), b (f32), bias (f32), out (f32, contiguous [batch, M, N]).
-// A and B are strided views: any row and column strides, so a transposed operand costs
-// no copy, and per-batch offsets come from broadcast batch strides (0 on a broadcast
-// batch dimension). The launcher binds some read-only buffer as `bias` when there is none.
-//
-// Epilogue (every entry point, on each finished element): bias_mode 0 adds nothing, 1 adds
-// bias[bias_offset + column] (Linear's bias, one per output feature), 2 adds
-// bias[bias_offset + row] (a convolution's bias, one per output channel); then activation
-// 0 none, 1 relu, 2 sigmoid, 3 tanh. The same element formulas as elementwise.wgsl.
+// Bindings: params, a (f32), b (f32), bias (f32), out (f32, contiguous [batch, M, N]);
+// the params, the params and bias bindings and the epilogue every entry point applies to
+// each finished element are in matmul_epilogue.wgsl, placed before this file. A and B are
+// strided views: any row and column strides, so a transposed operand costs no copy, and
+// per-batch offsets come from broadcast batch strides (0 on a broadcast batch dimension).
 //
 // Two tilings, both walking the tiles with the folded x-y workgroup grid and the batch
 // with z (offset by batch_start when a batch is split over several dispatches):
@@ -28,65 +24,12 @@ const TILE_K: u32 = 16u;
 const ROWS8_M: u32 = 8u;
 const ROWS8_N: u32 = 64u;
 
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_rank: u32,
-    a_offset: u32,
-    b_offset: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    a_row_stride: u32,
-    a_col_stride: u32,
-    b_row_stride: u32,
-    b_col_stride: u32,
-    batch_start: u32,
-    bias_mode: u32,
-    bias_offset: u32,
-    activation: u32,
-    batch_shape: array<vec4<u32>, 2>,
-    a_batch_strides: array<vec4<u32>, 2>,
-    b_batch_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
 var<workgroup> a_tile: array<f32, 1024>; // [TILE_K][TILE_M]
 var<workgroup> b_tile: array<f32, 1024>; // [TILE_K][TILE_N]
-
-// The bias and activation of element (row, col) of a product, applied to its sum v.
-fn epilogue(v: f32, row: u32, col: u32) -> f32 {
-    var x = v;
-    if (p.bias_mode == 1u) {
-        x = x + bias[p.bias_offset + col];
-    } else if (p.bias_mode == 2u) {
-        x = x + bias[p.bias_offset + row];
-    }
-    switch p.activation {
-        case 1u: {
-            return select(0.0, x, x > 0.0 || is_nan(x));
-        }
-        case 2u: {
-            if (x >= 0.0) {
-                return 1.0 / (1.0 + exp(-x));
-            }
-            let e = exp(x);
-            return e / (1.0 + e);
-        }
-        case 3u: {
-            // Clamped: tanh is +-1 in f32 beyond 10, and some back-ends overflow exp inside it.
-            return select(tanh(clamp(x, -10.0, 10.0)), x, is_nan(x));
-        }
-        default: {
-            return x;
-        }
-    }
-}
 
 @compute @workgroup_size(WG)
 fn matmul(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>, @builtin(local_invocation_index) lid: u32) {

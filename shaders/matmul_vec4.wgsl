@@ -1,12 +1,12 @@
 // matmul_vec4.wgsl: the kernels of matmul.wgsl with 16-byte loads and stores, for the common
 // case where both operands are row-major and every row starts on a 4-element boundary.
 //
-// Bindings: params (MatmulParams, as in matmul.wgsl), a, b, out as arrays of vec4<f32>,
-// bias as f32 (any offset). Preconditions checked by the launcher: a_col_stride ==
-// b_col_stride == 1; K, N, the row strides, the offsets and the batch strides all
-// multiples of 4. Then a row of A splits into whole vec4s along K, a row of B and of C
-// into whole vec4s along N, and every bounds test on a vec4 is exact. The epilogue (bias
-// and activation) is matmul.wgsl's.
+// Bindings: params (MatmulParams), a, b, out as arrays of vec4<f32>, bias as f32 (any
+// offset); the params, the params and bias bindings and the epilogue are in
+// matmul_epilogue.wgsl, placed before this file. Preconditions checked by the launcher:
+// a_col_stride == b_col_stride == 1; K, N, the row strides, the offsets and the batch
+// strides all multiples of 4. Then a row of A splits into whole vec4s along K, a row of B and of C
+// into whole vec4s along N, and every bounds test on a vec4 is exact.
 //
 // Three tilings; src/gpu/tuning.rs picks one per adapter and shape class:
 // - `matmul_vec4`: 64x64 output tile per workgroup of 256, K step 16, a 4x4 block per
@@ -29,61 +29,9 @@ const T128_K: u32 = 8u;
 const ROWS4_M: u32 = 4u;
 const ROWS4_QUADS: u32 = 32u;
 
-struct MatmulParams {
-    m: u32,
-    n: u32,
-    k: u32,
-    batch_rank: u32,
-    a_offset: u32,
-    b_offset: u32,
-    tiles_m: u32,
-    tiles_n: u32,
-    a_row_stride: u32,
-    a_col_stride: u32,
-    b_row_stride: u32,
-    b_col_stride: u32,
-    batch_start: u32,
-    bias_mode: u32,
-    bias_offset: u32,
-    activation: u32,
-    batch_shape: array<vec4<u32>, 2>,
-    a_batch_strides: array<vec4<u32>, 2>,
-    b_batch_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: MatmulParams;
 @group(0) @binding(1) var<storage, read> a: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> b: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<vec4<f32>>;
-
-// matmul.wgsl's epilogue: bias by column (mode 1) or by row (mode 2), then the activation.
-fn epilogue(v: f32, row: u32, col: u32) -> f32 {
-    var x = v;
-    if (p.bias_mode == 1u) {
-        x = x + bias[p.bias_offset + col];
-    } else if (p.bias_mode == 2u) {
-        x = x + bias[p.bias_offset + row];
-    }
-    switch p.activation {
-        case 1u: {
-            return select(0.0, x, x > 0.0 || is_nan(x));
-        }
-        case 2u: {
-            if (x >= 0.0) {
-                return 1.0 / (1.0 + exp(-x));
-            }
-            let e = exp(x);
-            return e / (1.0 + e);
-        }
-        case 3u: {
-            return select(tanh(clamp(x, -10.0, 10.0)), x, is_nan(x));
-        }
-        default: {
-            return x;
-        }
-    }
-}
 
 // The epilogue of the four elements (row, col .. col + 3).
 fn epilogue4(v: vec4<f32>, row: u32, col: u32) -> vec4<f32> {

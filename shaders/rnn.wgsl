@@ -63,19 +63,7 @@ const RELU: u32 = 4u;
 @group(0) @binding(6) var<storage, read_write> out0: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out1: array<f32>;
 
-// The same formulas as src/cpu/rnn.rs, so both devices round alike.
-fn sigmoid_f(x: f32) -> f32 {
-    if (x >= 0.0) {
-        return 1.0 / (1.0 + exp(-x));
-    }
-    let e = exp(x);
-    return e / (1.0 + e);
-}
-
-// tanh of large arguments is NaN on some back-ends (exp overflow); it is ±1 in f32 past 10.
-fn tanh_f(x: f32) -> f32 {
-    return select(tanh(clamp(x, -10.0, 10.0)), x, is_nan(x));
-}
+// sigmoid_f and tanh_f (common.wgsl) have the formulas of src/cpu/rnn.rs.
 
 fn is_active(b: u32) -> bool {
     return (p.flags & HAS_LENGTHS) == 0u || i32(p.t) < lengths[p.lengths_offset + b];

@@ -21,8 +21,8 @@ pub enum Access {
 pub struct ShaderFile {
     /// File stem, matching [`crate::op::KernelRef::file`].
     pub name: &'static str,
-    /// The file's own text, without the common prelude (for the f16 matmul builds, the
-    /// shared half_matmul_params.wgsl and then the file).
+    /// The file's own text, without the common prelude (for the matmul files, the shared
+    /// matmul_epilogue.wgsl or half_matmul_params.wgsl and then the file).
     pub body: &'static str,
     /// Storage bindings 1.. in order (binding 0 is always the params uniform).
     pub storage: &'static [Access],
@@ -47,6 +47,13 @@ impl ShaderFile {
 pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 use Access::{Read, ReadWrite};
+
+/// A body of the f32 matmul: the shared params, bindings and epilogue, then the kernel `$file`.
+macro_rules! matmul_body {
+    ($file:literal) => {
+        concat!(include_str!("../../shaders/matmul_epilogue.wgsl"), include_str!(concat!("../../shaders/", $file)))
+    };
+}
 
 /// A body of the f16 matmul: the shared params and bindings, then the kernel `$file`.
 macro_rules! half_matmul_body {
@@ -127,8 +134,8 @@ pub const FILES: &[ShaderFile] = &[
     ShaderFile::plain("reduce", include_str!("../../shaders/reduce.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("argreduce", include_str!("../../shaders/argreduce.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("softmax", include_str!("../../shaders/softmax.wgsl"), &[Read, ReadWrite]),
-    ShaderFile::plain("matmul", include_str!("../../shaders/matmul.wgsl"), &[Read, Read, Read, ReadWrite]),
-    ShaderFile::plain("matmul_vec4", include_str!("../../shaders/matmul_vec4.wgsl"), &[Read, Read, Read, ReadWrite]),
+    ShaderFile::plain("matmul", matmul_body!("matmul.wgsl"), &[Read, Read, Read, ReadWrite]),
+    ShaderFile::plain("matmul_vec4", matmul_body!("matmul_vec4.wgsl"), &[Read, Read, Read, ReadWrite]),
     ShaderFile::plain(
         "optim",
         include_str!("../../shaders/optim.wgsl"),
