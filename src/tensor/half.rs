@@ -16,7 +16,7 @@
 
 use super::math::MatmulOperands;
 use super::Tensor;
-use crate::autograd::{sum_to_shape, GradOp};
+use crate::autograd::{sum_to_shape, FusedGrad, GradOp};
 use crate::dtype::DType;
 use crate::op::matmul::MatmulDims;
 use crate::op::HalfOp;
@@ -30,9 +30,9 @@ pub(crate) enum HalfGrad {
     Matmul,
 }
 
-impl HalfGrad {
+impl FusedGrad for HalfGrad {
     /// The gradient of each input, in `f32` (see the module documentation).
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let g = g.float();
         match self {
             HalfGrad::Cast => vec![Some(g)],
@@ -73,7 +73,7 @@ impl Tensor {
             ),
         };
         let out = Tensor::from_storage(self.storage.cast(op, &self.layout), self.shape(), dtype);
-        Tensor::record(out, GradOp::Half(HalfGrad::Cast), &[self])
+        Tensor::record(out, GradOp::fused(HalfGrad::Cast), &[self])
     }
 
     /// `self.to_dtype(DType::F16)`, as PyTorch's `.half()`.
@@ -109,7 +109,7 @@ impl Tensor {
         let MatmulOperands { a, b, la, lb, batch, m, k, n, out_shape } = self.matmul_operands(other, "half_matmul");
         let dims = MatmulDims { batch: &batch, m, k, n };
         let out = Tensor::from_storage(a.storage.half_matmul(&la, (&b.storage, &lb), dims), &out_shape, DType::F32);
-        let result = Tensor::record(out, GradOp::Half(HalfGrad::Matmul), &[&a, &b]).to_dtype(out_dtype);
+        let result = Tensor::record(out, GradOp::fused(HalfGrad::Matmul), &[&a, &b]).to_dtype(out_dtype);
         self.undo_matmul_promotion(other, result)
     }
 }

@@ -12,7 +12,7 @@
 //! `1 - y^2`. So no pre-activation tensor is kept.
 
 use super::Tensor;
-use crate::autograd::GradOp;
+use crate::autograd::{FusedGrad, GradOp};
 use crate::dtype::DType;
 use crate::op::matmul::{Activation, BiasAxis, Epilogue, MatmulDims};
 
@@ -23,8 +23,8 @@ pub(crate) struct LinearGrad {
     activation: Activation,
 }
 
-impl LinearGrad {
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+impl FusedGrad for LinearGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
         let (x, w) = (&inputs[0], &inputs[1]);
         // The gradient with respect to the pre-activation `x W^T + b`.
         let dz = match self.activation {
@@ -96,7 +96,7 @@ impl Tensor {
         let out = Tensor::from_storage(out, &out_shape, DType::F32);
         let mut inputs = vec![&x, weight];
         inputs.extend(bias.as_ref());
-        let y = Tensor::record(out, GradOp::Linear(LinearGrad { activation }), &inputs);
+        let y = Tensor::record(out, GradOp::fused(LinearGrad { activation }), &inputs);
         let mut shape: Vec<isize> = self.shape()[..self.rank() - 1].iter().map(|&d| d as isize).collect();
         shape.push(out_features as isize);
         if self.rank() == 2 {
