@@ -150,6 +150,9 @@ pub(crate) enum GradOp {
     },
     /// Convolution, pooling and batch normalisation keep their gradient rules beside their
     /// forward code, in `tensor/conv.rs`, `tensor/pool.rs` and `tensor/batch_norm.rs`.
+    /// These and the named rules below predate [`FusedGrad`]; each becomes a
+    /// [`GradOp::Fused`] by implementing the trait beside its op and recording with
+    /// [`GradOp::fused`], and its variant here goes.
     Conv(crate::tensor::ConvGrad),
     Pool(crate::tensor::PoolGrad),
     BatchNorm(crate::tensor::BatchNormGrad),
@@ -164,11 +167,24 @@ pub(crate) enum GradOp {
     /// The fused cross-entropy over class indices, its rule beside it in `loss.rs`: inputs
     /// are `[logits, targets, saved (lse per row, weight sum), weight (when present)]`.
     CrossEntropy(crate::loss::CrossEntropyGrad),
-    /// `activation(x W^T + b)` in one GEMM, its rule beside it in `tensor/linear.rs`: inputs
-    /// are `[x as [rows, in], weight, bias (when present)]`.
-    Linear(crate::tensor::LinearGrad),
-    /// `f32`/`f16` casts and the `f16` matmul, their rules beside them in `tensor/half.rs`.
-    Half(crate::tensor::HalfGrad),
+    /// A fused op whose rule lives beside its forward code (see [`FusedGrad`]).
+    Fused(Arc<dyn FusedGrad>),
+}
+
+/// The gradient rule of a fused op, written beside the op's forward code and recorded
+/// with [`GradOp::fused`], so that this module needs to know nothing about the op. Each
+/// rule's documentation says what its inputs are.
+pub(crate) trait FusedGrad: std::fmt::Debug + Send + Sync {
+    /// The gradient with respect to each of `inputs`, given the gradient `g` of the
+    /// output `out`; `None` for inputs that have none (indices, saved statistics).
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>>;
+}
+
+impl GradOp {
+    /// The node of a fused op with the gradient rule `rule`.
+    pub(crate) fn fused(rule: impl FusedGrad + 'static) -> GradOp {
+        GradOp::Fused(Arc::new(rule))
+    }
 }
 
 impl Tensor {
@@ -580,12 +596,11 @@ impl GradOp {
             GradOp::Conv(c) => c.backward(g, inputs),
             GradOp::Rnn(r) => r.backward(g, inputs, out),
             GradOp::CrossEntropy(c) => c.backward(g, inputs),
-            GradOp::Linear(l) => l.backward(g, inputs, out),
             GradOp::LayerNorm(l) => l.backward(g, inputs, out),
             GradOp::Embedding(e) => e.backward(g, inputs, out),
             GradOp::Pool(p) => p.backward(g, inputs, out),
             GradOp::BatchNorm(b) => b.backward(g, inputs, out),
-            GradOp::Half(h) => h.backward(g, inputs),
+            GradOp::Fused(rule) => rule.backward(g, inputs, out),
             GradOp::Cat { axis } => {
                 let mut start = 0;
                 inputs

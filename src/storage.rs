@@ -4,7 +4,7 @@
 //! The op methods of [`Storage`] are where the engine chooses a device: each matches on
 //! the storage once and calls the [`Backend`] that holds it (see [`crate::backend`]).
 
-use std::sync::RwLock;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard};
 
 use half::f16;
 
@@ -12,11 +12,12 @@ use crate::backend::Backend;
 use crate::cpu::alloc::try_zeroed;
 use crate::cpu::backend::CpuBackend;
 use crate::device::Device;
-use crate::dtype::DType;
+use crate::dtype::{DType, Element};
 use crate::error::Result;
 use crate::gpu::pool::GpuBuffer;
 use crate::op::layout::Layout;
-use crate::op::{BinaryOp, UnaryOp};
+use crate::op::matmul::{Epilogue, MatmulDims};
+use crate::op::{BinaryOp, Creation, HalfOp, IndexOp, ReduceOp, SoftmaxOp, UnaryOp};
 
 /// Host-side elements of one dtype.
 #[derive(Clone, Debug)]
@@ -127,8 +128,16 @@ fn mixed_devices(op: &str) -> ! {
 }
 
 impl Storage {
-    fn cpu(data: CpuData) -> Storage {
+    /// Host storage holding `data`.
+    pub(crate) fn cpu(data: CpuData) -> Storage {
+        // The allocator is tuned before the first host tensor exists.
+        crate::cpu::alloc::tune_once();
         Storage::Cpu(RwLock::new(data))
+    }
+
+    /// Device storage in `buffer`.
+    pub(crate) fn gpu(buffer: GpuBuffer) -> Storage {
+        Storage::Gpu(buffer)
     }
 
     /// The device that holds this storage.
@@ -171,6 +180,231 @@ impl Storage {
                 Storage::Gpu(a.ctx.where_select((c, lc), (a, la), (b, lb)))
             }
             _ => mixed_devices("where"),
+        }
+    }
+
+    // ---- creation, upload, read-back and copies ----
+
+    /// The host data of CPU storage, for the families that have not moved behind the
+    /// seam yet.
+    pub(crate) fn cpu_data(&self) -> RwLockReadGuard<'_, CpuData> {
+        match self {
+            Storage::Cpu(d) => d.read().unwrap(),
+            Storage::Gpu(_) => unreachable!("cpu_data on GPU storage"),
+        }
+    }
+
+    /// The device buffer of GPU storage, for the families that have not moved behind the
+    /// seam yet.
+    pub(crate) fn gpu_buffer(&self) -> &GpuBuffer {
+        match self {
+            Storage::Gpu(b) => b,
+            Storage::Cpu(_) => unreachable!("gpu_buffer on CPU storage"),
+        }
+    }
+
+    /// `n` elements of `dtype` on `device`, for an op that writes all of them (see
+    /// [`Backend::alloc`]).
+    pub(crate) fn empty(device: &Device, dtype: DType, n: usize, op: &str) -> Storage {
+        match device {
+            Device::Cpu => Storage::cpu(CpuBackend.alloc(dtype, n, op)),
+            Device::Gpu(ctx) => Storage::Gpu(ctx.alloc(dtype, n, op)),
+        }
+    }
+
+    /// New storage on `device` holding `data` (see [`Backend::try_upload`]).
+    pub(crate) fn try_upload<T: Element>(device: &Device, data: &[T], op: &str) -> Result<Storage> {
+        Ok(match device {
+            Device::Cpu => Storage::cpu(CpuBackend.try_upload(data, op)?),
+            Device::Gpu(ctx) => Storage::Gpu(ctx.try_upload(data, op)?),
+        })
+    }
+
+    /// `n` new f32 elements on `device` made by `creation` (see [`Backend::try_create`]).
+    pub(crate) fn try_create(device: &Device, creation: Creation, n: usize, op: &str) -> Result<Storage> {
+        Ok(match device {
+            Device::Cpu => Storage::cpu(CpuBackend.try_create(creation, n, op)?),
+            Device::Gpu(ctx) => Storage::Gpu(ctx.try_create(creation, n, op)?),
+        })
+    }
+
+    /// `n` elements from element `offset` on, copied to the host (see [`Backend::try_read`]).
+    pub(crate) fn try_read<T: Element>(&self, offset: usize, n: usize) -> Result<Vec<T>> {
+        match self {
+            // A panic in another thread does not make the elements unreadable.
+            Storage::Cpu(d) => CpuBackend.try_read(&d.read().unwrap_or_else(PoisonError::into_inner), offset, n),
+            Storage::Gpu(b) => b.ctx.try_read(b, offset, n),
+        }
+    }
+
+    /// Writes `bytes` from byte `offset` on, in place (see [`Backend::write_host`]).
+    pub(crate) fn write_host(&self, offset: usize, bytes: &[u8]) -> bool {
+        match self {
+            Storage::Cpu(d) => CpuBackend.write_host(&mut d.write().unwrap(), offset, bytes),
+            Storage::Gpu(b) => b.ctx.write_host(b, offset, bytes),
+        }
+    }
+
+    /// Copies the view `ls` of this storage into the view `ld` of `dst` (see
+    /// [`Backend::copy_into`]). `dst` must be other storage than this.
+    pub(crate) fn copy_into(&self, dtype: DType, ls: &Layout, dst: &Storage, ld: &Layout) {
+        match (self, dst) {
+            (Storage::Cpu(s), Storage::Cpu(d)) => {
+                let s = s.read().unwrap();
+                CpuBackend.copy_into(dtype, &s, ls, &mut d.write().unwrap(), ld);
+            }
+            (Storage::Gpu(s), Storage::Gpu(d)) => s.ctx.copy_into(dtype, s, ls, d, ld),
+            _ => mixed_devices("copy"),
+        }
+    }
+
+    /// The view `ls` copied into new contiguous storage of its own.
+    pub(crate) fn copy(&self, dtype: DType, ls: &Layout, op: &str) -> Storage {
+        let out = Storage::empty(&self.device(), dtype, ls.numel(), op);
+        self.copy_into(dtype, ls, &out, &Layout::contiguous(&ls.shape));
+        out
+    }
+
+    /// Adds one to the `i32` at `offset` of host storage under its write lock, saturating,
+    /// and returns the new value; `None` for device storage. Counters live on the host
+    /// because the host reads them.
+    pub(crate) fn increment_host_counter(&self, offset: usize) -> Option<i32> {
+        let Storage::Cpu(lock) = self else { return None };
+        let mut storage = lock.write().unwrap();
+        let CpuData::I32(values) = &mut *storage else {
+            unreachable!("an i32 counter over {} storage", storage.dtype())
+        };
+        let slot = &mut values[offset];
+        *slot = slot.saturating_add(1);
+        Some(*slot)
+    }
+
+    /// The raw 32-bit words of the whole device buffer, guard region included, and the
+    /// number of words the tensor uses; `None` for host storage, which has no guard.
+    pub(crate) fn debug_raw_words(&self) -> Option<(Vec<u32>, usize)> {
+        match self {
+            Storage::Cpu(_) => None,
+            Storage::Gpu(b) => {
+                let bytes = b.ctx.read_bytes(b.buffer(), 0, b.capacity_bytes());
+                Some((bytemuck::pod_collect_to_vec(&bytes), (b.len_bytes / 4) as usize))
+            }
+        }
+    }
+
+    // ---- reductions and softmax ----
+
+    /// Reduces contiguous rows of this f32 storage (see [`Backend::reduce`]).
+    pub(crate) fn reduce(&self, op: ReduceOp, offset: usize, rows: usize, len: usize, correction: f32) -> Storage {
+        match self {
+            Storage::Cpu(x) => Storage::cpu(CpuBackend.reduce(op, &x.read().unwrap(), offset, rows, len, correction)),
+            Storage::Gpu(x) => Storage::Gpu(x.ctx.reduce(op, x, offset, rows, len, correction)),
+        }
+    }
+
+    /// Sums of leading rows read in place, where the backend has the kernel (see
+    /// [`Backend::column_sums`]).
+    pub(crate) fn column_sums(&self, offset: usize, len: usize, cols: usize, mean: bool) -> Option<Storage> {
+        match self {
+            Storage::Cpu(x) => CpuBackend.column_sums(&x.read().unwrap(), offset, len, cols, mean).map(Storage::cpu),
+            Storage::Gpu(x) => x.ctx.column_sums(x, offset, len, cols, mean).map(Storage::Gpu),
+        }
+    }
+
+    /// Softmax of contiguous rows of this f32 storage (see [`Backend::softmax`]).
+    pub(crate) fn softmax(&self, op: SoftmaxOp, offset: usize, rows: usize, len: usize) -> Storage {
+        match self {
+            Storage::Cpu(x) => Storage::cpu(CpuBackend.softmax(op, &x.read().unwrap(), offset, rows, len)),
+            Storage::Gpu(x) => Storage::Gpu(x.ctx.softmax(op, x, offset, rows, len)),
+        }
+    }
+
+    // ---- matmul ----
+
+    /// The product of the f32 view `la` of this storage and `lb` of `other`, then the
+    /// epilogue: `bias` (storage, element offset, axis) and `activation` (see
+    /// [`Backend::matmul`]).
+    pub(crate) fn matmul(
+        &self,
+        la: &Layout,
+        (other, lb): (&Storage, &Layout),
+        dims: MatmulDims<'_>,
+        epilogue: Epilogue<'_, Storage>,
+    ) -> Storage {
+        let activation = epilogue.activation;
+        match (self, other, epilogue.bias) {
+            (Storage::Cpu(a), Storage::Cpu(b), bias) => {
+                let (a, b) = (a.read().unwrap(), b.read().unwrap());
+                let bias_data = bias.map(|(s, offset, axis)| (s.cpu_data(), offset, axis));
+                let bias = bias_data.as_ref().map(|(d, offset, axis)| (&**d, *offset, *axis));
+                Storage::cpu(CpuBackend.matmul((&a, la), (&b, lb), dims, Epilogue { bias, activation }))
+            }
+            (Storage::Gpu(a), Storage::Gpu(b), bias) => {
+                let bias = bias.map(|(s, offset, axis)| (s.gpu_buffer(), offset, axis));
+                Storage::Gpu(a.ctx.matmul((a, la), (b, lb), dims, Epilogue { bias, activation }))
+            }
+            _ => mixed_devices("matmul"),
+        }
+    }
+
+    // ---- the index family ----
+
+    /// `op` along `axis` of the f32 view `ls` of this storage with the `index_len` i32
+    /// indices at `index_offset` of `index` (see [`Backend::index`]).
+    pub(crate) fn index(
+        &self,
+        op: IndexOp,
+        ls: &Layout,
+        axis: usize,
+        (index, index_offset, index_len): (&Storage, usize, usize),
+        out_shape: &[usize],
+    ) -> Storage {
+        match (self, index) {
+            (Storage::Cpu(s), Storage::Cpu(i)) => {
+                let (s, i) = (s.read().unwrap(), i.read().unwrap());
+                Storage::cpu(CpuBackend.index(op, (&s, ls), axis, &i, index_offset, index_len, out_shape))
+            }
+            (Storage::Gpu(s), Storage::Gpu(i)) => {
+                Storage::Gpu(s.ctx.index(op, (s, ls), axis, i, index_offset, index_len, out_shape))
+            }
+            _ => mixed_devices(op.name()),
+        }
+    }
+
+    // ---- half precision ----
+
+    /// The view `lx` converted by `op` (see [`Backend::cast`]).
+    pub(crate) fn cast(&self, op: HalfOp, lx: &Layout) -> Storage {
+        match self {
+            Storage::Cpu(x) => Storage::cpu(CpuBackend.cast(op, &x.read().unwrap(), lx)),
+            Storage::Gpu(x) => Storage::Gpu(x.ctx.cast(op, x, lx)),
+        }
+    }
+
+    /// The f16 product of the view `la` of this storage and `lb` of `other`, accumulated
+    /// in f32 (see [`Backend::half_matmul`]).
+    pub(crate) fn half_matmul(&self, la: &Layout, (other, lb): (&Storage, &Layout), dims: MatmulDims<'_>) -> Storage {
+        match (self, other) {
+            (Storage::Cpu(a), Storage::Cpu(b)) => {
+                let (a, b) = (a.read().unwrap(), b.read().unwrap());
+                Storage::cpu(CpuBackend.half_matmul((&a, la), (&b, lb), dims))
+            }
+            (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(a.ctx.half_matmul((a, la), (b, lb), dims)),
+            _ => mixed_devices("half_matmul"),
+        }
+    }
+
+    // ---- augmentation ----
+
+    /// `crop_flip` of the f32 view `ls` through the windows at `windows_offset` of
+    /// `windows` (see [`Backend::crop_flip`]).
+    pub(crate) fn crop_flip(&self, ls: &Layout, (windows, offset): (&Storage, usize), out_size: [usize; 2]) -> Storage {
+        match (self, windows) {
+            (Storage::Cpu(s), Storage::Cpu(w)) => {
+                let (s, w) = (s.read().unwrap(), w.read().unwrap());
+                Storage::cpu(CpuBackend.crop_flip((&s, ls), &w, offset, out_size))
+            }
+            (Storage::Gpu(s), Storage::Gpu(w)) => Storage::Gpu(s.ctx.crop_flip((s, ls), w, offset, out_size)),
+            _ => mixed_devices("crop_flip"),
         }
     }
 }

@@ -40,3 +40,39 @@ pub enum BiasAxis {
     /// `[C_out, C_in*kh*kw] x [C_in*kh*kw, L]` per image.
     Row,
 }
+
+/// The sizes of a batched product `[batch.., m, k] x [batch.., k, n]`: the batch shape
+/// both operands' views have been broadcast to, and the matrix sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulDims<'a> {
+    pub batch: &'a [usize],
+    pub m: usize,
+    pub k: usize,
+    pub n: usize,
+}
+
+/// The fused epilogue of a product over buffers of type `B`: an optional bias (its buffer,
+/// the element offset it starts at, the axis it follows) and an activation.
+#[derive(Debug)]
+pub struct Epilogue<'a, B> {
+    pub bias: Option<(&'a B, usize, BiasAxis)>,
+    pub activation: Activation,
+}
+
+impl<B> Epilogue<'_, B> {
+    /// The plain product: no bias, no activation.
+    pub const NONE: Self = Epilogue { bias: None, activation: Activation::None };
+
+    /// Whether this epilogue leaves the product unchanged.
+    pub fn is_none(&self) -> bool {
+        self.bias.is_none() && self.activation == Activation::None
+    }
+}
+
+impl<B> Clone for Epilogue<'_, B> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<B> Copy for Epilogue<'_, B> {}

@@ -142,6 +142,34 @@ op_list! {
     }
 }
 
+/// One creation op with its scalars: what a backend needs to make a tensor from nothing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Creation {
+    /// Every element `value`.
+    Fill(f32),
+    /// `start + i * step`.
+    Arange { start: f32, step: f32 },
+    /// Ones on the diagonal of each `[rows, cols]` matrix (`cols` at least 1).
+    Eye { rows: usize, cols: usize },
+    /// Uniform in `[low, high)` from `seed`.
+    RandUniform { seed: u64, low: f32, high: f32 },
+    /// Normal with `mean` and `std` from `seed`.
+    RandNormal { seed: u64, mean: f32, std: f32 },
+}
+
+impl Creation {
+    /// The kernel this creation runs.
+    pub fn op(&self) -> CreationOp {
+        match self {
+            Creation::Fill(_) => CreationOp::Fill,
+            Creation::Arange { .. } => CreationOp::Arange,
+            Creation::Eye { .. } => CreationOp::Eye,
+            Creation::RandUniform { .. } => CreationOp::RandUniform,
+            Creation::RandNormal { .. } => CreationOp::RandNormal,
+        }
+    }
+}
+
 op_list! {
     /// Ops that pick elements by integer (`i32`) indices.
     IndexOp, entry prefix "" {

@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use crate::dtype::{DType, Element};
-use crate::storage::{CpuData, Storage};
 use crate::Tensor;
 
 impl Tensor {
@@ -47,27 +46,13 @@ impl Tensor {
             self.numel()
         );
         let offset = self.layout.offset;
-        let size = T::DTYPE.size_bytes();
-        match &*self.storage {
-            Storage::Cpu(lock) => {
-                let mut storage = lock.write().unwrap();
-                let bytes = storage.bytes_mut();
-                bytes[offset * size..(offset + data.len()) * size].copy_from_slice(bytemuck::cast_slice(data));
-            }
-            Storage::Gpu(buffer) => {
-                // Uploads move whole 32-bit words: an f16 tensor is written only where it
-                // owns them, from an even offset to an even length or the end of its storage.
-                let end = (offset + data.len()) * size;
-                let whole_words = (offset * size).is_multiple_of(4)
-                    && (end.is_multiple_of(4) || end.div_ceil(4) * 4 >= buffer.len_bytes as usize);
-                assert!(
-                    whole_words,
-                    "assign: the f16 view of shape {:?} at offset {offset} shares 32-bit words with other elements",
-                    self.shape()
-                );
-                buffer.ctx.record_upload(buffer.buffer(), (offset * size) as u64, bytemuck::cast_slice(data));
-            }
-        }
+        // A device that writes whole 32-bit words refuses an f16 view that shares them.
+        let written = self.storage.write_host(offset * T::DTYPE.size_bytes(), bytemuck::cast_slice(data));
+        assert!(
+            written,
+            "assign: the f16 view of shape {:?} at offset {offset} shares 32-bit words with other elements",
+            self.shape()
+        );
     }
 
     /// Overwrites every element of this contiguous tensor with the elements of `src` (same
@@ -108,28 +93,13 @@ impl Tensor {
             self.dtype,
             self.shape()
         );
-        let Storage::Cpu(lock) = &*self.storage else {
+        self.storage.increment_host_counter(self.layout.offset).unwrap_or_else(|| {
             panic!("increment_counter: the counter of shape {:?} is not in host memory", self.shape())
-        };
-        let mut storage = lock.write().unwrap();
-        let CpuData::I32(values) = &mut *storage else { unreachable!("an i32 tensor over f32 storage") };
-        let slot = &mut values[self.layout.offset];
-        *slot = slot.saturating_add(1);
-        *slot
+        })
     }
 
     /// A fresh contiguous copy in storage of its own, of any dtype.
     fn packed_copy(&self) -> Tensor {
-        match &*self.storage {
-            Storage::Cpu(s) => {
-                let data = s.read().unwrap();
-                Tensor::from_cpu_data(data.gather(self.layout.storage_indices()), self.shape())
-            }
-            Storage::Gpu(_) => {
-                let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device, "assign");
-                super::view::copy_into(self, &out);
-                out
-            }
-        }
+        Tensor::from_storage(self.storage.copy(self.dtype, &self.layout, "assign"), self.shape(), self.dtype)
     }
 }

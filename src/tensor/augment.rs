@@ -4,13 +4,8 @@
 //! ordinary tensor op on either device; `data::transforms` draws them on the host and
 //! uploads three integers per image per batch.
 
-use super::layout::numel;
 use super::{Size2, Tensor};
-use crate::cpu;
-use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::{launch, GpuBuffer};
-use crate::storage::CpuData;
 
 impl Tensor {
     /// Reads each image of an `[N, C, H, W]` batch through its own window and returns the
@@ -51,23 +46,7 @@ impl Tensor {
         );
         let out_shape = [n, self.shape()[1], out_h, out_w];
         let windows = windows.contiguous();
-        match &self.device {
-            Device::Cpu => {
-                let src = self.cpu_data();
-                let data = windows.cpu_data();
-                let offset = windows.layout.offset;
-                let w = &data.as_i32()[offset..offset + windows.numel()];
-                let out = cpu::augment::crop_flip(src.as_f32(), &self.layout, w, [out_h, out_w]);
-                Tensor::from_cpu_data(CpuData::F32(out), &out_shape)
-            }
-            Device::Gpu(ctx) => {
-                let out = GpuBuffer::new(ctx, (numel(&out_shape) * 4) as u64);
-                if numel(&out_shape) > 0 {
-                    let (src, w) = (self.gpu_buffer().buffer(), windows.gpu_buffer().buffer());
-                    launch::crop_flip(ctx, src, &self.layout, w, windows.layout.offset, [out_h, out_w], out.buffer());
-                }
-                Tensor::from_gpu_buffer(out, &out_shape, DType::F32)
-            }
-        }
+        let out = self.storage.crop_flip(&self.layout, (&windows.storage, windows.layout.offset), [out_h, out_w]);
+        Tensor::from_storage(out, &out_shape, DType::F32)
     }
 }

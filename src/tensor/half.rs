@@ -1,5 +1,5 @@
-//! Half precision tensors: conversions between `f32` and `f16`, copies of `f16` views, and
-//! the `f16` matmul that accumulates in `f32`.
+//! Half precision tensors: conversions between `f32` and `f16` and the `f16` matmul that
+//! accumulates in `f32`. Copies of `f16` views are the backends' `copy_into`.
 //!
 //! `f16` is a storage format here, not an arithmetic type: the one op that computes on it
 //! is [`Tensor::half_matmul`], whose products are exact in `f32` and whose sums run in
@@ -14,17 +14,12 @@
 //! `f16` and runs the two gradient products in `f16` with `f32` accumulation, as PyTorch's
 //! autocast does; that rounding is why loss scaling exists.
 
-use super::layout::numel;
 use super::math::MatmulOperands;
 use super::Tensor;
-use crate::autograd::{sum_to_shape, GradOp};
-use crate::cpu;
-use crate::device::Device;
+use crate::autograd::{sum_to_shape, FusedGrad, GradOp};
 use crate::dtype::DType;
-use crate::gpu::launch::{self, CreationParams};
-use crate::gpu::GpuBuffer;
-use crate::op::{CreationOp, HalfOp};
-use crate::storage::{CpuData, Storage};
+use crate::op::matmul::MatmulDims;
+use crate::op::HalfOp;
 
 /// The differentiable half-precision ops, their rules beside them.
 #[derive(Clone, Debug)]
@@ -35,9 +30,9 @@ pub(crate) enum HalfGrad {
     Matmul,
 }
 
-impl HalfGrad {
+impl FusedGrad for HalfGrad {
     /// The gradient of each input, in `f32` (see the module documentation).
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let g = g.float();
         match self {
             HalfGrad::Cast => vec![Some(g)],
@@ -77,27 +72,8 @@ impl Tensor {
                 self.shape()
             ),
         };
-        let n = self.numel();
-        let out = match &self.device {
-            Device::Cpu => {
-                let data = {
-                    let d = self.cpu_data();
-                    match op {
-                        HalfOp::ToHalf => CpuData::F16(cpu::half::to_half(d.as_f32(), &self.layout)),
-                        _ => CpuData::F32(cpu::half::to_float(d.as_f16(), &self.layout)),
-                    }
-                };
-                Tensor::from_cpu_data(data, self.shape())
-            }
-            Device::Gpu(ctx) => {
-                let buf = GpuBuffer::new(ctx, dtype.buffer_bytes(n) as u64);
-                if n > 0 {
-                    launch::half_cast(ctx, op, self.gpu_buffer().buffer(), &self.layout, buf.buffer());
-                }
-                Tensor::from_gpu_buffer(buf, self.shape(), dtype)
-            }
-        };
-        Tensor::record(out, GradOp::Half(HalfGrad::Cast), &[self])
+        let out = Tensor::from_storage(self.storage.cast(op, &self.layout), self.shape(), dtype);
+        Tensor::record(out, GradOp::fused(HalfGrad::Cast), &[self])
     }
 
     /// `self.to_dtype(DType::F16)`, as PyTorch's `.half()`.
@@ -131,47 +107,9 @@ impl Tensor {
             "half_matmul: the result can be f32 or f16, not {out_dtype}"
         );
         let MatmulOperands { a, b, la, lb, batch, m, k, n, out_shape } = self.matmul_operands(other, "half_matmul");
-        let out = match &self.device {
-            Device::Cpu => {
-                let (da, db) = (a.cpu_data(), b.cpu_data());
-                let out = cpu::half::matmul(da.as_f16(), &la, db.as_f16(), &lb, &batch, m, k, n);
-                Tensor::from_cpu_data(CpuData::F32(out), &out_shape)
-            }
-            Device::Gpu(ctx) => {
-                let total = numel(&out_shape);
-                let buf = GpuBuffer::new(ctx, (total * 4) as u64);
-                if total > 0 && k == 0 {
-                    let p = CreationParams { numel: total as u32, ..Default::default() };
-                    launch::creation(ctx, CreationOp::Fill, p, buf.buffer());
-                } else if total > 0 {
-                    let (ba, bb) = (a.gpu_buffer().buffer(), b.gpu_buffer().buffer());
-                    launch::half_matmul(ctx, ba, &la, bb, &lb, &batch, m, k, n, buf.buffer());
-                }
-                Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
-            }
-        };
-        let result = Tensor::record(out, GradOp::Half(HalfGrad::Matmul), &[&a, &b]).to_dtype(out_dtype);
+        let dims = MatmulDims { batch: &batch, m, k, n };
+        let out = Tensor::from_storage(a.storage.half_matmul(&la, (&b.storage, &lb), dims), &out_shape, DType::F32);
+        let result = Tensor::record(out, GradOp::fused(HalfGrad::Matmul), &[&a, &b]).to_dtype(out_dtype);
         self.undo_matmul_promotion(other, result)
-    }
-}
-
-/// Copies the `f16` elements of `src` into the view `dst` (same shape, same device), for
-/// `contiguous`, `cat` and in-place assignment. `dst` must be a view of storage that only
-/// the caller holds.
-pub(super) fn copy_half_into(src: &Tensor, dst: &Tensor) {
-    debug_assert_eq!(src.shape(), dst.shape());
-    match (&*src.storage, &*dst.storage) {
-        (Storage::Cpu(s), Storage::Cpu(d)) => {
-            let s = s.read().unwrap();
-            let mut d = d.write().unwrap();
-            let CpuData::F16(d) = &mut *d else { panic!("copy: f16 source into {} storage", d.dtype()) };
-            cpu::half::copy_into(s.as_f16(), &src.layout, d, &dst.layout);
-        }
-        (Storage::Gpu(s), Storage::Gpu(d)) => {
-            if src.numel() > 0 {
-                launch::half_copy(&s.ctx, s.buffer(), &src.layout, d.buffer(), &dst.layout);
-            }
-        }
-        _ => unreachable!("copy_into across devices"),
     }
 }

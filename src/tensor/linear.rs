@@ -12,14 +12,9 @@
 //! `1 - y^2`. So no pre-activation tensor is kept.
 
 use super::Tensor;
-use crate::autograd::GradOp;
-use crate::cpu;
-use crate::device::Device;
+use crate::autograd::{FusedGrad, GradOp};
 use crate::dtype::DType;
-use crate::gpu::launch::{self, MatmulEpilogue};
-use crate::gpu::GpuBuffer;
-use crate::op::matmul::{Activation, BiasAxis};
-use crate::storage::CpuData;
+use crate::op::matmul::{Activation, BiasAxis, Epilogue, MatmulDims};
 
 /// The gradient rule of [`Tensor::linear`]: inputs are `[x as [rows, in], weight, bias
 /// (when present)]`, the saved output is `activation(x W^T + b)` as `[rows, out]`.
@@ -28,8 +23,8 @@ pub(crate) struct LinearGrad {
     activation: Activation,
 }
 
-impl LinearGrad {
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+impl FusedGrad for LinearGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
         let (x, w) = (&inputs[0], &inputs[1]);
         // The gradient with respect to the pre-activation `x W^T + b`.
         let dz = match self.activation {
@@ -93,52 +88,15 @@ impl Tensor {
         let wt = weight.t();
         let out_shape = [rows, out_features];
         super::layout::check_shape(&out_shape, "linear");
-        let out = match &self.device {
-            Device::Cpu => {
-                let bias_data = bias.map(|b| b.contiguous());
-                let bias_guard = bias_data.as_ref().map(|b| (b.cpu_data(), b.layout.offset));
-                let bias_slice =
-                    bias_guard.as_ref().map(|(d, off)| (&d.as_f32()[*off..*off + out_features], BiasAxis::Column));
-                let data = cpu::matmul::matmul_fused(
-                    x.cpu_data().as_f32(),
-                    &x.layout,
-                    weight.cpu_data().as_f32(),
-                    &wt.layout,
-                    &[],
-                    rows,
-                    in_features,
-                    out_features,
-                    bias_slice,
-                    activation,
-                );
-                Tensor::from_cpu_data(CpuData::F32(data), &out_shape)
-            }
-            Device::Gpu(ctx) => {
-                let buf = GpuBuffer::new(ctx, (rows * out_features * 4) as u64);
-                let bias_data = bias.map(|b| b.contiguous());
-                let epilogue = MatmulEpilogue {
-                    bias: bias_data.as_ref().map(|b| (b.gpu_buffer().buffer(), b.layout.offset, BiasAxis::Column)),
-                    activation,
-                };
-                launch::matmul_fused(
-                    ctx,
-                    x.gpu_buffer().buffer(),
-                    &x.layout,
-                    weight.gpu_buffer().buffer(),
-                    &wt.layout,
-                    &[],
-                    rows,
-                    in_features,
-                    out_features,
-                    epilogue,
-                    buf.buffer(),
-                );
-                Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
-            }
-        };
+        let bias = bias.map(|b| b.contiguous());
+        let epilogue =
+            Epilogue { bias: bias.as_ref().map(|b| (&*b.storage, b.layout.offset, BiasAxis::Column)), activation };
+        let dims = MatmulDims { batch: &[], m: rows, k: in_features, n: out_features };
+        let out = x.storage.matmul(&x.layout, (&weight.storage, &wt.layout), dims, epilogue);
+        let out = Tensor::from_storage(out, &out_shape, DType::F32);
         let mut inputs = vec![&x, weight];
-        inputs.extend(bias);
-        let y = Tensor::record(out, GradOp::Linear(LinearGrad { activation }), &inputs);
+        inputs.extend(bias.as_ref());
+        let y = Tensor::record(out, GradOp::fused(LinearGrad { activation }), &inputs);
         let mut shape: Vec<isize> = self.shape()[..self.rank() - 1].iter().map(|&d| d as isize).collect();
         shape.push(out_features as isize);
         if self.rank() == 2 {
@@ -152,16 +110,16 @@ impl Tensor {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::Device;
     use crate::gpu::tuning::{with_matmul_config, MATMUL_CONFIGS};
     use crate::testing::{check_poison, compare, Tolerance};
 
-    /// The row-bias epilogue (a convolution's bias, one per output channel) through the
-    /// launcher against its CPU twin, on a batched product whose left operand is broadcast
-    /// over the batch, as a convolution's forward GEMM has it, for every configuration.
+    /// The row-bias epilogue (a convolution's bias, one per output channel) on the GPU
+    /// against its CPU twin, on a batched product whose left operand is broadcast over the
+    /// batch, as a convolution's forward GEMM has it, for every configuration.
     #[test]
     fn row_bias_epilogue_matches_the_cpu_twin() {
         let Some(gpu) = crate::testing::gpu_test_device() else { return };
-        let Device::Gpu(ctx) = &gpu else { unreachable!("a GPU test device") };
         let cpu = Device::cpu();
         // M = 5 output channels, K = 12 (aligned, so the vec4 configurations run too),
         // N = 66 positions, 3 images; the bias a view at offset 2.
@@ -172,41 +130,17 @@ mod tests {
         let la = w.layout.broadcast_to(&[batch, m, k]);
         let lb = cols.layout.clone();
         let (wg, colsg, biasg) = (w.to_device(&gpu), cols.to_device(&gpu), bias.to_device(&gpu));
+        let dims = MatmulDims { batch: &[batch], m, k, n };
         for config in MATMUL_CONFIGS {
             for activation in [Activation::None, Activation::Relu, Activation::Tanh] {
-                let want = cpu::matmul::matmul_fused(
-                    w.cpu_data().as_f32(),
-                    &la,
-                    cols.cpu_data().as_f32(),
-                    &lb,
-                    &[batch],
-                    m,
-                    k,
-                    n,
-                    Some((&bias.cpu_data().as_f32()[2..2 + m], BiasAxis::Row)),
-                    activation,
-                );
-                let out = GpuBuffer::new(ctx, (batch * m * n * 4) as u64);
-                let epilogue = MatmulEpilogue {
-                    bias: Some((biasg.gpu_buffer().buffer(), biasg.layout.offset, BiasAxis::Row)),
-                    activation,
+                let on = |w: &Tensor, cols: &Tensor, bias: &Tensor| {
+                    let epilogue =
+                        Epilogue { bias: Some((&*bias.storage, bias.layout.offset, BiasAxis::Row)), activation };
+                    let out = w.storage.matmul(&la, (&cols.storage, &lb), dims, epilogue);
+                    Tensor::from_storage(out, &[batch, m, n], DType::F32)
                 };
-                with_matmul_config(config.name, || {
-                    launch::matmul_fused(
-                        ctx,
-                        wg.gpu_buffer().buffer(),
-                        &la,
-                        colsg.gpu_buffer().buffer(),
-                        &lb,
-                        &[batch],
-                        m,
-                        k,
-                        n,
-                        epilogue,
-                        out.buffer(),
-                    )
-                });
-                let got = Tensor::from_gpu_buffer(out, &[batch, m, n], DType::F32);
+                let want = on(&w, &cols, &bias).to_vec::<f32>();
+                let got = with_matmul_config(config.name, || on(&wg, &colsg, &biasg));
                 let what = format!("row bias, {activation:?}, {}", config.name);
                 check_poison(&got).unwrap_or_else(|e| panic!("{what}: {e}"));
                 compare(&got.to_vec::<f32>(), &want, Tolerance::Normalized { tol: 1e-6 })

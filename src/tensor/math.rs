@@ -1,15 +1,12 @@
 //! Arithmetic: elementwise ops with broadcasting, unary functions and activations,
 //! reductions, matmul and softmax, and the operator overloads.
 
-use super::layout::{self, broadcast_shapes, numel};
+use super::layout::{self, broadcast_shapes};
 use super::Tensor;
 use crate::autograd::GradOp;
-use crate::cpu;
-use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::{launch, GpuBuffer};
+use crate::op::matmul::{Epilogue, MatmulDims};
 use crate::op::{BinaryOp, ReduceOp, SoftmaxOp, UnaryOp};
-use crate::storage::CpuData;
 
 impl Tensor {
     // ---- the three elementwise engines ----
@@ -234,40 +231,20 @@ impl Tensor {
         };
         let out_dtype = if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) { DType::I32 } else { DType::F32 };
         // Summing the leading axes of a contiguous tensor (a bias gradient, say) reads the
-        // rows in place instead of through a transposing copy; same order, same bits.
+        // rows in place instead of through a transposing copy, where the backend has the
+        // kernel; same order, same bits.
         let leading = reduced.iter().enumerate().all(|(i, &d)| i == d) && !kept.is_empty();
-        let in_place_sums = matches!(op, ReduceOp::Sum | ReduceOp::Mean)
-            && leading
-            && self.layout.is_contiguous()
-            && self.device.is_cpu();
-        let x = if in_place_sums { self.detach() } else { self.detach().permute(&perm).contiguous() };
-        let out = match &self.device {
-            Device::Cpu if in_place_sums => {
-                let data = x.cpu_data();
-                let sums = cpu::reduce::column_sums(data.as_f32(), x.layout.offset, len, rows, op == ReduceOp::Mean);
-                Tensor::from_cpu_data(CpuData::F32(sums), &out_shape)
-            }
-            Device::Cpu => {
-                let out = cpu::reduce::reduce(op, x.cpu_data().as_f32(), x.layout.offset, rows, len, correction);
-                Tensor::from_cpu_data(out, &out_shape)
-            }
-            Device::Gpu(ctx) => {
-                let out = GpuBuffer::new(ctx, (rows * 4) as u64);
-                if rows > 0 {
-                    launch::reduce(
-                        ctx,
-                        op,
-                        x.gpu_buffer().buffer(),
-                        x.layout.offset,
-                        rows,
-                        len,
-                        correction,
-                        out.buffer(),
-                    );
-                }
-                Tensor::from_gpu_buffer(out, &out_shape, out_dtype)
-            }
+        let in_place_sums = matches!(op, ReduceOp::Sum | ReduceOp::Mean) && leading && self.layout.is_contiguous();
+        let sums = if in_place_sums {
+            self.storage.column_sums(self.layout.offset, len, rows, op == ReduceOp::Mean)
+        } else {
+            None
         };
+        let out = sums.unwrap_or_else(|| {
+            let x = self.detach().permute(&perm).contiguous();
+            x.storage.reduce(op, x.layout.offset, rows, len, correction)
+        });
+        let out = Tensor::from_storage(out, &out_shape, out_dtype);
         if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) {
             return out;
         }
@@ -338,29 +315,9 @@ impl Tensor {
         self.expect_dtype(DType::F32, "matmul");
         other.expect_dtype(DType::F32, "matmul");
         let MatmulOperands { a, b, la, lb, batch, m, k, n, out_shape } = self.matmul_operands(other, "matmul");
-        let out = match &self.device {
-            Device::Cpu => {
-                let out = cpu::matmul::matmul(a.cpu_data().as_f32(), &la, b.cpu_data().as_f32(), &lb, &batch, m, k, n);
-                Tensor::from_cpu_data(CpuData::F32(out), &out_shape)
-            }
-            Device::Gpu(ctx) => {
-                let buf = GpuBuffer::new(ctx, (numel(&out_shape) * 4) as u64);
-                if numel(&out_shape) > 0 {
-                    if k == 0 {
-                        launch::creation(
-                            ctx,
-                            crate::op::CreationOp::Fill,
-                            launch::CreationParams { numel: numel(&out_shape) as u32, ..Default::default() },
-                            buf.buffer(),
-                        );
-                    } else {
-                        let (ba, bb) = (a.gpu_buffer().buffer(), b.gpu_buffer().buffer());
-                        launch::matmul(ctx, ba, &la, bb, &lb, &batch, m, k, n, buf.buffer());
-                    }
-                }
-                Tensor::from_gpu_buffer(buf, &out_shape, DType::F32)
-            }
-        };
+        let dims = MatmulDims { batch: &batch, m, k, n };
+        let out = a.storage.matmul(&la, (&b.storage, &lb), dims, Epilogue::NONE);
+        let out = Tensor::from_storage(out, &out_shape, DType::F32);
         self.undo_matmul_promotion(other, Tensor::record(out, GradOp::Matmul, &[&a, &b]))
     }
 
@@ -423,19 +380,7 @@ impl Tensor {
         let x = self.detach().permute(&perm).contiguous();
         let len = self.shape()[a];
         let rows = self.numel().checked_div(len).unwrap_or(0);
-        let out = match &self.device {
-            Device::Cpu => {
-                let out = cpu::softmax::softmax(op, x.cpu_data().as_f32(), x.layout.offset, rows, len);
-                Tensor::from_cpu_data(CpuData::F32(out), x.shape())
-            }
-            Device::Gpu(ctx) => {
-                let buf = GpuBuffer::new(ctx, (x.numel() * 4) as u64);
-                if x.numel() > 0 {
-                    launch::softmax(ctx, op, x.gpu_buffer().buffer(), x.layout.offset, rows, len, buf.buffer());
-                }
-                Tensor::from_gpu_buffer(buf, x.shape(), DType::F32)
-            }
-        };
+        let out = Tensor::from_storage(x.storage.softmax(op, x.layout.offset, rows, len), x.shape(), DType::F32);
         let mut inverse = vec![0; perm.len()];
         for (i, &p) in perm.iter().enumerate() {
             inverse[p] = i;

@@ -29,26 +29,21 @@ pub use conv::{conv_algorithm, with_conv_algorithm, ConvAlgorithm};
 pub use conv::{im2col_budget, set_im2col_budget, Conv1dOptions, ConvOptions, Size2};
 pub(crate) use embedding::EmbeddingGrad;
 pub use embedding::{embedding_index_checks, set_embedding_index_checks};
-pub(crate) use half::HalfGrad;
 pub(crate) use layer_norm::LayerNormGrad;
-pub(crate) use linear::LinearGrad;
 pub(crate) use pool::PoolGrad;
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
 pub(crate) use rnn::RnnGrad;
 pub use rnn::{RnnLayerOutput, RnnMode, RnnWeights};
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use crate::autograd::AutogradMeta;
-use crate::cpu;
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::gpu::launch::{self, CreationParams};
 use crate::gpu::GpuBuffer;
 use crate::op::layout;
-use crate::op::CreationOp;
-use crate::random;
+use crate::op::Creation;
 use crate::storage::{CpuData, Storage};
 
 /// An n-dimensional array of `f32` (or `i32` indices) on a [`Device`].
@@ -92,26 +87,12 @@ impl Tensor {
     }
 
     pub(crate) fn from_cpu_data(data: CpuData, shape: &[usize]) -> Tensor {
-        crate::cpu::alloc::tune_once();
         let dtype = data.dtype();
-        Tensor {
-            storage: Arc::new(Storage::Cpu(RwLock::new(data))),
-            layout: Layout::contiguous(shape),
-            dtype,
-            device: Device::Cpu,
-            autograd: None,
-        }
+        Tensor::from_storage(Storage::cpu(data), shape, dtype)
     }
 
     pub(crate) fn from_gpu_buffer(buffer: GpuBuffer, shape: &[usize], dtype: DType) -> Tensor {
-        let device = Device::Gpu(buffer.ctx.clone());
-        Tensor {
-            storage: Arc::new(Storage::Gpu(buffer)),
-            layout: Layout::contiguous(shape),
-            dtype,
-            device,
-            autograd: None,
-        }
+        Tensor::from_storage(Storage::gpu(buffer), shape, dtype)
     }
 
     /// A view of the same storage with another layout, outside the autograd graph (the
@@ -120,19 +101,14 @@ impl Tensor {
         Tensor { storage: self.storage.clone(), layout, dtype: self.dtype, device: self.device.clone(), autograd: None }
     }
 
-    /// Runs `cpu_fn` on the host data or `gpu_fn` on the device buffer.
+    /// The device buffer of a GPU tensor, for the op families not yet behind the backend seam.
     pub(crate) fn gpu_buffer(&self) -> &GpuBuffer {
-        match &*self.storage {
-            Storage::Gpu(b) => b,
-            Storage::Cpu(_) => unreachable!("gpu_buffer on a CPU tensor"),
-        }
+        self.storage.gpu_buffer()
     }
 
+    /// The host data of a CPU tensor, for the op families not yet behind the backend seam.
     pub(crate) fn cpu_data(&self) -> std::sync::RwLockReadGuard<'_, CpuData> {
-        match &*self.storage {
-            Storage::Cpu(d) => d.read().unwrap(),
-            Storage::Gpu(_) => unreachable!("cpu_data on a GPU tensor"),
-        }
+        self.storage.cpu_data()
     }
 
     // ---- creation ----
@@ -149,17 +125,7 @@ impl Tensor {
     pub fn try_from_slice<T: Element>(data: &[T], shape: &[usize], device: &Device) -> Result<Tensor> {
         let n = layout::check_shape(shape, "from_slice");
         assert_eq!(data.len(), n, "from_slice: {} elements given for shape {shape:?} ({n} elements)", data.len());
-        Ok(match device {
-            Device::Cpu => Tensor::from_cpu_data(T::into_cpu(cpu::alloc::try_copy(data, "from_slice")?), shape),
-            Device::Gpu(ctx) => {
-                ctx.take_error()?;
-                let bytes: &[u8] = bytemuck::cast_slice(data);
-                // Whole 32-bit words: an odd number of f16 elements ends in half a word.
-                let buf = GpuBuffer::try_new(ctx, T::DTYPE.buffer_bytes(n) as u64, "from_slice")?;
-                ctx.try_record_upload(buf.buffer(), 0, bytes, "from_slice")?;
-                Tensor::from_gpu_buffer(buf, shape, T::DTYPE)
-            }
-        })
+        Ok(Tensor::from_storage(Storage::try_upload(device, data, "from_slice")?, shape, T::DTYPE))
     }
 
     /// A zero-dimensional tensor holding one value.
@@ -169,42 +135,16 @@ impl Tensor {
         Tensor::full(&[], value, device)
     }
 
-    /// A new `f32` tensor of `shape` made by one creation kernel (the CPU twin writes into
-    /// zeroed host memory). Allocation failures are `Err`s naming `name`; shape errors panic.
-    fn try_creation(
-        name: &str,
-        op: CreationOp,
-        shape: &[usize],
-        device: &Device,
-        p: CreationParams,
-        cpu_values: impl FnOnce(&mut [f32]),
-    ) -> Result<Tensor> {
+    /// A new `f32` tensor of `shape` made by one creation kernel. Allocation failures are
+    /// `Err`s naming `name`; shape errors panic.
+    fn try_creation(name: &str, creation: Creation, shape: &[usize], device: &Device) -> Result<Tensor> {
         let n = layout::check_shape(shape, name);
-        Ok(match device {
-            Device::Cpu => {
-                let mut values = cpu::alloc::try_zeroed(n, name)?;
-                cpu_values(&mut values);
-                Tensor::from_cpu_data(CpuData::F32(values), shape)
-            }
-            Device::Gpu(ctx) => {
-                ctx.take_error()?;
-                let buf = GpuBuffer::try_new(ctx, DType::F32.buffer_bytes(n) as u64, name)?;
-                launch::creation(ctx, op, CreationParams { numel: n as u32, ..p }, buf.buffer());
-                Tensor::from_gpu_buffer(buf, shape, DType::F32)
-            }
-        })
+        Ok(Tensor::from_storage(Storage::try_create(device, creation, n, name)?, shape, DType::F32))
     }
 
     /// [`Tensor::try_creation`] for the constructors that panic: the message names the op.
-    fn creation(
-        name: &str,
-        op: CreationOp,
-        shape: &[usize],
-        device: &Device,
-        p: CreationParams,
-        cpu_values: impl FnOnce(&mut [f32]),
-    ) -> Tensor {
-        Tensor::try_creation(name, op, shape, device, p, cpu_values).unwrap_or_else(|e| panic!("{e}"))
+    fn creation(name: &str, creation: Creation, shape: &[usize], device: &Device) -> Tensor {
+        Tensor::try_creation(name, creation, shape, device).unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Every element `value`. Panics when the memory cannot be allocated; see [`Tensor::try_full`].
@@ -221,8 +161,7 @@ impl Tensor {
     /// assert!(matches!(huge, Err(Error::OutOfMemory { .. })));
     /// ```
     pub fn try_full(shape: &[usize], value: f32, device: &Device) -> Result<Tensor> {
-        let p = CreationParams { a: value, ..Default::default() };
-        Tensor::try_creation("full", CreationOp::Fill, shape, device, p, |out| cpu::creation::fill(out, value))
+        Tensor::try_creation("full", Creation::Fill(value), shape, device)
     }
 
     pub fn zeros(shape: &[usize], device: &Device) -> Tensor {
@@ -231,8 +170,7 @@ impl Tensor {
 
     /// As [`Tensor::zeros`], with [`Tensor::try_full`]'s errors.
     pub fn try_zeros(shape: &[usize], device: &Device) -> Result<Tensor> {
-        let p = CreationParams { a: 0.0, ..Default::default() };
-        Tensor::try_creation("zeros", CreationOp::Fill, shape, device, p, |_| {})
+        Tensor::try_creation("zeros", Creation::Fill(0.0), shape, device)
     }
 
     pub fn ones(shape: &[usize], device: &Device) -> Tensor {
@@ -241,8 +179,7 @@ impl Tensor {
 
     /// As [`Tensor::ones`], with [`Tensor::try_full`]'s errors.
     pub fn try_ones(shape: &[usize], device: &Device) -> Result<Tensor> {
-        let p = CreationParams { a: 1.0, ..Default::default() };
-        Tensor::try_creation("ones", CreationOp::Fill, shape, device, p, |out| cpu::creation::fill(out, 1.0))
+        Tensor::try_creation("ones", Creation::Fill(1.0), shape, device)
     }
 
     /// `[start, start + step, ...]` with `ceil((end - start) / step)` elements, as
@@ -252,29 +189,17 @@ impl Tensor {
         let count = ((end - start) / step).ceil();
         assert!(count >= 0.0, "arange: step {step} does not lead from {start} towards {end}");
         let n = count as usize;
-        Tensor::creation(
-            "arange",
-            CreationOp::Arange,
-            &[n],
-            device,
-            CreationParams { a: start, b: step, ..Default::default() },
-            |out| cpu::creation::arange(out, start, step),
-        )
+        Tensor::creation("arange", Creation::Arange { start, step }, &[n], device)
     }
 
     /// The `[n, m]` identity matrix (ones on the main diagonal).
     pub fn eye(n: usize, m: usize, device: &Device) -> Tensor {
-        let p = CreationParams { rows: n as u32, cols: m.max(1) as u32, ..Default::default() };
-        Tensor::creation("eye", CreationOp::Eye, &[n, m], device, p, |out| cpu::creation::eye(out, n, m.max(1)))
+        Tensor::creation("eye", Creation::Eye { rows: n, cols: m.max(1) }, &[n, m], device)
     }
 
     /// Uniform samples in `[low, high)` from `seed`: the same numbers on every device.
     pub fn rand_uniform(shape: &[usize], low: f32, high: f32, seed: u64, device: &Device) -> Tensor {
-        let (key0, key1) = random::seed_keys(seed);
-        let p = CreationParams { key0, key1, a: low, b: high, ..Default::default() };
-        Tensor::creation("rand", CreationOp::RandUniform, shape, device, p, |out| {
-            cpu::creation::rand_uniform(out, seed, low, high)
-        })
+        Tensor::creation("rand", Creation::RandUniform { seed, low, high }, shape, device)
     }
 
     /// Uniform samples in `[0, 1)` from `seed`, as `torch.rand`.
@@ -284,11 +209,7 @@ impl Tensor {
 
     /// Normal samples with the given mean and standard deviation from `seed`.
     pub fn normal(shape: &[usize], mean: f32, std: f32, seed: u64, device: &Device) -> Tensor {
-        let (key0, key1) = random::seed_keys(seed);
-        let p = CreationParams { key0, key1, a: mean, b: std, ..Default::default() };
-        Tensor::creation("randn", CreationOp::RandNormal, shape, device, p, |out| {
-            cpu::creation::rand_normal(out, seed, mean, std)
-        })
+        Tensor::creation("randn", Creation::RandNormal { seed, mean, std }, shape, device)
     }
 
     /// Standard normal samples from `seed`, as `torch.randn`.
@@ -383,19 +304,7 @@ impl Tensor {
     pub fn try_to_vec<T: Element>(&self) -> Result<Vec<T>> {
         assert_eq!(T::DTYPE, self.dtype, "to_vec: the tensor holds {}, not {}", self.dtype, T::DTYPE);
         let t = self.detach().contiguous();
-        match &*t.storage {
-            Storage::Cpu(d) => {
-                let d = d.read().unwrap_or_else(std::sync::PoisonError::into_inner);
-                let all = T::from_cpu(&d).expect("dtype checked above");
-                cpu::alloc::try_copy(&all[t.layout.offset..t.layout.offset + t.numel()], "to_vec")
-            }
-            Storage::Gpu(b) => {
-                let size = T::DTYPE.size_bytes();
-                let bytes =
-                    b.ctx.try_read_bytes(b.buffer(), (t.layout.offset * size) as u64, (t.numel() * size) as u64)?;
-                Ok(bytemuck::pod_collect_to_vec(&bytes))
-            }
-        }
+        t.storage.try_read(t.layout.offset, t.numel())
     }
 
     /// The value of a one-element tensor.
@@ -431,13 +340,7 @@ impl Tensor {
     /// A debugging aid for the kernel tests' poison checks; `None` on the CPU.
     #[doc(hidden)]
     pub fn debug_raw_buffer(&self) -> Option<(Vec<u32>, usize)> {
-        match &*self.storage {
-            Storage::Cpu(_) => None,
-            Storage::Gpu(b) => {
-                let bytes = b.ctx.read_bytes(b.buffer(), 0, b.capacity_bytes());
-                Some((bytemuck::pod_collect_to_vec(&bytes), (b.len_bytes / 4) as usize))
-            }
-        }
+        self.storage.debug_raw_words()
     }
 
     /// Panics unless `other` is on the same device, naming the op.

@@ -2,15 +2,13 @@
 //! unsqueeze, broadcast_to) and the ops that gather elements into new storage
 //! (contiguous, cat, stack, index_select, gather).
 
-use super::layout::{broadcast_shapes, check_shape, numel};
+use super::layout::{broadcast_shapes, check_shape};
 use super::Tensor;
 use crate::autograd::GradOp;
-use crate::cpu;
 use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::{launch, GpuBuffer};
 use crate::op::IndexOp;
-use crate::storage::{CpuData, Storage};
+use crate::storage::Storage;
 
 impl Tensor {
     /// The same elements, row-major and packed; `self` when it already is.
@@ -35,12 +33,7 @@ impl Tensor {
     /// Uninitialised contiguous storage; only for ops that write every element.
     pub(crate) fn empty_like_shape(shape: &[usize], dtype: DType, device: &Device, op: &str) -> Tensor {
         let n = check_shape(shape, op);
-        match device {
-            Device::Cpu => Tensor::from_cpu_data(CpuData::zeros(dtype, n, op), shape),
-            Device::Gpu(ctx) => {
-                Tensor::from_gpu_buffer(GpuBuffer::new(ctx, dtype.buffer_bytes(n) as u64), shape, dtype)
-            }
-        }
+        Tensor::from_storage(Storage::empty(device, dtype, n, op), shape, dtype)
     }
 
     /// The same elements under a new shape. One dimension may be `-1` (inferred). A view
@@ -337,29 +330,9 @@ impl Tensor {
     fn index_op(&self, op: IndexOp, axis: usize, indices: &Tensor, out_shape: &[usize]) -> Tensor {
         self.same_device(indices, op.name());
         let indices = indices.contiguous();
-        match &self.device {
-            Device::Cpu => {
-                let src = self.cpu_data();
-                let idx = indices.cpu_data();
-                let idx = &idx.as_i32()[indices.layout.offset..indices.layout.offset + indices.numel()];
-                let f = match op {
-                    IndexOp::IndexSelect => cpu::index::index_select,
-                    IndexOp::Gather => cpu::index::gather,
-                    IndexOp::IndexAdd => cpu::index::index_add,
-                    IndexOp::ScatterAdd => cpu::index::scatter_add,
-                };
-                Tensor::from_cpu_data(CpuData::F32(f(src.as_f32(), &self.layout, axis, idx, out_shape)), out_shape)
-            }
-            Device::Gpu(ctx) => {
-                let out = GpuBuffer::new(ctx, (numel(out_shape) * 4) as u64);
-                let (src, idx) = (self.gpu_buffer().buffer(), indices.gpu_buffer().buffer());
-                let offset = indices.layout.offset;
-                if numel(out_shape) > 0 {
-                    launch::index(ctx, op, src, &self.layout, axis, idx, offset, out_shape, out.buffer());
-                }
-                Tensor::from_gpu_buffer(out, out_shape, DType::F32)
-            }
-        }
+        let index = (&*indices.storage, indices.layout.offset, indices.numel());
+        let out = self.storage.index(op, &self.layout, axis, index, out_shape);
+        Tensor::from_storage(out, out_shape, DType::F32)
     }
 }
 
@@ -367,21 +340,6 @@ impl Tensor {
 /// be a view of storage that only the caller holds.
 pub(super) fn copy_into(src: &Tensor, dst: &Tensor) {
     debug_assert_eq!(src.shape(), dst.shape());
-    if src.dtype == DType::F16 {
-        // Two f16 elements share a 32-bit word: the word copies below do not apply.
-        return super::half::copy_half_into(src, dst);
-    }
-    match (&*src.storage, &*dst.storage) {
-        (Storage::Cpu(s), Storage::Cpu(d)) => {
-            let s = s.read().unwrap();
-            let mut d = d.write().unwrap();
-            cpu::elementwise::copy_into(s.words(), &src.layout, d.words_mut(), &dst.layout);
-        }
-        (Storage::Gpu(s), Storage::Gpu(d)) => {
-            if src.numel() > 0 {
-                launch::copy(&s.ctx, s.buffer(), &src.layout, d.buffer(), &dst.layout);
-            }
-        }
-        _ => unreachable!("copy_into across devices"),
-    }
+    debug_assert_eq!(src.dtype, dst.dtype);
+    src.storage.copy_into(src.dtype, &src.layout, &dst.storage, &dst.layout);
 }
