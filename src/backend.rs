@@ -13,11 +13,31 @@
 //! the op takes, every view already broadcast to the output's shape. The tensor layer has
 //! checked all of it, naming the op in its panics.
 //!
-//! So far the elementwise family (unary, binary and `where`) goes through the seam; the
-//! other families still choose their device inside `tensor/`, `loss.rs` and `optim/`, and
-//! move here one at a time in the same way: a method on the trait, its two
-//! implementations beside the backends' existing kernels, one storage method, and the
-//! tensor method reduced to validate, call, record.
+//! Behind the seam so far: the elementwise family (unary, binary, `where`); pooling; layer
+//! and batch normalisation; embedding (lookup, gradient, grouping by index); the fused
+//! cross-entropy; the optimizer step in place; convolution (im2col, col2im, the forward
+//! pass and its two gradients); and the recurrent cell step and whole LSTM layer. The
+//! other families still choose their device inside `tensor/`, and move here one at a
+//! time in the same way: a method on the trait, its two implementations beside the
+//! backends' existing kernels, one storage method, and the tensor method reduced to
+//! validate, call, record.
+//!
+//! Kernels that read contiguous operands from an element offset take them as [`At`]
+//! (buffer and offset) or [`View`] (buffer and layout). Ops that write an existing tensor
+//! in place (the optimizer step, the recurrent cells) take its [`Backend::Shared`] form,
+//! the buffer as the storage shares it, and take its lock themselves.
+//!
+//! Composed defaults: where a family can be built from others, the trait method's default
+//! returns `None` (or `false`) and the tensor layer composes it from the other families'
+//! ops, which run on any backend; a backend with a fused kernel overrides the method.
+//! Convolution's forward pass is the batched matmul of the weights with im2col's columns
+//! unless the backend fuses it (the CPU always, the GPU with its direct kernel where
+//! [`ConvAlgorithm`] picks it); its gradients are `W^T` times the output gradient folded
+//! by col2im and a matmul with the columns, unless the backend fuses them (the CPU). A
+//! recurrent layer runs one matmul and one cell step per time step unless the backend has
+//! a whole-sequence pass (the CPU's LSTM, for batches it splits by sequence). The
+//! compositions live in the tensor layer rather than in the defaults because they need
+//! the matmul family, which is not yet behind the seam.
 
 use crate::op::layout::Layout;
 use crate::op::{BinaryOp, UnaryOp};
@@ -32,6 +52,10 @@ use crate::op::{BatchNormOp, LayerNormOp, OptimOp, PoolOp};
 
 // Convolution.
 use crate::op::conv::{ColumnLayout, ConvAlgorithm, ConvChannels, ConvGeometry};
+
+// Recurrent layers.
+use crate::op::rnn::CellStep;
+use crate::op::RnnOp;
 
 /// The kernels one kind of device runs, one method per op family. Outputs are new,
 /// contiguous buffers of the operands' (broadcast) shape.
@@ -138,7 +162,7 @@ pub(crate) trait Backend {
     fn cross_entropy_backward(
         &self,
         spec: &CrossEntropyRows,
-        operands: (At<Self::Buffer>, At<Self::Buffer>, Option<At<Self::Buffer>>),
+        operands: CrossEntropyOperands<Self::Buffer>,
         aux: At<Self::Buffer>,
         grad: At<Self::Buffer>,
     ) -> Self::Buffer;
@@ -203,6 +227,29 @@ pub(crate) trait Backend {
         let _ = (gy, x, w, g, ch, wanted);
         None
     }
+
+    // ---- recurrent step and whole layer ----
+
+    /// One fused recurrent cell step `op` over the batch (see [`RnnCellOperands`]);
+    /// `flags` are the `RNN_*` bits. The outputs start at element 0.
+    fn rnn_cell(&self, op: RnnOp, step: &CellStep, flags: u32, x: RnnCellOperands<Self::Buffer, Self::Shared>);
+
+    /// The forward pass of a whole LSTM layer and direction in one call, where this
+    /// backend has one for the batch; `false` (the default) asks for the composed path,
+    /// one recurrent matmul and one [`Backend::rnn_cell`] per step, which the tensor layer
+    /// runs. The CPU overrides it for batches it splits across threads by sequence.
+    fn lstm_layer_forward(&self, x: LstmLayerForward<Self::Buffer, Self::Shared>) -> bool {
+        let _ = x;
+        false
+    }
+
+    /// The backward pass of a whole LSTM layer and direction, as
+    /// [`Backend::lstm_layer_forward`]: `false` (the default) asks for one matmul and one
+    /// backward cell step per step.
+    fn lstm_layer_backward(&self, x: LstmLayerBackward<Self::Buffer, Self::Shared>) -> bool {
+        let _ = x;
+        false
+    }
 }
 
 // ---- operand types of the pooling, normalisation, embedding, cross-entropy and
@@ -211,6 +258,10 @@ pub(crate) trait Backend {
 /// A read operand of a kernel that reads contiguous elements from an offset: the buffer
 /// and the element its data starts at.
 pub(crate) type At<'a, B> = (&'a B, usize);
+
+/// The operands of the fused cross-entropy: logits, targets and the optional class
+/// weights.
+pub(crate) type CrossEntropyOperands<'a, B> = (At<'a, B>, At<'a, B>, Option<At<'a, B>>);
 
 /// One parameter of a multi-tensor optimizer update, as the storage shares it (the step
 /// writes the parameter in place): its elements, its contiguous gradient from
@@ -221,4 +272,48 @@ pub(crate) struct OptimSegment<'a, S> {
     pub grad_offset: usize,
     pub state_offset: usize,
     pub numel: usize,
+}
+
+// ---- operand types of the recurrent family ----
+
+/// A contiguous f32 or i32 view: the buffer and the layout that places it.
+pub(crate) type View<'a, B> = (&'a B, &'a Layout);
+
+/// The operands of one fused recurrent cell step, which writes its two outputs in place.
+pub(crate) struct RnnCellOperands<'a, B, S> {
+    /// Forward: `xw` `[T * B, G * H]`, `hw` `[B, G * H]`, `bias_ih`, `bias_hh` (both or
+    /// neither). Backward: the gradient of the state tensor, `dhw` `[B, H]`, the forward
+    /// workspace (absent for the Elman cell, which keeps none) and the forward state.
+    pub inputs: [Option<View<'a, B>>; 4],
+    /// The i32 sequence lengths `[B]` of a padded batch.
+    pub lengths: Option<View<'a, B>>,
+    /// Forward: the state tensor and the workspace (absent for the Elman cell).
+    /// Backward: the gate gradients and the carried state gradients.
+    pub outputs: [Option<View<'a, S>>; 2],
+}
+
+/// The operands of the forward pass of a whole LSTM layer and direction: every step, in
+/// processing order, with what [`RnnCellOperands`] holds for one, `W_hh^T` in place of
+/// `hw`.
+pub(crate) struct LstmLayerForward<'a, B, S> {
+    pub steps: &'a [CellStep],
+    pub xw: View<'a, B>,
+    pub w_hh_t: View<'a, B>,
+    pub bias: Option<(View<'a, B>, View<'a, B>)>,
+    pub lengths: Option<View<'a, B>>,
+    pub state: View<'a, S>,
+    pub ws: View<'a, S>,
+}
+
+/// The operands of the backward pass of a whole LSTM layer and direction, `W_hh` in
+/// place of `dhw`.
+pub(crate) struct LstmLayerBackward<'a, B, S> {
+    pub steps: &'a [CellStep],
+    pub d_state: View<'a, B>,
+    pub ws: View<'a, B>,
+    pub state: View<'a, B>,
+    pub w_hh: View<'a, B>,
+    pub lengths: Option<View<'a, B>>,
+    pub dgates: View<'a, S>,
+    pub carry: View<'a, S>,
 }

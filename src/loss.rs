@@ -6,7 +6,8 @@
 //! rules: nothing here can disagree between the CPU and a GPU, and nothing here needs a
 //! backward of its own. The one exception is the most common loss of all: cross-entropy
 //! of `[N, C]` logits against class indices without label smoothing runs as one fused
-//! kernel forward and one backward (`shaders/loss.wgsl`, `cpu::loss`), where the composed
+//! kernel forward and one backward (`Backend::cross_entropy_forward` and `_backward`:
+//! `shaders/loss.wgsl` on the GPU, `cpu::loss` on the host), where the composed
 //! version would cost a dozen dispatches and, with an `ignore_index` outside the classes,
 //! a read-back of the targets. The composed version stays for the other cases and is what
 //! the fused one is tested against. Where a naive formula would overflow or produce `0 * inf`, the

@@ -32,6 +32,11 @@ use crate::op::{BatchNormOp, LayerNormOp, OptimOp, PoolOp};
 // Convolution.
 use crate::op::conv::{ColumnLayout, ConvAlgorithm, ConvChannels, ConvGeometry};
 
+// Recurrent layers.
+use crate::backend::{LstmLayerBackward, LstmLayerForward, RnnCellOperands, View};
+use crate::op::rnn::CellStep;
+use crate::op::RnnOp;
+
 /// Host-side elements of one dtype.
 #[derive(Clone, Debug)]
 pub enum CpuData {
@@ -495,4 +500,125 @@ impl Storage {
             }
         }
     }
+}
+
+// ---- recurrent step and whole layer ----
+
+/// Read guards on the host operands of a recurrent op, in the order given.
+type HostViews<'a, const N: usize> = [Option<(RwLockReadGuard<'a, CpuData>, &'a Layout)>; N];
+
+impl Storage {
+    /// The lock of an operand that a CPU op writes in place.
+    fn host_lock(&self, op: &str) -> &RwLock<CpuData> {
+        match self {
+            Storage::Cpu(data) => data,
+            Storage::Gpu(_) => mixed_devices(op),
+        }
+    }
+
+    /// Read guards on optional host views.
+    fn host_views<'a, const N: usize>(views: [Option<View<'a, Storage>>; N], op: &str) -> HostViews<'a, N> {
+        views.map(|v| v.map(|(s, l)| (s.host(op), l)))
+    }
+
+    /// One fused recurrent cell step in place (see [`Backend::rnn_cell`]); the first
+    /// output decides the device.
+    pub(crate) fn rnn_cell(op: RnnOp, step: &CellStep, flags: u32, x: RnnCellOperands<Storage, Storage>) {
+        let name = op.name();
+        let (first, _) = x.outputs[0].expect("every cell writes its first output");
+        match first {
+            Storage::Cpu(_) => {
+                let inputs = Storage::host_views(x.inputs, name);
+                let [lengths] = Storage::host_views([x.lengths], name);
+                let operands = RnnCellOperands {
+                    inputs: inputs.each_ref().map(guard_view),
+                    lengths: guard_view(&lengths),
+                    outputs: x.outputs.map(|v| v.map(|(s, l)| (s.host_lock(name), l))),
+                };
+                CpuBackend.rnn_cell(op, step, flags, operands);
+            }
+            Storage::Gpu(out) => {
+                let operands = RnnCellOperands {
+                    inputs: x.inputs.map(|v| v.map(|v| device_view(v, name))),
+                    lengths: x.lengths.map(|v| device_view(v, name)),
+                    outputs: x.outputs.map(|v| v.map(|v| device_view(v, name))),
+                };
+                out.ctx.rnn_cell(op, step, flags, operands);
+            }
+        }
+    }
+
+    /// The backend's whole-layer LSTM forward pass, or `false` for the composed path
+    /// (see [`Backend::lstm_layer_forward`]).
+    pub(crate) fn lstm_layer_forward(x: LstmLayerForward<Storage, Storage>) -> bool {
+        const OP: &str = "lstm layer";
+        match x.state.0 {
+            Storage::Cpu(_) => {
+                let [xw, w_hh_t, b_ih, b_hh, lengths] = Storage::host_views(
+                    [Some(x.xw), Some(x.w_hh_t), x.bias.map(|b| b.0), x.bias.map(|b| b.1), x.lengths],
+                    OP,
+                );
+                CpuBackend.lstm_layer_forward(LstmLayerForward {
+                    steps: x.steps,
+                    xw: guard_view(&xw).expect("xw"),
+                    w_hh_t: guard_view(&w_hh_t).expect("w_hh_t"),
+                    bias: guard_view(&b_ih).zip(guard_view(&b_hh)),
+                    lengths: guard_view(&lengths),
+                    state: (x.state.0.host_lock(OP), x.state.1),
+                    ws: (x.ws.0.host_lock(OP), x.ws.1),
+                })
+            }
+            Storage::Gpu(state) => state.ctx.lstm_layer_forward(LstmLayerForward {
+                steps: x.steps,
+                xw: device_view(x.xw, OP),
+                w_hh_t: device_view(x.w_hh_t, OP),
+                bias: x.bias.map(|(a, b)| (device_view(a, OP), device_view(b, OP))),
+                lengths: x.lengths.map(|v| device_view(v, OP)),
+                state: device_view(x.state, OP),
+                ws: device_view(x.ws, OP),
+            }),
+        }
+    }
+
+    /// The backend's whole-layer LSTM backward pass, or `false` for the composed path
+    /// (see [`Backend::lstm_layer_backward`]).
+    pub(crate) fn lstm_layer_backward(x: LstmLayerBackward<Storage, Storage>) -> bool {
+        const OP: &str = "lstm layer backward";
+        match x.dgates.0 {
+            Storage::Cpu(_) => {
+                let [d_state, ws, state, w_hh, lengths] =
+                    Storage::host_views([Some(x.d_state), Some(x.ws), Some(x.state), Some(x.w_hh), x.lengths], OP);
+                CpuBackend.lstm_layer_backward(LstmLayerBackward {
+                    steps: x.steps,
+                    d_state: guard_view(&d_state).expect("d_state"),
+                    ws: guard_view(&ws).expect("ws"),
+                    state: guard_view(&state).expect("state"),
+                    w_hh: guard_view(&w_hh).expect("w_hh"),
+                    lengths: guard_view(&lengths),
+                    dgates: (x.dgates.0.host_lock(OP), x.dgates.1),
+                    carry: (x.carry.0.host_lock(OP), x.carry.1),
+                })
+            }
+            Storage::Gpu(dgates) => dgates.ctx.lstm_layer_backward(LstmLayerBackward {
+                steps: x.steps,
+                d_state: device_view(x.d_state, OP),
+                ws: device_view(x.ws, OP),
+                state: device_view(x.state, OP),
+                w_hh: device_view(x.w_hh, OP),
+                lengths: x.lengths.map(|v| device_view(v, OP)),
+                dgates: device_view(x.dgates, OP),
+                carry: device_view(x.carry, OP),
+            }),
+        }
+    }
+}
+
+/// The view a read guard holds.
+fn guard_view<'a>(v: &'a Option<(RwLockReadGuard<'_, CpuData>, &'a Layout)>) -> Option<View<'a, CpuData>> {
+    v.as_ref().map(|(g, l)| (&**g, *l))
+}
+
+/// The device buffer of a view of an op that runs on the GPU.
+fn device_view<'a>((s, l): View<'a, Storage>, op: &str) -> View<'a, GpuBuffer> {
+    (s.device_buffer(op), l)
 }

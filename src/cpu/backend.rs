@@ -13,7 +13,7 @@ use std::sync::RwLock;
 use super::batch_norm::{self, BnDims, GRAD_ROWS, STATS_ROWS};
 use super::layer_norm::{self, LnDims};
 use super::{embedding, loss, optim, pool};
-use crate::backend::{At, OptimSegment};
+use crate::backend::{At, CrossEntropyOperands, OptimSegment};
 use crate::gpu::launch::{BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING};
 use crate::op::loss::{CrossEntropyRows, Reduction};
 use crate::op::optim::OptimScalars;
@@ -23,6 +23,13 @@ use crate::op::{BatchNormOp, LayerNormOp, OptimOp, PoolOp};
 // Convolution.
 use super::conv::{self, Groups};
 use crate::op::conv::{ColumnLayout, ConvAlgorithm, ConvChannels, ConvGeometry};
+
+// Recurrent layers.
+use super::rnn::{self, BackwardInputs, ForwardInputs};
+use crate::backend::{LstmLayerBackward, LstmLayerForward, RnnCellOperands, View};
+use crate::gpu::launch::RNN_RELU;
+use crate::op::rnn::CellStep;
+use crate::op::RnnOp;
 
 /// The host, as a [`Backend`].
 pub struct CpuBackend;
@@ -174,7 +181,7 @@ impl Backend for CpuBackend {
     fn cross_entropy_backward(
         &self,
         spec: &CrossEntropyRows,
-        (logits, targets, weight): (At<CpuData>, At<CpuData>, Option<At<CpuData>>),
+        (logits, targets, weight): CrossEntropyOperands<CpuData>,
         aux: At<CpuData>,
         grad: At<CpuData>,
     ) -> CpuData {
@@ -255,6 +262,75 @@ impl Backend for CpuBackend {
         let dw = want_dw.then(|| CpuData::F32(conv::conv2d_weight_grad(x.as_f32(), lx, gy, g, gr)));
         Some([dx, dw])
     }
+
+    // ---- recurrent step and whole layer ----
+
+    fn rnn_cell(&self, op: RnnOp, step: &CellStep, flags: u32, x: RnnCellOperands<CpuData, RwLock<CpuData>>) {
+        let [a, b, c, d] = x.inputs.map(|v| v.map(f32_view));
+        let lengths = x.lengths.map(i32_view);
+        let [out0, out1] = x.outputs;
+        let (out0, relu) = (out0.expect("every cell writes its first output"), flags & RNN_RELU != 0);
+        match op {
+            RnnOp::LstmCellForward | RnnOp::GruCellForward | RnnOp::RnnCellForward => {
+                let (xw, hw) = (a.expect("xw"), b.expect("hw"));
+                let inputs = ForwardInputs { xw, hw, bias: c.zip(d), lengths };
+                with_view_mut(out0, |state| match op {
+                    RnnOp::LstmCellForward => {
+                        with_view_mut(out1.expect("workspace"), |ws| rnn::lstm_cell_forward(step, &inputs, state, ws))
+                    }
+                    RnnOp::GruCellForward => {
+                        with_view_mut(out1.expect("workspace"), |ws| rnn::gru_cell_forward(step, &inputs, state, ws))
+                    }
+                    _ => rnn::rnn_cell_forward(step, &inputs, relu, state),
+                });
+            }
+            RnnOp::LstmCellBackward | RnnOp::GruCellBackward | RnnOp::RnnCellBackward => {
+                let (d_state, dhw, state) = (a.expect("d_state"), b.expect("dhw"), d.expect("state"));
+                // The Elman cell keeps no workspace and reads none.
+                let inputs = BackwardInputs { d_state, dhw, ws: c.unwrap_or(&[]), state, lengths };
+                with_view_mut(out0, |dgates| {
+                    with_view_mut(out1.expect("carry"), |carry| match op {
+                        RnnOp::LstmCellBackward => rnn::lstm_cell_backward(step, &inputs, dgates, carry),
+                        RnnOp::GruCellBackward => rnn::gru_cell_backward(step, &inputs, dgates, carry),
+                        _ => rnn::rnn_cell_backward(step, &inputs, relu, dgates, carry),
+                    })
+                });
+            }
+        }
+    }
+
+    /// The whole sequence in one pass, the batch split across threads, where the batch
+    /// is large enough to split.
+    fn lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) -> bool {
+        if !rnn::splits_by_sequence(x.steps[0].batch) {
+            return false;
+        }
+        let inputs = rnn::SequenceInputs {
+            xw: f32_view(x.xw),
+            w_hh_t: f32_view(x.w_hh_t),
+            bias: x.bias.map(|(a, b)| (f32_view(a), f32_view(b))),
+            lengths: x.lengths.map(i32_view),
+        };
+        with_view_mut(x.state, |state| with_view_mut(x.ws, |ws| rnn::lstm_layer_forward(x.steps, &inputs, state, ws)));
+        true
+    }
+
+    /// Back through the whole sequence in one pass, the batch split across threads, where
+    /// the batch is large enough to split.
+    fn lstm_layer_backward(&self, x: LstmLayerBackward<CpuData, RwLock<CpuData>>) -> bool {
+        if !rnn::splits_by_sequence(x.steps[0].batch) {
+            return false;
+        }
+        let inputs = rnn::SequenceBackwardInputs {
+            d_state: f32_view(x.d_state),
+            ws: f32_view(x.ws),
+            state: f32_view(x.state),
+            w_hh: f32_view(x.w_hh),
+            lengths: x.lengths.map(i32_view),
+        };
+        with_view_mut(x.dgates, |dg| with_view_mut(x.carry, |c| rnn::lstm_layer_backward(x.steps, &inputs, dg, c)));
+        true
+    }
 }
 
 // ---- helpers of the layer families ----
@@ -274,4 +350,20 @@ fn f32_mut(d: &mut CpuData) -> &mut [f32] {
         CpuData::F32(v) => v,
         other => panic!("optimizer: expected f32 storage, found {}", other.dtype()),
     }
+}
+
+/// The f32 elements of a contiguous view.
+fn f32_view<'a>((x, l): View<'a, CpuData>) -> &'a [f32] {
+    &x.as_f32()[l.offset..l.offset + l.numel()]
+}
+
+/// The i32 elements of a contiguous view.
+fn i32_view<'a>((x, l): View<'a, CpuData>) -> &'a [i32] {
+    &x.as_i32()[l.offset..l.offset + l.numel()]
+}
+
+/// Runs `f` on the f32 elements of a contiguous view, mutably, under the storage's lock.
+fn with_view_mut<R>((lock, l): View<RwLock<CpuData>>, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut data = lock.write().unwrap();
+    f(&mut f32_mut(&mut data)[l.offset..l.offset + l.numel()])
 }

@@ -14,7 +14,7 @@ use crate::op::{BinaryOp, UnaryOp};
 // The layer families.
 use super::kernels::layer_norm::{self, LAYER_NORM_HAS_BIAS, LAYER_NORM_HAS_WEIGHT};
 use super::kernels::{batch_norm, embedding, loss, optim, pool};
-use crate::backend::{At, OptimSegment};
+use crate::backend::{At, CrossEntropyOperands, OptimSegment};
 use crate::cpu::batch_norm::{BnDims, GRAD_ROWS, STATS_ROWS};
 use crate::cpu::layer_norm::LnDims;
 use crate::op::loss::CrossEntropyRows;
@@ -25,6 +25,12 @@ use crate::op::{BatchNormOp, LayerNormOp, OptimOp, PoolOp};
 // Convolution.
 use super::kernels::conv;
 use crate::op::conv::{ColumnLayout, ConvAlgorithm, ConvChannels, ConvGeometry};
+
+// Recurrent layers.
+use super::kernels::rnn;
+use crate::backend::{RnnCellOperands, View};
+use crate::op::rnn::CellStep;
+use crate::op::RnnOp;
 
 /// A new pooled buffer for `numel` f32 elements.
 fn f32_output(ctx: &Arc<GpuContext>, numel: usize) -> GpuBuffer {
@@ -193,7 +199,7 @@ impl Backend for Arc<GpuContext> {
     fn cross_entropy_backward(
         &self,
         spec: &CrossEntropyRows,
-        (logits, targets, weight): (At<GpuBuffer>, At<GpuBuffer>, Option<At<GpuBuffer>>),
+        (logits, targets, weight): CrossEntropyOperands<GpuBuffer>,
         (aux, aux_at): At<GpuBuffer>,
         (grad, grad_at): At<GpuBuffer>,
     ) -> GpuBuffer {
@@ -274,6 +280,24 @@ impl Backend for Arc<GpuContext> {
         }
         Some(out)
     }
+
+    // ---- recurrent step and whole layer ----
+
+    fn rnn_cell(&self, op: RnnOp, step: &CellStep, flags: u32, x: RnnCellOperands<GpuBuffer, GpuBuffer>) {
+        let first = at(x.inputs[0].expect("every cell reads its first input"));
+        // A read binding the kernel skips repeats another operand: the first input, or
+        // in a backward step the state in place of the Elman cell's absent workspace.
+        let fallback = match op {
+            RnnOp::LstmCellBackward | RnnOp::GruCellBackward | RnnOp::RnnCellBackward => x.inputs[3].map_or(first, at),
+            _ => first,
+        };
+        let inputs = x.inputs.map(|v| v.map_or(fallback, at));
+        let lengths = x.lengths.map_or(fallback, at);
+        // A read-write binding the Elman forward kernel never touches takes a scratch buffer.
+        let [out0, out1] = x.outputs.map(|v| v.map(|(b, _)| b.buffer()));
+        let outputs = [out0.expect("every cell writes its first output"), out1.unwrap_or(self.unused_binding(0))];
+        rnn::rnn_cell(self, op, step, flags, inputs, lengths, outputs);
+    }
 }
 
 // ---- helpers of the layer families ----
@@ -294,4 +318,9 @@ fn loss_operands<'a>(
         ignore_index: spec.ignore_index,
         reduction: spec.reduction,
     }
+}
+
+/// A view's buffer and the element it starts at.
+fn at<'a>((b, l): View<'a, GpuBuffer>) -> (&'a wgpu::Buffer, usize) {
+    (b.buffer(), l.offset)
 }

@@ -1,19 +1,22 @@
 //! Convolution: fused host loops on the CPU; a direct kernel or im2col plus the batched
-//! matmul kernel on the GPU.
+//! matmul kernel on the GPU. Which one runs is the backend's choice (`Backend::conv2d`
+//! and `Backend::conv2d_backward`): a backend with a fused kernel for the case runs it,
+//! and the others get the composed path built here from im2col, matmul and col2im.
 //!
-//! On the CPU, `conv2d` and its gradients run `cpu::conv`'s fused passes, image by image
-//! on the thread pool (im2col into a per-thread buffer and a GEMM onto bias-prefilled
-//! output), whatever the [`ConvAlgorithm`].
+//! The CPU backend fuses every case: `conv2d` and its gradients run `cpu::conv`'s passes,
+//! image by image on the thread pool (im2col into a per-thread buffer and a GEMM onto
+//! bias-prefilled output), whatever the [`ConvAlgorithm`].
 //!
 //! On the GPU the forward pass is either the direct kernel (`ConvOp::Conv2dDirect`: an
 //! implicit GEMM reading input and weights in place, bias in its epilogue, one dispatch),
-//! or im2col: every receptive field of a batch is unfolded into a column matrix (the
-//! `Im2col` kernel) and the weights, viewed as `[groups, out/groups, rows]`, multiply it in
-//! one broadcast batched matmul. [`ConvAlgorithm`] says which; the default picks by the
-//! shape. The backward pass reuses the im2col pieces: the input gradient is `W^T` times the
-//! output gradient folded back by `Col2im`; the weight gradient is one matmul of the output
-//! gradient with the column matrix laid out `[rows, images, positions]`, contracting over
-//! images and positions together; the bias gradient is a sum over images and positions.
+//! or the composed im2col path: every receptive field of a batch is unfolded into a column
+//! matrix (the `Im2col` kernel) and the weights, viewed as `[groups, out/groups, rows]`,
+//! multiply it in one broadcast batched matmul. [`ConvAlgorithm`] says which; the default
+//! picks by the shape. The backward pass is composed from the im2col pieces: the input
+//! gradient is `W^T` times the output gradient folded back by `Col2im`; the weight
+//! gradient is one matmul of the output gradient with the column matrix laid out `[rows,
+//! images, positions]`, contracting over images and positions together; the bias gradient
+//! is a sum over images and positions.
 //!
 //! The GPU column matrix is `kh * kw` times larger than the input. It is bounded by
 //! [`im2col_budget`]: a batch whose columns would exceed it is processed in chunks of
