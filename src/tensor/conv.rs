@@ -290,12 +290,12 @@ fn fused_backward(
     geom: &ConvGeometry,
     ch: ConvChannels,
 ) -> Option<[Option<Tensor>; 2]> {
-    let (gy, w) = (gy.contiguous(), w.contiguous());
     let wanted = [x.is_tracked(), w.is_tracked()];
+    let (gy, w_data) = (gy.contiguous(), w.contiguous());
     let [dx, dw] = Storage::conv2d_backward(
         (&gy.storage, gy.layout.offset),
         (&x.storage, &x.layout),
-        (&w.storage, w.layout.offset),
+        (&w_data.storage, w_data.layout.offset),
         geom,
         ch,
         wanted,
