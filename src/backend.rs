@@ -43,9 +43,8 @@ use crate::op::layout::Layout;
 use crate::op::{BinaryOp, UnaryOp};
 
 // The layer families' parameter types.
-use crate::cpu::batch_norm::BnDims;
-use crate::cpu::layer_norm::LnDims;
 use crate::op::loss::CrossEntropyRows;
+use crate::op::norm::{BnDims, LnDims};
 use crate::op::optim::OptimScalars;
 use crate::op::pool::PoolGeometry;
 use crate::op::{BatchNormOp, LayerNormOp, OptimOp, PoolOp};

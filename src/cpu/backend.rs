@@ -10,12 +10,13 @@ use crate::storage::CpuData;
 // The layer families.
 use std::sync::RwLock;
 
-use super::batch_norm::{self, BnDims, GRAD_ROWS, STATS_ROWS};
-use super::layer_norm::{self, LnDims};
+use super::{batch_norm, layer_norm};
 use super::{embedding, loss, optim, pool};
 use crate::backend::{At, CrossEntropyOperands, OptimSegment};
-use crate::gpu::launch::{BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING};
 use crate::op::loss::{CrossEntropyRows, Reduction};
+use crate::op::norm::{
+    BnDims, LnDims, BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING, GRAD_ROWS, STATS_ROWS,
+};
 use crate::op::optim::OptimScalars;
 use crate::op::pool::PoolGeometry;
 use crate::op::{BatchNormOp, LayerNormOp, OptimOp, PoolOp};
@@ -27,8 +28,7 @@ use crate::op::conv::{ColumnLayout, ConvAlgorithm, ConvChannels, ConvGeometry};
 // Recurrent layers.
 use super::rnn::{self, BackwardInputs, ForwardInputs};
 use crate::backend::{LstmLayerBackward, LstmLayerForward, RnnCellOperands, View};
-use crate::gpu::launch::RNN_RELU;
-use crate::op::rnn::CellStep;
+use crate::op::rnn::{CellStep, RNN_RELU};
 use crate::op::RnnOp;
 
 /// The host, as a [`Backend`].

@@ -13,9 +13,8 @@
 //! statistics table, so training never waits for the host.
 
 use crate::autograd::{is_grad_enabled, GradOp};
-use crate::cpu::batch_norm::{BnDims, GRAD_ROWS, STATS_ROWS};
 use crate::dtype::DType;
-use crate::gpu::launch::{BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING};
+use crate::op::norm::{BnDims, BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING, GRAD_ROWS, STATS_ROWS};
 use crate::op::BatchNormOp;
 use crate::storage::Storage;
 use crate::Tensor;

@@ -10,8 +10,8 @@
 //! temporaries.
 
 use crate::autograd::GradOp;
-use crate::cpu::layer_norm::LnDims;
 use crate::dtype::DType;
+use crate::op::norm::LnDims;
 use crate::op::LayerNormOp;
 use crate::storage::Storage;
 use crate::Tensor;
