@@ -321,3 +321,18 @@ impl std::fmt::Display for Device {
         f.write_str(&self.info())
     }
 }
+
+impl Device {
+    /// The most bytes one kernel may bind as a storage buffer on this device, or `None`
+    /// on the CPU, which has no such limit: the size that splits large work (im2col
+    /// columns, optimizer state) into parts.
+    pub(crate) fn max_binding_bytes(&self) -> Option<usize> {
+        match self {
+            Device::Cpu => None,
+            Device::Gpu(ctx) => {
+                let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
+                Some(usize::try_from(limit).unwrap_or(usize::MAX))
+            }
+        }
+    }
+}

@@ -6,7 +6,8 @@
 //! rules: nothing here can disagree between the CPU and a GPU, and nothing here needs a
 //! backward of its own. The one exception is the most common loss of all: cross-entropy
 //! of `[N, C]` logits against class indices without label smoothing runs as one fused
-//! kernel forward and one backward (`shaders/loss.wgsl`, `cpu::loss`), where the composed
+//! kernel forward and one backward (`Backend::cross_entropy_forward` and `_backward`:
+//! `shaders/loss.wgsl` on the GPU, `cpu::loss` on the host), where the composed
 //! version would cost a dozen dispatches and, with an `ignore_index` outside the classes,
 //! a read-back of the targets. The composed version stays for the other cases and is what
 //! the fused one is tested against. Where a naive formula would overflow or produce `0 * inf`, the
@@ -56,10 +57,8 @@
 //! ```
 
 use crate::autograd::GradOp;
-use crate::gpu::launch;
-use crate::gpu::GpuBuffer;
+use crate::cpu::loss::check_targets;
 use crate::op::loss::CrossEntropyRows;
-use crate::storage::CpuData;
 use crate::tensor::Layout;
 use crate::{broadcast_shapes, DType, Device, Tensor};
 
@@ -464,23 +463,10 @@ fn fused_cross_entropy(spec: &ClassLoss, logits: &Tensor, targets: &Tensor) -> O
     let shape =
         CrossEntropyRows { rows, classes, weight: None, ignore_index: spec.ignore_index, reduction: spec.reduction };
     let len = shape.forward_len();
-    let saved = match logits.device() {
-        Device::Cpu => {
-            let (xd, td) = (x.cpu_data(), t.cpu_data());
-            let xs = &xd.as_f32()[x.layout.offset..x.layout.offset + rows * classes];
-            let ts = &td.as_i32()[t.layout.offset..t.layout.offset + rows];
-            check_targets(spec.name, ts, classes, spec.ignore_index);
-            let wd = w.as_ref().map(|w| w.cpu_data());
-            let ws = wd.as_ref().zip(w.as_ref()).map(|(d, w)| &d.as_f32()[w.layout.offset..w.layout.offset + classes]);
-            let out = crate::cpu::loss::cross_entropy_forward(&CrossEntropyRows { weight: ws, ..shape }, xs, ts);
-            Tensor::from_cpu_data(CpuData::F32(out), &[len])
-        }
-        Device::Gpu(ctx) => {
-            let buf = GpuBuffer::new(ctx, (len * 4) as u64);
-            launch::cross_entropy_forward(ctx, &gpu_operands(&shape, &x, &t, w.as_ref()), buf.buffer());
-            Tensor::from_gpu_buffer(buf, &[len], DType::F32)
-        }
-    };
+    let weight = w.as_ref().map(|w| (&*w.storage, w.layout.offset));
+    let targets_at = (&*t.storage, t.layout.offset);
+    let saved = x.storage.cross_entropy_forward(spec.name, &shape, x.layout.offset, targets_at, weight);
+    let saved = Tensor::from_storage(saved, &[len], DType::F32);
     let loss_shape: &[usize] = if spec.reduction == Reduction::None { &[rows] } else { &[] };
     let loss = saved.with_layout(Layout::contiguous(loss_shape));
     let mut aux = Layout::contiguous(&[rows + 1]);
@@ -490,24 +476,6 @@ fn fused_cross_entropy(spec: &ClassLoss, logits: &Tensor, targets: &Tensor) -> O
     let mut inputs = vec![logits, targets, &aux];
     inputs.extend(spec.weight);
     Some(Tensor::record(loss, GradOp::CrossEntropy(rule), &inputs))
-}
-
-/// The kernels' view of contiguous logits, targets and weights.
-fn gpu_operands<'a>(
-    shape: &CrossEntropyRows,
-    x: &'a Tensor,
-    t: &'a Tensor,
-    w: Option<&'a Tensor>,
-) -> launch::CrossEntropyOperands<'a> {
-    launch::CrossEntropyOperands {
-        rows: shape.rows,
-        classes: shape.classes,
-        logits: (x.gpu_buffer().buffer(), x.layout.offset),
-        targets: (t.gpu_buffer().buffer(), t.layout.offset),
-        weight: w.map(|w| (w.gpu_buffer().buffer(), w.layout.offset)),
-        ignore_index: shape.ignore_index,
-        reduction: shape.reduction,
-    }
 }
 
 /// The gradient rule of the fused cross-entropy: one kernel from the saved log-sum-exp of
@@ -539,29 +507,10 @@ impl CrossEntropyGrad {
             ignore_index: self.ignore_index,
             reduction: self.reduction,
         };
-        let dx = match x.device() {
-            Device::Cpu => {
-                let (xd, td, ad, gd) = (x.cpu_data(), t.cpu_data(), aux.cpu_data(), g.cpu_data());
-                let xs = &xd.as_f32()[x.layout.offset..x.layout.offset + rows * classes];
-                let ts = &td.as_i32()[t.layout.offset..t.layout.offset + rows];
-                let auxs = &ad.as_f32()[aux.layout.offset..aux.layout.offset + rows + 1];
-                let gs = &gd.as_f32()[g.layout.offset..g.layout.offset + g.numel()];
-                let wd = w.as_ref().map(|w| w.cpu_data());
-                let ws =
-                    wd.as_ref().zip(w.as_ref()).map(|(d, w)| &d.as_f32()[w.layout.offset..w.layout.offset + classes]);
-                let spec = CrossEntropyRows { weight: ws, ..shape };
-                let out = crate::cpu::loss::cross_entropy_backward(&spec, xs, ts, auxs, gs);
-                Tensor::from_cpu_data(CpuData::F32(out), &[rows, classes])
-            }
-            Device::Gpu(ctx) => {
-                let buf = GpuBuffer::new(ctx, (rows * classes * 4) as u64);
-                let operands = gpu_operands(&shape, &x, &t, w.as_ref());
-                let aux_at = (aux.gpu_buffer().buffer(), aux.layout.offset);
-                let grad_at = (g.gpu_buffer().buffer(), g.layout.offset);
-                launch::cross_entropy_backward(ctx, &operands, aux_at, grad_at, buf.buffer());
-                Tensor::from_gpu_buffer(buf, &[rows, classes], DType::F32)
-            }
-        };
+        let operands = ((&*t.storage, t.layout.offset), w.as_ref().map(|w| (&*w.storage, w.layout.offset)));
+        let (aux, grad) = ((&*aux.storage, aux.layout.offset), (&*g.storage, g.layout.offset));
+        let dx = x.storage.cross_entropy_backward(&shape, x.layout.offset, operands, aux, grad);
+        let dx = Tensor::from_storage(dx, &[rows, classes], DType::F32);
         grads[0] = Some(dx);
         grads
     }
@@ -722,12 +671,6 @@ fn index_target_loss(spec: &ClassLoss, log_probs: &Tensor, targets: &Tensor) -> 
 }
 
 /// Panics unless every target is a class in `0..classes` or the ignored index.
-fn check_targets(name: &str, targets: &[i32], classes: usize, ignore: Option<i32>) {
-    if let Some(&bad) = targets.iter().find(|&&t| !(t >= 0 && (t as usize) < classes) && Some(t) != ignore) {
-        panic!("{name}: target {bad} is out of range for {classes} classes (0..{classes})");
-    }
-}
-
 fn probability_target_loss(spec: &ClassLoss, log_probs: &Tensor, targets: &Tensor) -> Tensor {
     if let Some(ignored) = spec.ignore_index {
         // PyTorch accepts only its negative default here, which then has no effect.

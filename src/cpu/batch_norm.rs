@@ -16,29 +16,9 @@ use super::alloc;
 use super::parallel;
 use super::reduce::sum_f64_indices;
 
-/// Rows of the statistics table.
-pub const STATS_ROWS: usize = 4;
-/// Rows of the gradient table.
-pub const GRAD_ROWS: usize = 6;
-
-/// The shape of a batch-normalisation operand viewed as `[N, C, L]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct BnDims {
-    pub n: usize,
-    pub c: usize,
-    pub l: usize,
-}
+pub use crate::op::norm::{BnDims, GRAD_ROWS, STATS_ROWS};
 
 impl BnDims {
-    /// Values per channel, `N * L`.
-    pub fn per_channel(&self) -> usize {
-        self.n * self.l
-    }
-
-    pub fn numel(&self) -> usize {
-        self.n * self.c * self.l
-    }
-
     /// `sum(term(i))` over the elements `i` of channel `ch`: each of its `N` runs summed
     /// by [`sum_f64`], the run sums added in order.
     fn channel_sum(&self, ch: usize, term: impl Fn(usize) -> f64) -> f64 {

@@ -11,26 +11,7 @@ use super::alloc;
 use super::parallel;
 use super::reduce::sum_f64;
 
-/// The shape of a layer-normalisation operand viewed as `[rows, len]`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LnDims {
-    /// Normalised blocks: the product of the leading dimensions.
-    pub rows: usize,
-    /// Elements per block: the product of `normalized_shape`.
-    pub len: usize,
-}
-
-impl LnDims {
-    pub fn numel(&self) -> usize {
-        self.rows * self.len
-    }
-
-    /// Chunks of `chunk_rows` rows the parameter gradient is summed in (at least one, so
-    /// the result has a defined shape even for zero rows).
-    pub fn chunks(&self, chunk_rows: usize) -> usize {
-        self.rows.div_ceil(chunk_rows).max(1)
-    }
-}
+pub use crate::op::norm::LnDims;
 
 /// `y = (x - mean) * rstd * weight + bias` per row, and the `[2, rows]` statistics table.
 /// Mean and biased variance come from two passes (the mean, then squared deviations from

@@ -27,6 +27,15 @@ impl CrossEntropyRows<'_> {
     }
 }
 
+/// Panics, naming `op`, on a target outside `0..classes` that is not the ignored one. The
+/// CPU reads every target anyway; the GPU kernel leaves such a row out rather than read
+/// the targets back.
+pub fn check_targets(op: &str, targets: &[i32], classes: usize, ignore: Option<i32>) {
+    if let Some(&bad) = targets.iter().find(|&&t| !(t >= 0 && (t as usize) < classes) && Some(t) != ignore) {
+        panic!("{op}: target {bad} is out of range for {classes} classes (0..{classes})");
+    }
+}
+
 /// Max that propagates NaN, as `nan_max` in common.wgsl.
 fn nan_max(a: f32, b: f32) -> f32 {
     if a.is_nan() {

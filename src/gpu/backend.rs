@@ -15,6 +15,26 @@ use crate::op::matmul::{Epilogue, MatmulDims};
 use crate::op::{BinaryOp, Creation, CreationOp, HalfOp, IndexOp, ReduceOp, SoftmaxOp, UnaryOp};
 use crate::random;
 
+// The layer families.
+use super::kernels::layer_norm::{self, LAYER_NORM_HAS_BIAS, LAYER_NORM_HAS_WEIGHT};
+use super::kernels::{batch_norm, embedding, loss, optim, pool};
+use crate::backend::{At, CrossEntropyOperands, OptimSegment};
+use crate::op::loss::CrossEntropyRows;
+use crate::op::norm::{BnDims, LnDims, GRAD_ROWS, STATS_ROWS};
+use crate::op::optim::OptimScalars;
+use crate::op::pool::PoolGeometry;
+use crate::op::{BatchNormOp, LayerNormOp, OptimOp, PoolOp};
+
+// Convolution.
+use super::kernels::conv;
+use crate::op::conv::{ColumnLayout, ConvAlgorithm, ConvChannels, ConvGeometry};
+
+// Recurrent layers.
+use super::kernels::rnn;
+use crate::backend::{RnnCellOperands, View};
+use crate::op::rnn::CellStep;
+use crate::op::RnnOp;
+
 /// A new pooled buffer for `numel` f32 elements.
 fn f32_output(ctx: &Arc<GpuContext>, numel: usize) -> GpuBuffer {
     GpuBuffer::new(ctx, (numel * 4) as u64)
@@ -222,6 +242,261 @@ impl Backend for Arc<GpuContext> {
         }
         out
     }
+
+    // ---- pooling, layer and batch norm, embedding, cross-entropy, optimizer step ----
+
+    type Shared = GpuBuffer;
+
+    fn pool(
+        &self,
+        op: PoolOp,
+        g: &PoolGeometry,
+        (src, src_offset): At<GpuBuffer>,
+        indices: Option<At<GpuBuffer>>,
+    ) -> (GpuBuffer, Option<GpuBuffer>) {
+        let backward =
+            matches!(op, PoolOp::MaxPool2dBackward | PoolOp::AvgPool2dBackward | PoolOp::AdaptiveAvgPool2dBackward);
+        let numel = g.planes * if backward { g.in_plane() } else { g.out_plane() };
+        let out = f32_output(self, numel);
+        let out_index = (op == PoolOp::MaxPool2d).then(|| GpuBuffer::new(self, (numel * 4) as u64));
+        // A binding the op does not read takes the source.
+        let (idx_buf, idx_offset) = indices.map_or((src.buffer(), 0), |(i, at)| (i.buffer(), at));
+        if numel > 0 {
+            let index_out = out_index.as_ref().map_or(self.unused_binding(0), GpuBuffer::buffer);
+            pool::pool(self, op, g, src.buffer(), src_offset, idx_buf, idx_offset, out.buffer(), index_out);
+        }
+        (out, out_index)
+    }
+
+    fn layer_norm(
+        &self,
+        op: LayerNormOp,
+        d: LnDims,
+        eps: f32,
+        chunk_rows: usize,
+        operands: [Option<At<GpuBuffer>>; 4],
+    ) -> (GpuBuffer, Option<GpuBuffer>) {
+        let mut flags = 0;
+        if operands[2].is_some() {
+            flags |= LAYER_NORM_HAS_WEIGHT;
+        }
+        if op == LayerNormOp::Forward && operands[3].is_some() {
+            flags |= LAYER_NORM_HAS_BIAS;
+        }
+        let numel = match op {
+            LayerNormOp::Forward | LayerNormOp::Backward => d.rows * d.len,
+            LayerNormOp::ParamBackward => d.chunks(chunk_rows) * 2 * d.len,
+        };
+        let out = f32_output(self, numel);
+        // Only the forward pass writes the second output, the statistics.
+        let out2 = (op == LayerNormOp::Forward).then(|| f32_output(self, 2 * d.rows));
+        // An absent operand's binding takes `x`, which every kernel reads.
+        let x = operands[0].expect("every layer_norm kernel reads x");
+        let bindings = operands.map(|t| {
+            let (t, at) = t.unwrap_or(x);
+            (t.buffer(), at)
+        });
+        let out2_binding = out2.as_ref().map_or(self.unused_binding(0), GpuBuffer::buffer);
+        layer_norm::layer_norm(self, op, [d.rows, d.len], flags, eps, chunk_rows, bindings, out.buffer(), out2_binding);
+        (out, out2)
+    }
+
+    fn batch_norm(&self, op: BatchNormOp, d: BnDims, flags: u32, eps: f32, inputs: [At<GpuBuffer>; 4]) -> GpuBuffer {
+        let numel = match op {
+            BatchNormOp::Stats => STATS_ROWS * d.c,
+            BatchNormOp::BackwardReduce => GRAD_ROWS * d.c,
+            BatchNormOp::Apply | BatchNormOp::BackwardApply => d.numel(),
+        };
+        let out = f32_output(self, numel);
+        let bindings = inputs.map(|(t, at)| (t.buffer(), at));
+        batch_norm::batch_norm(self, op, [d.n, d.c, d.l], flags, eps, bindings, out.buffer());
+        out
+    }
+
+    fn embedding(&self, weight: &GpuBuffer, lw: &Layout, (indices, at): At<GpuBuffer>, n: usize) -> GpuBuffer {
+        let numel = n * lw.shape[1];
+        let out = f32_output(self, numel);
+        if numel > 0 {
+            embedding::embedding(self, weight.buffer(), lw, indices.buffer(), at, n, out.buffer());
+        }
+        out
+    }
+
+    fn embedding_backward(
+        &self,
+        (grad, grad_offset): At<GpuBuffer>,
+        (indices, at): At<GpuBuffer>,
+        n: usize,
+        [rows, dim]: [usize; 2],
+        padding_idx: Option<usize>,
+    ) -> GpuBuffer {
+        let work = GpuBuffer::new(self, (embedding::embedding_work_words(n, rows) * 4) as u64);
+        embedding::embedding_groups(self, indices.buffer(), at, n, rows, work.buffer());
+        let out = f32_output(self, rows * dim);
+        let grad = grad.buffer();
+        embedding::embedding_backward(self, grad, grad_offset, work.buffer(), n, rows, dim, padding_idx, out.buffer());
+        out
+    }
+
+    fn group_by_index(&self, (indices, at): At<GpuBuffer>, n: usize, groups: usize) -> (GpuBuffer, GpuBuffer) {
+        let padded = embedding::embedding_sort_len(n);
+        let words = embedding::embedding_work_words(n, groups);
+        let work = GpuBuffer::new(self, (words * 4) as u64);
+        embedding::embedding_groups(self, indices.buffer(), at, n, groups, work.buffer());
+        // The positions are every second word of the sorted pairs; the row starts follow
+        // the pairs. Both are copied out so the work buffer can go back.
+        let copy_out = |layout: Layout| {
+            let out = GpuBuffer::new(self, (layout.numel() * 4) as u64);
+            if layout.numel() > 0 {
+                elementwise::copy(self, work.buffer(), &layout, out.buffer(), &Layout::contiguous(&layout.shape));
+            }
+            out
+        };
+        let order = copy_out(Layout { shape: vec![n], strides: vec![2], offset: 1 });
+        let offsets = copy_out(Layout { shape: vec![groups + 1], strides: vec![1], offset: 2 * padded });
+        (order, offsets)
+    }
+
+    fn cross_entropy_forward(
+        &self,
+        _op: &str,
+        spec: &CrossEntropyRows,
+        logits: At<GpuBuffer>,
+        targets: At<GpuBuffer>,
+        weight: Option<At<GpuBuffer>>,
+    ) -> GpuBuffer {
+        let out = f32_output(self, spec.forward_len());
+        loss::cross_entropy_forward(self, &loss_operands(spec, logits, targets, weight), out.buffer());
+        out
+    }
+
+    fn cross_entropy_backward(
+        &self,
+        spec: &CrossEntropyRows,
+        (logits, targets, weight): CrossEntropyOperands<GpuBuffer>,
+        (aux, aux_at): At<GpuBuffer>,
+        (grad, grad_at): At<GpuBuffer>,
+    ) -> GpuBuffer {
+        let out = f32_output(self, spec.rows * spec.classes);
+        let operands = loss_operands(spec, logits, targets, weight);
+        loss::cross_entropy_backward(self, &operands, (aux.buffer(), aux_at), (grad.buffer(), grad_at), out.buffer());
+        out
+    }
+
+    fn optim_step(
+        &self,
+        op: OptimOp,
+        s: &OptimScalars,
+        used: [bool; 3],
+        segments: &[OptimSegment<GpuBuffer>],
+        arena: &GpuBuffer,
+    ) {
+        // Where each state vector starts within a parameter's state block.
+        let mut state_pos = [0; 3];
+        let mut count = 0;
+        for (k, &u) in used.iter().enumerate() {
+            state_pos[k] = count;
+            count += u as u32;
+        }
+        let segments: Vec<optim::OptimSegment> = segments
+            .iter()
+            .map(|seg| optim::OptimSegment {
+                param: seg.param.buffer(),
+                grad: seg.grad.buffer(),
+                grad_offset: seg.grad_offset,
+                state_offset: seg.state_offset,
+                numel: seg.numel,
+            })
+            .collect();
+        optim::optim(self, op, s, state_pos, &segments, arena.buffer());
+    }
+
+    // ---- convolution and its two gradients ----
+
+    fn im2col(&self, x: &GpuBuffer, lx: &Layout, g: &ConvGeometry, layout: ColumnLayout) -> GpuBuffer {
+        let numel = g.batch * g.rows() * g.positions();
+        let out = f32_output(self, numel);
+        if numel > 0 {
+            conv::im2col(self, x.buffer(), lx, g, layout, out.buffer());
+        }
+        out
+    }
+
+    fn col2im(&self, (cols, offset): At<GpuBuffer>, layout: ColumnLayout, g: &ConvGeometry) -> GpuBuffer {
+        let numel = g.batch * g.channels * g.height * g.width;
+        let out = f32_output(self, numel);
+        if numel > 0 {
+            conv::col2im(self, cols.buffer(), offset, layout, g, out.buffer());
+        }
+        out
+    }
+
+    /// The direct kernel when `algorithm` picks it and the weights and bias start their
+    /// buffers (the kernel reads them from element 0); else the composed im2col path.
+    fn conv2d(
+        &self,
+        (x, lx): (&GpuBuffer, &Layout),
+        (w, w_at): At<GpuBuffer>,
+        bias: Option<At<GpuBuffer>>,
+        g: &ConvGeometry,
+        ch: ConvChannels,
+        algorithm: ConvAlgorithm,
+    ) -> Option<GpuBuffer> {
+        if !algorithm.is_direct_for(g) || w_at != 0 || bias.is_some_and(|(_, at)| at != 0) {
+            return None;
+        }
+        let numel = g.batch * ch.out_channels * g.positions();
+        let out = f32_output(self, numel);
+        if numel > 0 {
+            let bias = bias.map(|(b, _)| b.buffer());
+            let (x, w) = (x.buffer(), w.buffer());
+            conv::conv2d_direct(self, x, lx, g, w, ch.out_channels, ch.groups, bias, out.buffer());
+        }
+        Some(out)
+    }
+
+    // ---- recurrent step and whole layer ----
+
+    fn rnn_cell(&self, op: RnnOp, step: &CellStep, flags: u32, x: RnnCellOperands<GpuBuffer, GpuBuffer>) {
+        let first = at(x.inputs[0].expect("every cell reads its first input"));
+        // A read binding the kernel skips repeats another operand: the first input, or
+        // in a backward step the state in place of the Elman cell's absent workspace.
+        let fallback = match op {
+            RnnOp::LstmCellBackward | RnnOp::GruCellBackward | RnnOp::RnnCellBackward => x.inputs[3].map_or(first, at),
+            _ => first,
+        };
+        let inputs = x.inputs.map(|v| v.map_or(fallback, at));
+        let lengths = x.lengths.map_or(fallback, at);
+        // A read-write binding the Elman forward kernel never touches takes a scratch buffer.
+        let [out0, out1] = x.outputs.map(|v| v.map(|(b, _)| b.buffer()));
+        let outputs = [out0.expect("every cell writes its first output"), out1.unwrap_or(self.unused_binding(0))];
+        rnn::rnn_cell(self, op, step, flags, inputs, lengths, outputs);
+    }
+}
+
+// ---- helpers of the layer families ----
+
+/// The cross-entropy kernels' view of contiguous logits, targets and weights.
+fn loss_operands<'a>(
+    spec: &CrossEntropyRows,
+    (logits, logits_at): At<'a, GpuBuffer>,
+    (targets, targets_at): At<'a, GpuBuffer>,
+    weight: Option<At<'a, GpuBuffer>>,
+) -> loss::CrossEntropyOperands<'a> {
+    loss::CrossEntropyOperands {
+        rows: spec.rows,
+        classes: spec.classes,
+        logits: (logits.buffer(), logits_at),
+        targets: (targets.buffer(), targets_at),
+        weight: weight.map(|(w, at)| (w.buffer(), at)),
+        ignore_index: spec.ignore_index,
+        reduction: spec.reduction,
+    }
+}
+
+/// A view's buffer and the element it starts at.
+fn at<'a>((b, l): View<'a, GpuBuffer>) -> (&'a wgpu::Buffer, usize) {
+    (b.buffer(), l.offset)
 }
 
 /// The creation kernel's scalars for `c`; the caller sets the element count.

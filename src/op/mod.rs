@@ -10,7 +10,8 @@
 //! Ops are kinds, not graph nodes: the scalars an op takes (a clamp range, a seed) travel
 //! beside it at call time, in the types of the submodules: a view's [`layout`], a matmul's
 //! epilogue ([`matmul`]), convolution and pooling geometry ([`conv`], [`pool`]), a
-//! recurrent step ([`rnn`]), optimizer scalars ([`optim`]) and cross-entropy's rows and
+//! recurrent step and its flags ([`rnn`]), the shapes and flags of layer and batch
+//! normalisation ([`norm`]), optimizer scalars ([`optim`]) and cross-entropy's rows and
 //! reduction ([`loss`]).
 //!
 //! This module sits below both backends and imports nothing from the crate: `cpu/`, `gpu/`
@@ -22,6 +23,7 @@ pub mod conv;
 pub mod layout;
 pub mod loss;
 pub mod matmul;
+pub mod norm;
 pub mod optim;
 pub mod pool;
 pub mod rnn;

@@ -16,3 +16,10 @@ pub struct CellStep {
     pub slot_in: usize,
     pub slot_out: usize,
 }
+
+/// `flags` bit of `rnn_cell` (rnn.wgsl's `HAS_BIAS`): add the biases bound as in2, in3.
+pub const RNN_HAS_BIAS: u32 = 1;
+/// `HAS_LENGTHS`: a step at or past `lengths[b]` carries sequence `b`'s state through.
+pub const RNN_HAS_LENGTHS: u32 = 2;
+/// `RELU`: the Elman cell uses relu instead of tanh.
+pub const RNN_RELU: u32 = 4;

@@ -103,7 +103,7 @@ pub fn total_norm(grads: &Gradients, params: &[Tensor], norm_type: f32) -> Optio
 pub fn clip_grad_norm(grads: &mut Gradients, params: &[Tensor], max_norm: f32, norm_type: f32) -> Tensor {
     assert!(max_norm >= 0.0, "clip_grad_norm: max_norm must be non-negative, got {max_norm}");
     let Some(norm) = total_norm(grads, params, norm_type) else {
-        let dev = params.first().map_or(Device::Cpu, |p| p.device().clone());
+        let dev = params.first().map_or_else(Device::cpu, |p| p.device().clone());
         return Tensor::scalar(0.0, &dev);
     };
     no_grad(|| {

@@ -97,10 +97,11 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::autograd::{no_grad, Gradients};
+use crate::backend::OptimSegment;
 use crate::gpu::launch;
 use crate::op::optim::OptimScalars;
 use crate::op::{OptimOp, UnaryOp};
-use crate::storage::{CpuData, Storage};
+use crate::storage::Storage;
 use crate::{Device, Tensor};
 
 /// What every optimizer offers: one update from a set of gradients, the learning rate of
@@ -441,12 +442,7 @@ impl ParamSet {
         let mut arenas: Vec<(Device, usize)> = Vec::new();
         for slot in &mut self.slots {
             let dev = slot.param.device();
-            let limit = match dev {
-                Device::Cpu => usize::MAX,
-                Device::Gpu(ctx) => (ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size) / 4)
-                    .try_into()
-                    .unwrap_or(usize::MAX),
-            };
+            let limit = dev.max_binding_bytes().map_or(usize::MAX, |bytes| bytes / 4);
             let len = per_element * slot.param.numel();
             assert!(
                 len <= limit,
@@ -491,56 +487,20 @@ impl ParamSet {
                 }
             })
             .collect();
-        let s = &group[0].scalars;
-        match &*arena.storage {
-            Storage::Cpu(arena) => {
-                let mut arena = arena.write().unwrap();
-                let arena = f32_mut(&mut arena);
-                for (u, grad) in group.iter().zip(&grads) {
-                    let slot = &self.slots[u.slot];
-                    let n = slot.param.numel();
-                    let g = grad.cpu_data();
-                    let g = &g.as_f32()[grad.layout.offset..grad.layout.offset + n];
-                    let Storage::Cpu(p) = &*slot.param.storage else {
-                        unreachable!("the arena is on the parameter's device")
-                    };
-                    let mut p = p.write().unwrap();
-                    // The parameter's own elements: its storage may be longer (a prefix view).
-                    let p = &mut f32_mut(&mut p)[..n];
-                    let blocks = self.used.iter().filter(|&&u| u).count();
-                    let block = &mut arena[slot.state_offset..slot.state_offset + blocks * n];
-                    let mut chunks = block.chunks_mut(n);
-                    let state =
-                        self.used
-                            .map(|u| if u { chunks.next().expect("one chunk per state") } else { Default::default() });
-                    crate::cpu::optim::update(op, s, g, p, state);
+        let segments: Vec<OptimSegment<Storage>> = group
+            .iter()
+            .zip(&grads)
+            .map(|(u, grad)| {
+                let slot = &self.slots[u.slot];
+                OptimSegment {
+                    param: &*slot.param.storage,
+                    grad: &*grad.storage,
+                    grad_offset: grad.layout.offset,
+                    state_offset: slot.state_offset,
+                    numel: slot.param.numel(),
                 }
-            }
-            Storage::Gpu(arena) => {
-                let ctx = &arena.ctx;
-                let segments: Vec<launch::OptimSegment> = group
-                    .iter()
-                    .zip(&grads)
-                    .map(|(u, grad)| {
-                        let slot = &self.slots[u.slot];
-                        launch::OptimSegment {
-                            param: slot.param.gpu_buffer().buffer(),
-                            grad: grad.gpu_buffer().buffer(),
-                            grad_offset: grad.layout.offset,
-                            state_offset: slot.state_offset,
-                            numel: slot.param.numel(),
-                        }
-                    })
-                    .collect();
-                launch::optim(ctx, op, s, self.state_pos, &segments, arena.buffer());
-            }
-        }
-    }
-}
-
-fn f32_mut(d: &mut CpuData) -> &mut [f32] {
-    match d {
-        CpuData::F32(v) => v,
-        other => panic!("optimizer: expected f32 storage, found {}", other.dtype()),
+            })
+            .collect();
+        arena.storage.optim_step(op, &group[0].scalars, self.used, &segments);
     }
 }

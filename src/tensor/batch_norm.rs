@@ -13,13 +13,10 @@
 //! statistics table, so training never waits for the host.
 
 use crate::autograd::{is_grad_enabled, GradOp};
-use crate::cpu::batch_norm::{self as cpu_bn, BnDims, GRAD_ROWS, STATS_ROWS};
-use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::launch::{self, BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING};
-use crate::gpu::GpuBuffer;
+use crate::op::norm::{BnDims, BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING, GRAD_ROWS, STATS_ROWS};
 use crate::op::BatchNormOp;
-use crate::storage::CpuData;
+use crate::storage::Storage;
 use crate::Tensor;
 
 /// The gradient rule of [`Tensor::batch_norm`]. Inputs are `[x, statistics table,
@@ -82,47 +79,8 @@ fn kernel(op: BatchNormOp, d: BnDims, flags: u32, eps: f32, inputs: [&Tensor; 4]
         BatchNormOp::Apply | BatchNormOp::BackwardApply => vec![d.n, d.c, d.l],
     };
     debug_assert!(inputs.iter().all(|t| t.is_contiguous() && t.dtype == DType::F32));
-    match inputs[0].device() {
-        Device::Cpu => {
-            let guards: Vec<_> = inputs.iter().map(|t| t.cpu_data()).collect();
-            let slice = |k: usize, len: usize| {
-                let start = inputs[k].layout.offset;
-                &guards[k].as_f32()[start..start + len]
-            };
-            let has = |bit: u32| flags & bit != 0;
-            let (c, numel) = (d.c, d.numel());
-            let out = match op {
-                BatchNormOp::Stats => {
-                    cpu_bn::stats(slice(0, numel), d, has(BATCH_NORM_HAS_WEIGHT).then(|| slice(1, c)), eps)
-                }
-                BatchNormOp::Apply => cpu_bn::apply(
-                    slice(0, numel),
-                    d,
-                    slice(1, c),
-                    slice(2, c),
-                    has(BATCH_NORM_HAS_BIAS).then(|| slice(3, c)),
-                ),
-                BatchNormOp::BackwardReduce => cpu_bn::backward_reduce(
-                    slice(0, numel),
-                    slice(1, numel),
-                    d,
-                    slice(2, STATS_ROWS * c),
-                    has(BATCH_NORM_TRAINING),
-                ),
-                BatchNormOp::BackwardApply => {
-                    cpu_bn::backward_apply(slice(0, numel), slice(1, numel), d, slice(2, GRAD_ROWS * c))
-                }
-            };
-            Tensor::from_cpu_data(CpuData::F32(out), &shape)
-        }
-        Device::Gpu(ctx) => {
-            let numel: usize = shape.iter().product();
-            let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-            let bindings = inputs.map(|t| (t.gpu_buffer().buffer(), t.layout.offset));
-            launch::batch_norm(ctx, op, [d.n, d.c, d.l], flags, eps, bindings, out.buffer());
-            Tensor::from_gpu_buffer(out, &shape, DType::F32)
-        }
-    }
+    let at = inputs.map(|t| (&*t.storage, t.layout.offset));
+    Tensor::from_storage(Storage::batch_norm(op, d, flags, eps, at), &shape, DType::F32)
 }
 
 impl Tensor {

@@ -1,19 +1,22 @@
 //! Convolution: fused host loops on the CPU; a direct kernel or im2col plus the batched
-//! matmul kernel on the GPU.
+//! matmul kernel on the GPU. Which one runs is the backend's choice (`Backend::conv2d`
+//! and `Backend::conv2d_backward`): a backend with a fused kernel for the case runs it,
+//! and the others get the composed path built here from im2col, matmul and col2im.
 //!
-//! On the CPU, `conv2d` and its gradients run `cpu::conv`'s fused passes, image by image
-//! on the thread pool (im2col into a per-thread buffer and a GEMM onto bias-prefilled
-//! output), whatever the [`ConvAlgorithm`].
+//! The CPU backend fuses every case: `conv2d` and its gradients run `cpu::conv`'s passes,
+//! image by image on the thread pool (im2col into a per-thread buffer and a GEMM onto
+//! bias-prefilled output), whatever the [`ConvAlgorithm`].
 //!
 //! On the GPU the forward pass is either the direct kernel (`ConvOp::Conv2dDirect`: an
 //! implicit GEMM reading input and weights in place, bias in its epilogue, one dispatch),
-//! or im2col: every receptive field of a batch is unfolded into a column matrix (the
-//! `Im2col` kernel) and the weights, viewed as `[groups, out/groups, rows]`, multiply it in
-//! one broadcast batched matmul. [`ConvAlgorithm`] says which; the default picks by the
-//! shape. The backward pass reuses the im2col pieces: the input gradient is `W^T` times the
-//! output gradient folded back by `Col2im`; the weight gradient is one matmul of the output
-//! gradient with the column matrix laid out `[rows, images, positions]`, contracting over
-//! images and positions together; the bias gradient is a sum over images and positions.
+//! or the composed im2col path: every receptive field of a batch is unfolded into a column
+//! matrix (the `Im2col` kernel) and the weights, viewed as `[groups, out/groups, rows]`,
+//! multiply it in one broadcast batched matmul. [`ConvAlgorithm`] says which; the default
+//! picks by the shape. The backward pass is composed from the im2col pieces: the input
+//! gradient is `W^T` times the output gradient folded back by `Col2im`; the weight
+//! gradient is one matmul of the output gradient with the column matrix laid out `[rows,
+//! images, positions]`, contracting over images and positions together; the bias gradient
+//! is a sum over images and positions.
 //!
 //! The GPU column matrix is `kh * kw` times larger than the input. It is bounded by
 //! [`im2col_budget`]: a batch whose columns would exceed it is processed in chunks of
@@ -24,13 +27,11 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::autograd::GradOp;
-use crate::cpu::conv::Groups;
-use crate::cpu::{self};
 use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::{launch, GpuBuffer};
-use crate::op::conv::{ColumnLayout, ConvGeometry};
-use crate::storage::CpuData;
+pub use crate::op::conv::ConvAlgorithm;
+use crate::op::conv::{ColumnLayout, ConvChannels, ConvGeometry};
+use crate::storage::Storage;
 use crate::Tensor;
 
 /// A pair of sizes `(height, width)`, built from one number for both or from two, as
@@ -176,23 +177,6 @@ pub fn set_im2col_budget(bytes: usize) {
     IM2COL_BUDGET.store(bytes, Ordering::Relaxed);
 }
 
-/// How `conv2d` computes a convolution's forward pass on the GPU (the CPU backend has one
-/// way). [`ConvAlgorithm::Auto`] (the default) picks per shape; the others force one way,
-/// to compare them or to test each.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum ConvAlgorithm {
-    /// The faster measured choice for the shape: see [`ConvAlgorithm::Direct`].
-    #[default]
-    Auto,
-    /// Unfold the input into a column matrix and multiply it by the weights with the
-    /// matmul kernel, in chunks of the batch.
-    Im2col,
-    /// The `conv2d_direct` kernel: no column matrix, the bias in its epilogue. `Auto` takes
-    /// it for every forward pass except a 1x1 convolution with unit stride and no padding
-    /// (a plain matmul).
-    Direct,
-}
-
 thread_local! {
     static CONV_ALGORITHM: Cell<ConvAlgorithm> = const { Cell::new(ConvAlgorithm::Auto) };
 }
@@ -225,15 +209,6 @@ pub fn conv_algorithm() -> ConvAlgorithm {
     CONV_ALGORITHM.with(|c| c.get())
 }
 
-/// Whether the GPU forward pass runs the direct kernel.
-fn gpu_direct(g: &ConvGeometry) -> bool {
-    match conv_algorithm() {
-        ConvAlgorithm::Direct => true,
-        ConvAlgorithm::Im2col => false,
-        ConvAlgorithm::Auto => !is_pointwise(g),
-    }
-}
-
 /// The gradient rule of `conv2d`: inputs are `[x, weight]` or `[x, weight, bias]`.
 #[derive(Clone, Debug)]
 pub(crate) struct ConvGrad {
@@ -254,8 +229,11 @@ impl ConvGrad {
             let (dx, dw) = (Tensor::zeros(x.shape(), x.device()), Tensor::zeros(w.shape(), w.device()));
             return [Some(dx), Some(dw)].into_iter().chain(inputs.get(2).map(|_| db)).collect();
         }
-        if let Device::Cpu = x.device() {
-            let mut grads = cpu_backward(gy, x, w, &geom, Groups::new(&geom, groups, out_channels));
+        // A backend with fused gradient passes (the CPU) runs them; the others take the
+        // composed path below, built from im2col, the batched matmul and col2im.
+        let ch = ConvChannels { groups, out_channels };
+        if let Some([dx, dw]) = fused_backward(gy, x, w, &geom, ch) {
+            let mut grads = vec![dx, dw];
             if inputs.len() > 2 {
                 grads.push(db);
             }
@@ -273,7 +251,7 @@ impl ConvGrad {
                 .map(|&(start, len)| {
                     let g = ConvGeometry { batch: len, ..geom };
                     let cols = wt.matmul(&gy.narrow(0, start, len));
-                    if is_pointwise(&g) {
+                    if g.is_pointwise() {
                         cols.reshape(&shape_of(&[len, g.channels, g.height, g.width]))
                     } else {
                         cols.col2im(&g, g.image_major())
@@ -303,23 +281,29 @@ impl ConvGrad {
     }
 }
 
-/// The input and weight gradients on the host, each only where its input is tracked.
-fn cpu_backward(gy: &Tensor, x: &Tensor, w: &Tensor, geom: &ConvGeometry, gr: Groups) -> Vec<Option<Tensor>> {
-    let gy = gy.contiguous();
-    let gy_data = gy.cpu_data();
-    let gy_slice = &gy_data.as_f32()[gy.layout.offset..];
-    let dx = x.is_tracked().then(|| {
-        let w = w.contiguous();
-        let data = w.cpu_data();
-        let dx = cpu::conv::conv2d_input_grad(gy_slice, &data.as_f32()[w.layout.offset..], geom, gr);
-        Tensor::from_cpu_data(CpuData::F32(dx), x.shape())
-    });
-    let dw = w.is_tracked().then(|| {
-        let data = x.cpu_data();
-        let dw = cpu::conv::conv2d_weight_grad(data.as_f32(), &x.layout, gy_slice, geom, gr);
-        Tensor::from_cpu_data(CpuData::F32(dw), w.shape())
-    });
-    vec![dx, dw]
+/// The input and weight gradients from the backend's fused passes, each only where its
+/// input is tracked, or `None` when the backend composes them.
+fn fused_backward(
+    gy: &Tensor,
+    x: &Tensor,
+    w: &Tensor,
+    geom: &ConvGeometry,
+    ch: ConvChannels,
+) -> Option<[Option<Tensor>; 2]> {
+    let wanted = [x.is_tracked(), w.is_tracked()];
+    let (gy, w_data) = (gy.contiguous(), w.contiguous());
+    let [dx, dw] = Storage::conv2d_backward(
+        (&gy.storage, gy.layout.offset),
+        (&x.storage, &x.layout),
+        (&w_data.storage, w_data.layout.offset),
+        geom,
+        ch,
+        wanted,
+    )?;
+    Some([
+        dx.map(|dx| Tensor::from_storage(dx, x.shape(), DType::F32)),
+        dw.map(|dw| Tensor::from_storage(dw, w.shape(), DType::F32)),
+    ])
 }
 
 fn shape_of(dims: &[usize]) -> Vec<isize> {
@@ -334,19 +318,9 @@ fn concat(mut parts: Vec<Tensor>) -> Tensor {
     }
 }
 
-/// A 1x1 kernel with unit stride and no padding reads every input element once, in
-/// order: its column matrix is the input itself.
-fn is_pointwise(g: &ConvGeometry) -> bool {
-    g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0, 0]
-}
-
 /// `(first image, count)` chunks of the batch whose column matrices fit the budget.
 fn batch_chunks(g: &ConvGeometry, device: &Device) -> Vec<(usize, usize)> {
-    let mut budget = im2col_budget();
-    if let Device::Gpu(ctx) = device {
-        let limit = ctx.limits.max_storage_buffer_binding_size.min(ctx.limits.max_buffer_size);
-        budget = budget.min(usize::try_from(limit).unwrap_or(usize::MAX));
-    }
+    let budget = device.max_binding_bytes().map_or(im2col_budget(), |limit| im2col_budget().min(limit));
     let per_image = (g.rows() * g.positions() * 4).max(1);
     let per_chunk = (budget / per_image).clamp(1, g.batch.max(1));
     (0..g.batch).step_by(per_chunk).map(|start| (start, per_chunk.min(g.batch - start))).collect()
@@ -474,25 +448,12 @@ impl Tensor {
     /// layout, `[rows, N, L]` for the row-major one.
     fn columns(&self, g: &ConvGeometry, layout: ColumnLayout) -> Tensor {
         let (rows, positions) = (g.rows(), g.positions());
-        if is_pointwise(g) {
+        if g.is_pointwise() {
             let x = self.reshape(&shape_of(&[g.batch, rows, positions]));
             return if layout == g.image_major() { x } else { x.permute(&[1, 0, 2]).contiguous() };
         }
         let shape = if layout == g.image_major() { [g.batch, rows, positions] } else { [rows, g.batch, positions] };
-        match &self.device {
-            Device::Cpu => {
-                let data = cpu::conv::im2col(self.cpu_data().as_f32(), &self.layout, g, layout);
-                Tensor::from_cpu_data(CpuData::F32(data), &shape)
-            }
-            Device::Gpu(ctx) => {
-                let numel = shape.iter().product::<usize>();
-                let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-                if numel > 0 {
-                    launch::im2col(ctx, self.gpu_buffer().buffer(), &self.layout, g, layout, out.buffer());
-                }
-                Tensor::from_gpu_buffer(out, &shape, DType::F32)
-            }
-        }
+        Tensor::from_storage(self.storage.im2col(&self.layout, g, layout), &shape, DType::F32)
     }
 
     /// Folds this column matrix (contiguous, in `layout`) back into an `[N, C, H, W]` batch,
@@ -500,20 +461,7 @@ impl Tensor {
     fn col2im(&self, g: &ConvGeometry, layout: ColumnLayout) -> Tensor {
         let cols = self.contiguous();
         let shape = [g.batch, g.channels, g.height, g.width];
-        match &cols.device {
-            Device::Cpu => {
-                let data = cpu::conv::col2im(cols.cpu_data().as_f32(), cols.layout.offset, layout, g);
-                Tensor::from_cpu_data(CpuData::F32(data), &shape)
-            }
-            Device::Gpu(ctx) => {
-                let numel = shape.iter().product::<usize>();
-                let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-                if numel > 0 {
-                    launch::col2im(ctx, cols.gpu_buffer().buffer(), cols.layout.offset, layout, g, out.buffer());
-                }
-                Tensor::from_gpu_buffer(out, &shape, DType::F32)
-            }
-        }
+        Tensor::from_storage(cols.storage.col2im(cols.layout.offset, layout, g), &shape, DType::F32)
     }
 }
 
@@ -523,39 +471,21 @@ fn conv2d_forward(x: &Tensor, w: &Tensor, b: Option<&Tensor>, geom: &ConvGeometr
     let out_shape = [geom.batch, out_channels, geom.out[0], geom.out[1]];
     let w = w.contiguous();
     let b = b.map(|b| b.contiguous());
-    match x.device() {
-        Device::Cpu => {
-            let gr = Groups::new(geom, groups, out_channels);
-            let (xd, wd) = (x.cpu_data(), w.cpu_data());
-            let bd = b.as_ref().map(|b| b.cpu_data());
-            let bias = b.as_ref().zip(bd.as_ref()).map(|(b, d)| &d.as_f32()[b.layout.offset..]);
-            let wslice = &wd.as_f32()[w.layout.offset..];
-            let out = cpu::conv::conv2d(xd.as_f32(), &x.layout, wslice, bias, geom, gr);
-            Tensor::from_cpu_data(CpuData::F32(out), &out_shape)
-        }
-        Device::Gpu(ctx)
-            if gpu_direct(geom) && w.layout.offset == 0 && b.as_ref().is_none_or(|b| b.layout.offset == 0) =>
-        {
-            let numel = out_shape.iter().product::<usize>();
-            let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-            if numel > 0 {
-                let bias = b.as_ref().map(|b| b.gpu_buffer().buffer());
-                let (xb, wb) = (x.gpu_buffer().buffer(), w.gpu_buffer().buffer());
-                launch::conv2d_direct(ctx, xb, &x.layout, geom, wb, out_channels, groups, bias, out.buffer());
-            }
-            Tensor::from_gpu_buffer(out, &out_shape, DType::F32)
-        }
-        Device::Gpu(_) => {
-            let y = im2col_forward(x, &w, geom, groups);
-            match b {
-                Some(b) => y.add(&b.reshape(&[1, out_channels as isize, 1, 1])),
-                None => y,
-            }
-        }
+    let ch = ConvChannels { groups, out_channels };
+    let bias = b.as_ref().map(|b| (&*b.storage, b.layout.offset));
+    let weights = (&*w.storage, w.layout.offset);
+    // A backend's fused kernel when it has one for the case, else the composed path.
+    if let Some(out) = Storage::conv2d((&x.storage, &x.layout), weights, bias, geom, ch, conv_algorithm()) {
+        return Tensor::from_storage(out, &out_shape, DType::F32);
+    }
+    let y = im2col_forward(x, &w, geom, groups);
+    match b {
+        Some(b) => y.add(&b.reshape(&[1, out_channels as isize, 1, 1])),
+        None => y,
     }
 }
 
-/// The GPU's im2col forward pass: per chunk of images, the column matrix
+/// The composed forward pass: per chunk of images, the column matrix
 /// `[n, groups, rows, L]` times the weights `[groups, out/groups, rows]`, broadcast over
 /// images in one batched matmul that writes `[n, out, L]`, which is NCHW already.
 fn im2col_forward(x: &Tensor, w: &Tensor, geom: &ConvGeometry, groups: usize) -> Tensor {

@@ -26,11 +26,8 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use super::Tensor;
 use crate::autograd::GradOp;
 use crate::cpu;
-use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::{launch, GpuBuffer};
-use crate::storage::CpuData;
-use crate::tensor::{Layout, MAX_DIMS};
+use crate::tensor::MAX_DIMS;
 
 const CHECKS_FROM_ENV: u8 = 0;
 const CHECKS_OFF: u8 = 1;
@@ -166,42 +163,8 @@ impl Tensor {
         );
         let indices = self.contiguous();
         let n = indices.numel();
-        match &self.device {
-            Device::Cpu => {
-                let data = indices.cpu_data();
-                let values = &data.as_i32()[indices.layout.offset..indices.layout.offset + n];
-                let (order, offsets) = cpu::embedding::group_by_index(values, groups);
-                (
-                    Tensor::from_cpu_data(CpuData::I32(order), &[n]),
-                    Tensor::from_cpu_data(CpuData::I32(offsets), &[groups + 1]),
-                )
-            }
-            Device::Gpu(ctx) => {
-                let padded = launch::embedding_sort_len(n);
-                let words = launch::embedding_work_words(n, groups);
-                let work = GpuBuffer::new(ctx, (words * 4) as u64);
-                launch::embedding_groups(
-                    ctx,
-                    indices.gpu_buffer().buffer(),
-                    indices.layout.offset,
-                    n,
-                    groups,
-                    work.buffer(),
-                );
-                let work = Tensor::from_gpu_buffer(work, &[words], DType::I32);
-                // The positions are every second word of the sorted pairs; the row starts
-                // follow the pairs. Both are copied out so the work buffer can go back.
-                let order = Tensor::empty_like_shape(&[n], DType::I32, &self.device, "embedding");
-                order.assign(&work.with_layout(Layout { shape: vec![n], strides: vec![2], offset: 1 }));
-                let offsets = Tensor::empty_like_shape(&[groups + 1], DType::I32, &self.device, "embedding");
-                offsets.assign(&work.with_layout(Layout {
-                    shape: vec![groups + 1],
-                    strides: vec![1],
-                    offset: 2 * padded,
-                }));
-                (order, offsets)
-            }
-        }
+        let (order, offsets) = indices.storage.group_by_index(indices.layout.offset, n, groups);
+        (Tensor::from_storage(order, &[n], DType::I32), Tensor::from_storage(offsets, &[groups + 1], DType::I32))
     }
 }
 
@@ -210,28 +173,15 @@ impl Tensor {
 fn lookup(weight: &Tensor, indices: &Tensor, shape: &[usize]) -> Tensor {
     let n = indices.numel();
     let rows = weight.dim(0);
-    match &weight.device {
-        Device::Cpu => {
-            let w = weight.cpu_data();
-            let data = indices.cpu_data();
-            let values = &data.as_i32()[indices.layout.offset..indices.layout.offset + n];
-            Tensor::from_cpu_data(CpuData::F32(cpu::embedding::embedding(w.as_f32(), &weight.layout, values)), shape)
-        }
-        Device::Gpu(ctx) => {
-            if embedding_index_checks() {
-                for index in indices.to_vec::<i32>() {
-                    cpu::embedding::check_index("embedding", index, rows);
-                }
-            }
-            let numel = shape.iter().product::<usize>();
-            let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-            if numel > 0 {
-                let (w, idx) = (weight.gpu_buffer().buffer(), indices.gpu_buffer().buffer());
-                launch::embedding(ctx, w, &weight.layout, idx, indices.layout.offset, n, out.buffer());
-            }
-            Tensor::from_gpu_buffer(out, shape, DType::F32)
+    // The CPU kernel checks every index it reads; a GPU kernel would need a read-back, so
+    // the check runs here only when asked for (it then repeats the CPU's).
+    if embedding_index_checks() {
+        for index in indices.to_vec::<i32>() {
+            cpu::embedding::check_index("embedding", index, rows);
         }
     }
+    let out = weight.storage.embedding(&weight.layout, (&indices.storage, indices.layout.offset), n);
+    Tensor::from_storage(out, shape, DType::F32)
 }
 
 /// The dense `[rows, dim]` gradient of the table from the output gradient `g`
@@ -243,33 +193,7 @@ fn embedding_backward(g: &Tensor, indices: &Tensor, rows: usize, dim: usize, pad
     }
     let g = g.detach().contiguous();
     let indices = indices.contiguous();
-    match &g.device {
-        Device::Cpu => {
-            let grad = g.cpu_data();
-            let data = indices.cpu_data();
-            let values = &data.as_i32()[indices.layout.offset..indices.layout.offset + n];
-            let grad = &grad.as_f32()[g.layout.offset..g.layout.offset + n * dim];
-            let dw = cpu::embedding::embedding_backward(grad, values, rows, dim, padding_idx);
-            Tensor::from_cpu_data(CpuData::F32(dw), &[rows, dim])
-        }
-        Device::Gpu(ctx) => {
-            let work = GpuBuffer::new(ctx, (launch::embedding_work_words(n, rows) * 4) as u64);
-            let idx = indices.gpu_buffer().buffer();
-            launch::embedding_groups(ctx, idx, indices.layout.offset, n, rows, work.buffer());
-            let out = GpuBuffer::new(ctx, (rows * dim * 4) as u64);
-            let grad = g.gpu_buffer().buffer();
-            launch::embedding_backward(
-                ctx,
-                grad,
-                g.layout.offset,
-                work.buffer(),
-                n,
-                rows,
-                dim,
-                padding_idx,
-                out.buffer(),
-            );
-            Tensor::from_gpu_buffer(out, &[rows, dim], DType::F32)
-        }
-    }
+    let at = (&*indices.storage, indices.layout.offset);
+    let dw = g.storage.embedding_backward(g.layout.offset, at, n, [rows, dim], padding_idx);
+    Tensor::from_storage(dw, &[rows, dim], DType::F32)
 }

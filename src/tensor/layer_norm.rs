@@ -10,13 +10,10 @@
 //! temporaries.
 
 use crate::autograd::GradOp;
-use crate::cpu::layer_norm::{self as cpu_ln, LnDims};
-use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::launch::{self, LAYER_NORM_HAS_BIAS, LAYER_NORM_HAS_WEIGHT};
-use crate::gpu::GpuBuffer;
+use crate::op::norm::LnDims;
 use crate::op::LayerNormOp;
-use crate::storage::CpuData;
+use crate::storage::Storage;
 use crate::Tensor;
 
 /// Rows per chunk of the parameter gradient: enough work per workgroup to hide memory
@@ -74,74 +71,15 @@ fn shape_isize(shape: &[usize]) -> Vec<isize> {
 /// op does not read one (and for an absent weight or bias). Returns the output and, for
 /// `Forward`, the statistics table.
 fn kernel(op: LayerNormOp, d: LnDims, operands: [Option<&Tensor>; 4], eps: f32) -> (Tensor, Option<Tensor>) {
-    let [x, _, weight, fourth] = operands;
-    let x = x.expect("every layer_norm kernel reads x");
     debug_assert!(operands.iter().flatten().all(|t| t.is_contiguous() && t.dtype == DType::F32));
-    let chunks = d.chunks(PARAM_CHUNK_ROWS);
     let shape: Vec<usize> = match op {
         LayerNormOp::Forward | LayerNormOp::Backward => vec![d.rows, d.len],
-        LayerNormOp::ParamBackward => vec![chunks, 2, d.len],
+        LayerNormOp::ParamBackward => vec![d.chunks(PARAM_CHUNK_ROWS), 2, d.len],
     };
-    let mut flags = 0;
-    if weight.is_some() {
-        flags |= LAYER_NORM_HAS_WEIGHT;
-    }
-    if op == LayerNormOp::Forward && fourth.is_some() {
-        flags |= LAYER_NORM_HAS_BIAS;
-    }
-    match x.device() {
-        Device::Cpu => {
-            let guards: Vec<_> = operands.iter().map(|t| t.map(|t| t.cpu_data())).collect();
-            let slice = |k: usize, len: usize| {
-                guards[k].as_ref().map(|g| {
-                    let start = operands[k].expect("guarded above").layout.offset;
-                    &g.as_f32()[start..start + len]
-                })
-            };
-            let (numel, stats_len) = (d.numel(), 2 * d.rows);
-            let cpu = |data: Vec<f32>, shape: &[usize]| Tensor::from_cpu_data(CpuData::F32(data), shape);
-            match op {
-                LayerNormOp::Forward => {
-                    let x = slice(0, numel).expect("x");
-                    let (y, stats) = cpu_ln::forward(x, d, slice(2, d.len), slice(3, d.len), eps);
-                    (cpu(y, &shape), Some(cpu(stats, &[2, d.rows])))
-                }
-                LayerNormOp::Backward => {
-                    let (x, dy) = (slice(0, numel).expect("x"), slice(1, numel).expect("dy"));
-                    let stats = slice(3, stats_len).expect("statistics");
-                    (cpu(cpu_ln::backward(x, dy, d, slice(2, d.len), stats), &shape), None)
-                }
-                LayerNormOp::ParamBackward => {
-                    let (x, dy) = (slice(0, numel).expect("x"), slice(1, numel).expect("dy"));
-                    let stats = slice(3, stats_len).expect("statistics");
-                    (cpu(cpu_ln::param_backward(x, dy, d, stats, PARAM_CHUNK_ROWS), &shape), None)
-                }
-            }
-        }
-        Device::Gpu(ctx) => {
-            let numel: usize = shape.iter().product();
-            let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-            // Only the forward pass writes the second output, the statistics.
-            let out2 = (op == LayerNormOp::Forward).then(|| GpuBuffer::new(ctx, (2 * d.rows * 4) as u64));
-            let bindings = operands.map(|t| {
-                let t = t.unwrap_or(x);
-                (t.gpu_buffer().buffer(), t.layout.offset)
-            });
-            launch::layer_norm(
-                ctx,
-                op,
-                [d.rows, d.len],
-                flags,
-                eps,
-                PARAM_CHUNK_ROWS,
-                bindings,
-                out.buffer(),
-                out2.as_ref().map_or(ctx.unused_binding(0), GpuBuffer::buffer),
-            );
-            let stats = out2.map(|s| Tensor::from_gpu_buffer(s, &[2, d.rows], DType::F32));
-            (Tensor::from_gpu_buffer(out, &shape, DType::F32), stats)
-        }
-    }
+    let at = operands.map(|t| t.map(|t| (&*t.storage, t.layout.offset)));
+    let (out, stats) = Storage::layer_norm(op, d, eps, PARAM_CHUNK_ROWS, at);
+    let stats = stats.map(|s| Tensor::from_storage(s, &[2, d.rows], DType::F32));
+    (Tensor::from_storage(out, &shape, DType::F32), stats)
 }
 
 impl Tensor {

@@ -41,10 +41,9 @@ use crate::autograd::AutogradMeta;
 use crate::device::Device;
 use crate::dtype::{DType, Element};
 use crate::error::Result;
-use crate::gpu::GpuBuffer;
 use crate::op::layout;
 use crate::op::Creation;
-use crate::storage::{CpuData, Storage};
+use crate::storage::Storage;
 
 /// An n-dimensional array of `f32` (or `i32` indices) on a [`Device`].
 ///
@@ -86,29 +85,10 @@ impl Tensor {
         Tensor { storage: Arc::new(storage), layout: Layout::contiguous(shape), dtype, device, autograd: None }
     }
 
-    pub(crate) fn from_cpu_data(data: CpuData, shape: &[usize]) -> Tensor {
-        let dtype = data.dtype();
-        Tensor::from_storage(Storage::cpu(data), shape, dtype)
-    }
-
-    pub(crate) fn from_gpu_buffer(buffer: GpuBuffer, shape: &[usize], dtype: DType) -> Tensor {
-        Tensor::from_storage(Storage::gpu(buffer), shape, dtype)
-    }
-
     /// A view of the same storage with another layout, outside the autograd graph (the
     /// public view ops record themselves).
     pub(crate) fn with_layout(&self, layout: Layout) -> Tensor {
         Tensor { storage: self.storage.clone(), layout, dtype: self.dtype, device: self.device.clone(), autograd: None }
-    }
-
-    /// The device buffer of a GPU tensor, for the op families not yet behind the backend seam.
-    pub(crate) fn gpu_buffer(&self) -> &GpuBuffer {
-        self.storage.gpu_buffer()
-    }
-
-    /// The host data of a CPU tensor, for the op families not yet behind the backend seam.
-    pub(crate) fn cpu_data(&self) -> std::sync::RwLockReadGuard<'_, CpuData> {
-        self.storage.cpu_data()
     }
 
     // ---- creation ----

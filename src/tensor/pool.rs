@@ -10,13 +10,9 @@
 use super::Size2;
 use super::Tensor;
 use crate::autograd::GradOp;
-use crate::cpu;
-use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::{launch, GpuBuffer};
 use crate::op::pool::PoolGeometry;
 use crate::op::PoolOp;
-use crate::storage::CpuData;
 
 /// Options of [`Tensor::max_pool2d`], built like PyTorch's keyword arguments:
 ///
@@ -232,56 +228,9 @@ fn run_pool(op: PoolOp, src: &Tensor, indices: Option<&Tensor>, g: &PoolGeometry
     let indices = indices.map(|t| t.detach().contiguous());
     let (n, c) = (src.shape()[0], src.shape()[1]);
     let shape = if is_backward(op) { [n, c, g.in_h, g.in_w] } else { [n, c, g.out_h, g.out_w] };
-    let with_indices = op == PoolOp::MaxPool2d;
-    match src.device() {
-        Device::Cpu => {
-            let data = src.cpu_data();
-            let s = &data.as_f32()[src.layout.offset..src.layout.offset + src.numel()];
-            let (values, idx) = match op {
-                PoolOp::MaxPool2d => {
-                    let (v, i) = cpu::pool::max_pool2d(s, g);
-                    (v, Some(i))
-                }
-                PoolOp::MaxPool2dBackward => {
-                    let it = indices.as_ref().expect("max_pool2d_backward needs the forward's indices");
-                    let id = it.cpu_data();
-                    let i = &id.as_i32()[it.layout.offset..it.layout.offset + it.numel()];
-                    (cpu::pool::max_pool2d_backward(s, i, g), None)
-                }
-                PoolOp::AvgPool2d => (cpu::pool::avg_pool2d(s, g), None),
-                PoolOp::AvgPool2dBackward => (cpu::pool::avg_pool2d_backward(s, g), None),
-                PoolOp::AdaptiveAvgPool2d => (cpu::pool::adaptive_avg_pool2d(s, g), None),
-                PoolOp::AdaptiveAvgPool2dBackward => (cpu::pool::adaptive_avg_pool2d_backward(s, g), None),
-            };
-            let out = Tensor::from_cpu_data(CpuData::F32(values), &shape);
-            (out, idx.map(|i| Tensor::from_cpu_data(CpuData::I32(i), &shape)))
-        }
-        Device::Gpu(ctx) => {
-            let numel: usize = shape.iter().product();
-            let out = GpuBuffer::new(ctx, (numel * 4) as u64);
-            let out_index = with_indices.then(|| GpuBuffer::new(ctx, (numel * 4) as u64));
-            let src_buf = src.gpu_buffer().buffer();
-            let (idx_buf, idx_offset) = match &indices {
-                Some(t) => (t.gpu_buffer().buffer(), t.layout.offset),
-                None => (src_buf, 0),
-            };
-            if numel > 0 {
-                launch::pool(
-                    ctx,
-                    op,
-                    g,
-                    src_buf,
-                    src.layout.offset,
-                    idx_buf,
-                    idx_offset,
-                    out.buffer(),
-                    out_index.as_ref().map_or(ctx.unused_binding(0), GpuBuffer::buffer),
-                );
-            }
-            let out = Tensor::from_gpu_buffer(out, &shape, DType::F32);
-            (out, out_index.map(|i| Tensor::from_gpu_buffer(i, &shape, DType::I32)))
-        }
-    }
+    let indices = indices.as_ref().map(|t| (&*t.storage, t.layout.offset));
+    let (out, out_index) = src.storage.pool(op, g, src.layout.offset, indices);
+    (Tensor::from_storage(out, &shape, DType::F32), out_index.map(|i| Tensor::from_storage(i, &shape, DType::I32)))
 }
 
 impl Tensor {

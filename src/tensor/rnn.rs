@@ -15,6 +15,11 @@
 //! `t + 1` forwards, reads `t + 1` and writes `t` in reverse, so the initial state sits at
 //! one end and the output sequence, `h_n` and `c_n` are views of it.
 //!
+//! The cell steps and the whole-layer passes run through the backend (`Backend::rnn_cell`,
+//! `Backend::lstm_layer_forward` and `_backward`): the GEMMs and the step loop here are the
+//! composed path, which a backend with a whole-sequence pass replaces (the CPU's LSTM,
+//! which keeps the recurrent GEMM inside and splits the batch across threads).
+//!
 //! Variable-length batches follow PyTorch's packed sequences: a step past a sequence's
 //! length carries its state through unchanged (so `h_n` is the state at the sequence's own
 //! last step, and the reverse direction starts from `h0` at that step) and passes the
@@ -23,14 +28,12 @@
 use std::sync::Arc;
 
 use crate::autograd::GradOp;
-use crate::cpu::rnn::{self as cpu_rnn, BackwardInputs, ForwardInputs};
+use crate::backend::{LstmLayerBackward, LstmLayerForward, RnnCellOperands, View};
 use crate::device::Device;
 use crate::dtype::DType;
-use crate::gpu::launch::{self, RNN_HAS_BIAS, RNN_HAS_LENGTHS, RNN_RELU};
-use crate::gpu::GpuBuffer;
-use crate::op::rnn::CellStep;
+use crate::op::rnn::{CellStep, RNN_HAS_BIAS, RNN_HAS_LENGTHS, RNN_RELU};
 use crate::op::RnnOp;
-use crate::storage::{CpuData, Storage};
+use crate::storage::Storage;
 use crate::tensor::Layout;
 use crate::Tensor;
 
@@ -198,7 +201,7 @@ impl Slots {
         }
     }
 
-    /// Every step of the layer in processing order, for the CPU's whole-sequence passes.
+    /// Every step of the layer in processing order, for a backend's whole-sequence passes.
     fn all_steps(&self, batch: usize, hidden: usize) -> Vec<CellStep> {
         (0..self.steps).map(|k| self.step(batch, hidden, k)).collect()
     }
@@ -217,28 +220,18 @@ fn matrix_view(t: &Tensor, start: usize, rows: usize, cols: usize) -> Tensor {
     t.with_layout(Layout { shape: vec![rows, cols], strides: vec![cols, 1], offset: t.layout.offset + start })
 }
 
-/// The elements of a contiguous CPU tensor, from its offset on.
-fn host_slice<'a>(data: &'a CpuData, t: &Tensor) -> &'a [f32] {
-    &data.as_f32()[t.layout.offset..t.layout.offset + t.numel()]
-}
-
-/// Runs `f` on the elements of a contiguous CPU tensor, mutably.
-fn with_host_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> R) -> R {
-    let Storage::Cpu(lock) = &*t.storage else { unreachable!("with_host_mut on a GPU tensor") };
-    let mut data = lock.write().unwrap();
-    let CpuData::F32(values) = &mut *data else { unreachable!("rnn state tensors hold f32") };
-    f(&mut values[t.layout.offset..t.layout.offset + t.numel()])
+/// A contiguous tensor as a backend operand.
+fn view(t: &Tensor) -> View<'_, Storage> {
+    (&t.storage, &t.layout)
 }
 
 /// What every step of one layer and direction reads besides the projections, prepared
 /// once per layer on the device it runs on.
 struct StepConstants {
-    /// Contiguous biases (GPU), or their host copies (CPU, so that no step takes a lock on
-    /// a tensor the caller may have passed twice).
+    /// The contiguous biases.
     bias: Option<(Tensor, Tensor)>,
-    host_bias: Option<(Vec<f32>, Vec<f32>)>,
-    lengths: Option<Vec<i32>>,
-    device_lengths: Option<Tensor>,
+    /// The sequence lengths of a padded batch, as i32 on the layer's device.
+    lengths: Option<Tensor>,
     flags: u32,
 }
 
@@ -251,20 +244,21 @@ impl StepConstants {
         if lengths.is_some() {
             flags |= RNN_HAS_LENGTHS;
         }
-        let (bias, host_bias, device_lengths) = match device {
-            Device::Cpu => (None, bias.map(|(a, b)| (a.to_vec::<f32>(), b.to_vec::<f32>())), None),
-            Device::Gpu(_) => (
-                bias.map(|(a, b)| (a.detach().contiguous(), b.detach().contiguous())),
-                None,
-                lengths.map(|l| Tensor::from_slice(l, &[l.len()], device)),
-            ),
-        };
-        StepConstants { bias, host_bias, lengths: lengths.map(<[i32]>::to_vec), device_lengths, flags }
+        StepConstants {
+            bias: bias.map(|(a, b)| (a.detach().contiguous(), b.detach().contiguous())),
+            lengths: lengths.map(|l| Tensor::from_slice(l, &[l.len()], device)),
+            flags,
+        }
+    }
+
+    fn lengths(&self) -> Option<View<'_, Storage>> {
+        self.lengths.as_ref().map(view)
     }
 }
 
 /// One forward cell step: reads `xw` `[T * B, G * H]` and `hw` `[B, G * H]` (both
-/// contiguous), updates the state tensor and the workspace in place.
+/// contiguous), updates the state tensor and the workspace (none for the Elman cell) in
+/// place.
 fn cell_forward(
     mode: RnnMode,
     step: &CellStep,
@@ -272,47 +266,23 @@ fn cell_forward(
     hw: &Tensor,
     k: &StepConstants,
     state: &Tensor,
-    ws: &Tensor,
+    ws: Option<&Tensor>,
 ) {
-    match state.device() {
-        Device::Cpu => {
-            let (xw_data, hw_data) = (xw.cpu_data(), hw.cpu_data());
-            let inputs = ForwardInputs {
-                xw: host_slice(&xw_data, xw),
-                hw: host_slice(&hw_data, hw),
-                bias: k.host_bias.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice())),
-                lengths: k.lengths.as_deref(),
-            };
-            with_host_mut(state, |state| match mode {
-                RnnMode::Lstm => with_host_mut(ws, |ws| cpu_rnn::lstm_cell_forward(step, &inputs, state, ws)),
-                RnnMode::Gru => with_host_mut(ws, |ws| cpu_rnn::gru_cell_forward(step, &inputs, state, ws)),
-                RnnMode::RnnTanh | RnnMode::RnnRelu => {
-                    cpu_rnn::rnn_cell_forward(step, &inputs, mode == RnnMode::RnnRelu, state)
-                }
-            });
-        }
-        Device::Gpu(ctx) => {
-            let (xw_buf, hw_buf) = (xw.gpu_buffer().buffer(), hw.gpu_buffer().buffer());
-            let (b_ih, b_hh) = match &k.bias {
-                Some((a, b)) => {
-                    ((a.gpu_buffer().buffer(), a.layout.offset), (b.gpu_buffer().buffer(), b.layout.offset))
-                }
-                None => ((xw_buf, 0), (xw_buf, 0)),
-            };
-            let lengths = k.device_lengths.as_ref().map_or((xw_buf, 0), |l| (l.gpu_buffer().buffer(), l.layout.offset));
-            let inputs = [(xw_buf, xw.layout.offset), (hw_buf, hw.layout.offset), b_ih, b_hh];
-            let outputs = [state.gpu_buffer().buffer(), ws.gpu_buffer().buffer()];
-            launch::rnn_cell(ctx, mode.ops().0, step, k.flags, inputs, lengths, outputs);
-        }
-    }
+    let (b_ih, b_hh) = k.bias.as_ref().map(|(a, b)| (view(a), view(b))).unzip();
+    let operands = RnnCellOperands {
+        inputs: [Some(view(xw)), Some(view(hw)), b_ih, b_hh],
+        lengths: k.lengths(),
+        outputs: [Some(view(state)), ws.map(view)],
+    };
+    Storage::rnn_cell(mode.ops().0, step, k.flags, operands);
 }
 
 /// What one backward cell step reads: the gradient of the state tensor, `dhw` `[B, H]`,
-/// and the forward's workspace and state (all contiguous).
+/// and the forward's workspace (none for the Elman cell) and state (all contiguous).
 struct BackwardOperands<'a> {
     d_state: &'a Tensor,
     dhw: &'a Tensor,
-    ws: &'a Tensor,
+    ws: Option<&'a Tensor>,
     state: &'a Tensor,
 }
 
@@ -326,42 +296,12 @@ fn cell_backward(
     dgates: &Tensor,
     carry: &Tensor,
 ) {
-    match dgates.device() {
-        Device::Cpu => {
-            let (d_state, dhw, state) = (x.d_state.cpu_data(), x.dhw.cpu_data(), x.state.cpu_data());
-            // The Elman cell keeps no workspace: the state is passed in its place, unread, and
-            // is not locked a second time.
-            let ws = (mode.workspace_width() > 0).then(|| x.ws.cpu_data());
-            let inputs = BackwardInputs {
-                d_state: host_slice(&d_state, x.d_state),
-                dhw: host_slice(&dhw, x.dhw),
-                ws: ws.as_ref().map_or(&[][..], |w| host_slice(w, x.ws)),
-                state: host_slice(&state, x.state),
-                lengths: k.lengths.as_deref(),
-            };
-            let relu = mode == RnnMode::RnnRelu;
-            with_host_mut(dgates, |dgates| {
-                with_host_mut(carry, |carry| match mode {
-                    RnnMode::Lstm => cpu_rnn::lstm_cell_backward(step, &inputs, dgates, carry),
-                    RnnMode::Gru => cpu_rnn::gru_cell_backward(step, &inputs, dgates, carry),
-                    RnnMode::RnnTanh | RnnMode::RnnRelu => {
-                        cpu_rnn::rnn_cell_backward(step, &inputs, relu, dgates, carry)
-                    }
-                })
-            });
-        }
-        Device::Gpu(ctx) => {
-            fn buf(t: &Tensor) -> (&wgpu::Buffer, usize) {
-                (t.gpu_buffer().buffer(), t.layout.offset)
-            }
-            let state = buf(x.state);
-            let lengths = k.device_lengths.as_ref().map_or(state, buf);
-            let inputs = [buf(x.d_state), buf(x.dhw), buf(x.ws), state];
-            let outputs = [dgates.gpu_buffer().buffer(), carry.gpu_buffer().buffer()];
-            let flags = k.flags & (RNN_HAS_LENGTHS | RNN_RELU);
-            launch::rnn_cell(ctx, mode.ops().1, step, flags, inputs, lengths, outputs);
-        }
-    }
+    let operands = RnnCellOperands {
+        inputs: [Some(view(x.d_state)), Some(view(x.dhw)), x.ws.map(view), Some(view(x.state))],
+        lengths: k.lengths(),
+        outputs: [Some(view(dgates)), Some(view(carry))],
+    };
+    Storage::rnn_cell(mode.ops().1, step, k.flags & (RNN_HAS_LENGTHS | RNN_RELU), operands);
 }
 
 /// The gradient rule of [`Tensor::rnn_layer`]: backward through time of one layer and
@@ -402,31 +342,30 @@ impl RnnGrad {
         let w_hh = w_hh.detach();
         // The recurrent-side gate gradients of one time, `[B, G * H]`.
         let dgates_h = |t: usize| matrix_view(&dgates, ((sections - 1) * steps + t) * batch * gh, batch, gh);
-        let ws = ws.map_or_else(|| state.clone(), |w| w.detach());
+        let ws = ws.map(|w| w.detach());
         let zero_dhw = Tensor::zeros(&[batch, hidden], device);
-        if mode == RnnMode::Lstm && device.is_cpu() && cpu_rnn::splits_by_sequence(batch) {
-            // Back through the whole sequence in one pass, the batch split across threads.
-            let steps = slots.all_steps(batch, hidden);
-            let w_hh = w_hh.contiguous();
-            let (d_data, ws_data, state_data, w_data) =
-                (d_state.cpu_data(), ws.cpu_data(), state.cpu_data(), w_hh.cpu_data());
-            let inputs = cpu_rnn::SequenceBackwardInputs {
-                d_state: host_slice(&d_data, &d_state),
-                ws: host_slice(&ws_data, &ws),
-                state: host_slice(&state_data, &state),
-                w_hh: host_slice(&w_data, &w_hh),
-                lengths: k.lengths.as_deref(),
-            };
-            with_host_mut(&dgates, |dg| {
-                with_host_mut(&carry, |c| cpu_rnn::lstm_layer_backward(&steps, &inputs, dg, c))
-            });
-        } else {
+        // A backend with a whole-sequence LSTM pass (the CPU, for batches it splits by
+        // sequence) runs it; otherwise one matmul and one cell step per step.
+        let whole_sequence = mode == RnnMode::Lstm && {
+            let (steps, w_hh) = (slots.all_steps(batch, hidden), w_hh.contiguous());
+            Storage::lstm_layer_backward(LstmLayerBackward {
+                steps: &steps,
+                d_state: view(&d_state),
+                ws: view(ws.as_ref().expect("the LSTM keeps a workspace")),
+                state: view(&state),
+                w_hh: view(&w_hh),
+                lengths: k.lengths(),
+                dgates: view(&dgates),
+                carry: view(&carry),
+            })
+        };
+        if !whole_sequence {
             for k_step in (0..steps).rev() {
                 let step = slots.step(batch, hidden, k_step);
                 // dL/dh_t through the next step's recurrent GEMM (none after the last step).
                 let dhw =
                     if k_step + 1 < steps { dgates_h(slots.time(k_step + 1)).matmul(&w_hh) } else { zero_dhw.clone() };
-                let operands = BackwardOperands { d_state: &d_state, dhw: &dhw, ws: &ws, state: &state };
+                let operands = BackwardOperands { d_state: &d_state, dhw: &dhw, ws: ws.as_ref(), state: &state };
                 cell_backward(mode, &step, &operands, &k, &dgates, &carry);
             }
         }
@@ -538,33 +477,32 @@ impl Tensor {
         if let Some(c0) = &c0 {
             slot_view(&state, 1, slots.initial()).assign(&c0.detach());
         }
-        let ws = match (mode.workspace_width(), &device) {
-            (0, Device::Gpu(ctx)) => {
-                // A distinct buffer for the unused read-write binding of the Elman kernel.
-                Tensor::from_gpu_buffer(GpuBuffer::new(ctx, 16), &[4], DType::F32)
-            }
-            (0, Device::Cpu) => Tensor::zeros(&[0], &device),
-            (width, _) => Tensor::empty_like_shape(&[steps, batch, width * hidden], DType::F32, &device, "rnn"),
-        };
+        // The Elman cell keeps no workspace.
+        let ws = (mode.workspace_width() > 0).then(|| {
+            let width = mode.workspace_width();
+            Tensor::empty_like_shape(&[steps, batch, width * hidden], DType::F32, &device, "rnn")
+        });
         debug_assert_eq!(xw.shape(), [steps * batch, gh]);
-        if mode == RnnMode::Lstm && device.is_cpu() && cpu_rnn::splits_by_sequence(batch) {
-            // The whole sequence in one pass, the batch split across threads.
+        // A backend with a whole-sequence LSTM pass (the CPU, for batches it splits by
+        // sequence) runs it; otherwise one matmul and one cell step per step.
+        let whole_sequence = mode == RnnMode::Lstm && {
             let steps = slots.all_steps(batch, hidden);
-            let (xw_data, w_data) = (xw.cpu_data(), w_hh_t.cpu_data());
-            let inputs = cpu_rnn::SequenceInputs {
-                xw: host_slice(&xw_data, &xw),
-                w_hh_t: host_slice(&w_data, &w_hh_t),
-                bias: k.host_bias.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice())),
-                lengths: k.lengths.as_deref(),
-            };
-            with_host_mut(&state, |state| {
-                with_host_mut(&ws, |ws| cpu_rnn::lstm_layer_forward(&steps, &inputs, state, ws))
-            });
-        } else {
+            let (b_ih, b_hh) = k.bias.as_ref().map(|(a, b)| (view(a), view(b))).unzip();
+            Storage::lstm_layer_forward(LstmLayerForward {
+                steps: &steps,
+                xw: view(&xw),
+                w_hh_t: view(&w_hh_t),
+                bias: b_ih.zip(b_hh),
+                lengths: k.lengths(),
+                state: view(&state),
+                ws: view(ws.as_ref().expect("the LSTM keeps a workspace")),
+            })
+        };
+        if !whole_sequence {
             for k_step in 0..steps {
                 let step = slots.step(batch, hidden, k_step);
                 let hw = slot_view(&state, 0, step.slot_in).matmul(&w_hh_t);
-                cell_forward(mode, &step, &xw, &hw, &k, &state, &ws);
+                cell_forward(mode, &step, &xw, &hw, &k, &state, ws.as_ref());
             }
         }
 
@@ -573,9 +511,7 @@ impl Tensor {
         if let Some((b_ih, b_hh)) = bias {
             inputs.extend([b_ih, b_hh]);
         }
-        if mode.workspace_width() > 0 {
-            inputs.push(&ws);
-        }
+        inputs.extend(ws.as_ref());
         let grad = RnnGrad { mode, reverse, has_bias: bias.is_some(), lengths: lengths_i32 };
         let state = Tensor::record(state, GradOp::Rnn(grad), &inputs);
 

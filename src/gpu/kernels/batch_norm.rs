@@ -21,10 +21,7 @@ kernel_params! {
     }
 }
 
-/// `flags` bits of [`batch_norm`], as batch_norm.wgsl names them.
-pub const BATCH_NORM_HAS_WEIGHT: u32 = 1;
-pub const BATCH_NORM_HAS_BIAS: u32 = 2;
-pub const BATCH_NORM_TRAINING: u32 = 4;
+pub use crate::op::norm::{BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING};
 
 /// One batch-normalisation kernel over contiguous `[n, c, l]` operands. `inputs` are the
 /// four read bindings with the element offset each starts at (see batch_norm.wgsl for what

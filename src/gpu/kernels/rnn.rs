@@ -26,12 +26,7 @@ kernel_params! {
     }
 }
 
-/// `flags` bit of [`rnn_cell`] (rnn.wgsl's `HAS_BIAS`): add the biases bound as in2, in3.
-pub const RNN_HAS_BIAS: u32 = 1;
-/// `HAS_LENGTHS`: a step at or past `lengths[b]` carries sequence `b`'s state through.
-pub const RNN_HAS_LENGTHS: u32 = 2;
-/// `RELU`: the Elman cell uses relu instead of tanh.
-pub const RNN_RELU: u32 = 4;
+pub use crate::op::rnn::{RNN_HAS_BIAS, RNN_HAS_LENGTHS, RNN_RELU};
 
 /// One fused recurrent cell step over the whole batch, one invocation per hidden unit.
 /// `inputs` are the four f32 read bindings with the element offset each starts at and
