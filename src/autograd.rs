@@ -148,25 +148,6 @@ pub(crate) enum GradOp {
     Cat {
         axis: usize,
     },
-    /// Convolution, pooling and batch normalisation keep their gradient rules beside their
-    /// forward code, in `tensor/conv.rs`, `tensor/pool.rs` and `tensor/batch_norm.rs`.
-    /// These and the named rules below predate [`FusedGrad`]; each becomes a
-    /// [`GradOp::Fused`] by implementing the trait beside its op and recording with
-    /// [`GradOp::fused`], and its variant here goes.
-    Conv(crate::tensor::ConvGrad),
-    Pool(crate::tensor::PoolGrad),
-    BatchNorm(crate::tensor::BatchNormGrad),
-    /// Embedding lookup, its rule beside it in `tensor/embedding.rs`: inputs are `[weight, indices]`.
-    Embedding(crate::tensor::EmbeddingGrad),
-    /// Layer normalisation, its rule beside it in `tensor/layer_norm.rs`: inputs are
-    /// `[x, statistics, weight (when present), bias (when present)]`.
-    LayerNorm(crate::tensor::LayerNormGrad),
-    /// One recurrent layer and direction through all its time steps, its rule (backward
-    /// through time) beside it in `tensor/rnn.rs`: the output is the state tensor.
-    Rnn(crate::tensor::RnnGrad),
-    /// The fused cross-entropy over class indices, its rule beside it in `loss.rs`: inputs
-    /// are `[logits, targets, saved (lse per row, weight sum), weight (when present)]`.
-    CrossEntropy(crate::loss::CrossEntropyGrad),
     /// A fused op whose rule lives beside its forward code (see [`FusedGrad`]).
     Fused(Arc<dyn FusedGrad>),
 }
@@ -593,13 +574,6 @@ impl GradOp {
                 vec![Some(Tensor::cat(&parts, *axis as isize))]
             }
             GradOp::BroadcastTo => vec![Some(sum_to_shape(g, x.unwrap().shape()))],
-            GradOp::Conv(c) => c.backward(g, inputs),
-            GradOp::Rnn(r) => r.backward(g, inputs, out),
-            GradOp::CrossEntropy(c) => c.backward(g, inputs),
-            GradOp::LayerNorm(l) => l.backward(g, inputs, out),
-            GradOp::Embedding(e) => e.backward(g, inputs, out),
-            GradOp::Pool(p) => p.backward(g, inputs, out),
-            GradOp::BatchNorm(b) => b.backward(g, inputs, out),
             GradOp::Fused(rule) => rule.backward(g, inputs, out),
             GradOp::Cat { axis } => {
                 let mut start = 0;

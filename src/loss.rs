@@ -56,6 +56,7 @@
 //! assert!((smoothed.forward(&logits, &target).item() - 0.50760596).abs() < 1e-6);
 //! ```
 
+use crate::autograd::FusedGrad;
 use crate::autograd::GradOp;
 use crate::cpu::loss::check_targets;
 use crate::op::loss::CrossEntropyRows;
@@ -475,7 +476,7 @@ fn fused_cross_entropy(spec: &ClassLoss, logits: &Tensor, targets: &Tensor) -> O
     let rule = CrossEntropyGrad { ignore_index: spec.ignore_index, reduction: spec.reduction };
     let mut inputs = vec![logits, targets, &aux];
     inputs.extend(spec.weight);
-    Some(Tensor::record(loss, GradOp::CrossEntropy(rule), &inputs))
+    Some(Tensor::record(loss, GradOp::fused(rule), &inputs))
 }
 
 /// The gradient rule of the fused cross-entropy: one kernel from the saved log-sum-exp of
@@ -489,7 +490,7 @@ pub(crate) struct CrossEntropyGrad {
 
 impl CrossEntropyGrad {
     /// Inputs are `[logits, targets, saved, weight (when present)]`.
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+    fn gradients(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let mut grads = vec![None; inputs.len()];
         if !inputs[0].is_tracked() {
             return grads;
@@ -513,6 +514,12 @@ impl CrossEntropyGrad {
         let dx = Tensor::from_storage(dx, &[rows, classes], DType::F32);
         grads[0] = Some(dx);
         grads
+    }
+}
+
+impl FusedGrad for CrossEntropyGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+        self.gradients(g, inputs)
     }
 }
 

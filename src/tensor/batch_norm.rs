@@ -12,6 +12,7 @@
 //! The running statistics are updated in place on the device (`Tensor::assign`), from the
 //! statistics table, so training never waits for the host.
 
+use crate::autograd::FusedGrad;
 use crate::autograd::{is_grad_enabled, GradOp};
 use crate::dtype::DType;
 use crate::op::norm::{BnDims, BATCH_NORM_HAS_BIAS, BATCH_NORM_HAS_WEIGHT, BATCH_NORM_TRAINING, GRAD_ROWS, STATS_ROWS};
@@ -30,7 +31,7 @@ pub(crate) struct BatchNormGrad {
 }
 
 impl BatchNormGrad {
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let (x, stats) = (&inputs[0], &inputs[1]);
         let d = dims_of(x.shape());
         let mut grads: Vec<Option<Tensor>> = vec![None; inputs.len()];
@@ -52,6 +53,12 @@ impl BatchNormGrad {
             grads[next] = inputs[next].is_tracked().then(|| row(&table, 0));
         }
         grads
+    }
+}
+
+impl FusedGrad for BatchNormGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+        self.gradients(g, inputs, out)
     }
 }
 
@@ -230,7 +237,7 @@ impl Tensor {
         let mut inputs = vec![self, &stats];
         inputs.extend(weight);
         inputs.extend(bias);
-        Tensor::record(y, GradOp::BatchNorm(grad), &inputs)
+        Tensor::record(y, GradOp::fused(grad), &inputs)
     }
 }
 

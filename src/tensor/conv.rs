@@ -26,6 +26,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::autograd::FusedGrad;
 use crate::autograd::GradOp;
 use crate::device::Device;
 use crate::dtype::DType;
@@ -216,7 +217,7 @@ pub(crate) struct ConvGrad {
 }
 
 impl ConvGrad {
-    pub(crate) fn backward(&self, gy: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+    fn gradients(&self, gy: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
         let (x, w) = (&inputs[0], &inputs[1]);
         let geom = geometry("conv2d", x.shape(), w.shape(), &self.options);
         let groups = self.options.groups;
@@ -278,6 +279,12 @@ impl ConvGrad {
             grads.push(db);
         }
         grads
+    }
+}
+
+impl FusedGrad for ConvGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+        self.gradients(g, inputs)
     }
 }
 
@@ -421,7 +428,7 @@ impl Tensor {
             self.same_device(b, "conv2d");
         }
         let out = conv2d_forward(&self.detach(), &weight.detach(), bias.map(|b| b.detach()).as_ref(), &geom, options);
-        let grad = GradOp::Conv(ConvGrad { options: *options });
+        let grad = GradOp::fused(ConvGrad { options: *options });
         match bias {
             Some(b) => Tensor::record(out, grad, &[self, weight, b]),
             None => Tensor::record(out, grad, &[self, weight]),

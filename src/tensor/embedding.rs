@@ -24,6 +24,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use super::Tensor;
+use crate::autograd::FusedGrad;
 use crate::autograd::GradOp;
 use crate::cpu;
 use crate::dtype::DType;
@@ -65,11 +66,17 @@ pub(crate) struct EmbeddingGrad {
 }
 
 impl EmbeddingGrad {
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let (weight, indices) = (&inputs[0], &inputs[1]);
         let dw =
             weight.is_tracked().then(|| embedding_backward(g, indices, weight.dim(0), weight.dim(1), self.padding_idx));
         vec![dw, None]
+    }
+}
+
+impl FusedGrad for EmbeddingGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+        self.gradients(g, inputs, out)
     }
 }
 
@@ -127,7 +134,7 @@ impl Tensor {
         let mut shape = indices.shape().to_vec();
         shape.push(dim);
         let out = lookup(&self.detach(), &indices.contiguous(), &shape);
-        Tensor::record(out, GradOp::Embedding(EmbeddingGrad { padding_idx }), &[self, indices])
+        Tensor::record(out, GradOp::fused(EmbeddingGrad { padding_idx }), &[self, indices])
     }
 
     /// The positions of this `i32` tensor (in row-major order) grouped by value, as

@@ -9,6 +9,7 @@
 //! computation would be a dozen dispatches each way with several `[rows, len]`
 //! temporaries.
 
+use crate::autograd::FusedGrad;
 use crate::autograd::GradOp;
 use crate::dtype::DType;
 use crate::op::norm::LnDims;
@@ -30,7 +31,7 @@ pub(crate) struct LayerNormGrad {
 }
 
 impl LayerNormGrad {
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let (x, stats) = (&inputs[0], &inputs[1]);
         let len: usize = self.normalized_shape.iter().product();
         let d = LnDims { rows: x.numel() / len, len };
@@ -59,6 +60,12 @@ impl LayerNormGrad {
             }
         }
         grads
+    }
+}
+
+impl FusedGrad for LayerNormGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+        self.gradients(g, inputs, out)
     }
 }
 
@@ -172,6 +179,6 @@ impl Tensor {
         let mut inputs = vec![self, &stats];
         inputs.extend(weight);
         inputs.extend(bias);
-        Tensor::record(y, GradOp::LayerNorm(grad), &inputs)
+        Tensor::record(y, GradOp::fused(grad), &inputs)
     }
 }

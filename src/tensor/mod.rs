@@ -23,16 +23,10 @@ pub use crate::op::layout::{broadcast_shapes, Layout, MAX_DIMS};
 pub use crate::op::matmul::Activation;
 pub(crate) use attention::attention_with_weights;
 pub use attention::AttnMask;
-pub(crate) use batch_norm::BatchNormGrad;
-pub(crate) use conv::ConvGrad;
 pub use conv::{conv_algorithm, with_conv_algorithm, ConvAlgorithm};
 pub use conv::{im2col_budget, set_im2col_budget, Conv1dOptions, ConvOptions, Size2};
-pub(crate) use embedding::EmbeddingGrad;
 pub use embedding::{embedding_index_checks, set_embedding_index_checks};
-pub(crate) use layer_norm::LayerNormGrad;
-pub(crate) use pool::PoolGrad;
 pub use pool::{AvgPool2dOptions, MaxPool2dOptions};
-pub(crate) use rnn::RnnGrad;
 pub use rnn::{RnnLayerOutput, RnnMode, RnnWeights};
 
 use std::sync::Arc;

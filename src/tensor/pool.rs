@@ -9,6 +9,7 @@
 
 use super::Size2;
 use super::Tensor;
+use crate::autograd::FusedGrad;
 use crate::autograd::GradOp;
 use crate::dtype::DType;
 use crate::op::pool::PoolGeometry;
@@ -203,7 +204,7 @@ pub(crate) struct PoolGrad {
 }
 
 impl PoolGrad {
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let geometry = &self.geometry;
         match self.op {
             PoolOp::MaxPool2d => {
@@ -216,6 +217,12 @@ impl PoolGrad {
                 unreachable!("pooling gradients are computed without recording")
             }
         }
+    }
+}
+
+impl FusedGrad for PoolGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+        self.gradients(g, inputs, out)
     }
 }
 
@@ -306,7 +313,7 @@ impl Tensor {
         };
         let (out, indices) = run_pool(PoolOp::MaxPool2d, &x, None, &geometry);
         let indices = indices.expect("max_pool2d returns indices");
-        let out = Tensor::record(out, GradOp::Pool(PoolGrad { op: PoolOp::MaxPool2d, geometry }), &[&x, &indices]);
+        let out = Tensor::record(out, GradOp::fused(PoolGrad { op: PoolOp::MaxPool2d, geometry }), &[&x, &indices]);
         (Tensor::unbatched(out, unbatched), Tensor::unbatched(indices, unbatched))
     }
 
@@ -343,7 +350,7 @@ impl Tensor {
             divisor_override: o.divisor_override,
         };
         let (out, _) = run_pool(PoolOp::AvgPool2d, &x, None, &geometry);
-        let out = Tensor::record(out, GradOp::Pool(PoolGrad { op: PoolOp::AvgPool2d, geometry }), &[&x]);
+        let out = Tensor::record(out, GradOp::fused(PoolGrad { op: PoolOp::AvgPool2d, geometry }), &[&x]);
         Tensor::unbatched(out, unbatched)
     }
 
@@ -379,7 +386,7 @@ impl Tensor {
             divisor_override: None,
         };
         let (out, _) = run_pool(PoolOp::AdaptiveAvgPool2d, &x, None, &geometry);
-        let out = Tensor::record(out, GradOp::Pool(PoolGrad { op: PoolOp::AdaptiveAvgPool2d, geometry }), &[&x]);
+        let out = Tensor::record(out, GradOp::fused(PoolGrad { op: PoolOp::AdaptiveAvgPool2d, geometry }), &[&x]);
         Tensor::unbatched(out, unbatched)
     }
 }

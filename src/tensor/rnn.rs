@@ -27,6 +27,7 @@
 
 use std::sync::Arc;
 
+use crate::autograd::FusedGrad;
 use crate::autograd::GradOp;
 use crate::backend::{LstmLayerBackward, LstmLayerForward, RnnCellOperands, View};
 use crate::device::Device;
@@ -317,7 +318,7 @@ pub(crate) struct RnnGrad {
 }
 
 impl RnnGrad {
-    pub(crate) fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+    fn gradients(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
         let mode = self.mode;
         let mut next = inputs.iter();
         let mut take = || next.next().expect("rnn_layer records every input its rule reads");
@@ -413,6 +414,12 @@ impl RnnGrad {
             }
         }
         grads
+    }
+}
+
+impl FusedGrad for RnnGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+        self.gradients(g, inputs, out)
     }
 }
 
@@ -513,7 +520,7 @@ impl Tensor {
         }
         inputs.extend(ws.as_ref());
         let grad = RnnGrad { mode, reverse, has_bias: bias.is_some(), lengths: lengths_i32 };
-        let state = Tensor::record(state, GradOp::Rnn(grad), &inputs);
+        let state = Tensor::record(state, GradOp::fused(grad), &inputs);
 
         let section = |s: usize| state.narrow(0, s, 1).squeeze(0);
         let hs = section(0);
