@@ -14,9 +14,11 @@
 //! assert!(rows.iter().all(|s| (s - 1.0).abs() < 1e-5));
 //! ```
 //!
-//! The layout of the crate follows its architecture: [`op`] lists every op; `cpu` holds
-//! their reference implementations, `gpu` their launchers and `shaders/` their kernels;
-//! [`Tensor`] is the public face of all of them.
+//! The layout of the crate follows its architecture: [`op`] lists every op and the
+//! parameter types both backends take; `cpu` holds their reference implementations, `gpu`
+//! their launchers and `shaders/` their kernels, both behind one `Backend` trait that the
+//! storage alone dispatches to; [`Tensor`] is the public face of all of them, [`nn`] builds
+//! models from it and [`train`] trains them.
 //!
 //! ## Building a program that uses wgrad
 //!

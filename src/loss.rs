@@ -488,9 +488,9 @@ pub(crate) struct CrossEntropyGrad {
     reduction: Reduction,
 }
 
-impl CrossEntropyGrad {
+impl FusedGrad for CrossEntropyGrad {
     /// Inputs are `[logits, targets, saved, weight (when present)]`.
-    fn gradients(&self, g: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let mut grads = vec![None; inputs.len()];
         if !inputs[0].is_tracked() {
             return grads;
@@ -514,12 +514,6 @@ impl CrossEntropyGrad {
         let dx = Tensor::from_storage(dx, &[rows, classes], DType::F32);
         grads[0] = Some(dx);
         grads
-    }
-}
-
-impl FusedGrad for CrossEntropyGrad {
-    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
-        self.gradients(g, inputs)
     }
 }
 

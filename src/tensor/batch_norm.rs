@@ -30,8 +30,8 @@ pub(crate) struct BatchNormGrad {
     has_bias: bool,
 }
 
-impl BatchNormGrad {
-    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+impl FusedGrad for BatchNormGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let (x, stats) = (&inputs[0], &inputs[1]);
         let d = dims_of(x.shape());
         let mut grads: Vec<Option<Tensor>> = vec![None; inputs.len()];
@@ -53,12 +53,6 @@ impl BatchNormGrad {
             grads[next] = inputs[next].is_tracked().then(|| row(&table, 0));
         }
         grads
-    }
-}
-
-impl FusedGrad for BatchNormGrad {
-    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
-        self.gradients(g, inputs, out)
     }
 }
 

@@ -216,8 +216,8 @@ pub(crate) struct ConvGrad {
     options: ConvOptions,
 }
 
-impl ConvGrad {
-    fn gradients(&self, gy: &Tensor, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+impl FusedGrad for ConvGrad {
+    fn backward(&self, gy: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let (x, w) = (&inputs[0], &inputs[1]);
         let geom = geometry("conv2d", x.shape(), w.shape(), &self.options);
         let groups = self.options.groups;
@@ -279,12 +279,6 @@ impl ConvGrad {
             grads.push(db);
         }
         grads
-    }
-}
-
-impl FusedGrad for ConvGrad {
-    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
-        self.gradients(g, inputs)
     }
 }
 

@@ -65,18 +65,12 @@ pub(crate) struct EmbeddingGrad {
     padding_idx: Option<usize>,
 }
 
-impl EmbeddingGrad {
-    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+impl FusedGrad for EmbeddingGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let (weight, indices) = (&inputs[0], &inputs[1]);
         let dw =
             weight.is_tracked().then(|| embedding_backward(g, indices, weight.dim(0), weight.dim(1), self.padding_idx));
         vec![dw, None]
-    }
-}
-
-impl FusedGrad for EmbeddingGrad {
-    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
-        self.gradients(g, inputs, out)
     }
 }
 

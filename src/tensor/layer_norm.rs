@@ -30,8 +30,8 @@ pub(crate) struct LayerNormGrad {
     has_bias: bool,
 }
 
-impl LayerNormGrad {
-    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+impl FusedGrad for LayerNormGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let (x, stats) = (&inputs[0], &inputs[1]);
         let len: usize = self.normalized_shape.iter().product();
         let d = LnDims { rows: x.numel() / len, len };
@@ -60,12 +60,6 @@ impl LayerNormGrad {
             }
         }
         grads
-    }
-}
-
-impl FusedGrad for LayerNormGrad {
-    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
-        self.gradients(g, inputs, out)
     }
 }
 

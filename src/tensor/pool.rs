@@ -203,8 +203,8 @@ pub(crate) struct PoolGrad {
     geometry: PoolGeometry,
 }
 
-impl PoolGrad {
-    fn gradients(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
+impl FusedGrad for PoolGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], _out: &Tensor) -> Vec<Option<Tensor>> {
         let geometry = &self.geometry;
         match self.op {
             PoolOp::MaxPool2d => {
@@ -217,12 +217,6 @@ impl PoolGrad {
                 unreachable!("pooling gradients are computed without recording")
             }
         }
-    }
-}
-
-impl FusedGrad for PoolGrad {
-    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
-        self.gradients(g, inputs, out)
     }
 }
 

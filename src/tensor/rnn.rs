@@ -317,8 +317,8 @@ pub(crate) struct RnnGrad {
     lengths: Option<Vec<i32>>,
 }
 
-impl RnnGrad {
-    fn gradients(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
+impl FusedGrad for RnnGrad {
+    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
         let mode = self.mode;
         let mut next = inputs.iter();
         let mut take = || next.next().expect("rnn_layer records every input its rule reads");
@@ -414,12 +414,6 @@ impl RnnGrad {
             }
         }
         grads
-    }
-}
-
-impl FusedGrad for RnnGrad {
-    fn backward(&self, g: &Tensor, inputs: &[Tensor], out: &Tensor) -> Vec<Option<Tensor>> {
-        self.gradients(g, inputs, out)
     }
 }
 

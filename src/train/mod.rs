@@ -559,10 +559,10 @@ impl Trainer {
                 c.on_train_begin(&mut ctx)?;
             }
             if let Some(states) = callback_states {
-                // In the order of state_keys: the callbacks that keep a state.
-                let stateful = callbacks.iter_mut().filter(|c| c.state().is_some());
-                for (c, (_, state)) in stateful.zip(states) {
-                    c.load_state(state)?;
+                // In the order of `state_keys`: index by index, the callbacks that keep a state.
+                let stateful: Vec<usize> = keyed_states(&callbacks).into_iter().map(|(i, _, _)| i).collect();
+                for (i, (_, state)) in stateful.into_iter().zip(states) {
+                    callbacks[i].load_state(state)?;
                 }
             }
             for epoch in start.epoch..epochs {
@@ -646,7 +646,7 @@ impl Trainer {
     fn checkpoint_extra(&self, callbacks: &[Box<dyn Callback>]) -> resume::Extra {
         resume::Extra {
             grad_scale: self.grad_scaler.as_ref().map(|s| (s.scale_factor(), s.growth_tracker())),
-            callbacks: state_keys(callbacks).into_iter().zip(callbacks.iter().filter_map(|c| c.state())).collect(),
+            callbacks: keyed_states(callbacks).into_iter().map(|(_, key, state)| (key, state)).collect(),
         }
     }
 
@@ -845,13 +845,21 @@ enum EpochEnd {
 /// name and its place among the callbacks of that type (`EarlyStopping#0`), so a resumed
 /// trainer may add or drop callbacks that keep none.
 fn state_keys(callbacks: &[Box<dyn Callback>]) -> Vec<String> {
-    let mut keys: Vec<String> = Vec::new();
-    for c in callbacks.iter().filter(|c| c.state().is_some()) {
-        let name = c.name();
-        let same = keys.iter().filter(|k| k.rsplit_once('#').is_some_and(|(n, _)| n == name)).count();
-        keys.push(format!("{name}#{same}"));
+    keyed_states(callbacks).into_iter().map(|(_, key, _)| key).collect()
+}
+
+/// Each callback that keeps a state: its index in `callbacks`, its key (see
+/// [`state_keys`]) and the state, read once.
+fn keyed_states(callbacks: &[Box<dyn Callback>]) -> Vec<(usize, String, CallbackState)> {
+    let mut out: Vec<(usize, String, CallbackState)> = Vec::new();
+    for (i, c) in callbacks.iter().enumerate() {
+        if let Some(state) = c.state() {
+            let name = c.name();
+            let same = out.iter().filter(|(_, k, _)| k.rsplit_once('#').is_some_and(|(n, _)| n == name)).count();
+            out.push((i, format!("{name}#{same}"), state));
+        }
     }
-    keys
+    out
 }
 
 /// Adds `more` into `sum`, parameter by parameter.
