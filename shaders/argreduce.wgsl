@@ -4,14 +4,6 @@
 // reduce.wgsl, carrying (value, index) pairs. Ties go to the smallest index and NaN counts
 // as the largest value (and the smallest for argmin), as in PyTorch.
 
-struct ReduceParams {
-    rows: u32,
-    len: u32,
-    src_offset: u32,
-    correction: f32,
-}
-
-@group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<i32>;
 

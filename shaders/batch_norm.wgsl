@@ -20,7 +20,8 @@
 // 5 scale. In evaluation mode rows 3 and 4 are zero: the statistics are constants.
 //
 // The reductions run one workgroup per channel: every invocation folds a strided share of
-// the channel's M elements, then the workgroup combines the partial sums in a tree.
+// the channel's M elements, then workgroup_sum_vec2 (workgroup_sum_vec2.wgsl) adds the
+// partial sums.
 
 struct BatchNormParams {
     n: u32,
@@ -44,8 +45,6 @@ const TRAINING: u32 = 4u;
 @group(0) @binding(3) var<storage, read> in2: array<f32>;
 @group(0) @binding(4) var<storage, read> in3: array<f32>;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
-
-var<workgroup> partial: array<vec2<f32>, WG>;
 
 // What channel_sums adds up per element.
 const SUM_X: u32 = 0u;        // (x, 0) from in0
@@ -87,18 +86,7 @@ fn channel_sums(mode: u32, ch: u32, lid: u32, center: f32) -> vec2<f32> {
             n = n + 1u;
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            partial[lid] = partial[lid] + partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    // Everyone has read the result before a following reduction reuses the buffer.
-    workgroupBarrier();
-    return result;
+    return workgroup_sum_vec2(acc, lid);
 }
 
 // Mean and biased variance in two passes over the data (the mean, then the squared

@@ -1,6 +1,6 @@
 // copy.wgsl: copy a strided view into a strided destination, bit for bit.
 //
-// Bindings: params (the same layout as elementwise.wgsl's), src (u32 words), out (u32
+// Bindings: params (elementwise_params.wgsl), src (u32 words), out (u32
 // words). Working on raw 32-bit words makes one kernel serve every 4-byte dtype (f32, i32)
 // and keeps integer bit patterns away from float registers, where a denormal could be
 // flushed. One invocation copies one element; `contiguous()`, `cat` and `stack` use it.
@@ -9,18 +9,6 @@
 // for a contiguous destination, what `contiguous()` asks for, with the destination's
 // strided index path compiled out (see elementwise.wgsl on why that pays).
 
-struct ElementwiseParams {
-    numel: u32,
-    rank: u32,
-    scalar0: f32,
-    scalar1: f32,
-    offsets: vec4<u32>,
-    contiguous: vec4<u32>,
-    shape: array<vec4<u32>, 2>,
-    strides: array<array<vec4<u32>, 2>, 4>,
-}
-
-@group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> src: array<u32>;
 @group(0) @binding(2) var<storage, read_write> out: array<u32>;
 

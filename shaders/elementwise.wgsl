@@ -8,18 +8,6 @@
 // The file is built twice (src/gpu/shaders.rs): as `elementwise`, and as
 // `elementwise_contiguous` for dispatches whose operands are all contiguous.
 
-struct ElementwiseParams {
-    numel: u32,
-    rank: u32,
-    scalar0: f32,
-    scalar1: f32,
-    offsets: vec4<u32>,     // a, b, cond, out
-    contiguous: vec4<u32>,  // 1 where that operand is row-major with the output's shape
-    shape: array<vec4<u32>, 2>,
-    strides: array<array<vec4<u32>, 2>, 4>,  // a, b, cond, out
-}
-
-@group(0) @binding(0) var<uniform> p: ElementwiseParams;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read> cond: array<f32>;

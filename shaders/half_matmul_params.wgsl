@@ -1,7 +1,7 @@
 // half_matmul_params.wgsl: the params and bindings of the f16 matmul, shared by its
 // portable build (half_matmul.wgsl) and its cooperative-matrix builds
 // (half_matmul_coop.wgsl), which src/gpu/shaders.rs places this file in front of, and
-// mirrored by `HalfMatmulParams` in src/gpu/launch.rs. `blocks_m` and `blocks_n` count the
+// mirrored by `HalfMatmulParams` in src/gpu/kernels/half.rs. `blocks_m` and `blocks_n` count the
 // blocks of C in the kernel's own block size.
 //
 // Bindings: params, a (packed f16: element i in half i%2 of word i/2), b (packed f16), out

@@ -6,21 +6,6 @@
 // it looks up (index_select: index[coordinate]; gather: index[i]) and reads src there.
 // An index outside [0, axis_len) yields NaN: a kernel cannot raise, and NaN is loud.
 
-struct IndexParams {
-    numel: u32,
-    rank: u32,
-    axis: u32,
-    axis_len: u32,     // src's size along axis
-    src_offset: u32,
-    index_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    shape: array<vec4<u32>, 2>,        // output shape
-    src_shape: array<vec4<u32>, 2>,    // unused here; shared layout with scatter.wgsl
-    src_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: IndexParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> indices: array<i32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

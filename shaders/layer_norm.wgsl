@@ -16,10 +16,10 @@
 // Unused inputs and outputs are bound to other buffers the launcher has and never touched.
 //
 // forward and backward run one workgroup per row: every invocation folds a strided share
-// of the row, then the workgroup combines the partial sums in a tree. param_backward runs
+// of the row, then workgroup_sum_vec2 (workgroup_sum_vec2.wgsl) adds the partial sums. param_backward runs
 // one workgroup per (tile of COLS columns, chunk of rows): COLS adjacent invocations read
 // adjacent columns of a row (coalesced), ROW_LANES such groups take every ROW_LANES-th row
-// of the chunk, and a tree over the lanes finishes the column sums.
+// of the chunk, and the same tree over each column's lanes finishes its sums.
 
 struct LayerNormParams {
     rows: u32,
@@ -48,24 +48,6 @@ const ROW_LANES: u32 = 8u;
 @group(0) @binding(5) var<storage, read_write> out: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out2: array<f32>;
 
-var<workgroup> partial: array<vec2<f32>, WG>;
-
-// The sum of `value` over the workgroup, returned to every invocation.
-fn workgroup_sum(value: vec2<f32>, lid: u32) -> vec2<f32> {
-    partial[lid] = value;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            partial[lid] = partial[lid] + partial[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    // Everyone has read the result before a following reduction reuses the buffer.
-    workgroupBarrier();
-    return result;
-}
-
 // Element j of the weight, or 1 without one.
 fn weight_at(j: u32) -> f32 {
     if ((p.flags & HAS_WEIGHT) != 0u) {
@@ -89,13 +71,13 @@ fn layer_norm_forward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgro
     for (var j = lid; j < p.len; j = j + WG) {
         sum = sum + in0[base + j];
     }
-    let mean = workgroup_sum(vec2<f32>(sum, 0.0), lid).x / count;
+    let mean = workgroup_sum_vec2(vec2<f32>(sum, 0.0), lid).x / count;
     var squares = 0.0;
     for (var j = lid; j < p.len; j = j + WG) {
         let d = in0[base + j] - mean;
         squares = squares + d * d;
     }
-    let variance = workgroup_sum(vec2<f32>(squares, 0.0), lid).x / count;
+    let variance = workgroup_sum_vec2(vec2<f32>(squares, 0.0), lid).x / count;
     let rstd = 1.0 / sqrt(variance + p.eps);
     for (var j = lid; j < p.len; j = j + WG) {
         var y = (in0[base + j] - mean) * rstd * weight_at(j);
@@ -128,7 +110,7 @@ fn layer_norm_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgr
         let xhat = (in0[x_base + j] - mean) * rstd;
         acc = acc + vec2<f32>(g, g * xhat);
     }
-    let sums = workgroup_sum(acc, lid) / f32(p.len);
+    let sums = workgroup_sum_vec2(acc, lid) / f32(p.len);
     for (var j = lid; j < p.len; j = j + WG) {
         let g = in1[dy_base + j] * weight_at(j);
         let xhat = (in0[x_base + j] - mean) * rstd;
@@ -158,16 +140,8 @@ fn layer_norm_param_backward(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_
             acc = acc + vec2<f32>(dy * xhat, dy);
         }
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = ROW_LANES / 2u; stride > 0u; stride = stride / 2u) {
-        if (lane < stride) {
-            partial[lid] = partial[lid] + partial[lid + stride * COLS];
-        }
-        workgroupBarrier();
-    }
+    let sums = workgroup_sum_vec2_groups(acc, lid, lane, ROW_LANES, COLS);
     if (lane == 0u && j < p.len) {
-        let sums = partial[lid];
         out[chunk * 2u * p.len + j] = sums.x;
         out[(chunk * 2u + 1u) * p.len + j] = sums.y;
     }

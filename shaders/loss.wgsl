@@ -15,8 +15,8 @@
 //
 // cross_entropy_forward runs as one workgroup. Invocation t takes rows t, t + WG, ... in
 // order; for each row it computes lse = max + log(sum(exp(x - max))), the row's loss
-// l = w[y] * (lse - x[y]) and weight w[y], and adds them to its running sums; then a tree
-// over the workgroup (strides WG/2 down to 1) adds the WG partial sums. out holds
+// l = w[y] * (lse - x[y]) and weight w[y], and adds them to its running sums; then
+// workgroup_sum_vec2 (workgroup_sum_vec2.wgsl) adds the WG partial pairs. out holds
 // [losses | lse | weight sum]: the losses are one value (the sum, or the sum divided by
 // the weight sum for REDUCTION_MEAN) or, for REDUCTION_NONE, one per row.
 //
@@ -52,9 +52,6 @@ const REDUCTION_NONE: u32 = 2u;
 @group(0) @binding(4) var<storage, read> aux: array<f32>;
 @group(0) @binding(5) var<storage, read> grad: array<f32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
-
-var<workgroup> part_loss: array<f32, WG>;
-var<workgroup> part_weight: array<f32, WG>;
 
 // A quiet NaN made from a uniform value, so that no compiler folds it into a constant
 // (WGSL rejects NaN in constant expressions).
@@ -113,19 +110,10 @@ fn cross_entropy_forward(@builtin(local_invocation_index) lid: u32) {
         acc_loss = acc_loss + l;
         acc_weight = acc_weight + w;
     }
-    part_loss[lid] = acc_loss;
-    part_weight[lid] = acc_weight;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            part_loss[lid] = part_loss[lid] + part_loss[lid + stride];
-            part_weight[lid] = part_weight[lid] + part_weight[lid + stride];
-        }
-        workgroupBarrier();
-    }
+    let sums = workgroup_sum_vec2(vec2<f32>(acc_loss, acc_weight), lid);
     if (lid == 0u) {
-        let total = part_loss[0];
-        let weight_sum = part_weight[0];
+        let total = sums.x;
+        let weight_sum = sums.y;
         out[lse_at + p.rows] = weight_sum;
         if (p.reduction == REDUCTION_MEAN) {
             out[0] = total / weight_sum;

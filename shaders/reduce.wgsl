@@ -2,66 +2,25 @@
 //
 // Bindings: params, src (f32, the matrix starting at src_offset), out (f32, one value per
 // row). One workgroup reduces one row: each invocation folds a strided slice of the row,
-// then the workgroup combines the WG partial results in a tree in workgroup memory.
+// then workgroup_reduce (workgroup_reduce.wgsl) combines the WG partial results.
 // The tensor layer moves the reduced axes last (a copy when they are not already).
 
-struct ReduceParams {
-    rows: u32,
-    len: u32,
-    src_offset: u32,
-    correction: f32,  // var: divide by len - correction
-}
-
-@group(0) @binding(0) var<uniform> p: ReduceParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
-
-var<workgroup> partial: array<f32, WG>;
-
-const OP_SUM: u32 = 0u;
-const OP_MAX: u32 = 1u;
-const OP_MIN: u32 = 2u;
-
-fn combine(op: u32, x: f32, y: f32) -> f32 {
-    switch op {
-        case OP_MAX: { return nan_max(x, y); }
-        case OP_MIN: { return nan_min(x, y); }
-        default: { return x + y; }
-    }
-}
-
-fn identity(op: u32) -> f32 {
-    switch op {
-        case OP_MAX: { return bitcast<f32>(0xff800000u); } // -inf
-        case OP_MIN: { return bitcast<f32>(0x7f800000u); } // +inf
-        default: { return 0.0; }
-    }
-}
 
 // Reduces row `row` with `op`, subtracting `center` from every element first (and squaring
 // when `square`), and returns the result to every invocation of the workgroup.
 fn reduce_row(op: u32, row: u32, lid: u32, center: f32, square: bool) -> f32 {
     let base = p.src_offset + row * p.len;
-    var acc = identity(op);
+    var acc = reduce_identity(op);
     for (var j = lid; j < p.len; j = j + WG) {
         var x = src[base + j] - center;
         if (square) {
             x = x * x;
         }
-        acc = combine(op, acc, x);
+        acc = reduce_combine(op, acc, x);
     }
-    partial[lid] = acc;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            partial[lid] = combine(op, partial[lid], partial[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let result = partial[0];
-    // Everyone has read the result before the buffer is reused by a following reduction.
-    workgroupBarrier();
-    return result;
+    return workgroup_reduce(op, acc, lid);
 }
 
 @compute @workgroup_size(WG)
@@ -70,7 +29,7 @@ fn reduce_sum(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (row >= p.rows) {
         return;
     }
-    let s = reduce_row(OP_SUM, row, lid, 0.0, false);
+    let s = reduce_row(REDUCE_SUM, row, lid, 0.0, false);
     if (lid == 0u) {
         out[row] = s;
     }
@@ -82,7 +41,7 @@ fn reduce_mean(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw
     if (row >= p.rows) {
         return;
     }
-    let s = reduce_row(OP_SUM, row, lid, 0.0, false);
+    let s = reduce_row(REDUCE_SUM, row, lid, 0.0, false);
     if (lid == 0u) {
         out[row] = s / f32(p.len);
     }
@@ -94,7 +53,7 @@ fn reduce_max(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (row >= p.rows) {
         return;
     }
-    let m = reduce_row(OP_MAX, row, lid, 0.0, false);
+    let m = reduce_row(REDUCE_MAX, row, lid, 0.0, false);
     if (lid == 0u) {
         out[row] = m;
     }
@@ -106,7 +65,7 @@ fn reduce_min(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (row >= p.rows) {
         return;
     }
-    let m = reduce_row(OP_MIN, row, lid, 0.0, false);
+    let m = reduce_row(REDUCE_MIN, row, lid, 0.0, false);
     if (lid == 0u) {
         out[row] = m;
     }
@@ -120,8 +79,8 @@ fn reduce_var(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nwg
     if (row >= p.rows) {
         return;
     }
-    let mean = reduce_row(OP_SUM, row, lid, 0.0, false) / f32(p.len);
-    let ss = reduce_row(OP_SUM, row, lid, mean, true);
+    let mean = reduce_row(REDUCE_SUM, row, lid, 0.0, false) / f32(p.len);
+    let ss = reduce_row(REDUCE_SUM, row, lid, mean, true);
     if (lid == 0u) {
         out[row] = ss / max(f32(p.len) - p.correction, 0.0);
     }

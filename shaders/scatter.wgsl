@@ -1,7 +1,7 @@
 // scatter.wgsl: index_add and scatter_add along one axis, the gradients of index_select
 // and gather. Deterministic and free of float atomics (which WGSL does not have).
 //
-// Bindings: params (IndexParams, the same layout as index.wgsl's), src (f32 view: the incoming gradient), indices (i32, contiguous; for
+// Bindings: params (index_params.wgsl), src (f32 view: the incoming gradient), indices (i32, contiguous; for
 // scatter_add laid out exactly like src), out (f32, contiguous, shape `shape`).
 // One invocation owns one output element and sums every src element whose index points
 // at it, looping over the src axis (length axis_len) in order. Each element is written
@@ -10,21 +10,6 @@
 // a loss (axis_len 1); an embedding's backward over a large batch will want a sort-based
 // kernel.
 
-struct IndexParams {
-    numel: u32,
-    rank: u32,
-    axis: u32,
-    axis_len: u32,     // src's size along axis
-    src_offset: u32,
-    index_offset: u32,
-    _pad0: u32,
-    _pad1: u32,
-    shape: array<vec4<u32>, 2>,        // output shape
-    src_shape: array<vec4<u32>, 2>,
-    src_strides: array<vec4<u32>, 2>,
-}
-
-@group(0) @binding(0) var<uniform> p: IndexParams;
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read> indices: array<i32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;

@@ -15,39 +15,18 @@ struct SoftmaxParams {
 @group(0) @binding(1) var<storage, read> src: array<f32>;
 @group(0) @binding(2) var<storage, read_write> out: array<f32>;
 
-var<workgroup> partial: array<f32, WG>;
-
-fn tree(lid: u32, is_max: bool) -> f32 {
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            if (is_max) {
-                partial[lid] = nan_max(partial[lid], partial[lid + stride]);
-            } else {
-                partial[lid] = partial[lid] + partial[lid + stride];
-            }
-        }
-        workgroupBarrier();
-    }
-    let r = partial[0];
-    workgroupBarrier();
-    return r;
-}
-
 // Returns (row max, sum of exp(x - max)) to every invocation.
 fn row_stats(base: u32, lid: u32) -> vec2<f32> {
     var m = bitcast<f32>(0xff800000u);
     for (var j = lid; j < p.len; j = j + WG) {
         m = nan_max(m, src[base + j]);
     }
-    partial[lid] = m;
-    let row_max = tree(lid, true);
+    let row_max = workgroup_reduce(REDUCE_MAX, m, lid);
     var s = 0.0;
     for (var j = lid; j < p.len; j = j + WG) {
         s = s + exp(src[base + j] - row_max);
     }
-    partial[lid] = s;
-    return vec2<f32>(row_max, tree(lid, false));
+    return vec2<f32>(row_max, workgroup_reduce(REDUCE_SUM, s, lid));
 }
 
 @compute @workgroup_size(WG)

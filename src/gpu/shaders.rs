@@ -21,8 +21,9 @@ pub enum Access {
 pub struct ShaderFile {
     /// File stem, matching [`crate::op::KernelRef::file`].
     pub name: &'static str,
-    /// The file's own text, without the common prelude (for the matmul files, the shared
-    /// matmul_epilogue.wgsl or half_matmul_params.wgsl and then the file).
+    /// The file's own text, without the common prelude; for a file that uses a shared piece
+    /// (the matmul params and epilogue, a workgroup reduction), that piece and then the
+    /// file (see `shader_body!`).
     pub body: &'static str,
     /// Storage bindings 1.. in order (binding 0 is always the params uniform).
     pub storage: &'static [Access],
@@ -48,17 +49,26 @@ pub const COMMON: &str = include_str!("../../shaders/common.wgsl");
 
 use Access::{Read, ReadWrite};
 
+/// A body made of WGSL files of `shaders/` in order: the shared pieces a kernel file uses
+/// (params, helpers or workgroup memory that several files share, each written once),
+/// then the kernel file itself.
+macro_rules! shader_body {
+    ($($file:literal),+) => {
+        concat!($(include_str!(concat!("../../shaders/", $file))),+)
+    };
+}
+
 /// A body of the f32 matmul: the shared params, bindings and epilogue, then the kernel `$file`.
 macro_rules! matmul_body {
     ($file:literal) => {
-        concat!(include_str!("../../shaders/matmul_epilogue.wgsl"), include_str!(concat!("../../shaders/", $file)))
+        shader_body!("matmul_epilogue.wgsl", $file)
     };
 }
 
 /// A body of the f16 matmul: the shared params and bindings, then the kernel `$file`.
 macro_rules! half_matmul_body {
     ($file:literal) => {
-        concat!(include_str!("../../shaders/half_matmul_params.wgsl"), include_str!(concat!("../../shaders/", $file)))
+        shader_body!("half_matmul_params.wgsl", $file)
     };
 }
 
@@ -106,7 +116,7 @@ pub const FILES: &[ShaderFile] = &[
         defines: "const CONTIGUOUS: bool = false;",
         ..ShaderFile::plain(
             "elementwise",
-            include_str!("../../shaders/elementwise.wgsl"),
+            shader_body!("elementwise_params.wgsl", "elementwise.wgsl"),
             &[Read, Read, Read, ReadWrite],
         )
     },
@@ -118,22 +128,30 @@ pub const FILES: &[ShaderFile] = &[
         defines: "const CONTIGUOUS: bool = true;",
         ..ShaderFile::plain(
             "elementwise_contiguous",
-            include_str!("../../shaders/elementwise.wgsl"),
+            shader_body!("elementwise_params.wgsl", "elementwise.wgsl"),
             &[Read, Read, Read, ReadWrite],
         )
     },
     ShaderFile {
         defines: "const DST_CONTIGUOUS: bool = false;",
-        ..ShaderFile::plain("copy", include_str!("../../shaders/copy.wgsl"), &[Read, ReadWrite])
+        ..ShaderFile::plain("copy", shader_body!("elementwise_params.wgsl", "copy.wgsl"), &[Read, ReadWrite])
     },
     ShaderFile {
         defines: "const DST_CONTIGUOUS: bool = true;",
-        ..ShaderFile::plain("copy_to_contiguous", include_str!("../../shaders/copy.wgsl"), &[Read, ReadWrite])
+        ..ShaderFile::plain(
+            "copy_to_contiguous",
+            shader_body!("elementwise_params.wgsl", "copy.wgsl"),
+            &[Read, ReadWrite],
+        )
     },
     ShaderFile::plain("creation", include_str!("../../shaders/creation.wgsl"), &[ReadWrite]),
-    ShaderFile::plain("reduce", include_str!("../../shaders/reduce.wgsl"), &[Read, ReadWrite]),
-    ShaderFile::plain("argreduce", include_str!("../../shaders/argreduce.wgsl"), &[Read, ReadWrite]),
-    ShaderFile::plain("softmax", include_str!("../../shaders/softmax.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain(
+        "reduce",
+        shader_body!("reduce_params.wgsl", "workgroup_reduce.wgsl", "reduce.wgsl"),
+        &[Read, ReadWrite],
+    ),
+    ShaderFile::plain("argreduce", shader_body!("reduce_params.wgsl", "argreduce.wgsl"), &[Read, ReadWrite]),
+    ShaderFile::plain("softmax", shader_body!("workgroup_reduce.wgsl", "softmax.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("matmul", matmul_body!("matmul.wgsl"), &[Read, Read, Read, ReadWrite]),
     ShaderFile::plain("matmul_vec4", matmul_body!("matmul_vec4.wgsl"), &[Read, Read, Read, ReadWrite]),
     ShaderFile::plain(
@@ -141,21 +159,21 @@ pub const FILES: &[ShaderFile] = &[
         include_str!("../../shaders/optim.wgsl"),
         &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
     ),
-    ShaderFile::plain("scatter", include_str!("../../shaders/scatter.wgsl"), &[Read, Read, ReadWrite]),
-    ShaderFile::plain("index", include_str!("../../shaders/index.wgsl"), &[Read, Read, ReadWrite]),
+    ShaderFile::plain("scatter", shader_body!("index_params.wgsl", "scatter.wgsl"), &[Read, Read, ReadWrite]),
+    ShaderFile::plain("index", shader_body!("index_params.wgsl", "index.wgsl"), &[Read, Read, ReadWrite]),
     ShaderFile::plain("conv", include_str!("../../shaders/conv.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("conv_direct", include_str!("../../shaders/conv_direct.wgsl"), &[Read, Read, Read, ReadWrite]),
     ShaderFile::plain("pool", include_str!("../../shaders/pool.wgsl"), &[Read, Read, ReadWrite, ReadWrite]),
     ShaderFile::plain(
         "batch_norm",
-        include_str!("../../shaders/batch_norm.wgsl"),
+        shader_body!("workgroup_sum_vec2.wgsl", "batch_norm.wgsl"),
         &[Read, Read, Read, Read, ReadWrite],
     ),
     ShaderFile::plain("augment", include_str!("../../shaders/augment.wgsl"), &[Read, Read, ReadWrite]),
     ShaderFile::plain("embedding", include_str!("../../shaders/embedding.wgsl"), &[Read, Read, ReadWrite, ReadWrite]),
     ShaderFile::plain(
         "layer_norm",
-        include_str!("../../shaders/layer_norm.wgsl"),
+        shader_body!("workgroup_sum_vec2.wgsl", "layer_norm.wgsl"),
         &[Read, Read, Read, Read, ReadWrite, ReadWrite],
     ),
     ShaderFile::plain(
@@ -163,7 +181,11 @@ pub const FILES: &[ShaderFile] = &[
         include_str!("../../shaders/rnn.wgsl"),
         &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
     ),
-    ShaderFile::plain("loss", include_str!("../../shaders/loss.wgsl"), &[Read, Read, Read, Read, Read, ReadWrite]),
+    ShaderFile::plain(
+        "loss",
+        shader_body!("workgroup_sum_vec2.wgsl", "loss.wgsl"),
+        &[Read, Read, Read, Read, Read, ReadWrite],
+    ),
     ShaderFile::plain("half", include_str!("../../shaders/half.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("half_matmul", half_matmul_body!("half_matmul.wgsl"), &[Read, Read, ReadWrite]),
     half_matmul_coop!(8),
