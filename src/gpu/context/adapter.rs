@@ -35,7 +35,11 @@ impl AdapterSummary {
     }
 
     /// Software rasterisers: Mesa's llvmpipe/lavapipe, Microsoft WARP, SwiftShader.
+    /// wgpu's noop back-end (see `Device::noop`) is none of these: it stands for a GPU.
     pub fn is_software(&self) -> bool {
+        if self.backend == wgpu::Backend::Noop {
+            return false;
+        }
         let name = self.name.to_lowercase();
         self.device_type == wgpu::DeviceType::Cpu
             || ["llvmpipe", "lavapipe", "swiftshader", "basic render driver", "warp"].iter().any(|s| name.contains(s))
@@ -160,6 +164,7 @@ impl GpuContext {
             params_stride,
             poison: AtomicBool::new(false),
             counters: Counters::default(),
+            host_timers: Default::default(),
             profile: Mutex::new(ProfileSums::default()),
             errors,
         })

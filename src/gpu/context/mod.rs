@@ -35,8 +35,8 @@ mod timestamps;
 
 pub use adapter::{cooperative_f16_tile, wanted_features, AdapterSummary};
 use recording::Batch;
-use stats::Counters;
-pub use stats::DeviceStats;
+use stats::{Counters, HostTimers};
+pub use stats::{DeviceStats, HostTimes};
 
 /// Dispatches recorded before the batch is submitted without being asked.
 pub const MAX_DISPATCHES_PER_BATCH: usize = 256;
@@ -103,6 +103,7 @@ pub struct GpuContext {
     params_stride: usize,
     poison: AtomicBool,
     counters: Counters,
+    host_timers: HostTimers,
     /// Kernel times gathered while profiling.
     profile: Mutex<ProfileSums>,
     /// GPU errors waiting to be reported (see [`GpuContext::take_error`]).

@@ -62,6 +62,7 @@ impl GpuContext {
     /// of the file's signature; `params` is the kernel's params struct as bytes.
     pub fn dispatch(&self, kernel: KernelRef, params: &[u8], buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) {
         assert!(params.len() <= PARAMS_SLOT, "params of {} exceed {PARAMS_SLOT} bytes", kernel.entry);
+        let timer = self.host_timers.start();
         let spec = shaders::file(kernel.file);
         assert_eq!(buffers.len(), spec.storage.len(), "{}: wrong number of buffers", kernel.entry);
         if workgroups.contains(&0) {
@@ -69,6 +70,7 @@ impl GpuContext {
         }
         let pipeline = self.pipeline(kernel);
         let layout = self.bind_group_layout(kernel.file);
+        let timer = self.host_timers.lap(&self.host_timers.lookup, timer);
         log::trace!("dispatch {}::{} {:?}", kernel.file, kernel.entry, workgroups);
         let clock = self.profile_clock();
 
@@ -86,6 +88,7 @@ impl GpuContext {
         batch.params.resize(slot + self.params_stride, 0);
         batch.params[slot..slot + params.len()].copy_from_slice(params);
         batch.dispatches += 1;
+        let timer = self.host_timers.lap(&self.host_timers.params, timer);
 
         let mut entries = vec![wgpu::BindGroupEntry {
             binding: 0,
@@ -103,6 +106,7 @@ impl GpuContext {
             layout: &layout,
             entries: &entries,
         });
+        let timer = self.host_timers.lap(&self.host_timers.bind_group, timer);
         let query = (clock == Some(Clock::Timestamps)).then(|| {
             self.timestamps(&mut batch);
             batch.timed.push(kernel);
@@ -122,6 +126,7 @@ impl GpuContext {
             pass.set_bind_group(0, &bind_group, &[]);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         }
+        self.host_timers.lap(&self.host_timers.encode, timer);
         if clock == Some(Clock::Host) {
             let start = Instant::now();
             self.submit_locked(&mut batch);
@@ -185,6 +190,7 @@ impl GpuContext {
     }
 
     pub(super) fn submit_locked(&self, batch: &mut Batch) {
+        let timer = self.host_timers.start();
         let timed = std::mem::take(&mut batch.timed);
         if let Some(mut encoder) = batch.encoder.take() {
             if batch.dispatches > 0 {
@@ -225,6 +231,7 @@ impl GpuContext {
         }
         batch.params.clear();
         batch.dispatches = 0;
+        self.host_timers.lap(&self.host_timers.submit, timer);
     }
 
     /// Submits everything recorded so far without waiting for it.
