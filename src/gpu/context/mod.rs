@@ -48,8 +48,9 @@ pub const PARAMS_SLOT: usize = 256;
 pub const WORKGROUP_SIZE: u32 = 256;
 
 /// How many read-write bindings of one dispatch may be left unused (see
-/// [`GpuContext::unused_binding`]): the optimizer's missing parameter segments.
-pub const UNUSED_BINDINGS: usize = 2;
+/// [`GpuContext::unused_binding`]): the optimizer's missing parameter segments (a
+/// dispatch of four parameters on its twelve-segment build leaves eight).
+pub const UNUSED_BINDINGS: usize = 8;
 
 /// The bit pattern written into outputs before kernels run when poisoning is on: a quiet
 /// NaN with a payload no arithmetic produces.
