@@ -151,8 +151,10 @@ impl GpuContext {
             cooperative_f16_tile,
             pool: Mutex::new(BufferPool::default()),
             layouts: Mutex::new(HashMap::new()),
-            pipelines: Mutex::new(HashMap::new()),
+            kernels: Mutex::default(),
+            bind_groups: Mutex::default(),
             batch: Mutex::new(Batch {
+                pass: None,
                 encoder: None,
                 params: Vec::new(),
                 dispatches: 0,

@@ -24,7 +24,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
-use crate::op::KernelRef;
 use crate::profile::ProfileSums;
 
 mod adapter;
@@ -94,8 +93,9 @@ pub struct GpuContext {
     /// it on cooperative matrices; see [`cooperative_f16_tile`].
     pub cooperative_f16_tile: Option<u32>,
     pub(crate) pool: Mutex<BufferPool>,
-    layouts: Mutex<HashMap<&'static str, Arc<wgpu::BindGroupLayout>>>,
-    pipelines: Mutex<HashMap<KernelRef, Arc<wgpu::ComputePipeline>>>,
+    layouts: Mutex<HashMap<&'static str, wgpu::BindGroupLayout>>,
+    kernels: Mutex<pipelines::Kernels>,
+    bind_groups: Mutex<pipelines::BindGroups>,
     batch: Mutex<Batch>,
     /// The uniform buffer that holds the params of the batch being recorded.
     params_buffer: wgpu::Buffer,
