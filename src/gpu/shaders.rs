@@ -216,6 +216,11 @@ pub const FILES: &[ShaderFile] = &[
         include_str!("../../shaders/rnn.wgsl"),
         &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
     ),
+    ShaderFile::plain(
+        "lstm_sequence",
+        include_str!("../../shaders/lstm_sequence.wgsl"),
+        &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+    ),
     ShaderFile::plain("loss", include_str!("../../shaders/loss.wgsl"), &[Read, Read, Read, Read, Read, ReadWrite]),
     ShaderFile::plain("half", include_str!("../../shaders/half.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("half_matmul", half_matmul_body!("half_matmul.wgsl"), &[Read, Read, ReadWrite]),

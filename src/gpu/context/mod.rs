@@ -103,6 +103,8 @@ pub struct GpuContext {
     unused_bindings: [wgpu::Buffer; UNUSED_BINDINGS],
     params_stride: usize,
     poison: AtomicBool,
+    /// See [`GpuContext::set_whole_sequence_lstm`].
+    whole_sequence_lstm: AtomicBool,
     counters: Counters,
     host_timers: HostTimers,
     /// Kernel times gathered while profiling.
@@ -126,6 +128,21 @@ impl GpuContext {
 
     pub fn poison_enabled(&self) -> bool {
         self.poison.load(Ordering::Relaxed)
+    }
+
+    /// Whether an LSTM layer whose hidden size fits one workgroup runs as one
+    /// whole-sequence dispatch per direction (lstm_sequence.wgsl) or as one recurrent
+    /// matmul and one cell dispatch per step. The two agree to rounding. On by default on
+    /// hardware adapters (and the noop device), where a step's cost is the dispatches';
+    /// off on software adapters, where the kernel's per-thread loops run slower than the
+    /// tiled matmul.
+    pub fn set_whole_sequence_lstm(&self, on: bool) {
+        self.whole_sequence_lstm.store(on, Ordering::Relaxed);
+    }
+
+    /// See [`GpuContext::set_whole_sequence_lstm`].
+    pub fn whole_sequence_lstm(&self) -> bool {
+        self.whole_sequence_lstm.load(Ordering::Relaxed)
     }
 
     /// The error the GPU reported since the last call, if any, as [`Error::Gpu`] (the first
