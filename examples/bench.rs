@@ -198,10 +198,12 @@ fn main() {
     );
     let mut rows = Vec::new();
     for spec in specs {
-        let default_runs = match () {
-            _ if noop => NOOP_RUNS,
-            _ if small && spec.family() == Family::Step => 1,
-            _ => DEFAULT_RUNS,
+        let default_runs = if noop {
+            NOOP_RUNS
+        } else if small && spec.family() == Family::Step {
+            1
+        } else {
+            DEFAULT_RUNS
         };
         let row = measure(&dev, spec, runs.unwrap_or(default_runs), noop);
         print_row(&row);

@@ -234,8 +234,7 @@ impl Device {
         };
         let instance = wgpu::Instance::new(desc);
         let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::NOOP));
-        let adapter =
-            adapters.first().ok_or(Error::NoAdapter { wanted: "noop", found: Vec::new() })?;
+        let adapter = adapters.first().ok_or(Error::NoAdapter { wanted: "noop", found: Vec::new() })?;
         let ctx = Arc::new(GpuContext::open(adapter)?);
         *guard = Some(ctx.clone());
         Ok(Device::Gpu(ctx))

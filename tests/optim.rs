@@ -779,7 +779,9 @@ fn every_configuration() -> Vec<GroupedBuilder> {
                         .maximize(true),
                 )
             },
-            |p, lr, second| Box::new(Sgd::new(p, lr).momentum(if second { 0.5 } else { 0.9 }).nesterov(true).maximize(true)),
+            |p, lr, second| {
+                Box::new(Sgd::new(p, lr).momentum(if second { 0.5 } else { 0.9 }).nesterov(true).maximize(true))
+            },
         ),
         (
             "sgd plain",
@@ -865,9 +867,15 @@ fn the_multi_tensor_step_matches_the_per_parameter_step_on_awkward_sizes() {
         let mut results = Vec::new();
         for (name, grouped, single) in every_configuration() {
             let together = awkward_params(&dev);
-            let (a, b): (Vec<(usize, Tensor)>, Vec<(usize, Tensor)>) =
-                together.iter().cloned().enumerate().partition(|(i, _)| !in_second_group(*i));
-            let opt = grouped(a.into_iter().map(|(_, t)| t).collect(), b.into_iter().map(|(_, t)| t).collect(), lr);
+            let group = |second: bool| -> Vec<Tensor> {
+                together
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| in_second_group(*i) == second)
+                    .map(|(_, t)| t.clone())
+                    .collect()
+            };
+            let opt = grouped(group(false), group(true), lr);
             let multi = awkward_run(&together, &mut [opt], &dev);
             let apart = awkward_params(&dev);
             let mut singles: Vec<Box<dyn Optimizer>> = apart
@@ -882,7 +890,13 @@ fn the_multi_tensor_step_matches_the_per_parameter_step_on_awkward_sizes() {
             let start = awkward_params(&dev);
             for (i, (m, o)) in multi.iter().zip(&one_by_one).enumerate() {
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<u32>>();
-                assert_eq!(bits(m), bits(o), "{name} on {}: parameter {i} of shape {:?}", dev_name(&dev), AWKWARD_SHAPES[i]);
+                assert_eq!(
+                    bits(m),
+                    bits(o),
+                    "{name} on {}: parameter {i} of shape {:?}",
+                    dev_name(&dev),
+                    AWKWARD_SHAPES[i]
+                );
                 if FROZEN.contains(&i) {
                     assert_eq!(bits(m), bits(&start[i].to_vec::<f32>()), "{name}: frozen parameter {i} moved");
                 } else {

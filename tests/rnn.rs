@@ -883,8 +883,8 @@ fn the_gpus_whole_sequence_lstm_matches_its_step_by_step_path_and_the_cpu() {
                 case += 1;
                 let seed = 700 + 20 * case;
                 let padded = [steps, 1, steps.div_ceil(2)];
-                let lengths: Option<&[usize]> = (case % 2 == 0).then_some(&padded[..]);
-                let bias = case % 3 != 0;
+                let lengths: Option<&[usize]> = case.is_multiple_of(2).then_some(&padded[..]);
+                let bias = !case.is_multiple_of(3);
                 let run = |d: &Device| {
                     let p = Params::random(RnnMode::Lstm, input, hidden, bias, seed, d).tracked();
                     let x = randn(&[steps, batch, input], seed + 5, d).requires_grad();
@@ -912,8 +912,10 @@ fn the_gpus_whole_sequence_lstm_matches_its_step_by_step_path_and_the_cpu() {
                 // The recurrent dot products are summed in another order than the tiled
                 // matmul's, so the paths agree to rounding: normalised error, as above.
                 let tol = Tolerance::Normalized { tol: 2e-6 };
-                compare(&whole, &by_step, tol).unwrap_or_else(|e| panic!("{what}: whole sequence against by step: {e}"));
-                compare(&whole, &cpu, tol).unwrap_or_else(|e| panic!("{what}: GPU whole sequence against the CPU: {e}"));
+                compare(&whole, &by_step, tol)
+                    .unwrap_or_else(|e| panic!("{what}: whole sequence against by step: {e}"));
+                compare(&whole, &cpu, tol)
+                    .unwrap_or_else(|e| panic!("{what}: GPU whole sequence against the CPU: {e}"));
             }
         }
     }

@@ -34,7 +34,12 @@ pub(super) struct KernelKey([usize; 4]);
 
 impl KernelKey {
     fn of(kernel: KernelRef) -> KernelKey {
-        KernelKey([kernel.file.as_ptr() as usize, kernel.file.len(), kernel.entry.as_ptr() as usize, kernel.entry.len()])
+        KernelKey([
+            kernel.file.as_ptr() as usize,
+            kernel.file.len(),
+            kernel.entry.as_ptr() as usize,
+            kernel.entry.len(),
+        ])
     }
 }
 
@@ -102,10 +107,8 @@ impl GpuContext {
                         count: None,
                     });
                 }
-                self.device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
-                    label: Some(file),
-                    entries: &entries,
-                })
+                self.device
+                    .create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: Some(file), entries: &entries })
             })
             .clone()
     }
@@ -166,7 +169,12 @@ impl GpuContext {
 
     /// The bind group of `layout` over the params buffer (at a dynamic offset) and
     /// `buffers`, made once and then reused for every dispatch over the same buffers.
-    pub(super) fn bind_group(&self, file: &'static str, layout: &wgpu::BindGroupLayout, buffers: &[&wgpu::Buffer]) -> wgpu::BindGroup {
+    pub(super) fn bind_group(
+        &self,
+        file: &'static str,
+        layout: &wgpu::BindGroupLayout,
+        buffers: &[&wgpu::Buffer],
+    ) -> wgpu::BindGroup {
         let mut cache = lock(&self.bind_groups);
         let mut hasher = cache.hasher.build_hasher();
         layout.hash(&mut hasher);
@@ -176,7 +184,9 @@ impl GpuContext {
         let hash = hasher.finish();
         if let Some(entries) = cache.map.get(&hash) {
             let hit = entries.iter().find(|e| {
-                e.layout == *layout && e.buffers.len() == buffers.len() && e.buffers.iter().zip(buffers).all(|(a, b)| a == *b)
+                e.layout == *layout
+                    && e.buffers.len() == buffers.len()
+                    && e.buffers.iter().zip(buffers).all(|(a, b)| a == *b)
             });
             if let Some(e) = hit {
                 return e.bind_group.clone();

@@ -145,7 +145,10 @@ impl GpuContext {
         pass.get_or_insert_with(|| {
             let encoder = encoder.get_or_insert_with(|| self.new_encoder());
             encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("wgrad dispatches"), timestamp_writes: None })
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("wgrad dispatches"),
+                    timestamp_writes: None,
+                })
                 .forget_lifetime()
         })
     }

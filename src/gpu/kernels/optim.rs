@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use super::u32_of;
 use crate::gpu::context::{GpuContext, PARAMS_SLOT, UNUSED_BINDINGS, WORKGROUP_SIZE};
-use crate::gpu::shaders::OPTIM_WIDE_BINDINGS;
 use crate::gpu::params::kernel_params;
+use crate::gpu::shaders::OPTIM_WIDE_BINDINGS;
 use crate::op::optim::OptimScalars;
 use crate::op::{KernelRef, Op, OptimOp};
 
