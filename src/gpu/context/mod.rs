@@ -1,20 +1,23 @@
 //! The wgpu device and everything that lives as long as it: the pipeline cache, the
 //! buffer pool and the batch of recorded dispatches.
 //!
-//! Work is recorded, not run: every launcher appends a compute pass to one shared command
-//! encoder, and the encoder is submitted only when the host needs a value (a read-back,
-//! `synchronize`) or when [`MAX_DISPATCHES_PER_BATCH`] passes have been recorded. The
-//! params of every dispatch in a batch go into one uniform buffer, written once at submit.
+//! Work is recorded, not run: every launcher appends a dispatch to the open compute pass of
+//! one shared command encoder (a copy ends the pass; the next dispatch opens another), and
+//! the encoder is submitted only when the host needs a value (a read-back, `synchronize`)
+//! or when [`MAX_DISPATCHES_PER_BATCH`] dispatches have been recorded. The params of every
+//! dispatch in a batch go into one uniform buffer, written once at submit, which each
+//! dispatch binds at its own dynamic offset, so a bind group serves every dispatch over the
+//! same buffers and is made once (see `pipelines`).
 //!
 //! The context also counts what it is given (dispatches, submits, copies, uploads,
 //! read-backs: [`DeviceStats`], always on) and, when [`crate::profile`] is on, times each
-//! dispatch: with timestamp queries, one pair per compute pass in a query set as large as
-//! a batch, resolved into a read-back buffer at each submit and mapped asynchronously, so
-//! profiling neither breaks batching nor waits for the GPU; or, without them, by waiting
-//! for each dispatch on its own.
+//! dispatch: with timestamp queries, one pair per dispatch (each then in a pass of its
+//! own) in a query set as large as a batch, resolved into a read-back buffer at each
+//! submit and mapped asynchronously, so profiling neither breaks batching nor waits for
+//! the GPU; or, without them, by waiting for each dispatch on its own.
 //!
 //! The context is split by concern: `adapter` opens a device on the adapter chosen,
-//! `pipelines` compiles and caches each kernel's pipeline, `recording` records
+//! `pipelines` compiles and caches each kernel's pipeline and bind groups, `recording` records
 //! dispatches and copies into the batch and submits it, `stats` counts the work and
 //! `timestamps` times it while profiling.
 
