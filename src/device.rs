@@ -212,9 +212,10 @@ impl Device {
     /// benchmarks turn on (`cargo run --release --features noop-device --example bench --
     /// --device noop`); never use it to compute anything.
     ///
-    /// The adapter reports itself as a discrete GPU with wgpu's most permissive limits and
-    /// the optional features wgrad asks for (timestamps, f16, subgroups; no cooperative
-    /// matrices), so wgrad takes the code paths it takes on a desktop GPU.
+    /// The adapter has wgpu's most permissive limits and the optional features wgrad asks
+    /// for (timestamps, f16, subgroups; no cooperative matrices), and wgrad treats it as a
+    /// hardware GPU (not a software one), so it takes the code paths of a desktop GPU. Its
+    /// device type reads `Cpu`: wgpu 30.0 ignores the type asked for here.
     #[cfg(feature = "noop-device")]
     pub fn noop() -> Result<Device> {
         static SLOT: Slot = Mutex::new(None);
