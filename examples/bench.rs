@@ -14,7 +14,7 @@
 //! - `add`: elementwise add of two 16M-element tensors (GB/s, `3 * 4 * n` bytes moved).
 //!
 //! ```text
-//! cargo run --release --example bench -- [--device auto|gpu|software|cpu]
+//! cargo run --release --example bench -- [--device auto|gpu|software|cpu|noop]
 //!     [--workloads matmul,hmatmul,conv,lstm,step,add] [--sizes 256,512,...] [--models cnn,mlp,lstm]
 //!     [--runs 5] [--elements 16777216] [--json PATH]
 //! ```
@@ -27,6 +27,12 @@
 //! live in `examples/common/workloads.rs`, which `cargo bench` (benches/workloads.rs)
 //! measures too.
 //!
+//! `--device noop` (with `--features noop-device`) opens wgpu's noop back-end, which does
+//! all of wgpu-core's validation and tracking but runs nothing: the times are then the
+//! host's cost of the GPU path, and a table splits it per dispatch between wgrad's
+//! recording layer, wgpu and the rest of wgrad (tensors, autograd, buffer pool). Values
+//! read back from it are meaningless and nothing checks them.
+//!
 //! With `WGRAD_PROFILE=1` the per-kernel time table of everything the run dispatched
 //! (warm-up included) follows on stderr (see `wgrad::profile`).
 
@@ -38,14 +44,16 @@ use std::io::Write as _;
 
 use common::workloads::{Family, Model, Spec, Work, Workload, FAMILIES, MODELS};
 use common::{is_software_gpu, median, open_device, parse_args, sample_ms, usage_or};
-use wgrad::{Device, DeviceStats};
+use wgrad::{Device, DeviceStats, HostTimes};
 
-const USAGE: &str = "usage: bench [--device auto|gpu|software|cpu] [--workloads W,W,...] [--sizes N,N,...]
+const USAGE: &str = "usage: bench [--device auto|gpu|software|cpu|noop] [--workloads W,W,...] [--sizes N,N,...]
              [--models M,M,...] [--runs R] [--elements E] [--json PATH]
 
 Measures matmul, conv2d, LSTM, training-step and elementwise-add throughput on one device.
   --device     auto (default): WGRAD_DEVICE if set, else the best hardware GPU, else the CPU;
-               gpu, software (e.g. Mesa lavapipe) or cpu
+               gpu, software (e.g. Mesa lavapipe) or cpu; noop (built with --features noop-device):
+               wgpu's noop back-end, which runs no kernel, to time the host's cost of the GPU
+               path (30 runs by default, and a per-dispatch breakdown of the host time)
   --workloads  the families to run, from matmul, hmatmul (f16 operands), conv, lstm, step,
                add (default all)
   --sizes      matmul and hmatmul sizes n (n x n times n x n); default 256,512,1024,2048, and only 256
@@ -61,6 +69,9 @@ WGRAD_PROFILE=1 a per-kernel time table follows on stderr.";
 
 const DEFAULT_RUNS: usize = 5;
 
+/// Timed runs per workload on the noop device, where a run costs microseconds.
+const NOOP_RUNS: usize = 30;
+
 /// One measured workload.
 struct Row {
     spec: Spec,
@@ -70,6 +81,9 @@ struct Row {
     work: Work,
     /// What the last timed run gave the device (GPU devices only).
     per_run: Option<DeviceStats>,
+    /// The host time of recording and submitting, by phase: the median of each phase over
+    /// the timed runs (the noop device only).
+    host: Option<HostTimes>,
 }
 
 fn parse_list(flag: &str, text: &str) -> Vec<usize> {
@@ -123,16 +137,32 @@ fn main() {
     env_logger::init();
     let args = parse_args(&["device", "workloads", "sizes", "models", "runs", "elements", "json"], &[], USAGE);
     // Every flag is checked before the device opens.
-    let device = usage_or(args.device(), USAGE);
+    // `noop` is the benchmark-only device of the `noop-device` feature: it times the host's
+    // share of the GPU path (see the usage text).
+    let noop = args.get("device") == Some("noop");
+    let device = if noop { "noop" } else { usage_or(args.device(), USAGE) };
     let families = args.get("workloads").map_or_else(|| FAMILIES.to_vec(), parse_families);
     let runs = parse_one("runs", args.get("runs"));
     let elements = parse_one("elements", args.get("elements"));
     let sizes = args.get("sizes").map(|t| parse_list("sizes", t));
     let models = args.get("models").map_or_else(|| MODELS.to_vec(), parse_models);
     let json_path = usage_or(args.output_file("json"), USAGE);
+    if noop && !cfg!(feature = "noop-device") {
+        eprintln!("error: --device noop needs the noop-device feature: cargo run --release --features noop-device --example bench -- --device noop");
+        std::process::exit(2);
+    }
     let dev = open_device(device);
 
     println!("{}", dev.info());
+    if noop {
+        println!(
+            "noop device: wgpu validates, tracks and submits every command but runs no kernel, so the times are \
+             the host's cost of the GPU path alone and no value computed is checked (read-backs return zeros)"
+        );
+        if let Some(ctx) = dev.gpu_context() {
+            ctx.set_host_timing(true);
+        }
+    }
     let small = is_software_gpu(&dev);
     let mut specs = Spec::defaults(&families, small);
     if let Some(sizes) = sizes {
@@ -168,10 +198,19 @@ fn main() {
     );
     let mut rows = Vec::new();
     for spec in specs {
-        let runs = runs.unwrap_or(if small && spec.family() == Family::Step { 1 } else { DEFAULT_RUNS });
-        let row = measure(&dev, spec, runs);
+        let default_runs = if noop {
+            NOOP_RUNS
+        } else if small && spec.family() == Family::Step {
+            1
+        } else {
+            DEFAULT_RUNS
+        };
+        let row = measure(&dev, spec, runs.unwrap_or(default_runs), noop);
         print_row(&row);
         rows.push(row);
+    }
+    if noop {
+        print_host_breakdown(&rows);
     }
 
     if let Some(path) = json_path {
@@ -186,11 +225,22 @@ fn main() {
     wgrad::profile::print_report();
 }
 
-fn measure(dev: &Device, spec: Spec, runs: usize) -> Row {
+fn measure(dev: &Device, spec: Spec, runs: usize, host_timing: bool) -> Row {
     // The training step updates its optimizer, so the runs borrow the workload mutably.
     let workload = RefCell::new(Workload::new(spec, dev));
     let per_run = Cell::new(None);
+    // Host-time readings at the start of each timed run and after the last: run i's
+    // phases are readings i+1 minus i (its final synchronize included). The warm-up run,
+    // which compiles the pipelines, is left out.
+    let ctx = dev.gpu_context().filter(|_| host_timing);
+    let readings = RefCell::new(Vec::new());
+    let warmed_up = Cell::new(false);
     let times = sample_ms(dev, 1, runs, || {
+        if warmed_up.replace(true) {
+            if let Some(c) = ctx {
+                readings.borrow_mut().push(c.host_times());
+            }
+        }
         // Work is counted when it is recorded, so the counts of the run are complete when
         // it returns; the final submit of its batch happens in the synchronize after.
         let before = dev.stats();
@@ -198,7 +248,54 @@ fn measure(dev: &Device, spec: Spec, runs: usize) -> Row {
         per_run.set(dev.stats().zip(before).map(|(after, before)| after - before));
         out
     });
-    Row { spec, runs, median_ms: median(&times), min_ms: times[0], work: spec.work(), per_run: per_run.get() }
+    if let Some(c) = ctx {
+        readings.borrow_mut().push(c.host_times());
+    }
+    let readings = readings.into_inner();
+    let host = (readings.len() > 1).then(|| {
+        let runs: Vec<HostTimes> = readings.windows(2).map(|w| w[1] - w[0]).collect();
+        let median_of = |phase: fn(&HostTimes) -> u64| {
+            let mut v: Vec<u64> = runs.iter().map(phase).collect();
+            v.sort_unstable();
+            v[v.len() / 2]
+        };
+        HostTimes {
+            lookup_ns: median_of(|t| t.lookup_ns),
+            params_ns: median_of(|t| t.params_ns),
+            bind_group_ns: median_of(|t| t.bind_group_ns),
+            encode_ns: median_of(|t| t.encode_ns),
+            submit_ns: median_of(|t| t.submit_ns),
+        }
+    });
+    Row { spec, runs, median_ms: median(&times), min_ms: times[0], work: spec.work(), per_run: per_run.get(), host }
+}
+
+/// Where the host time of each workload went, per dispatch: wgrad's recording layer and
+/// wgpu (lookup, params, bind group, encode, submit) and the rest of the run (wgrad's
+/// tensors, autograd and buffer pool, and the final synchronize).
+fn print_host_breakdown(rows: &[Row]) {
+    println!();
+    println!("host time per dispatch in us (median run time / dispatches; each phase the median over the timed runs;");
+    println!("rest: the time the phases leave, wgrad's tensors, autograd and buffer pool)");
+    println!(
+        "{:<13} {:<20} {:>10} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "workload", "size", "dispatches", "total", "lookup", "params", "bindgrp", "encode", "submit", "rest"
+    );
+    for r in rows {
+        let (Some(stats), Some(host)) = (r.per_run, r.host) else { continue };
+        if stats.dispatches == 0 {
+            continue;
+        }
+        let per = |ns: u64| ns as f64 / 1e3 / stats.dispatches as f64;
+        let total = r.median_ms * 1e3 / stats.dispatches as f64;
+        let phases = [host.lookup_ns, host.params_ns, host.bind_group_ns, host.encode_ns, host.submit_ns];
+        let rest = total - phases.iter().map(|&ns| per(ns)).sum::<f64>();
+        print!("{:<13} {:<20} {:>10} {:>8.2}", r.spec.name(), r.spec.size(), stats.dispatches, total);
+        for ns in phases {
+            print!(" {:>8.2}", per(ns));
+        }
+        println!(" {rest:>8.2}");
+    }
 }
 
 fn print_row(r: &Row) {

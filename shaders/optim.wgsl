@@ -1,23 +1,30 @@
-// optim.wgsl: fused optimizer updates of up to three parameter tensors per dispatch
-// (a multi-tensor apply), in place.
+// optim.wgsl: fused optimizer updates of several parameter tensors per dispatch (a
+// multi-tensor apply), in place.
 //
-// Bindings: params; grad0..grad2 (f32, each contiguous from its segment's grad_offset);
-// param0..param2 (f32, updated in place from element 0); state (f32, the optimizer's
-// state arena, updated in place). Segment s of the dispatch updates param<s> from
-// grad<s>; a dispatch with fewer segments binds unused grads to grad0 and unused params to
-// distinct dummy buffers it never touches.
+// The file is built twice (see gpu/shaders.rs), differing only in SEGMENTS, the number of
+// parameter tensors one dispatch can update: `optim` with 3, inside WebGPU's default of
+// eight storage buffers per shader stage so it serves every adapter, and `optim_wide` with
+// 12, for adapters that allow 25 (every desktop Vulkan, DX12 and Metal driver). The
+// bindings are generated beside SEGMENTS: params; then for each segment s, grad<s> (f32,
+// contiguous from its segment's grad_offset) and param<s> (f32, updated in place from
+// element 0); last, state (f32, the optimizer's state arena, updated in place). A dispatch
+// with fewer segments binds unused grads to grad0 and unused params to distinct dummy
+// buffers it never touches. grad_at, param_at and set_param select a segment's binding.
 //
-// Three segments keep the file at seven storage bindings, inside WebGPU's default limit
-// of eight per shader stage, so one kernel serves every adapter.
+// Parameters own their buffers (they belong to the model), so they cannot share one arena
+// and each needs its own binding; the segment table lives in the params uniform, which
+// every dispatch's params share (one buffer, written once per submit), so a step uploads
+// nothing else.
 //
-// The segment table: seg[s] = (first_workgroup, numel, grad_offset, state_offset).
-// Segment s owns the workgroups from its first_workgroup up to the next segment's, each
-// workgroup one run of WG consecutive elements, so a workgroup never straddles two
-// tensors and control flow stays uniform within it. One invocation updates one element:
-// it reads the gradient, the parameter and its state, and writes the new parameter and
-// state, with PyTorch's formulas and order of operations (torch.optim, foreach=False).
-// Scalars the tensors share (bias corrections, the learning rate after decay) are
-// computed once on the host.
+// The segment table: seg[s] = (first_workgroup, numel, grad_offset, state_offset), for
+// s < segments. Segment s owns the workgroups from its first_workgroup up to the next
+// segment's, each workgroup one run of WG consecutive elements, so a workgroup never
+// straddles two tensors and control flow stays uniform within it. One invocation updates
+// one element: it reads the gradient, the parameter and its state, and writes the new
+// parameter and state, with PyTorch's formulas and order of operations (torch.optim,
+// foreach=False). Scalars the tensors share (bias corrections, the learning rate after
+// decay) are computed once on the host. Each element goes through the same arithmetic
+// whichever build runs it and however many segments share its dispatch.
 //
 // State k of element i of segment s lives at state_offset + state_pos[k] * numel + i: a
 // segment's state vectors lie one after the other in the arena, only those the update
@@ -25,7 +32,7 @@
 // adagrad: 0 = sum. rmsprop: 0 = square_avg, 1 = momentum buffer, 2 = grad_avg (centered).
 
 struct OptimParams {
-    segments: u32,     // 1 to 3
+    segments: u32,     // 1 to SEGMENTS
     flags: u32,        // FLAG_* below
     _pad0: u32,
     _pad1: u32,
@@ -38,7 +45,8 @@ struct OptimParams {
     bias_correction2_sqrt: f32, // adam
     decoupled_lr: f32, // adamw: the plain lr, for the decoupled decay
     _pad2: f32,
-    seg: array<vec4<u32>, 3>,
+    // Room for the wide build's segments; the narrow build reads the first three.
+    seg: array<vec4<u32>, 12>,
 }
 
 const FLAG_NESTEROV: u32 = 1u;
@@ -49,13 +57,6 @@ const FLAG_MOMENTUM: u32 = 16u;    // sgd and rmsprop: momentum is non-zero
 const FLAG_MAXIMIZE: u32 = 32u;
 
 @group(0) @binding(0) var<uniform> p: OptimParams;
-@group(0) @binding(1) var<storage, read> grad0: array<f32>;
-@group(0) @binding(2) var<storage, read> grad1: array<f32>;
-@group(0) @binding(3) var<storage, read> grad2: array<f32>;
-@group(0) @binding(4) var<storage, read_write> param0: array<f32>;
-@group(0) @binding(5) var<storage, read_write> param1: array<f32>;
-@group(0) @binding(6) var<storage, read_write> param2: array<f32>;
-@group(0) @binding(7) var<storage, read_write> state: array<f32>;
 
 fn has(flag: u32) -> bool {
     return (p.flags & flag) != 0u;
@@ -82,32 +83,16 @@ fn element(wg: vec3<u32>, nwg: vec3<u32>, lid: u32) -> Element {
 }
 
 fn gradient(e: Element) -> f32 {
-    let j = p.seg[e.s].z + e.i;
-    var g: f32;
-    switch e.s {
-        case 0u: { g = grad0[j]; }
-        case 1u: { g = grad1[j]; }
-        default: { g = grad2[j]; }
-    }
+    let g = grad_at(e.s, p.seg[e.s].z + e.i);
     return select(g, -g, has(FLAG_MAXIMIZE));
 }
 
 fn load_param(e: Element) -> f32 {
-    var x: f32;
-    switch e.s {
-        case 0u: { x = param0[e.i]; }
-        case 1u: { x = param1[e.i]; }
-        default: { x = param2[e.i]; }
-    }
-    return x;
+    return param_at(e.s, e.i);
 }
 
 fn store_param(e: Element, v: f32) {
-    switch e.s {
-        case 0u: { param0[e.i] = v; }
-        case 1u: { param1[e.i] = v; }
-        default: { param2[e.i] = v; }
-    }
+    set_param(e.s, e.i, v);
 }
 
 // Index in the arena of state k of the element.

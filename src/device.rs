@@ -186,6 +186,8 @@ impl Device {
             "gpu" => Device::gpu(),
             "software" => Device::software(),
             "cpu" => Ok(Device::cpu()),
+            #[cfg(feature = "noop-device")]
+            "noop" => Device::noop(),
             _ => Err(Error::BadDeviceVar(name.to_string())),
         }
     }
@@ -202,6 +204,41 @@ impl Device {
     pub fn software() -> Result<Device> {
         static SLOT: Slot = Mutex::new(None);
         open_cached(&SLOT, "software", best_software)
+    }
+
+    /// wgpu's noop back-end, for measuring the host's cost of the GPU path: every op is
+    /// recorded, validated and submitted as on a real GPU, but no kernel runs, so whatever
+    /// is read back is meaningless (zeros). Only with the `noop-device` cargo feature, which
+    /// benchmarks turn on (`cargo run --release --features noop-device --example bench --
+    /// --device noop`); never use it to compute anything.
+    ///
+    /// The adapter has wgpu's most permissive limits and the optional features wgrad asks
+    /// for (timestamps, f16, subgroups; no cooperative matrices), and wgrad treats it as a
+    /// hardware GPU (not a software one), so it takes the code paths of a desktop GPU. Its
+    /// device type reads `Cpu`: wgpu 30.0 ignores the type asked for here.
+    #[cfg(feature = "noop-device")]
+    pub fn noop() -> Result<Device> {
+        static SLOT: Slot = Mutex::new(None);
+        let mut guard = crate::gpu::context::lock(&SLOT);
+        if let Some(ctx) = guard.as_ref() {
+            return Ok(Device::Gpu(ctx.clone()));
+        }
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = wgpu::Backends::NOOP;
+        desc.backend_options.noop = wgpu::NoopBackendOptions {
+            enable: true,
+            limits: None,
+            features: Some(crate::gpu::context::wanted_features()),
+            device_type: Some(wgpu::DeviceType::DiscreteGpu),
+            subgroup_min_size: Some(32),
+            subgroup_max_size: Some(32),
+        };
+        let instance = wgpu::Instance::new(desc);
+        let adapters = pollster::block_on(instance.enumerate_adapters(wgpu::Backends::NOOP));
+        let adapter = adapters.first().ok_or(Error::NoAdapter { wanted: "noop", found: Vec::new() })?;
+        let ctx = Arc::new(GpuContext::open(adapter)?);
+        *guard = Some(ctx.clone());
+        Ok(Device::Gpu(ctx))
     }
 
     /// The CPU backend.

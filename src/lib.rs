@@ -64,7 +64,7 @@ pub use autograd::{no_grad, Gradients, NoGradGuard, TensorId};
 pub use device::{list_adapters, Device};
 pub use dtype::{DType, Element};
 pub use error::{Error, Result};
-pub use gpu::context::DeviceStats;
+pub use gpu::context::{DeviceStats, HostTimes};
 pub use gpu::pool::PoolStats;
 pub use random::{manual_seed, Generator};
 pub use tensor::Activation;

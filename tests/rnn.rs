@@ -859,3 +859,103 @@ fn c0_is_for_the_lstm_only() {
     let c0 = Tensor::zeros(&[1, 3], &dev);
     Tensor::zeros(&[2, 1, 5], &dev).rnn_layer(RnnMode::RnnTanh, &w, None, Some(&c0), false, None);
 }
+
+// ---- the GPU's whole-sequence LSTM pass ----
+
+/// Held by the tests that switch the device's whole-sequence LSTM path, so that neither
+/// runs on the other's setting. (The other tests of this file are correct on either.)
+static WHOLE_SEQUENCE_SWITCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// The GPU's whole-sequence LSTM kernel (one dispatch per layer and direction) against its
+/// step-by-step path (a matmul and a cell dispatch per step) and against the CPU, forward
+/// and every gradient: hidden sizes 1, 5, 33 (not a multiple of 4 or of a subgroup) and 64,
+/// one step and seven, both directions, with and without biases and padding.
+#[test]
+fn the_gpus_whole_sequence_lstm_matches_its_step_by_step_path_and_the_cpu() {
+    let Some(gpu) = gpu("the_gpus_whole_sequence_lstm_matches_its_step_by_step_path_and_the_cpu") else { return };
+    let ctx = gpu.gpu_context().expect("a GPU device");
+    let _switch = WHOLE_SEQUENCE_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let (batch, input) = (3, 4);
+    let mut case = 0u64;
+    for hidden in [1, 5, 33, 64] {
+        for steps in [1usize, 7] {
+            for reverse in [false, true] {
+                case += 1;
+                let seed = 700 + 20 * case;
+                let padded = [steps, 1, steps.div_ceil(2)];
+                let lengths: Option<&[usize]> = case.is_multiple_of(2).then_some(&padded[..]);
+                let bias = !case.is_multiple_of(3);
+                let run = |d: &Device| {
+                    let p = Params::random(RnnMode::Lstm, input, hidden, bias, seed, d).tracked();
+                    let x = randn(&[steps, batch, input], seed + 5, d).requires_grad();
+                    let h0 = randn(&[batch, hidden], seed + 6, d).requires_grad();
+                    let c0 = randn(&[batch, hidden], seed + 7, d).requires_grad();
+                    let out = x.rnn_layer(RnnMode::Lstm, &p.weights(), Some(&h0), Some(&c0), reverse, lengths);
+                    let grads = weighted_loss(&out, seed + 8).backward();
+                    let mut parts = vec![out.output.reshape(&[-1]), out.h_n.reshape(&[-1])];
+                    parts.extend(out.c_n.map(|c| c.reshape(&[-1])));
+                    let mut leaves = vec![&x, &h0, &c0];
+                    leaves.extend(p.all());
+                    parts.extend(leaves.iter().map(|l| grads.wrt(l).reshape(&[-1])));
+                    Tensor::cat(&parts, 0).to_vec::<f32>()
+                };
+                let what = format!("LSTM H={hidden} T={steps} reverse={reverse} bias={bias} lengths={lengths:?}");
+                // Both paths whatever the adapter's default; the other tests of this file
+                // share the device and are correct on either.
+                let default = ctx.whole_sequence_lstm();
+                ctx.set_whole_sequence_lstm(true);
+                let whole = run(&gpu);
+                ctx.set_whole_sequence_lstm(false);
+                let by_step = run(&gpu);
+                ctx.set_whole_sequence_lstm(default);
+                let cpu = run(&Device::cpu());
+                // The recurrent dot products are summed in another order than the tiled
+                // matmul's, so the paths agree to rounding: normalised error, as above.
+                let tol = Tolerance::Normalized { tol: 2e-6 };
+                compare(&whole, &by_step, tol)
+                    .unwrap_or_else(|e| panic!("{what}: whole sequence against by step: {e}"));
+                compare(&whole, &cpu, tol)
+                    .unwrap_or_else(|e| panic!("{what}: GPU whole sequence against the CPU: {e}"));
+            }
+        }
+    }
+}
+
+/// With the whole-sequence kernel the dispatches of an LSTM layer's forward pass do not
+/// grow with the sequence's length; step by step there are at least two per step (the
+/// recurrent matmul and the cell).
+///
+/// The device is shared with the other tests of this file, whose work can only add to the
+/// counts: each count is the least of a few tries.
+#[test]
+fn the_whole_sequence_lstm_is_one_dispatch_per_layer_and_direction() {
+    let Some(gpu) = gpu("the_whole_sequence_lstm_is_one_dispatch_per_layer_and_direction") else { return };
+    let ctx = gpu.gpu_context().expect("a GPU device");
+    let _switch = WHOLE_SEQUENCE_SWITCH.lock().unwrap_or_else(|e| e.into_inner());
+    let (batch, input, hidden) = (2, 3, 8);
+    let p = Params::random(RnnMode::Lstm, input, hidden, true, 900, &gpu);
+    let count = |whole: bool, steps: usize| {
+        let x = randn(&[steps, batch, input], 901, &gpu);
+        let mut least = u64::MAX;
+        for _ in 0..8 {
+            let default = ctx.whole_sequence_lstm();
+            ctx.set_whole_sequence_lstm(whole);
+            gpu.synchronize();
+            let before = gpu.stats().expect("a GPU device counts its work");
+            let out = x.rnn_layer(RnnMode::Lstm, &p.weights(), None, None, false, None);
+            let work = gpu.stats().unwrap() - before;
+            ctx.set_whole_sequence_lstm(default);
+            drop(out);
+            least = least.min(work.dispatches);
+        }
+        least
+    };
+    let (short, long) = (4, 32);
+    let (whole_short, whole_long) = (count(true, short), count(true, long));
+    assert_eq!(whole_short, whole_long, "dispatches of the forward pass over {short} and {long} steps, whole sequence");
+    let (by_step_short, by_step_long) = (count(false, short), count(false, long));
+    assert!(
+        by_step_long >= by_step_short + 2 * (long - short) as u64,
+        "dispatches step by step over {short} and {long} steps: {by_step_short} and {by_step_long}"
+    );
+}

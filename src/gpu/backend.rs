@@ -30,8 +30,9 @@ use super::kernels::conv;
 use crate::op::conv::{ColumnLayout, ConvAlgorithm, ConvChannels, ConvGeometry};
 
 // Recurrent layers.
-use super::kernels::rnn;
-use crate::backend::{RnnCellOperands, View};
+use super::kernels::lstm_sequence::{lstm_sequence, lstm_sequence_fits};
+use super::kernels::rnn::{self, RNN_HAS_BIAS, RNN_HAS_LENGTHS};
+use crate::backend::{LstmLayerBackward, LstmLayerForward, RnnCellOperands, View};
 use crate::op::rnn::CellStep;
 use crate::op::RnnOp;
 
@@ -471,6 +472,38 @@ impl Backend for Arc<GpuContext> {
         let [out0, out1] = x.outputs.map(|v| v.map(|(b, _)| b.buffer()));
         let outputs = [out0.expect("every cell writes its first output"), out1.unwrap_or(self.unused_binding(0))];
         rnn::rnn_cell(self, op, step, flags, inputs, lengths, outputs);
+    }
+
+    /// The whole sequence in one dispatch (one workgroup per sequence, looping over the
+    /// steps) where the hidden size fits one workgroup: two dispatches per step fewer.
+    fn lstm_layer_forward(&self, x: LstmLayerForward<GpuBuffer, GpuBuffer>) -> bool {
+        let Some(direction) = self.whole_sequence_lstm().then(|| lstm_sequence_fits(self, x.steps)).flatten() else {
+            return false;
+        };
+        let xw = at(x.xw);
+        let (b_ih, b_hh) = x.bias.map_or((xw, xw), |(a, b)| (at(a), at(b)));
+        let lengths = x.lengths.map_or(xw, at);
+        let flags = direction
+            | if x.bias.is_some() { RNN_HAS_BIAS } else { 0 }
+            | if x.lengths.is_some() { RNN_HAS_LENGTHS } else { 0 };
+        let inputs = [xw, at(x.w_hh_t), b_ih, b_hh];
+        let outputs = [at(x.state), at(x.ws)];
+        lstm_sequence(self, "lstm_sequence_forward", &x.steps[0], flags, inputs, lengths, outputs);
+        true
+    }
+
+    /// Back through the whole sequence in one dispatch, as [`Backend::lstm_layer_forward`].
+    fn lstm_layer_backward(&self, x: LstmLayerBackward<GpuBuffer, GpuBuffer>) -> bool {
+        let Some(direction) = self.whole_sequence_lstm().then(|| lstm_sequence_fits(self, x.steps)).flatten() else {
+            return false;
+        };
+        let d_state = at(x.d_state);
+        let lengths = x.lengths.map_or(d_state, at);
+        let flags = direction | if x.lengths.is_some() { RNN_HAS_LENGTHS } else { 0 };
+        let inputs = [d_state, at(x.w_hh), at(x.ws), at(x.state)];
+        let outputs = [at(x.dgates), at(x.carry)];
+        lstm_sequence(self, "lstm_sequence_backward", &x.steps[0], flags, inputs, lengths, outputs);
+        true
     }
 }
 

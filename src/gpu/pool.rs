@@ -115,6 +115,8 @@ impl GpuBuffer {
                     Err(Error::OutOfMemory { .. }) => {
                         // The free lists may hold the memory this request needs.
                         lock(&ctx.pool).release_free();
+                        // Cached bind groups hold buffers too, free ones among them.
+                        ctx.clear_bind_groups();
                         ctx.try_create_buffer(&desc, op)?
                     }
                     other => other?,

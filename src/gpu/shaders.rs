@@ -93,6 +93,51 @@ macro_rules! half_matmul_coop {
 }
 
 /// The features the cooperative-matrix f16 matmul needs.
+/// The bindings of one build of optim.wgsl that updates up to `$segments` parameter
+/// tensors per dispatch, and the functions that pick a segment's binding: for each
+/// segment `(s, grad binding, param binding)`, then the state arena's binding. WGSL cannot
+/// index separate bindings, so the selection is a `switch` over the segments.
+macro_rules! optim_segments {
+    ($segments:literal; $(($s:literal, $g:literal, $p:literal)),+; $state:literal) => {
+        concat!(
+            "const SEGMENTS: u32 = ", $segments, "u;\n",
+            $(
+                "@group(0) @binding(", $g, ") var<storage, read> grad", $s, ": array<f32>;\n",
+                "@group(0) @binding(", $p, ") var<storage, read_write> param", $s, ": array<f32>;\n",
+            )+
+            "@group(0) @binding(", $state, ") var<storage, read_write> state: array<f32>;\n",
+            "fn grad_at(s: u32, j: u32) -> f32 {\n    var g = 0.0;\n    switch s {\n",
+            $("        case ", $s, "u: { g = grad", $s, "[j]; }\n",)+
+            "        default: {}\n    }\n    return g;\n}\n",
+            "fn param_at(s: u32, i: u32) -> f32 {\n    var x = 0.0;\n    switch s {\n",
+            $("        case ", $s, "u: { x = param", $s, "[i]; }\n",)+
+            "        default: {}\n    }\n    return x;\n}\n",
+            "fn set_param(s: u32, i: u32, v: f32) {\n    switch s {\n",
+            $("        case ", $s, "u: { param", $s, "[i] = v; }\n",)+
+            "        default: {}\n    }\n}\n",
+        )
+    };
+}
+
+/// The storage bindings of optim.wgsl built for `(B - 1) / 2` segments: each segment's
+/// gradient (read) and parameter (read-write), then the state arena (read-write).
+const fn optim_access<const B: usize>() -> [Access; B] {
+    let mut access = [ReadWrite; B];
+    let mut i = 0;
+    while i + 1 < B {
+        access[i] = Read;
+        i += 2;
+    }
+    access
+}
+
+const OPTIM_ACCESS: [Access; 7] = optim_access();
+
+/// Storage bindings of the wide optimizer build; an adapter whose
+/// `max_storage_buffers_per_shader_stage` is at least this runs it.
+pub const OPTIM_WIDE_BINDINGS: usize = 25;
+const OPTIM_WIDE_ACCESS: [Access; OPTIM_WIDE_BINDINGS] = optim_access();
+
 pub const COOPERATIVE_F16_FEATURES: wgpu::Features =
     wgpu::Features::SHADER_F16.union(wgpu::Features::SUBGROUP).union(wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX);
 
@@ -154,11 +199,19 @@ pub const FILES: &[ShaderFile] = &[
     ShaderFile::plain("softmax", shader_body!("workgroup_reduce.wgsl", "softmax.wgsl"), &[Read, ReadWrite]),
     ShaderFile::plain("matmul", matmul_body!("matmul.wgsl"), &[Read, Read, Read, ReadWrite]),
     ShaderFile::plain("matmul_vec4", matmul_body!("matmul_vec4.wgsl"), &[Read, Read, Read, ReadWrite]),
-    ShaderFile::plain(
-        "optim",
-        include_str!("../../shaders/optim.wgsl"),
-        &[Read, Read, Read, ReadWrite, ReadWrite, ReadWrite, ReadWrite],
-    ),
+    // Three parameter tensors per dispatch: seven storage bindings, for every adapter.
+    ShaderFile {
+        defines: optim_segments!(3; (0, 1, 2), (1, 3, 4), (2, 5, 6); 7),
+        ..ShaderFile::plain("optim", include_str!("../../shaders/optim.wgsl"), &OPTIM_ACCESS)
+    },
+    // Twelve per dispatch: 25 storage bindings, for adapters that allow them
+    // (`OPTIM_WIDE_BINDINGS`).
+    ShaderFile {
+        defines: optim_segments!(12;
+            (0, 1, 2), (1, 3, 4), (2, 5, 6), (3, 7, 8), (4, 9, 10), (5, 11, 12),
+            (6, 13, 14), (7, 15, 16), (8, 17, 18), (9, 19, 20), (10, 21, 22), (11, 23, 24); 25),
+        ..ShaderFile::plain("optim_wide", include_str!("../../shaders/optim.wgsl"), &OPTIM_WIDE_ACCESS)
+    },
     ShaderFile::plain("scatter", shader_body!("index_params.wgsl", "scatter.wgsl"), &[Read, Read, ReadWrite]),
     ShaderFile::plain("index", shader_body!("index_params.wgsl", "index.wgsl"), &[Read, Read, ReadWrite]),
     ShaderFile::plain("conv", include_str!("../../shaders/conv.wgsl"), &[Read, ReadWrite]),
@@ -179,6 +232,11 @@ pub const FILES: &[ShaderFile] = &[
     ShaderFile::plain(
         "rnn",
         include_str!("../../shaders/rnn.wgsl"),
+        &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
+    ),
+    ShaderFile::plain(
+        "lstm_sequence",
+        include_str!("../../shaders/lstm_sequence.wgsl"),
         &[Read, Read, Read, Read, Read, ReadWrite, ReadWrite],
     ),
     ShaderFile::plain(

@@ -197,8 +197,8 @@ op_list! {
 }
 
 op_list! {
-    /// Fused in-place optimizer updates of up to three parameter tensors and their state
-    /// per dispatch, with PyTorch's formulas. AdamW is `Adam` with decoupled weight decay.
+    /// Fused in-place optimizer updates of several parameter tensors and their state per
+    /// dispatch (up to twelve), with PyTorch's formulas. AdamW is `Adam` with decoupled weight decay.
     OptimOp, entry prefix "" {
         Sgd => "sgd_step",
         Adam => "adam_step",

@@ -6,16 +6,19 @@
 //! are PyTorch's (`torch.optim`, single-tensor formulas); a parameter without a gradient
 //! is skipped, as one whose `.grad` is `None`.
 //!
-//! On a GPU one dispatch updates up to three parameters (a multi-tensor apply), so a
-//! model with `P` parameter tensors costs `ceil(P / 3)` dispatches per step instead of
-//! `P`. Parameters belong to the model and each owns its buffer, so they cannot be moved
-//! into one arena; they are bound side by side instead, and three (gradient, parameter)
-//! pairs plus the state arena stay within WebGPU's default of eight storage buffers per
-//! shader stage, which every adapter offers. The optimizer's own state (momentum
-//! buffers, `exp_avg`, ...) does live in one arena per device, allocated at the first
-//! step, which is what lets any three parameters share a dispatch. Each element still
-//! goes through exactly the arithmetic of a one-parameter update, so grouping changes
-//! no bit of the result.
+//! A step is a multi-tensor apply, as PyTorch's `foreach` and `fused` implementations:
+//! every parameter whose update has the same scalars (the same group options, rate and
+//! step count) and whose state lies in the same arena goes to the backend in one call.
+//! On a GPU that is one dispatch for up to twelve parameters (`optim_wide`, on adapters
+//! that allow its 25 storage bindings, which every desktop driver does) or three (the
+//! portable build, inside WebGPU's default of eight), so a model with `P` parameter
+//! tensors costs `ceil(P / 12)` dispatches per step instead of `P`. Parameters belong to
+//! the model and each owns its buffer, so they cannot be moved into one arena; they are
+//! bound side by side instead, and the segment table rides in the params uniform that
+//! every dispatch has. The optimizer's own state (momentum buffers, `exp_avg`, ...) does
+//! live in one arena per device, allocated at the first step, which is what lets any
+//! parameters share a dispatch. Each element still goes through exactly the arithmetic of
+//! a one-parameter update, so grouping changes no bit of the result.
 //!
 //! ```
 //! use wgrad::optim::{Optimizer, Sgd};
@@ -98,7 +101,6 @@ use std::sync::Arc;
 
 use crate::autograd::{no_grad, Gradients};
 use crate::backend::OptimSegment;
-use crate::gpu::launch;
 use crate::op::optim::OptimScalars;
 use crate::op::{OptimOp, UnaryOp};
 use crate::storage::Storage;
@@ -403,26 +405,30 @@ impl ParamSet {
             return;
         }
         self.create_state(used, init);
-        let mut group: Vec<Update> = Vec::with_capacity(launch::OPTIM_SEGMENTS);
+        // The updates that can share one backend call (which the GPU splits into as few
+        // dispatches as its bindings allow): equal scalars, one arena, and no parameter
+        // buffer twice, since a buffer may be bound for writing only once per dispatch.
+        // Each update joins the first call it fits; calls run in the order they were
+        // opened, so a parameter sharing another's buffer is still updated after it.
+        let mut calls: Vec<Vec<Update>> = Vec::new();
         for u in updates {
-            if self.slots[u.slot].param.numel() == 0 {
+            let slot = &self.slots[u.slot];
+            if slot.param.numel() == 0 {
                 continue;
             }
-            if let Some(first) = group.first() {
-                let slot = &self.slots[u.slot];
-                let fits = group.len() < launch::OPTIM_SEGMENTS
-                    && first.scalars == u.scalars
+            let fits = |call: &Vec<Update>| {
+                let first = &call[0];
+                first.scalars == u.scalars
                     && self.slots[first.slot].arena == slot.arena
-                    // A buffer may be bound for writing only once per dispatch.
-                    && !group.iter().any(|g| Arc::ptr_eq(&self.slots[g.slot].param.storage, &slot.param.storage));
-                if !fits {
-                    self.run(op, &std::mem::take(&mut group));
-                }
+                    && !call.iter().any(|g| Arc::ptr_eq(&self.slots[g.slot].param.storage, &slot.param.storage))
+            };
+            match calls.iter().position(fits) {
+                Some(i) => calls[i].push(u),
+                None => calls.push(vec![u]),
             }
-            group.push(u);
         }
-        if !group.is_empty() {
-            self.run(op, &group);
+        for call in &calls {
+            self.run(op, call);
         }
     }
 

@@ -1,20 +1,23 @@
 //! The wgpu device and everything that lives as long as it: the pipeline cache, the
 //! buffer pool and the batch of recorded dispatches.
 //!
-//! Work is recorded, not run: every launcher appends a compute pass to one shared command
-//! encoder, and the encoder is submitted only when the host needs a value (a read-back,
-//! `synchronize`) or when [`MAX_DISPATCHES_PER_BATCH`] passes have been recorded. The
-//! params of every dispatch in a batch go into one uniform buffer, written once at submit.
+//! Work is recorded, not run: every launcher appends a dispatch to the open compute pass of
+//! one shared command encoder (a copy ends the pass; the next dispatch opens another), and
+//! the encoder is submitted only when the host needs a value (a read-back, `synchronize`)
+//! or when [`MAX_DISPATCHES_PER_BATCH`] dispatches have been recorded. The params of every
+//! dispatch in a batch go into one uniform buffer, written once at submit, which each
+//! dispatch binds at its own dynamic offset, so a bind group serves every dispatch over the
+//! same buffers and is made once (see `pipelines`).
 //!
 //! The context also counts what it is given (dispatches, submits, copies, uploads,
 //! read-backs: [`DeviceStats`], always on) and, when [`crate::profile`] is on, times each
-//! dispatch: with timestamp queries, one pair per compute pass in a query set as large as
-//! a batch, resolved into a read-back buffer at each submit and mapped asynchronously, so
-//! profiling neither breaks batching nor waits for the GPU; or, without them, by waiting
-//! for each dispatch on its own.
+//! dispatch: with timestamp queries, one pair per dispatch (each then in a pass of its
+//! own) in a query set as large as a batch, resolved into a read-back buffer at each
+//! submit and mapped asynchronously, so profiling neither breaks batching nor waits for
+//! the GPU; or, without them, by waiting for each dispatch on its own.
 //!
 //! The context is split by concern: `adapter` opens a device on the adapter chosen,
-//! `pipelines` compiles and caches each kernel's pipeline, `recording` records
+//! `pipelines` compiles and caches each kernel's pipeline and bind groups, `recording` records
 //! dispatches and copies into the batch and submits it, `stats` counts the work and
 //! `timestamps` times it while profiling.
 
@@ -24,7 +27,6 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use super::pool::BufferPool;
 use crate::error::{Error, Result};
-use crate::op::KernelRef;
 use crate::profile::ProfileSums;
 
 mod adapter;
@@ -35,8 +37,8 @@ mod timestamps;
 
 pub use adapter::{cooperative_f16_tile, wanted_features, AdapterSummary};
 use recording::Batch;
-use stats::Counters;
-pub use stats::DeviceStats;
+use stats::{Counters, HostTimers};
+pub use stats::{DeviceStats, HostTimes};
 
 /// Dispatches recorded before the batch is submitted without being asked.
 pub const MAX_DISPATCHES_PER_BATCH: usize = 256;
@@ -48,8 +50,9 @@ pub const PARAMS_SLOT: usize = 256;
 pub const WORKGROUP_SIZE: u32 = 256;
 
 /// How many read-write bindings of one dispatch may be left unused (see
-/// [`GpuContext::unused_binding`]): the optimizer's missing parameter segments.
-pub const UNUSED_BINDINGS: usize = 2;
+/// [`GpuContext::unused_binding`]): the optimizer's missing parameter segments (a
+/// dispatch of four parameters on its twelve-segment build leaves eight).
+pub const UNUSED_BINDINGS: usize = 8;
 
 /// The bit pattern written into outputs before kernels run when poisoning is on: a quiet
 /// NaN with a payload no arithmetic produces.
@@ -93,8 +96,9 @@ pub struct GpuContext {
     /// it on cooperative matrices; see [`cooperative_f16_tile`].
     pub cooperative_f16_tile: Option<u32>,
     pub(crate) pool: Mutex<BufferPool>,
-    layouts: Mutex<HashMap<&'static str, Arc<wgpu::BindGroupLayout>>>,
-    pipelines: Mutex<HashMap<KernelRef, Arc<wgpu::ComputePipeline>>>,
+    layouts: Mutex<HashMap<&'static str, wgpu::BindGroupLayout>>,
+    kernels: Mutex<pipelines::Kernels>,
+    bind_groups: Mutex<pipelines::BindGroups>,
     batch: Mutex<Batch>,
     /// The uniform buffer that holds the params of the batch being recorded.
     params_buffer: wgpu::Buffer,
@@ -102,7 +106,10 @@ pub struct GpuContext {
     unused_bindings: [wgpu::Buffer; UNUSED_BINDINGS],
     params_stride: usize,
     poison: AtomicBool,
+    /// See [`GpuContext::set_whole_sequence_lstm`].
+    whole_sequence_lstm: AtomicBool,
     counters: Counters,
+    host_timers: HostTimers,
     /// Kernel times gathered while profiling.
     profile: Mutex<ProfileSums>,
     /// GPU errors waiting to be reported (see [`GpuContext::take_error`]).
@@ -124,6 +131,21 @@ impl GpuContext {
 
     pub fn poison_enabled(&self) -> bool {
         self.poison.load(Ordering::Relaxed)
+    }
+
+    /// Whether an LSTM layer whose hidden size fits one workgroup runs as one
+    /// whole-sequence dispatch per direction (lstm_sequence.wgsl) or as one recurrent
+    /// matmul and one cell dispatch per step. The two agree to rounding. On by default on
+    /// hardware adapters (and the noop device), where a step's cost is the dispatches';
+    /// off on software adapters, where the kernel's per-thread loops run slower than the
+    /// tiled matmul.
+    pub fn set_whole_sequence_lstm(&self, on: bool) {
+        self.whole_sequence_lstm.store(on, Ordering::Relaxed);
+    }
+
+    /// See [`GpuContext::set_whole_sequence_lstm`].
+    pub fn whole_sequence_lstm(&self) -> bool {
+        self.whole_sequence_lstm.load(Ordering::Relaxed)
     }
 
     /// The error the GPU reported since the last call, if any, as [`Error::Gpu`] (the first

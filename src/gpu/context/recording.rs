@@ -10,12 +10,17 @@ use super::stats::Counters;
 use super::timestamps::{InFlight, Timestamps, MAP_DONE, MAP_FAILED, MAP_PENDING};
 use super::{lock, GpuContext, MAX_DISPATCHES_PER_BATCH, PARAMS_SLOT};
 use crate::error::{Error, Result};
-use crate::gpu::shaders;
 use crate::op::KernelRef;
 use crate::profile::Clock;
 
 /// Recorded but not yet submitted work.
 pub(super) struct Batch {
+    /// The compute pass consecutive dispatches share, open on `encoder` until a copy, a
+    /// timed dispatch or the submit needs the encoder itself: one pass per run of
+    /// dispatches rather than one per dispatch, which is most of wgpu's per-dispatch
+    /// encoding cost. wgpu inserts the barriers between the dispatches of a pass. Declared
+    /// before `encoder`, so it ends before the encoder drops.
+    pub(super) pass: Option<wgpu::ComputePass<'static>>,
     pub(super) encoder: Option<wgpu::CommandEncoder>,
     /// Params of each recorded dispatch, one [`PARAMS_SLOT`] each.
     pub(super) params: Vec<u8>,
@@ -37,6 +42,7 @@ impl GpuContext {
             Err(poisoned) => {
                 let mut batch = poisoned.into_inner();
                 self.batch.clear_poison();
+                batch.pass = None;
                 if batch.encoder.take().is_some() {
                     self.report_error(
                         "an op panicked while recording GPU work; the work recorded since the last submit was dropped"
@@ -60,17 +66,23 @@ impl GpuContext {
 
     /// Records one dispatch of `kernel`. `buffers` are the storage bindings in the order
     /// of the file's signature; `params` is the kernel's params struct as bytes.
+    ///
+    /// The per-dispatch cost on the host is what bounds small training steps on a fast GPU,
+    /// so the common path allocates nothing: the pipeline and layout come from caches keyed
+    /// by the kernel, the params go into the batch's slot of the one params buffer (bound
+    /// with a dynamic offset), the bind group of the same buffers is reused from
+    /// [`GpuContext::bind_group`], and the dispatch joins the batch's open compute pass.
     pub fn dispatch(&self, kernel: KernelRef, params: &[u8], buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) {
         assert!(params.len() <= PARAMS_SLOT, "params of {} exceed {PARAMS_SLOT} bytes", kernel.entry);
-        let spec = shaders::file(kernel.file);
-        assert_eq!(buffers.len(), spec.storage.len(), "{}: wrong number of buffers", kernel.entry);
+        let timer = self.host_timers.start();
+        let compiled = self.kernel(kernel);
+        assert_eq!(buffers.len(), compiled.storage, "{}: wrong number of buffers", kernel.entry);
         if workgroups.contains(&0) {
             return;
         }
-        let pipeline = self.pipeline(kernel);
-        let layout = self.bind_group_layout(kernel.file);
         log::trace!("dispatch {}::{} {:?}", kernel.file, kernel.entry, workgroups);
         let clock = self.profile_clock();
+        let timer = self.host_timers.lap(&self.host_timers.lookup, timer);
 
         let mut batch = self.batch();
         if batch.dispatches == MAX_DISPATCHES_PER_BATCH {
@@ -86,42 +98,38 @@ impl GpuContext {
         batch.params.resize(slot + self.params_stride, 0);
         batch.params[slot..slot + params.len()].copy_from_slice(params);
         batch.dispatches += 1;
+        let timer = self.host_timers.lap(&self.host_timers.params, timer);
 
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                buffer: &self.params_buffer,
-                offset: slot as u64,
-                size: wgpu::BufferSize::new(PARAMS_SLOT as u64),
-            }),
-        }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry { binding: i as u32 + 1, resource: b.as_entire_binding() });
-        }
-        let bind_group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(kernel.entry),
-            layout: &layout,
-            entries: &entries,
-        });
-        let query = (clock == Some(Clock::Timestamps)).then(|| {
+        let bind_group = self.bind_group(kernel.file, &compiled.layout, buffers);
+        let timer = self.host_timers.lap(&self.host_timers.bind_group, timer);
+        let offsets = [slot as u32];
+        if clock == Some(Clock::Timestamps) {
+            // A timed dispatch gets a pass of its own, whose begin and end write its queries.
             self.timestamps(&mut batch);
             batch.timed.push(kernel);
-            2 * (batch.timed.len() - 1) as u32
-        });
-        {
+            let q = 2 * (batch.timed.len() - 1) as u32;
+            batch.pass = None;
             let Batch { encoder, timestamps, .. } = &mut *batch;
             let encoder = encoder.get_or_insert_with(|| self.new_encoder());
-            let timestamp_writes = query.map(|q| wgpu::ComputePassTimestampWrites {
+            let timestamp_writes = wgpu::ComputePassTimestampWrites {
                 query_set: &timestamps.as_ref().expect("timestamp state made above").query_set,
                 beginning_of_pass_write_index: Some(q),
                 end_of_pass_write_index: Some(q + 1),
+            };
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(kernel.entry),
+                timestamp_writes: Some(timestamp_writes),
             });
-            let mut pass = encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(kernel.entry), timestamp_writes });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
+            pass.set_pipeline(&compiled.pipeline);
+            pass.set_bind_group(0, &bind_group, &offsets);
+            pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+        } else {
+            let pass = self.pass(&mut batch);
+            pass.set_pipeline(&compiled.pipeline);
+            pass.set_bind_group(0, &bind_group, &offsets);
             pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
         }
+        self.host_timers.lap(&self.host_timers.encode, timer);
         if clock == Some(Clock::Host) {
             let start = Instant::now();
             self.submit_locked(&mut batch);
@@ -129,6 +137,20 @@ impl GpuContext {
             let ns = start.elapsed().as_secs_f64() * 1e9;
             lock(&self.profile).add(Clock::Host, kernel, ns);
         }
+    }
+
+    /// The batch's open compute pass, begun on its encoder if there is none.
+    fn pass<'a>(&self, batch: &'a mut Batch) -> &'a mut wgpu::ComputePass<'static> {
+        let Batch { encoder, pass, .. } = batch;
+        pass.get_or_insert_with(|| {
+            let encoder = encoder.get_or_insert_with(|| self.new_encoder());
+            encoder
+                .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("wgrad dispatches"),
+                    timestamp_writes: None,
+                })
+                .forget_lifetime()
+        })
     }
 
     pub(super) fn new_encoder(&self) -> wgpu::CommandEncoder {
@@ -169,7 +191,10 @@ impl GpuContext {
         Ok(buffer)
     }
 
+    /// The batch's encoder, for commands outside compute passes: ends the open pass first,
+    /// so what follows is ordered after the dispatches recorded so far.
     pub(super) fn encoder<'a>(&self, batch: &'a mut Batch) -> &'a mut wgpu::CommandEncoder {
+        batch.pass = None;
         batch.encoder.get_or_insert_with(|| self.new_encoder())
     }
 
@@ -185,7 +210,10 @@ impl GpuContext {
     }
 
     pub(super) fn submit_locked(&self, batch: &mut Batch) {
+        let timer = self.host_timers.start();
         let timed = std::mem::take(&mut batch.timed);
+        // The pass must end before its encoder finishes.
+        batch.pass = None;
         if let Some(mut encoder) = batch.encoder.take() {
             if batch.dispatches > 0 {
                 // Ordered before the command buffer below on the queue timeline, and after
@@ -225,6 +253,7 @@ impl GpuContext {
         }
         batch.params.clear();
         batch.dispatches = 0;
+        self.host_timers.lap(&self.host_timers.submit, timer);
     }
 
     /// Submits everything recorded so far without waiting for it.

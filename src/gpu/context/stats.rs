@@ -107,3 +107,83 @@ impl GpuContext {
         self.counters.reset();
     }
 }
+
+/// Where the host's time went while recording GPU work, summed since
+/// [`GpuContext::set_host_timing`] turned timing on: the figures that split the cost of
+/// a dispatch between wgrad's own recording and wgpu's. Times are nanoseconds of the
+/// calling thread's wall clock. What a step costs beyond their sum is wgrad's bookkeeping
+/// above the recording layer (tensors, autograd, buffer pool).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HostTimes {
+    /// Finding the dispatch's shader file, compiled pipeline and bind group layout.
+    pub lookup_ns: u64,
+    /// Taking the batch and copying the dispatch's params into it.
+    pub params_ns: u64,
+    /// Creating (or finding) the dispatch's bind group: wgpu-core's validation of every binding.
+    pub bind_group_ns: u64,
+    /// Recording the compute pass: pipeline, bind group and dispatch (wgpu-core's encoding
+    /// and resource tracking).
+    pub encode_ns: u64,
+    /// Submitting batches: the params upload, finishing the encoder and the queue submit.
+    pub submit_ns: u64,
+}
+
+impl std::ops::Sub for HostTimes {
+    type Output = HostTimes;
+    fn sub(self, earlier: HostTimes) -> HostTimes {
+        HostTimes {
+            lookup_ns: self.lookup_ns.saturating_sub(earlier.lookup_ns),
+            params_ns: self.params_ns.saturating_sub(earlier.params_ns),
+            bind_group_ns: self.bind_group_ns.saturating_sub(earlier.bind_group_ns),
+            encode_ns: self.encode_ns.saturating_sub(earlier.encode_ns),
+            submit_ns: self.submit_ns.saturating_sub(earlier.submit_ns),
+        }
+    }
+}
+
+/// The atomic twin of [`HostTimes`], with its switch.
+#[derive(Default)]
+pub(super) struct HostTimers {
+    pub(super) on: std::sync::atomic::AtomicBool,
+    pub(super) lookup: AtomicU64,
+    pub(super) params: AtomicU64,
+    pub(super) bind_group: AtomicU64,
+    pub(super) encode: AtomicU64,
+    pub(super) submit: AtomicU64,
+}
+
+impl HostTimers {
+    /// The current instant when timing is on: the start of a phase.
+    pub(super) fn start(&self) -> Option<std::time::Instant> {
+        self.on.load(Ordering::Relaxed).then(std::time::Instant::now)
+    }
+
+    /// Adds the time since `start` to `phase` and returns the new start.
+    pub(super) fn lap(&self, phase: &AtomicU64, start: Option<std::time::Instant>) -> Option<std::time::Instant> {
+        let start = start?;
+        let now = std::time::Instant::now();
+        phase.fetch_add((now - start).as_nanos() as u64, Ordering::Relaxed);
+        Some(now)
+    }
+}
+
+impl GpuContext {
+    /// Turns the host-time breakdown of [`GpuContext::host_times`] on or off (off by
+    /// default: it reads the clock a few times per dispatch).
+    pub fn set_host_timing(&self, on: bool) {
+        self.host_timers.on.store(on, Ordering::Relaxed);
+    }
+
+    /// The host time spent recording and submitting, by phase, while timing was on.
+    pub fn host_times(&self) -> HostTimes {
+        let t = &self.host_timers;
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        HostTimes {
+            lookup_ns: get(&t.lookup),
+            params_ns: get(&t.params),
+            bind_group_ns: get(&t.bind_group),
+            encode_ns: get(&t.encode),
+            submit_ns: get(&t.submit),
+        }
+    }
+}

@@ -20,6 +20,7 @@ pub mod half;
 pub mod index;
 pub mod layer_norm;
 pub mod loss;
+pub mod lstm_sequence;
 pub mod matmul;
 pub mod optim;
 pub mod pool;
@@ -37,6 +38,7 @@ pub use half::*;
 pub use index::*;
 pub use layer_norm::*;
 pub use loss::*;
+pub use lstm_sequence::*;
 pub use matmul::*;
 pub use optim::*;
 pub use pool::*;
@@ -72,6 +74,7 @@ pub(crate) const PARAMS: &[ParamsLayout] = &[
     matmul::MatmulParams::LAYOUT,
     index::IndexParams::LAYOUT,
     optim::OptimParams::LAYOUT,
+    lstm_sequence::LstmSequenceParams::LAYOUT,
     conv::ConvParams::LAYOUT,
     conv::DirectParams::LAYOUT,
     pool::PoolParams::LAYOUT,
