@@ -43,6 +43,8 @@ mod backend;
 pub mod checkpoint;
 pub mod cpu;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod device;
 mod dtype;
 mod error;

@@ -53,6 +53,9 @@ pub struct TrainingFlags {
     /// Where to draw the pictures of the run.
     pub plot: Option<PathBuf>,
     pub allow_nonfinite_loss: bool,
+    /// Prints nothing (a data-parallel process other than rank 0); the trainer itself
+    /// prints on rank 0 only.
+    pub silent: bool,
 }
 
 impl TrainingFlags {
@@ -70,6 +73,7 @@ impl TrainingFlags {
                 _ => args.output_dir("plot")?,
             },
             allow_nonfinite_loss: args.has(ALLOW_NONFINITE_LOSS),
+            silent: false,
         };
         if flags.resume && flags.checkpoint_dir.is_none() {
             return Err("--resume continues from --checkpoint-dir DIR: give that too".into());
@@ -130,6 +134,9 @@ impl TrainingFlags {
             Err(e) => super::fail(&format!("training failed: {e}")),
         };
         let secs = started.elapsed().as_secs_f64();
+        if self.silent {
+            return history;
+        }
         #[cfg(feature = "plot")]
         if let Some(dir) = &self.plot {
             match wgrad::train::plot::plot_history(&history, dir.join("history")) {
