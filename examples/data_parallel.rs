@@ -41,7 +41,7 @@ use wgrad::train::Trainer;
 use wgrad::{loss, Device};
 
 const USAGE: &str = "usage: data_parallel train --model mlp|cnn [--device cpu|software|gpu|auto] [--batch N] \
-                     [--steps N] [--seed N] [--shuffle SEED] [--lr RATE] [--out PATH]\n       \
+                     [--steps N] [--seed N] [--shuffle SEED] [--lr RATE] [--momentum M] [--accumulate N] [--fault KIND] [--out PATH]\n       \
                      data_parallel compare A.safetensors B.safetensors [--tolerance T] [--expect-differ]\n       \
                      data_parallel bench --model mlp|cnn [--device ...] [--batch N] [--steps N]";
 
@@ -55,7 +55,8 @@ fn main() {
     let command = argv.remove(0);
     match command.as_str() {
         "train" | "bench" => {
-            let args = parse(argv, &["model", "device", "batch", "steps", "seed", "shuffle", "lr", "out"], &[]);
+            let args =
+                parse(argv, &["model", "device", "batch", "steps", "seed", "shuffle", "lr", "out", "accumulate", "momentum", "fault"], &[]);
             let model = usage_or(model_name(&args), USAGE);
             let device = usage_or(args.device(), USAGE);
             let batch = usage_or(args.count("batch", 16), USAGE);
@@ -63,11 +64,14 @@ fn main() {
             let seed = usage_or(args.seed("seed", 0), USAGE);
             let lr = usage_or(args.learning_rate("lr", 0.05), USAGE);
             let out = usage_or(args.output_file("out"), USAGE);
+            let accumulate = usage_or(args.count("accumulate", 1), USAGE);
+            let momentum = usage_or(momentum(&args), USAGE);
+            let fault = usage_or(fault(&args), USAGE);
             let shuffle = usage_or(args.get("shuffle").map(|_| args.seed("shuffle", 0)).transpose(), USAGE);
             let world = World::init().unwrap_or_else(|e| common::fail(&e.to_string()));
             let dev = open_device(&world, device);
             if command == "train" {
-                let run = TrainRun { model, batch, steps, seed, shuffle, lr };
+                let run = TrainRun { model, batch, steps, seed, shuffle, lr, momentum, accumulate, fault };
                 train(&world, &dev, &run, out.as_deref());
             } else {
                 bench(&world, &dev, model, batch, steps);
@@ -93,6 +97,31 @@ fn parse(argv: Vec<String>, with_value: &[&str], switches: &[&str]) -> Args {
             println!("{USAGE}");
             std::process::exit(0);
         }
+    }
+}
+
+/// `--momentum M`: SGD's momentum, from 0 up to (not including) 1; 0.9 by default.
+fn momentum(args: &Args) -> Result<f32, String> {
+    match args.get("momentum") {
+        None => Ok(0.9),
+        Some(v) => match v.trim().parse::<f32>() {
+            Ok(m) if (0.0..1.0).contains(&m) => Ok(m),
+            _ => Err(format!("--momentum must be a number from 0 up to 1, not '{v}'")),
+        },
+    }
+}
+
+/// `--fault KIND`: rank 1 builds its model from another seed (`differing-init`) or
+/// builds the other model (`differing-model`), or gets one batch fewer
+/// (`uneven-batches`); each run must end with an error on every rank, not hang.
+fn fault(args: &Args) -> Result<Option<&'static str>, String> {
+    match args.get("fault") {
+        None => Ok(None),
+        Some(v) => ["differing-init", "differing-model", "uneven-batches"]
+            .into_iter()
+            .find(|k| *k == v)
+            .map(Some)
+            .ok_or_else(|| format!("--fault must be differing-init, differing-model or uneven-batches, not '{v}'")),
     }
 }
 
@@ -140,20 +169,35 @@ struct TrainRun {
     seed: u64,
     shuffle: Option<u64>,
     lr: f32,
+    momentum: f32,
+    /// Batches whose gradients are summed into each step.
+    accumulate: usize,
+    /// A mistake rank 1 makes, to show the error it gets.
+    fault: Option<&'static str>,
 }
 
 /// `run.steps` SGD steps of batch `run.batch` per rank through `Trainer::fit`; rank 0
 /// saves the parameters to `out`.
 fn train(world: &World, dev: &Device, run: &TrainRun, out: Option<&std::path::Path>) {
-    let data = first_images(run.steps * run.batch * world.size());
-    let mut model = build(run.model, run.seed, dev);
+    let faulty = world.rank() == 1;
+    let mut images = run.steps * run.accumulate * run.batch * world.size();
+    if faulty && run.fault == Some("uneven-batches") {
+        images -= run.batch * world.size();
+    }
+    let data = first_images(images);
+    let mut model = match (faulty, run.fault) {
+        (true, Some("differing-init")) => build(run.model, run.seed + 1, dev),
+        (true, Some("differing-model")) => build(if run.model == "mlp" { "cnn" } else { "mlp" }, run.seed, dev),
+        _ => build(run.model, run.seed, dev),
+    };
     let mut loader = DataLoader::new(&data, run.batch).drop_last(true);
     if let Some(seed) = run.shuffle {
         loader = loader.shuffle(seed);
     }
     let loader = loader.sampler(DistributedSampler::new(world.size(), world.rank()));
-    let mut trainer = Trainer::new(Sgd::new(model.parameters(), run.lr).momentum(0.9), loss::cross_entropy)
+    let mut trainer = Trainer::new(Sgd::new(model.parameters(), run.lr).momentum(run.momentum), loss::cross_entropy)
         .metric(wgrad::metrics::Accuracy::new())
+        .accumulate(run.accumulate)
         .quiet(true);
     if world.size() > 1 {
         let ddp = DistributedDataParallel::new(&*model, world).unwrap_or_else(|e| common::fail(&e.to_string()));

@@ -431,8 +431,8 @@ fn check_same_structure(world: &World, tensors: &[(&str, &Tensor)]) -> Result<()
     if let Some(i) = first {
         let (name, t) = tensors[i];
         return Err(Error::Distributed(format!(
-            "DistributedDataParallel: the model differs between ranks at tensor {i}: {name} {:?} {:?} on rank {} is \
-             not what rank 0 has there (another name, shape or dtype); every rank must build the same model",
+            "DistributedDataParallel: the model differs between ranks at tensor {i} (its name, shape or dtype): here, \
+             on rank {2}, it is {name} {0:?} {1:?}; every rank must build the same model",
             t.shape(),
             t.dtype(),
             world.rank()
