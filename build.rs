@@ -31,13 +31,15 @@ fn main() {
         missing.push("libclang, which generates the MPI bindings (set LIBCLANG_PATH if it is installed elsewhere)");
     }
     if !missing.is_empty() {
-        panic!(
-            "\n\nthe `mpi` feature of wgrad builds against the system's MPI, and this machine lacks {}.\n\
+        // Cargo shows a failed build script's stderr; a panic would add a backtrace note.
+        eprintln!(
+            "\n\nerror: the `mpi` feature of wgrad builds against the system's MPI, and this machine lacks {}.\n\
              On Debian or Ubuntu install them with\n\n    \
              sudo apt-get install -y libopenmpi-dev openmpi-bin libclang-dev\n\n\
              (Fedora: openmpi-devel clang-devel, then `module load mpi`; or build without `--features mpi`).\n",
             missing.join(" and ")
         );
+        std::process::exit(1);
     }
 }
 
@@ -84,7 +86,8 @@ fn has_libclang(dir: &Path) -> bool {
     entries.flatten().any(|e| {
         let name = e.file_name().to_string_lossy().into_owned();
         // libclang.so.1 or libclang-14.so.1, not libclang-cpp or the runtime libraries.
-        let versioned = name.strip_prefix("libclang-").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
+        let versioned =
+            name.strip_prefix("libclang-").is_some_and(|rest| rest.starts_with(|c: char| c.is_ascii_digit()));
         (name.starts_with("libclang.so") || versioned) && name.contains(".so")
     })
 }

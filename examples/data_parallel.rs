@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use common::{models, usage_or, Args};
 use wgrad::data::{DataLoader, Dataset, DistributedSampler, InMemoryDataset, Mnist, Pixels};
-use wgrad::distributed::{DistributedDataParallel, World};
+use wgrad::distributed::{DdpOptions, DistributedDataParallel, World};
 use wgrad::nn::{Forward, Module};
 use wgrad::optim::{Optimizer, Sgd};
 use wgrad::train::Trainer;
@@ -55,8 +55,23 @@ fn main() {
     let command = argv.remove(0);
     match command.as_str() {
         "train" | "bench" => {
-            let args =
-                parse(argv, &["model", "device", "batch", "steps", "seed", "shuffle", "lr", "out", "accumulate", "momentum", "fault"], &[]);
+            let args = parse(
+                argv,
+                &[
+                    "model",
+                    "device",
+                    "batch",
+                    "steps",
+                    "seed",
+                    "shuffle",
+                    "lr",
+                    "out",
+                    "accumulate",
+                    "momentum",
+                    "fault",
+                ],
+                &[],
+            );
             let model = usage_or(model_name(&args), USAGE);
             let device = usage_or(args.device(), USAGE);
             let batch = usage_or(args.count("batch", 16), USAGE);
@@ -289,9 +304,12 @@ fn bench(world: &World, dev: &Device, model_name: &str, batch: usize, steps: usi
         if root {
             println!("all-reduce (sum, f32, blocking MPI_Allreduce), median of 20:");
         }
-        for (what, bytes) in
-            [("MLP gradients", mlp_bytes), ("CNN gradients", cnn_bytes), ("4 MiB", 4 << 20), ("25 MiB bucket", 25 << 20)]
-        {
+        for (what, bytes) in [
+            ("MLP gradients", mlp_bytes),
+            ("CNN gradients", cnn_bytes),
+            ("4 MiB", 4 << 20),
+            ("25 MiB bucket", 25 << 20),
+        ] {
             let send = vec![1.0f32; bytes / 4];
             let mut recv = vec![0.0f32; bytes / 4];
             let ms = time_ms(world, 3, 20, || world.all_reduce_sum(&send, &mut recv));
@@ -314,21 +332,34 @@ fn bench(world: &World, dev: &Device, model_name: &str, batch: usize, steps: usi
         .epoch(dev)
         .next()
         .expect("one batch");
-    let mut ddp = DistributedDataParallel::new(&*model, world).unwrap_or_else(|e| common::fail(&e.to_string()));
-    let mut opt = Sgd::new(model.parameters(), 0.01);
-    let ms = time_ms(world, 3, steps, || {
-        let grads = ddp.backward(&loss::cross_entropy(&model.forward(&images), &labels));
-        opt.step(&grads);
-        dev.synchronize();
-    });
-    if root {
-        println!(
-            "{model_name} training step, batch {batch} per rank ({} per step): {ms:.2} ms median of {steps}, {:.0} \
-             samples/s in all; {} gradient bytes all-reduced per step in {} bucket(s)",
-            batch * world.size(),
-            (batch * world.size()) as f64 / (ms * 1e-3),
-            ddp.gradient_bytes(),
-            ddp.bucket_sizes().len()
-        );
+    // One bucket (the default 25 MiB holds either model), then 64 KiB buckets started as
+    // backward finishes them, then the same buckets reduced after backward.
+    let configs = [
+        ("25 MiB buckets", DdpOptions::new()),
+        ("64 KiB buckets, overlapped", DdpOptions::new().bucket_bytes(64 << 10)),
+        ("64 KiB buckets, after backward", DdpOptions::new().bucket_bytes(64 << 10).overlap(false)),
+    ];
+    for (what, options) in configs {
+        if world.size() == 1 && what != "25 MiB buckets" {
+            continue;
+        }
+        let mut ddp = DistributedDataParallel::with_options(&*model, world, options)
+            .unwrap_or_else(|e| common::fail(&e.to_string()));
+        let mut opt = Sgd::new(model.parameters(), 0.01);
+        let ms = time_ms(world, 3, steps, || {
+            let grads = ddp.backward(&loss::cross_entropy(&model.forward(&images), &labels));
+            opt.step(&grads);
+            dev.synchronize();
+        });
+        if root {
+            println!(
+                "{model_name} training step, batch {batch} per rank ({} per step), {what} ({}): {ms:.2} ms median of \
+                 {steps}, {:.0} samples/s in all; {} gradient bytes all-reduced per step",
+                batch * world.size(),
+                ddp.bucket_sizes().len(),
+                (batch * world.size()) as f64 / (ms * 1e-3),
+                ddp.gradient_bytes(),
+            );
+        }
     }
 }

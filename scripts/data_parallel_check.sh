@@ -47,7 +47,7 @@ runs=(
     "mlp cpu 250 16 0.05 0.9 2e-4"
     "cnn cpu 200 8 0.001 0.9 1e-3"
     "mlp software 200 16 0.05 0.9 2e-4"
-    "cnn software 100 4 0.001 0.9 1e-3"
+    "cnn software 200 4 0.001 0.9 1e-3"
 )
 for run in "${runs[@]}"; do
     read -r model device steps batch lr momentum tolerance <<<"$run"

@@ -204,7 +204,8 @@ impl Device {
     /// adapters when there is no hardware adapter.
     pub fn gpu_for_rank(local_rank: usize) -> Result<Device> {
         let adapters = adapters();
-        let summaries: Vec<AdapterSummary> = adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
+        let summaries: Vec<AdapterSummary> =
+            adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
         let mut ranked: Vec<((u8, u8), usize)> =
             (0..summaries.len()).filter_map(|i| hardware_rank(&summaries[i]).map(|r| (r, i))).collect();
         ranked.sort();

@@ -83,10 +83,10 @@ impl Setup {
         }
         if ranks.is_root() {
             println!(
-            "data: {} ({} train, {} test images)",
-            args.get("data").unwrap_or("built-in MNIST 10k"),
-            data.train.len(),
-            data.test.len()
+                "data: {} ({} train, {} test images)",
+                args.get("data").unwrap_or("built-in MNIST 10k"),
+                data.train.len(),
+                data.test.len()
             );
         }
         Setup { dev, data, epochs, batch_size, seed, lr, save, training, ranks }

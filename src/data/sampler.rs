@@ -135,7 +135,11 @@ mod tests {
                     for rank in 0..replicas {
                         let s = DistributedSampler::new(replicas, rank).drop_last(drop_last);
                         let want = torch_shard(&order, replicas, rank, drop_last);
-                        assert_eq!(s.shard(&order), want, "n {n}, replicas {replicas}, rank {rank}, drop_last {drop_last}");
+                        assert_eq!(
+                            s.shard(&order),
+                            want,
+                            "n {n}, replicas {replicas}, rank {rank}, drop_last {drop_last}"
+                        );
                         assert_eq!(s.num_samples(n), want.len());
                     }
                 }

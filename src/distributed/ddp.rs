@@ -315,7 +315,12 @@ struct InFlight<'b, 'a, S: mpi::request::Scope<'a>> {
 impl<'b: 'a, 'a, S: mpi::request::Scope<'a> + Copy> InFlight<'b, 'a, S> {
     fn new(buckets: &'b mut [Bucket]) -> Self {
         let n = buckets.len();
-        InFlight { slots: buckets.iter_mut().map(Some).collect(), requests: (0..n).map(|_| None).collect(), next: 0, oldest: 0 }
+        InFlight {
+            slots: buckets.iter_mut().map(Some).collect(),
+            requests: (0..n).map(|_| None).collect(),
+            next: 0,
+            oldest: 0,
+        }
     }
 
     /// Reads bucket `next`'s gradients back into its staging buffer and starts its

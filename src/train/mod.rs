@@ -42,11 +42,11 @@ mod data_parallel;
 pub mod plot;
 mod resume;
 
-pub use data_parallel::DataParallel;
 pub use callbacks::{
     Callback, CallbackState, CsvLogger, EarlyStopping, JsonLogger, LrLogger, ModelCheckpoint, Monitor,
     ReduceLrOnPlateau,
 };
+pub use data_parallel::DataParallel;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
