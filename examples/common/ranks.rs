@@ -50,6 +50,14 @@ impl Ranks {
         }
     }
 
+    /// A world of one that never starts MPI, for examples that train in one process only.
+    pub fn single() -> Ranks {
+        Ranks {
+            #[cfg(feature = "mpi")]
+            world: None,
+        }
+    }
+
     pub fn rank(&self) -> usize {
         #[cfg(feature = "mpi")]
         if let Some(world) = &self.world {
