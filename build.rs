@@ -16,7 +16,7 @@ fn main() {
     if env::var_os("CARGO_FEATURE_MPI").is_none() {
         return;
     }
-    for var in ["MPICC", "MPI_PKG_CONFIG", "PKG_CONFIG_PATH", "LIBCLANG_PATH", "PATH"] {
+    for var in ["MPICC", "MPI_PKG_CONFIG", "PKG_CONFIG_PATH", "PKG_CONFIG_LIBDIR", "LIBCLANG_PATH", "PATH"] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     // MS-MPI on Windows and the system libraries elsewhere are rsmpi's to find.

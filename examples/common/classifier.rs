@@ -66,6 +66,7 @@ impl Setup {
         let ranks = super::usage_or(Ranks::join(args.has(ranks::DISTRIBUTED)), &usage);
         // In a data-parallel run rank 0 reports; every rank names its device.
         training.silent = !ranks.is_root();
+        training.processes = ranks.size();
 
         let dev = ranks.open_device(device);
         println!("device{}: {}", ranks.tag(), dev.info());

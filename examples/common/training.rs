@@ -56,6 +56,8 @@ pub struct TrainingFlags {
     /// Prints nothing (a data-parallel process other than rank 0); the trainer itself
     /// prints on rank 0 only.
     pub silent: bool,
+    /// The processes of a data-parallel run (0 or 1: one), each training on its share.
+    pub processes: usize,
 }
 
 impl TrainingFlags {
@@ -74,6 +76,7 @@ impl TrainingFlags {
             },
             allow_nonfinite_loss: args.has(ALLOW_NONFINITE_LOSS),
             silent: false,
+            processes: 1,
         };
         if flags.resume && flags.checkpoint_dir.is_none() {
             return Err("--resume continues from --checkpoint-dir DIR: give that too".into());
@@ -147,7 +150,7 @@ impl TrainingFlags {
         let trained = history.epochs().saturating_sub(done_before);
         println!(
             "trained {trained} epochs in {secs:.1} s ({:.0} training samples/s, evaluation included)",
-            (train.num_samples() * trained) as f64 / secs
+            (train.num_samples() * self.processes.max(1) * trained) as f64 / secs
         );
         history
     }

@@ -102,7 +102,7 @@ mod tests {
     fn torch_shard(order: &[usize], replicas: usize, rank: usize, drop_last: bool) -> Vec<usize> {
         let n = order.len();
         // math.ceil((len - replicas) / replicas), negative for fewer samples than replicas.
-        let num_samples = if drop_last && n % replicas != 0 {
+        let num_samples = if drop_last && !n.is_multiple_of(replicas) {
             ((n as f64 - replicas as f64) / replicas as f64).ceil().max(0.0) as usize
         } else {
             n.div_ceil(replicas)
