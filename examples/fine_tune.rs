@@ -25,6 +25,7 @@ mod common;
 
 use common::classifier::Setup;
 use common::models;
+use common::ranks::Ranks;
 use common::training::TrainingFlags;
 use wgrad::data::{Dataset, InMemoryDataset, Mnist, Pixels};
 use wgrad::metrics::Accuracy;
@@ -153,6 +154,7 @@ fn main() {
         lr: flags.lr,
         save: None,
         training: TrainingFlags { allow_nonfinite_loss: flags.allow_nonfinite_loss, ..TrainingFlags::default() },
+        ranks: Ranks::single(),
     };
 
     // 1. The pretrained network: digits.

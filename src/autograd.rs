@@ -269,6 +269,14 @@ impl Tensor {
 
     /// Gradients of `sum(self * grad)`: backward from a non-scalar with a given output gradient.
     pub fn backward_with(&self, grad: &Tensor) -> Gradients {
+        self.backward_with_hook(grad, &mut |_, _| {})
+    }
+
+    /// As [`Tensor::backward_with`], calling `on_leaf(leaf, gradient)` for each leaf as
+    /// soon as its gradient is complete (every node that adds to it has run), while the
+    /// rest of the graph is still to run: data-parallel training starts sending a group of
+    /// gradients to the other processes there (`wgrad::distributed`, feature `mpi`).
+    pub fn backward_with_hook(&self, grad: &Tensor, on_leaf: &mut dyn FnMut(&Tensor, &Tensor)) -> Gradients {
         assert_eq!(
             grad.shape(),
             self.shape(),
@@ -286,6 +294,7 @@ impl Tensor {
             let meta = t.autograd.as_ref().expect("graph tensors are tracked");
             let Some(g) = pending.remove(&meta.id) else { continue };
             let Some(node) = &meta.node else {
+                on_leaf(t, &g);
                 result.grads.insert(meta.id, g);
                 continue;
             };

@@ -199,6 +199,29 @@ impl Device {
         open_cached(&SLOT, "hardware GPU", best_hardware)
     }
 
+    /// The hardware adapter of process `local_rank` among the processes of a data-parallel
+    /// run on one machine: the hardware adapters in [`Device::gpu`]'s order of preference,
+    /// number `local_rank % count`, so that the processes spread over the machine's GPUs
+    /// (with one GPU, every process shares [`Device::gpu`]'s). An error listing the
+    /// adapters when there is no hardware adapter.
+    pub fn gpu_for_rank(local_rank: usize) -> Result<Device> {
+        let adapters = adapters();
+        let summaries: Vec<AdapterSummary> =
+            adapters.iter().map(|a| AdapterSummary::from_info(&a.get_info())).collect();
+        let mut ranked: Vec<((u8, u8), usize)> =
+            (0..summaries.len()).filter_map(|i| hardware_rank(&summaries[i]).map(|r| (r, i))).collect();
+        ranked.sort();
+        match ranked.len() {
+            0 => Err(Error::NoAdapter { wanted: "hardware GPU", found: summaries.iter().map(|s| s.line()).collect() }),
+            1 => Device::gpu(),
+            count => {
+                let ctx = Arc::new(GpuContext::open(&adapters[ranked[local_rank % count].1])?);
+                crate::profile::register(&ctx);
+                Ok(Device::Gpu(ctx))
+            }
+        }
+    }
+
     /// A software adapter (Mesa lavapipe/llvmpipe, WARP, SwiftShader): slow, but runs the
     /// same WGSL kernels anywhere, which is what CI tests them on.
     pub fn software() -> Result<Device> {

@@ -75,6 +75,10 @@ pub enum Error {
     /// names the module has.
     #[error("{0}")]
     NotInModule(String),
+    /// A data-parallel run that cannot go on (`wgrad::distributed`, feature `mpi`): ranks
+    /// that built different models, MPI started twice. The message names what differs.
+    #[error("distributed: {0}")]
+    Distributed(String),
     /// A training run that cannot go on: an empty loader, a callback monitoring a value no
     /// metric produces. The message names the op and what is wrong.
     #[error("{0}")]

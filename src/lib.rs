@@ -18,7 +18,8 @@
 //! parameter types both backends take; `cpu` holds their reference implementations, `gpu`
 //! their launchers and `shaders/` their kernels, both behind one `Backend` trait that the
 //! storage alone dispatches to; [`Tensor`] is the public face of all of them, [`nn`] builds
-//! models from it and [`train`] trains them.
+//! models from it and [`train`] trains them. With the `mpi` feature, `distributed` trains
+//! one model across processes and machines (data parallelism over MPI).
 //!
 //! ## Building a program that uses wgrad
 //!
@@ -44,6 +45,8 @@ pub mod checkpoint;
 pub mod cpu;
 pub mod data;
 mod device;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod dtype;
 mod error;
 pub mod gpu;

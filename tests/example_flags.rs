@@ -242,6 +242,15 @@ fn the_examples_refuse_bad_flags_before_opening_the_device() {
         assert_eq!(code, 2, "{name} --plot: {stderr}");
         assert!(stderr.contains(expected) && stdout.is_empty(), "{name} --plot: {stderr}");
     }
+    // --distributed trains over MPI, which a build without the mpi feature cannot.
+    if !cfg!(feature = "mpi") {
+        for name in ["mnist_mlp", "mnist_cnn"] {
+            let Some(exe) = example(name) else { continue };
+            let (code, stdout, stderr) = run(&exe, &["--distributed"]);
+            assert_eq!(code, 2, "{name} --distributed: {stderr}");
+            assert!(stderr.contains("--features mpi") && stdout.is_empty(), "{name} --distributed: {stderr}");
+        }
+    }
     let (data_flag, data_value) = ("--data", dir.0.join("nowhere").display().to_string());
     if let Some(exe) = example("mnist_mlp") {
         let (code, _, stderr) = run(&exe, &[data_flag, &data_value]);

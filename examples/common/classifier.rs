@@ -5,12 +5,13 @@
 
 use std::path::PathBuf;
 
-use wgrad::data::{validation_split, DataLoader, Dataset, InMemoryDataset, Mnist, Pixels};
+use wgrad::data::{validation_split, DataLoader, Dataset, DistributedSampler, InMemoryDataset, Mnist, Pixels, Samples};
 use wgrad::metrics::ConfusionMatrix;
 use wgrad::nn::Forward;
 use wgrad::train::{History, Loader, Trainer};
 use wgrad::Device;
 
+use super::ranks::{self, Ranks};
 use super::training::{self, TrainingFlags};
 
 /// Flags every training example accepts, with each example's own defaults.
@@ -30,6 +31,8 @@ pub struct Setup {
     pub lr: f32,
     pub save: Option<PathBuf>,
     pub training: TrainingFlags,
+    /// This process's place in a data-parallel run (`mpirun`, `--distributed`).
+    pub ranks: Ranks,
 }
 
 impl Setup {
@@ -39,7 +42,7 @@ impl Setup {
     pub fn from_args(example: &str, defaults: Defaults) -> Setup {
         let usage = format!(
             "usage: {example} [--device auto|gpu|software|cpu] [--data DIR] [--epochs N] [--batch-size N] \
-             [--seed N] [--save PATH] [--lr RATE] {}\n\n\
+             [--seed N] [--save PATH] [--lr RATE] [--distributed] {}\n\n\
              defaults: built-in MNIST, {} epochs, batch {}, lr {}, the test set evaluated after every epoch; a NaN \
              or infinite training loss stops the run (exit status 1) unless --allow-nonfinite-loss is given",
             training::USAGE,
@@ -49,7 +52,8 @@ impl Setup {
         );
         let with_value =
             [&["device", "data", "epochs", "batch-size", "seed", "save", "lr"][..], &training::WITH_VALUE].concat();
-        let args = super::parse_args(&with_value, &training::SWITCHES, &usage);
+        let switches = [&training::SWITCHES[..], &[ranks::DISTRIBUTED]].concat();
+        let args = super::parse_args(&with_value, &switches, &usage);
         // Every flag is checked before the device opens or the data loads.
         let device = super::usage_or(args.device(), &usage);
         let data_dir = super::usage_or(args.existing_dir("data"), &usage);
@@ -58,40 +62,56 @@ impl Setup {
         let seed = super::usage_or(args.seed("seed", 0), &usage);
         let lr = super::usage_or(args.learning_rate("lr", defaults.lr), &usage);
         let save = super::usage_or(args.output_file("save"), &usage);
-        let training = super::usage_or(TrainingFlags::from_args(&args), &usage);
+        let mut training = super::usage_or(TrainingFlags::from_args(&args), &usage);
+        let ranks = super::usage_or(Ranks::join(args.has(ranks::DISTRIBUTED)), &usage);
+        // In a data-parallel run rank 0 reports; every rank names its device.
+        training.silent = !ranks.is_root();
+        training.processes = ranks.size();
 
-        let dev = super::open_device(device);
-        println!("device: {}", dev.info());
+        let dev = ranks.open_device(device);
+        println!("device{}: {}", ranks.tag(), dev.info());
         let data = match &data_dir {
             Some(dir) => Mnist::load_with(dir, Pixels::mnist_standardized()),
             None => Mnist::builtin_with(Pixels::mnist_standardized()),
         }
         .unwrap_or_else(|e| super::fail(&format!("cannot load the data set: {e}")));
-        println!(
-            "data: {} ({} train, {} test images)",
-            args.get("data").unwrap_or("built-in MNIST 10k"),
-            data.train.len(),
-            data.test.len()
-        );
-        Setup { dev, data, epochs, batch_size, seed, lr, save, training }
+        if ranks.is_parallel() && ranks.is_root() {
+            println!(
+                "data-parallel: {} processes, batch {batch_size} each ({} per step), gradients averaged over MPI",
+                ranks.size(),
+                ranks.size() * batch_size
+            );
+        }
+        if ranks.is_root() {
+            println!(
+                "data: {} ({} train, {} test images)",
+                args.get("data").unwrap_or("built-in MNIST 10k"),
+                data.train.len(),
+                data.test.len()
+            );
+        }
+        Setup { dev, data, epochs, batch_size, seed, lr, save, training, ranks }
     }
 
-    /// The training loader (shuffled by `--seed`) and the validation loader: a held-out
-    /// part of the training set with `--validation-split`, else the test set.
+    /// The training loader (shuffled by `--seed`; in a data-parallel run, this process's
+    /// share of each epoch) and the validation loader: a held-out part of the training set
+    /// with `--validation-split`, else the test set (whole on every process).
     pub fn loaders(&self) -> (Box<dyn Loader + '_>, Box<dyn Loader + '_>) {
         let (train, test) = (&self.data.train, &self.data.test);
         match self.training.validation_split {
             Some(fraction) => {
                 let (train, validation) = validation_split(train, fraction, self.seed)
                     .unwrap_or_else(|e| super::fail(&format!("--validation-split: {e}")));
-                println!("validation: {} of the training images, held out", validation.len());
+                if self.ranks.is_root() {
+                    println!("validation: {} of the training images, held out", validation.len());
+                }
                 (
-                    Box::new(DataLoader::new(train, self.batch_size).shuffle(self.seed)),
+                    Box::new(shard(DataLoader::new(train, self.batch_size).shuffle(self.seed), self.ranks.sampler())),
                     Box::new(DataLoader::new(validation, 1000)),
                 )
             }
             None => (
-                Box::new(DataLoader::new(train, self.batch_size).shuffle(self.seed)),
+                Box::new(shard(DataLoader::new(train, self.batch_size).shuffle(self.seed), self.ranks.sampler())),
                 Box::new(DataLoader::new(test, 1000)),
             ),
         }
@@ -106,12 +126,15 @@ impl Setup {
         train: &dyn Loader,
         validation: &dyn Loader,
     ) -> History {
-        println!(
-            "model: {} ({} parameters, {} trainable)",
-            model.describe(),
-            model.num_parameters(),
-            model.num_trainable_parameters()
-        );
+        if self.ranks.is_root() {
+            println!(
+                "model: {} ({} parameters, {} trainable)",
+                model.describe(),
+                model.num_parameters(),
+                model.num_trainable_parameters()
+            );
+        }
+        let trainer = self.ranks.data_parallel(trainer, &*model);
         self.training.fit(trainer, model, train, validation, self.epochs, &self.dev)
     }
 
@@ -119,6 +142,10 @@ impl Setup {
     /// when `--save` asks, and returns the test accuracy (a fraction).
     pub fn test(&self, model: &mut dyn Forward) -> f64 {
         let confusion = test_confusion(model, &self.data.test, &self.dev);
+        if !self.ranks.is_root() {
+            // The weights are the same on every rank: rank 0 reports and saves them.
+            return confusion.accuracy();
+        }
         println!("confusion matrix (rows: true class, columns: predicted):\n{confusion}");
         training::plot_confusion(&self.training, &confusion);
         if let Some(path) = &self.save {
@@ -129,6 +156,14 @@ impl Setup {
         }
         wgrad::profile::print_report(); // the per-kernel table on stderr when WGRAD_PROFILE is set
         confusion.accuracy()
+    }
+}
+
+/// `loader` serving only `sampler`'s share of each epoch, when there is one.
+fn shard<D: Samples>(loader: DataLoader<D>, sampler: Option<DistributedSampler>) -> DataLoader<D> {
+    match sampler {
+        Some(sampler) => loader.sampler(sampler),
+        None => loader,
     }
 }
 

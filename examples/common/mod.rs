@@ -11,6 +11,7 @@
 pub mod classifier;
 pub mod flags;
 pub mod models;
+pub mod ranks;
 pub mod training;
 pub mod workloads;
 

@@ -53,6 +53,11 @@ pub struct TrainingFlags {
     /// Where to draw the pictures of the run.
     pub plot: Option<PathBuf>,
     pub allow_nonfinite_loss: bool,
+    /// Prints nothing (a data-parallel process other than rank 0); the trainer itself
+    /// prints on rank 0 only.
+    pub silent: bool,
+    /// The processes of a data-parallel run (0 or 1: one), each training on its share.
+    pub processes: usize,
 }
 
 impl TrainingFlags {
@@ -70,6 +75,8 @@ impl TrainingFlags {
                 _ => args.output_dir("plot")?,
             },
             allow_nonfinite_loss: args.has(ALLOW_NONFINITE_LOSS),
+            silent: false,
+            processes: 1,
         };
         if flags.resume && flags.checkpoint_dir.is_none() {
             return Err("--resume continues from --checkpoint-dir DIR: give that too".into());
@@ -130,6 +137,9 @@ impl TrainingFlags {
             Err(e) => super::fail(&format!("training failed: {e}")),
         };
         let secs = started.elapsed().as_secs_f64();
+        if self.silent {
+            return history;
+        }
         #[cfg(feature = "plot")]
         if let Some(dir) = &self.plot {
             match wgrad::train::plot::plot_history(&history, dir.join("history")) {
@@ -140,7 +150,7 @@ impl TrainingFlags {
         let trained = history.epochs().saturating_sub(done_before);
         println!(
             "trained {trained} epochs in {secs:.1} s ({:.0} training samples/s, evaluation included)",
-            (train.num_samples() * trained) as f64 / secs
+            (train.num_samples() * self.processes.max(1) * trained) as f64 / secs
         );
         history
     }

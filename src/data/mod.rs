@@ -33,6 +33,7 @@
 
 pub mod idx;
 mod mnist;
+mod sampler;
 mod split;
 mod tensor_dataset;
 pub mod text;
@@ -41,6 +42,7 @@ pub mod transforms;
 pub use crate::random::Generator;
 pub use idx::{read_idx, read_idx_images, read_idx_labels, IdxArray, IdxImages};
 pub use mnist::{Mnist, Pixels};
+pub use sampler::DistributedSampler;
 pub use split::{random_split, random_split_with, validation_split, SplitSize, Subset};
 pub use tensor_dataset::{HostBuffer, TensorDataset};
 
@@ -284,6 +286,8 @@ pub struct DataLoader<D> {
     shuffle_seed: Option<u64>,
     drop_last: bool,
     next_epoch: u64,
+    /// This process's share of each epoch in a data-parallel run; `None` serves it all.
+    sampler: Option<DistributedSampler>,
 }
 
 impl<D: Samples> DataLoader<D> {
@@ -298,7 +302,7 @@ impl<D: Samples> DataLoader<D> {
     /// ```
     pub fn new(dataset: D, batch_size: usize) -> DataLoader<D> {
         assert!(batch_size > 0, "DataLoader::new: batch_size must be at least 1");
-        DataLoader { dataset, batch_size, shuffle_seed: None, drop_last: false, next_epoch: 0 }
+        DataLoader { dataset, batch_size, shuffle_seed: None, drop_last: false, next_epoch: 0, sampler: None }
     }
 
     /// Visits the samples in a new random order each epoch, drawn from `seed`.
@@ -316,6 +320,16 @@ impl<D: Samples> DataLoader<D> {
         self
     }
 
+    /// Serves only `sampler`'s share of each epoch's order, for one process of a
+    /// data-parallel run (see [`DistributedSampler`]): every process gives its loader the
+    /// same data set and seed and its own rank, and gets a disjoint share of the same
+    /// shuffled order, padded so that every process has as many batches.
+    #[must_use = "sampler returns the changed loader"]
+    pub fn sampler(mut self, sampler: DistributedSampler) -> DataLoader<D> {
+        self.sampler = Some(sampler);
+        self
+    }
+
     /// The data set this loader batches.
     pub fn dataset(&self) -> &D {
         &self.dataset
@@ -326,9 +340,10 @@ impl<D: Samples> DataLoader<D> {
         self.batch_size
     }
 
-    /// Batches per epoch: `len / batch_size`, rounded up unless `drop_last`.
+    /// Batches per epoch: `len / batch_size`, rounded up unless `drop_last` (`len` being
+    /// the sampler's share with [`DataLoader::sampler`]).
     pub fn num_batches(&self) -> usize {
-        let n = self.dataset.sample_count();
+        let n = self.epoch_len();
         if self.drop_last {
             n / self.batch_size
         } else {
@@ -341,8 +356,14 @@ impl<D: Samples> DataLoader<D> {
         if self.drop_last {
             self.num_batches() * self.batch_size
         } else {
-            self.dataset.sample_count()
+            self.epoch_len()
         }
+    }
+
+    /// The samples an epoch visits: the data set, or the sampler's share of it.
+    fn epoch_len(&self) -> usize {
+        let n = self.dataset.sample_count();
+        self.sampler.map_or(n, |s| s.num_samples(n))
     }
 
     /// The number of the epoch that the next call to [`epoch`](DataLoader::epoch) serves
@@ -379,12 +400,17 @@ impl<D: Samples> DataLoader<D> {
     }
 
     /// The sample indices of epoch `epoch` in the order the batches visit them (all of
-    /// them, including those a `drop_last` leaves out): `0..len` without shuffling.
+    /// them, including those a `drop_last` leaves out): `0..len` without shuffling. With
+    /// a [`DistributedSampler`], this process's share of that order.
     pub fn order(&self, epoch: u64) -> Vec<usize> {
         let n = self.dataset.sample_count();
-        match self.shuffle_seed {
+        let order = match self.shuffle_seed {
             Some(seed) => Generator::for_epoch(seed, epoch).permutation(n),
             None => (0..n).collect(),
+        };
+        match &self.sampler {
+            Some(sampler) => sampler.shard(&order),
+            None => order,
         }
     }
 }

@@ -37,6 +37,7 @@
 //! ```
 
 mod callbacks;
+mod data_parallel;
 #[cfg(feature = "plot")]
 pub mod plot;
 mod resume;
@@ -45,6 +46,7 @@ pub use callbacks::{
     Callback, CallbackState, CsvLogger, EarlyStopping, JsonLogger, LrLogger, ModelCheckpoint, Monitor,
     ReduceLrOnPlateau,
 };
+pub use data_parallel::DataParallel;
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -360,6 +362,8 @@ pub struct Trainer {
     scheduler_steps: u64,
     checkpoint_dir: Option<PathBuf>,
     resume_from: Option<PathBuf>,
+    /// The other processes of a data-parallel run, if any (see [`Trainer::data_parallel`]).
+    data_parallel: Option<Box<dyn DataParallel>>,
 }
 
 impl Trainer {
@@ -383,6 +387,39 @@ impl Trainer {
             scheduler_steps: 0,
             checkpoint_dir: None,
             resume_from: None,
+            data_parallel: None,
+        }
+    }
+
+    /// Trains as one process of a data-parallel run: gradients averaged across the
+    /// processes every step, the epoch's loss and metrics averaged so every process logs
+    /// the same values, the batch counts checked at each epoch, and the progress bar,
+    /// epoch lines and resumable checkpoint on rank 0 only (see [`DataParallel`];
+    /// `wgrad::distributed::DistributedDataParallel` with the `mpi` feature). Give each
+    /// process's training loader its share of the data
+    /// ([`crate::data::DataLoader::sampler`]).
+    pub fn data_parallel(mut self, data_parallel: impl DataParallel + 'static) -> Trainer {
+        self.data_parallel = Some(Box::new(data_parallel));
+        self
+    }
+
+    /// Whether this process reports (prints, draws, writes checkpoints): always, unless
+    /// it is a data-parallel process other than rank 0.
+    fn is_root(&self) -> bool {
+        self.data_parallel.as_ref().is_none_or(|dp| dp.rank() == 0)
+    }
+
+    /// Replaces each value of `logs` except the learning rate by its mean over the
+    /// data-parallel processes, each weighted by its `samples`.
+    fn average_logs(&mut self, logs: &mut Logs, samples: usize) {
+        let Some(dp) = &mut self.data_parallel else { return };
+        let names: Vec<String> = logs.keys().filter(|n| !n.starts_with("lr")).cloned().collect();
+        let mut sums: Vec<f64> = names.iter().map(|n| logs[n] * samples as f64).collect();
+        sums.push(samples as f64);
+        dp.sum(&mut sums);
+        let total = sums.pop().expect("the sample count was pushed");
+        for (name, sum) in names.into_iter().zip(sums) {
+            logs.insert(name, sum / total);
         }
     }
 
@@ -534,7 +571,7 @@ impl Trainer {
                 if let (Some(scaler), Some((scale, growth_tracker))) = (&mut self.grad_scaler, extra.grad_scale) {
                     scaler.restore(scale, growth_tracker);
                 }
-                if !self.quiet {
+                if !self.quiet && self.is_root() {
                     println!(
                         "resuming from {} at epoch {}, batch {}",
                         dir.display(),
@@ -575,7 +612,9 @@ impl Trainer {
                     }
                 };
                 if let Some(validation) = validation {
-                    for (name, value) in self.run_evaluation(model, validation, device) {
+                    let mut val_logs = self.run_evaluation(model, validation, device);
+                    self.average_logs(&mut val_logs, validation.num_samples());
+                    for (name, value) in val_logs {
                         logs.insert(format!("val_{name}"), value);
                     }
                 }
@@ -590,17 +629,17 @@ impl Trainer {
                 }
                 let stop = ctx.stop;
                 history.push(&logs);
-                if !self.quiet {
+                if !self.quiet && self.is_root() {
                     println!("{}", epoch_line(epoch, epochs, &logs, started.elapsed().as_secs_f64()));
                 }
-                if let Some(dir) = &self.checkpoint_dir {
+                if let Some(dir) = self.checkpoint_dir.as_ref().filter(|_| self.is_root()) {
                     let progress =
                         Progress { epoch: epoch + 1, batch: 0, step: self.step, scheduler_steps: self.scheduler_steps };
                     let extra = self.checkpoint_extra(&callbacks);
                     resume::save(dir, &*model as &dyn Module, &*self.optimizer, &history, progress, &extra)?;
                 }
                 if stop {
-                    if !self.quiet {
+                    if !self.quiet && self.is_root() {
                         println!("a callback stopped training after epoch {}/{epochs}", epoch + 1);
                     }
                     break;
@@ -630,7 +669,13 @@ impl Trainer {
         let dir = self.checkpoint_dir.clone().expect("only a trainer with a checkpoint folder stops on interrupt");
         let progress = Progress { epoch, batch, step: self.step, scheduler_steps: self.scheduler_steps };
         let extra = self.checkpoint_extra(callbacks);
-        match resume::save(&dir, model, &*self.optimizer, history, progress, &extra) {
+        // In a data-parallel run every process stops at the same batch; rank 0 writes.
+        let saved = if self.is_root() {
+            resume::save(&dir, model, &*self.optimizer, history, progress, &extra)
+        } else {
+            Ok(())
+        };
+        match saved {
             Ok(()) => Error::Interrupted(format!(
                 "training interrupted after batch {batch} of epoch {}; a resumable checkpoint is in {}: build the \
                  same model, optimizer and trainer and call .resume_from({:?}) before fit to continue",
@@ -678,7 +723,21 @@ impl Trainer {
             m.reset();
         }
         let batches = train.num_batches();
-        let bar = progress_bar(self.quiet, train.num_samples(), epoch, epochs);
+        if let Some(dp) = &mut self.data_parallel {
+            // Every process learns every count, so all of them fail together, none hangs.
+            let counts = dp.gather(batches as u64);
+            if let Some(rank) = counts.iter().position(|&c| c != counts[0]) {
+                return Err(Error::Training(format!(
+                    "fit: the data-parallel processes disagree on the batches of epoch {}: rank 0 has {}, rank \
+                     {rank} has {} (batches by rank: {counts:?}); every process must take as many steps: give each \
+                     training loader a DistributedSampler (DataLoader::sampler), which pads the shares to one length",
+                    epoch + 1,
+                    counts[0],
+                    counts[rank]
+                )));
+            }
+        }
+        let bar = progress_bar(self.quiet || !self.is_root(), train.num_samples(), epoch, epochs);
         // The bar counts samples, so its rate is samples (images, texts) per second; a
         // resumed epoch starts it at the batches already trained, by the average size.
         if let Some(bar) = &bar {
@@ -689,19 +748,27 @@ impl Trainer {
         let mut pending: Option<Gradients> = None;
         let mut in_group = 0;
         let watch_interrupts = self.checkpoint_dir.is_some();
+        let mut seen = 0;
         for (index, (inputs, targets)) in train.batches_of_epoch(epoch as u64, device).enumerate().skip(skip) {
             let outputs = model.forward(&inputs);
             let loss = (self.loss)(&outputs, &targets);
             assert_eq!(loss.numel(), 1, "Trainer: the loss must be a scalar, got shape {:?}", loss.shape());
             let samples = targets.dim(0);
+            seen += samples;
             running_loss.record(&loss, samples);
             for m in &mut self.metrics {
                 m.update(&outputs.detach(), &targets);
             }
             let scaled = if self.accumulate > 1 { loss.mul_scalar(1.0 / self.accumulate as f32) } else { loss };
-            let grads = match &self.grad_scaler {
-                Some(scaler) => scaler.scale(&scaled).backward(),
-                None => scaled.backward(),
+            let scaled = match &self.grad_scaler {
+                Some(scaler) => scaler.scale(&scaled),
+                None => scaled,
+            };
+            // A data-parallel step averages the gradients as backward runs; accumulated
+            // batches are summed first and averaged once, before the step.
+            let grads = match &mut self.data_parallel {
+                Some(dp) if self.accumulate == 1 => dp.backward(&scaled),
+                _ => scaled.backward(),
             };
             pending = Some(match pending {
                 None => grads,
@@ -713,6 +780,9 @@ impl Trainer {
             in_group += 1;
             if in_group == self.accumulate || index + 1 == batches {
                 let mut grads = pending.take().expect("a batch was added");
+                if let Some(dp) = self.data_parallel.as_mut().filter(|_| self.accumulate > 1) {
+                    dp.average_gradients(&mut grads);
+                }
                 match &mut self.grad_scaler {
                     Some(scaler) => {
                         // Clipping measures the true gradients: unscale first.
@@ -741,7 +811,13 @@ impl Trainer {
             let last = index + 1 == batches;
             if (index + 1) % self.refresh_every == 0 || last {
                 // The one read of the epoch's loss until the next refresh.
-                let mean = running_loss.compute();
+                let mut mean = running_loss.compute();
+                if let Some(dp) = &mut self.data_parallel {
+                    // Averaged, so that every process sees a non-finite loss at once.
+                    let mut sums = [mean * seen as f64, seen as f64];
+                    dp.sum(&mut sums);
+                    mean = sums[0] / sums[1];
+                }
                 if !mean.is_finite() && !self.allow_nonfinite_loss {
                     if let Some(bar) = &bar {
                         bar.abandon();
@@ -767,7 +843,7 @@ impl Trainer {
                 bar.inc(samples as u64);
             }
             // Only between optimizer steps, so the checkpoint holds no half-accumulated step.
-            if watch_interrupts && in_group == 0 && index + 1 < batches && INTERRUPTED.load(Ordering::SeqCst) {
+            if watch_interrupts && in_group == 0 && index + 1 < batches && self.interrupted_everywhere() {
                 if let Some(bar) = bar {
                     bar.abandon();
                 }
@@ -782,8 +858,23 @@ impl Trainer {
         for m in &self.metrics {
             logs.insert(m.name().to_string(), m.compute());
         }
+        self.average_logs(&mut logs, seen);
         logs.insert("lr".into(), self.optimizer.lr() as f64);
         Ok(EpochEnd::Done(logs))
+    }
+
+    /// Whether Ctrl-C (or [`interrupt`]) asked to stop: here, or in a data-parallel run on
+    /// any process, so that all of them stop after the same step.
+    fn interrupted_everywhere(&mut self) -> bool {
+        let here = INTERRUPTED.load(Ordering::SeqCst);
+        match &mut self.data_parallel {
+            Some(dp) => {
+                let mut flag = [if here { 1.0 } else { 0.0 }];
+                dp.sum(&mut flag);
+                flag[0] > 0.0
+            }
+            None => here,
+        }
     }
 
     /// The loss and each metric of `model` over `data`, in evaluation mode and without a
