@@ -430,10 +430,10 @@ impl Backend for CpuBackend {
         }
     }
 
-    /// The whole sequence in one pass, the batch split across threads, where the batch
-    /// is large enough to split.
+    /// The whole sequence in one pass, the batch split across threads (see
+    /// `rnn::forward_by_sequence` for when).
     fn lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) -> bool {
-        if !rnn::splits_by_sequence(x.steps[0].batch) {
+        if !rnn::forward_by_sequence(x.steps[0].batch) {
             return false;
         }
         let inputs = rnn::SequenceInputs {
