@@ -49,6 +49,11 @@ impl Backend for CpuBackend {
         CpuData::F32(elementwise::binary(op, a.as_f32(), la, b.as_f32(), lb))
     }
 
+    /// One pass, `g * mask(x > 0)` per element: the composed form's arithmetic.
+    fn relu_backward(&self, (g, lg): (&CpuData, &Layout), (x, lx): (&CpuData, &Layout)) -> Option<CpuData> {
+        Some(CpuData::F32(elementwise::relu_backward(g.as_f32(), lg, x.as_f32(), lx)))
+    }
+
     fn where_select(
         &self,
         (cond, lc): (&CpuData, &Layout),
