@@ -591,16 +591,18 @@ mod tests {
         if !packed::available() {
             return;
         }
-        let cases: &[([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], usize, bool)] = &[
-            ([3, 1, 28, 28], 32, [3, 3], [1, 1], [0, 0], [1, 1], 1, true),
-            ([2, 32, 13, 13], 64, [3, 3], [1, 1], [0, 0], [1, 1], 1, true),
-            ([2, 5, 11, 9], 7, [3, 2], [1, 1], [2, 1], [1, 1], 1, true),
-            ([2, 6, 12, 17], 13, [3, 3], [1, 1], [1, 1], [2, 2], 1, false),
-            ([2, 8, 15, 15], 10, [3, 3], [2, 2], [1, 1], [1, 1], 2, true),
-            ([1, 4, 30, 70], 3, [5, 5], [1, 1], [2, 2], [1, 1], 1, true),
-            ([2, 16, 7, 7], 20, [1, 1], [1, 1], [0, 0], [1, 1], 4, true),
+        /// Input shape, output channels, kernel, stride, padding, dilation, groups, bias.
+        struct Case([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], usize, bool);
+        let cases = [
+            Case([3, 1, 28, 28], 32, [3, 3], [1, 1], [0, 0], [1, 1], 1, true),
+            Case([2, 32, 13, 13], 64, [3, 3], [1, 1], [0, 0], [1, 1], 1, true),
+            Case([2, 5, 11, 9], 7, [3, 2], [1, 1], [2, 1], [1, 1], 1, true),
+            Case([2, 6, 12, 17], 13, [3, 3], [1, 1], [1, 1], [2, 2], 1, false),
+            Case([2, 8, 15, 15], 10, [3, 3], [2, 2], [1, 1], [1, 1], 2, true),
+            Case([1, 4, 30, 70], 3, [5, 5], [1, 1], [2, 2], [1, 1], 1, true),
+            Case([2, 16, 7, 7], 20, [1, 1], [1, 1], [0, 0], [1, 1], 4, true),
         ];
-        for &(shape, out_ch, kernel, stride, padding, dilation, groups, with_bias) in cases {
+        for Case(shape, out_ch, kernel, stride, padding, dilation, groups, with_bias) in cases {
             let g = geometry(shape, kernel, stride, padding, dilation);
             let gr = Groups::new(&g, groups, out_ch);
             let [n, c, h, w] = shape;

@@ -150,7 +150,15 @@ pub enum Start<'a> {
 /// # Panics
 ///
 /// Unless the CPU has AVX-512F ([`available`]) and every operand holds its shape.
-pub fn gemm((m, k, n): (usize, usize, usize), a: &[f32], lda: usize, b: &[f32], start: Start, c: &mut [f32], rsc: usize) {
+pub fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    start: Start,
+    c: &mut [f32],
+    rsc: usize,
+) {
     check((m, k, n), a, lda, b, start, c.len(), rsc);
     // SAFETY: checked above; `c` is a unique borrow, so it aliases no operand.
     unsafe { run((m, k, n), a, lda, b, start, c.as_mut_ptr(), rsc) }
@@ -191,7 +199,15 @@ fn check((m, k, n): (usize, usize, usize), a: &[f32], lda: usize, b: &[f32], sta
 ///
 /// [`check`] passed, and `c` is valid for writes of the `m x n` block (and reads with
 /// [`Start::Accumulate`]) and aliases no operand.
-unsafe fn run((m, k, n): (usize, usize, usize), a: &[f32], lda: usize, b: &[f32], start: Start, c: *mut f32, rsc: usize) {
+unsafe fn run(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    start: Start,
+    c: *mut f32,
+    rsc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -417,7 +433,10 @@ mod tests {
                             Start::Accumulate => 7.0,
                         };
                         let y = base + want(i, j);
-                        assert!((got as f64 - y).abs() <= 1e-4 * (1.0 + y.abs()), "{m}x{k}x{n} {start:?}: ({i}, {j}) {got} vs {y}");
+                        assert!(
+                            (got as f64 - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                            "{m}x{k}x{n} {start:?}: ({i}, {j}) {got} vs {y}"
+                        );
                     }
                 }
                 assert!(c[m * rsc..].iter().all(|&v| v == 7.0), "{m}x{k}x{n}: wrote past the end");
