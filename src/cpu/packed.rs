@@ -3,8 +3,9 @@
 //! convolution (`[out, C kh kw] x [C kh kw, L]`, a few hundred thousand multiply-adds) and
 //! one step of a recurrent layer (`[B, H] x [H, 4H]`). A general GEMM packs both operands
 //! again on every call and picks its tiles for large matrices; here the right-hand operand
-//! is packed once (the convolution's columns are unfolded straight into the packed layout,
-//! an LSTM's `W_hh^T` is packed once per sequence), the left-hand operand is read where it
+//! is packed once (the convolution's columns are unfolded, or for stride 1 copied as
+//! shifted slices of the input planes, straight into the packed layout; an LSTM's `W_hh^T`
+//! is packed once per sequence), the left-hand operand is read where it
 //! lies, and the accumulators start from the bias, so no pass over the output precedes the
 //! product.
 //!
@@ -73,7 +74,7 @@ pub fn pack_b(k: usize, n: usize, b: &[f32], (rs, cs): (usize, usize), dst: &mut
     }
 }
 
-/// Runs `f` compiled for AVX-512F, handing it [`copy_short`]: a copy of at most [`NR`]
+/// Runs `f` compiled for AVX-512F, handing it [`CopyShort`]: a copy of at most [`NR`]
 /// floats by masked vector moves. The runs a convolution's unfold copies are a few dozen
 /// floats (a row of an 11x11 output), where a call to `memcpy` (or to any function not
 /// inlined into the loop) costs more than the copy.
@@ -271,7 +272,7 @@ mod avx512 {
         }
     }
 
-    /// [`super::copy_short`], always inlined, for callers compiled for AVX-512F.
+    /// [`super::CopyShort::copy`], always inlined, for callers compiled for AVX-512F.
     #[inline(always)]
     pub(crate) unsafe fn copy_short(src: *const f32, dst: *mut f32, len: usize) {
         let mut done = 0;
@@ -382,10 +383,12 @@ impl AlignedBuf {
         AlignedBuf { data, offset, len }
     }
 
+    /// The `len` elements.
     pub fn as_slice(&self) -> &[f32] {
         &self.data[self.offset..self.offset + self.len]
     }
 
+    /// The `len` elements, mutably.
     pub fn as_mut_slice(&mut self) -> &mut [f32] {
         &mut self.data[self.offset..self.offset + self.len]
     }
