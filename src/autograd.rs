@@ -439,7 +439,7 @@ impl GradOp {
                             x.ge(&Tensor::scalar(*s0, x.device())).mul(&x.le(&Tensor::scalar(*s1, x.device())));
                         g.mul(&inside)
                     }
-                    UnaryOp::Relu => g.mul(&x.gt(&zero())),
+                    UnaryOp::Relu => g.relu_backward(x),
                     UnaryOp::LeakyRelu => {
                         let pos = x.gt(&zero());
                         g.mul(&pos.affine(1.0 - s0, *s0))

@@ -89,6 +89,16 @@ pub(crate) trait Backend {
         b: (&Self::Buffer, &Layout),
     ) -> Self::Buffer;
 
+    /// The gradient of a ReLU, `g * (x > 0 ? 1 : 0)` of two f32 views of one shape, in one
+    /// pass where this backend has one; `None` (the default) asks for the composed form,
+    /// [`BinaryOp::Gt`] then [`BinaryOp::Mul`], which the tensor layer runs. The fused
+    /// pass must give the composed form's bits (a product with the 1/0 mask, so a
+    /// negative or NaN gradient at `x <= 0` gives -0 or NaN as there).
+    fn relu_backward(&self, g: (&Self::Buffer, &Layout), x: (&Self::Buffer, &Layout)) -> Option<Self::Buffer> {
+        let _ = (g, x);
+        None
+    }
+
     // ---- creation, upload, read-back and copies ----
 
     /// `n` elements of `dtype` for an op that writes every one of them (`op` names it in

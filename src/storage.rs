@@ -178,6 +178,18 @@ impl Storage {
         }
     }
 
+    /// The fused ReLU gradient of `self` (the incoming gradient) at `x`, where the
+    /// backend has one (see [`Backend::relu_backward`]).
+    pub(crate) fn relu_backward(&self, lg: &Layout, x: &Storage, lx: &Layout) -> Option<Storage> {
+        match (self, x) {
+            (Storage::Cpu(g), Storage::Cpu(x)) => {
+                CpuBackend.relu_backward((&g.read().unwrap(), lg), (&x.read().unwrap(), lx)).map(Storage::cpu)
+            }
+            (Storage::Gpu(g), Storage::Gpu(x)) => g.ctx.relu_backward((g, lg), (x, lx)).map(Storage::Gpu),
+            _ => mixed_devices("relu_backward"),
+        }
+    }
+
     /// `where(cond, self, other)` of three f32 views broadcast to one shape (see
     /// [`Backend::where_select`]).
     pub(crate) fn where_select(&self, la: &Layout, cond: (&Storage, &Layout), other: (&Storage, &Layout)) -> Storage {

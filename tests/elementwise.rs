@@ -331,6 +331,26 @@ fn relu_and_clamp_keep_nan_and_handle_infinities() {
     special("leaky_relu", &x, &leaky, EXACT, |t| t.leaky_relu(0.1));
 }
 
+/// The CPU's fused ReLU gradient (one pass) gives the bits of the composed
+/// `g * (x > 0)`: -0 for a negative gradient at `x <= 0`, NaN for a NaN or infinite
+/// gradient there, NaN inputs counted as not positive; on a strided view of `x` too.
+#[test]
+fn relu_gradient_is_the_composed_product_bit_for_bit() {
+    let cpu = Device::cpu();
+    let xs = [NAN, INF, -INF, -0.0, 0.0, -1e-30, 1e-30, 5.0, -5.0, 0.5, -2.0, 3.0];
+    let gs = [1.0, -2.0, -3.0, -4.0, NAN, INF, -INF, NAN, -0.5, 0.25, -INF, -1.0];
+    let bits = |t: &Tensor| t.to_vec::<f32>().into_iter().map(f32::to_bits).collect::<Vec<u32>>();
+    // [3, 4] stored transposed, so the fused pass reads `x` through strides.
+    let x = Tensor::from_slice(&xs, &[4, 3], &cpu).t().requires_grad();
+    let g = Tensor::from_slice(&gs, &[3, 4], &cpu);
+    let fused = x.relu().backward_with(&g).wrt(&x).clone();
+    let composed = g.mul(&x.detach().gt(&Tensor::scalar(0.0, &cpu)));
+    assert_eq!(bits(&fused), bits(&composed));
+    let got = fused.to_vec::<f32>();
+    // x^T[0][0] is NaN (not positive) under a gradient of 1; x^T[0][1] is -0 under -2.
+    assert_eq!((got[0].to_bits(), got[1].to_bits()), (0.0f32.to_bits(), (-0.0f32).to_bits()));
+}
+
 #[test]
 fn pow_with_negative_bases_follows_c_pow() {
     // Integer exponents keep the sign rule; non-integer ones give NaN for negative bases.

@@ -49,6 +49,11 @@ impl Backend for CpuBackend {
         CpuData::F32(elementwise::binary(op, a.as_f32(), la, b.as_f32(), lb))
     }
 
+    /// One pass, `g * mask(x > 0)` per element: the composed form's arithmetic.
+    fn relu_backward(&self, (g, lg): (&CpuData, &Layout), (x, lx): (&CpuData, &Layout)) -> Option<CpuData> {
+        Some(CpuData::F32(elementwise::relu_backward(g.as_f32(), lg, x.as_f32(), lx)))
+    }
+
     fn where_select(
         &self,
         (cond, lc): (&CpuData, &Layout),
@@ -430,10 +435,10 @@ impl Backend for CpuBackend {
         }
     }
 
-    /// The whole sequence in one pass, the batch split across threads, where the batch
-    /// is large enough to split.
+    /// The whole sequence in one pass, the batch split across threads (see
+    /// `rnn::forward_by_sequence` for when).
     fn lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) -> bool {
-        if !rnn::splits_by_sequence(x.steps[0].batch) {
+        if !rnn::forward_by_sequence(x.steps[0].batch) {
             return false;
         }
         let inputs = rnn::SequenceInputs {

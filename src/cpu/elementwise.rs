@@ -297,6 +297,12 @@ pub fn binary(op: BinaryOp, a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> V
     )
 }
 
+/// The gradient of a ReLU: `g * (x > 0 ? 1 : 0)` for two views of the output's shape, the
+/// composed `g.mul(x.gt(0))` in one pass and with its bits.
+pub fn relu_backward(g: &[f32], lg: &Layout, x: &[f32], lx: &Layout) -> Vec<f32> {
+    map2(g, lg, x, lx, |g, x| binary_scalar(BinaryOp::Mul, g, binary_scalar(BinaryOp::Gt, x, 0.0)))
+}
+
 /// `a` where `cond != 0`, else `b`; all three views have the output's shape.
 pub fn where_select(cond: &[f32], lc: &Layout, a: &[f32], la: &Layout, b: &[f32], lb: &Layout) -> Vec<f32> {
     // SAFETY: `for_each_row` visits the whole run in pieces, and every piece is written.

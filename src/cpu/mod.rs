@@ -39,6 +39,7 @@ pub mod layer_norm;
 pub mod loss;
 pub mod matmul;
 pub mod optim;
+pub mod packed;
 pub mod parallel;
 pub mod pool;
 pub mod reduce;

@@ -52,6 +52,24 @@ impl Tensor {
         Tensor::from_storage(out, &shape, DType::F32)
     }
 
+    /// The gradient of a ReLU at `x` given the gradient `self` of its output:
+    /// `self * (x > 0)`, in one pass on a backend that fuses it (the CPU), else composed.
+    /// Used by the ReLU's gradient rule. As in the composed form, no gradient flows to `x`
+    /// (through a comparison); a tracked `self` takes the composed form, which records the
+    /// product.
+    pub(crate) fn relu_backward(&self, x: &Tensor) -> Tensor {
+        let composed = || self.mul(&x.gt(&Tensor::scalar(0.0, x.device())));
+        if self.is_tracked() || self.shape() != x.shape() || self.dtype() != DType::F32 {
+            return composed();
+        }
+        x.expect_dtype(DType::F32, "relu_backward");
+        self.same_device(x, "relu_backward");
+        match self.storage.relu_backward(&self.layout, &x.storage, &x.layout) {
+            Some(out) => Tensor::from_storage(out, self.shape(), DType::F32),
+            None => composed(),
+        }
+    }
+
     /// `self` where `cond` is non-zero, else `other`; all three broadcast together
     /// (`torch.where(cond, self, other)`).
     pub fn where_cond(&self, cond: &Tensor, other: &Tensor) -> Tensor {

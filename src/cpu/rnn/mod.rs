@@ -31,7 +31,8 @@ pub use cells::{
 use math::vectorised;
 pub use math::{exp, sigmoid, tanh};
 pub use sequence::{
-    lstm_layer_backward, lstm_layer_forward, splits_by_sequence, SequenceBackwardInputs, SequenceInputs,
+    forward_by_sequence, lstm_layer_backward, lstm_layer_forward, splits_by_sequence, SequenceBackwardInputs,
+    SequenceInputs,
 };
 
 impl CellStep {

@@ -9,6 +9,7 @@ use super::cells::{lstm_backward_row, lstm_forward_row, LstmForwardRow};
 use super::*;
 use crate::cpu::alloc;
 use crate::cpu::gemm::{sgemm, Strided, Threads};
+use crate::cpu::packed;
 
 /// What the forward pass of a whole LSTM layer and direction reads: `xw` `[T, B, 4H]`
 /// (`x_t W_ih^T` of every step), `w_hh_t` (`W_hh^T`, `[H, 4H]` row-major), the two biases
@@ -21,12 +22,21 @@ pub struct SequenceInputs<'a> {
     pub lengths: Option<&'a [i32]>,
 }
 
-/// Whether [`lstm_layer_forward`] pays for a batch of `batch` sequences: it splits the
+/// Whether [`lstm_layer_backward`] pays for a batch of `batch` sequences: it splits the
 /// batch across threads, so it needs at least two rows per thread to beat the per-step
-/// split of [`lstm_cell_forward`] and the matmul.
+/// split of [`lstm_cell_backward`] and the matmul.
 pub fn splits_by_sequence(batch: usize) -> bool {
     let threads = parallel::threads();
     threads > 1 && batch >= 2 * threads
+}
+
+/// Whether the forward pass of an LSTM layer runs as [`lstm_layer_forward`]. With the
+/// packed kernel ([`packed::available`]) it always does, whatever the batch and the thread
+/// count: its recurrent product rounds differently from the matmul of the per-step path,
+/// so taking one path for every thread count keeps the results the same bits on all of
+/// them. Without it, as [`splits_by_sequence`].
+pub fn forward_by_sequence(batch: usize) -> bool {
+    packed::available() || splits_by_sequence(batch)
 }
 
 /// The forward pass of a whole LSTM layer and direction: for each step of `steps` (in the
@@ -36,23 +46,35 @@ pub fn splits_by_sequence(batch: usize) -> bool {
 /// The sequences of a batch are independent through all the steps, so the batch is cut
 /// into one run of rows per thread and each thread carries its rows through every step on
 /// its own: one hand-off to the pool per layer instead of two per step (the GEMM's and the
-/// cell's), and each thread's rows of the state stay in its core's cache. Each row is
-/// computed by the same operations as in the step-by-step path (its recurrent GEMM row is
-/// one dot product over `H` per element, whatever the rows around it), so the results are
-/// the same bits.
+/// cell's), and each thread's rows of the state stay in its core's cache. Each row's
+/// recurrent product is one dot product over `H` per element whatever the rows around it,
+/// so the results do not depend on how the batch is cut. On a CPU with AVX-512 the product
+/// runs on the kernel of [`packed`] with `W_hh^T` packed once for the sequence; elsewhere
+/// on [`sgemm`], whose rows are the same bits as the step-by-step path's matmul.
 pub fn lstm_layer_forward(steps: &[CellStep], x: &SequenceInputs, state: &mut [f32], ws: &mut [f32]) {
     let Some(first) = steps.first() else { return };
     let (batch, h, width) = (first.batch, first.hidden, 4 * first.hidden);
     assert_eq!(x.w_hh_t.len(), h * width, "lstm_layer_forward: W_hh^T of {} elements for hidden {h}", x.w_hh_t.len());
     let zeros = vec![-0.0f32; width];
     let bias = x.bias.unwrap_or((&zeros, &zeros));
+    // W_hh^T packed once for the whole sequence, where the matmul would pack it again at
+    // every step.
+    let w_packed = packed::available().then(|| {
+        let mut buf = packed::AlignedBuf::zeroed(packed::packed_len(h, width), "rnn");
+        packed::pack_b(h, width, x.w_hh_t, (width, 1), buf.as_mut_slice());
+        buf
+    });
+    let w_packed = w_packed.as_ref().map(|b| b.as_slice());
     let (state, ws) = (RowShared::new(state), RowShared::new(ws));
-    for_each_batch_run(batch, |rows| lstm_run_widest(steps, x, bias, rows, &state, &ws));
+    for_each_batch_run(batch, |rows| lstm_run_widest(steps, x, w_packed, bias, rows, &state, &ws));
 }
 
 /// Calls `f(rows)` on one run of consecutive batch rows per thread, in parallel; the runs
 /// cover `0..batch` once.
 fn for_each_batch_run(batch: usize, f: impl Fn(Range<usize>) + Sync) {
+    if batch == 0 {
+        return;
+    }
     let per_run = batch.div_ceil(parallel::threads().clamp(1, batch.max(1)));
     (0..batch.div_ceil(per_run)).into_par_iter().for_each(|run| f(run * per_run..((run + 1) * per_run).min(batch)));
 }
@@ -95,6 +117,7 @@ widest_vector_build!(
     fn lstm_run_widest(
         steps: &[CellStep],
         x: &SequenceInputs,
+        w_packed: Option<&[f32]>,
         bias: (&[f32], &[f32]),
         rows: Range<usize>,
         state: &RowShared,
@@ -120,6 +143,7 @@ fn run_row(block: Range<usize>, rows: &Range<usize>, w: usize, i: usize) -> Rang
 fn lstm_run(
     steps: &[CellStep],
     x: &SequenceInputs,
+    w_packed: Option<&[f32]>,
     bias: (&[f32], &[f32]),
     rows: Range<usize>,
     state: &RowShared,
@@ -136,9 +160,14 @@ fn lstm_run(
         // and written (`slot_out`) are different slots.
         let (h_prev, c_prev) =
             unsafe { (state.get(own(s.slot(0, s.slot_in), h)), state.get(own(s.slot(1, s.slot_in), h))) };
-        let lhs = Strided { data: h_prev, offset: 0, row_stride: h as isize, col_stride: 1 };
-        let rhs = Strided { data: x.w_hh_t, offset: 0, row_stride: width as isize, col_stride: 1 };
-        sgemm((n, h, width), lhs, rhs, 0.0, &mut hw, width, Threads::Caller);
+        match w_packed {
+            Some(w) => packed::gemm((n, h, width), h_prev, h, w, packed::Start::Zero, &mut hw, width),
+            None => {
+                let lhs = Strided { data: h_prev, offset: 0, row_stride: h as isize, col_stride: 1 };
+                let rhs = Strided { data: x.w_hh_t, offset: 0, row_stride: width as isize, col_stride: 1 };
+                sgemm((n, h, width), lhs, rhs, 0.0, &mut hw, width, Threads::Caller);
+            }
+        }
         let xw = &x.xw[own(s.time_rows(0, width), width)];
         for i in 0..n {
             let (units, gates) = (i * h..(i + 1) * h, i * width..(i + 1) * width);

@@ -1,0 +1,469 @@
+//! A register-blocked GEMM for AVX-512 on a packed right-hand operand, for the products a
+//! general GEMM handles poorly because they are small and repeated: one image of a
+//! convolution (`[out, C kh kw] x [C kh kw, L]`, a few hundred thousand multiply-adds) and
+//! one step of a recurrent layer (`[B, H] x [H, 4H]`). A general GEMM packs both operands
+//! again on every call and picks its tiles for large matrices; here the right-hand operand
+//! is packed once (the convolution's columns are unfolded, or for stride 1 copied as
+//! shifted slices of the input planes, straight into the packed layout; an LSTM's `W_hh^T`
+//! is packed once per sequence), the left-hand operand is read where it
+//! lies, and the accumulators start from the bias, so no pass over the output precedes the
+//! product.
+//!
+//! # Layout
+//!
+//! `B` (`k x n`) is cut into panels of [`NR`] columns; panel `p` holds columns
+//! `p * NR..(p + 1) * NR` as `k` rows of `NR` contiguous values (`panel[r * NR + j]` is
+//! `B[r][p * NR + j]`), so the kernel reads one row of a panel as four 16-lane vectors.
+//! Columns past `n` in the last panel are never stored to `C` (masked stores), so their
+//! contents do not matter.
+//!
+//! # Arithmetic
+//!
+//! Every element of `C` is its start value (zero, a bias or `C` itself) followed by one
+//! fused multiply-add per step of `k`, in increasing `k`: the same operations whatever the
+//! tile, the thread or the thread count, so results are bit-identical on any number of
+//! threads (the CPU backend's determinism, `tests/cpu_threads.rs`).
+//!
+//! The kernel needs AVX-512F ([`available`]); callers keep a portable path for other CPUs.
+
+use std::mem::MaybeUninit;
+
+/// Columns of one packed panel of `B`: four 16-lane vectors.
+pub const NR: usize = 64;
+
+/// Rows of `C` one call of the micro-kernel computes: 6 rows of 4 vectors are 24 of the 32
+/// vector registers, leaving room for the 4 vectors of `B` and a broadcast of `A`.
+const MR: usize = 6;
+
+/// Whether the CPU runs the kernels of this module (AVX-512F).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512f")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// Elements of `B` (`k x n`) packed into panels.
+pub fn packed_len(k: usize, n: usize) -> usize {
+    n.div_ceil(NR) * k * NR
+}
+
+/// Index in the packed layout of `B[r][j]` for a `B` of `k` rows.
+#[inline(always)]
+pub fn packed_index(k: usize, r: usize, j: usize) -> usize {
+    (j / NR) * k * NR + r * NR + j % NR
+}
+
+/// Packs `B` (`k x n`, element `(r, j)` at `b[r * rs + j * cs]`) into `dst`
+/// ([`packed_len`] elements); the tail columns of the last panel are zeroed.
+pub fn pack_b(k: usize, n: usize, b: &[f32], (rs, cs): (usize, usize), dst: &mut [f32]) {
+    assert!(dst.len() >= packed_len(k, n), "pack_b: {} elements for a {k}x{n} operand", dst.len());
+    for p in 0..n.div_ceil(NR) {
+        let cols = (n - p * NR).min(NR);
+        let panel = &mut dst[p * k * NR..(p + 1) * k * NR];
+        for (r, row) in panel.chunks_exact_mut(NR).enumerate() {
+            for (j, d) in row[..cols].iter_mut().enumerate() {
+                *d = b[r * rs + (p * NR + j) * cs];
+            }
+            row[cols..].fill(0.0);
+        }
+    }
+}
+
+/// Runs `f` compiled for AVX-512F, handing it [`CopyShort`]: a copy of at most [`NR`]
+/// floats by masked vector moves. The runs a convolution's unfold copies are a few dozen
+/// floats (a row of an 11x11 output), where a call to `memcpy` (or to any function not
+/// inlined into the loop) costs more than the copy.
+///
+/// # Panics
+///
+/// Unless the CPU has AVX-512F ([`available`]).
+#[inline(always)]
+pub fn with_short_copies<R>(f: impl FnOnce(CopyShort) -> R) -> R {
+    assert!(available(), "packed: the CPU has no AVX-512F");
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f")]
+        fn build<R>(f: impl FnOnce(CopyShort) -> R) -> R {
+            f(CopyShort(()))
+        }
+        // SAFETY: the CPU supports AVX-512F (asserted above).
+        unsafe { build(f) }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    f(CopyShort(()))
+}
+
+/// The right to copy short runs of floats with AVX-512 moves, given out by
+/// [`with_short_copies`] once the CPU's support is checked.
+#[derive(Clone, Copy, Debug)]
+pub struct CopyShort(());
+
+impl CopyShort {
+    /// Copies `src` into `dst` (equal lengths, at most [`NR`]).
+    #[inline(always)]
+    pub fn copy(self, dst: &mut [f32], src: &[f32]) {
+        assert!(dst.len() == src.len() && src.len() <= NR, "packed: a short copy of {} into {}", src.len(), dst.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: AVX-512F is present (this value exists only inside `with_short_copies`);
+        // the two slices have the length copied and cannot overlap (one is a unique borrow).
+        unsafe {
+            avx512::copy_short(src.as_ptr(), dst.as_mut_ptr(), src.len())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        dst.copy_from_slice(src);
+    }
+
+    /// [`CopyShort::copy`] into elements that may be uninitialised.
+    #[inline(always)]
+    pub fn copy_uninit(self, dst: &mut [MaybeUninit<f32>], src: &[f32]) {
+        assert!(dst.len() == src.len() && src.len() <= NR, "packed: a short copy of {} into {}", src.len(), dst.len());
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as `copy`; the copy only writes `dst`.
+        unsafe {
+            avx512::copy_short(src.as_ptr(), dst.as_mut_ptr().cast(), src.len())
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        for (d, &v) in dst.iter_mut().zip(src) {
+            d.write(v);
+        }
+    }
+}
+
+/// What the accumulators of `C` start from.
+#[derive(Clone, Copy, Debug)]
+pub enum Start<'a> {
+    /// Zero: `C = A B`.
+    Zero,
+    /// One value per row of `C` (a convolution's bias, one per output channel): `C = bias 1^T + A B`.
+    RowBias(&'a [f32]),
+    /// `C`'s own contents: `C += A B`.
+    Accumulate,
+}
+
+/// `C = start + A B` for `A` `m x k` (element `(i, r)` at `a[i * lda + r]`), `B` packed
+/// (`k x n`, [`pack_b`]) and `C` `m x n` with rows `rsc` apart.
+///
+/// # Panics
+///
+/// Unless the CPU has AVX-512F ([`available`]) and every operand holds its shape.
+pub fn gemm(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    start: Start,
+    c: &mut [f32],
+    rsc: usize,
+) {
+    check((m, k, n), a, lda, b, start, c.len(), rsc);
+    // SAFETY: checked above; `c` is a unique borrow, so it aliases no operand.
+    unsafe { run((m, k, n), a, lda, b, start, c.as_mut_ptr(), rsc) }
+}
+
+/// [`gemm`] into an output that may be uninitialised: every element of the `m x n` block
+/// is written, none is read. `start` must not be [`Start::Accumulate`].
+pub fn gemm_uninit(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    start: Start,
+    c: &mut [MaybeUninit<f32>],
+    rsc: usize,
+) {
+    assert!(!matches!(start, Start::Accumulate), "packed gemm: an uninitialised output cannot be accumulated onto");
+    check((m, k, n), a, lda, b, start, c.len(), rsc);
+    // SAFETY: checked above; the kernel only writes `c` without `Start::Accumulate`.
+    unsafe { run((m, k, n), a, lda, b, start, c.as_mut_ptr().cast(), rsc) }
+}
+
+/// Panics unless the CPU runs the kernel and every operand holds its shape.
+fn check((m, k, n): (usize, usize, usize), a: &[f32], lda: usize, b: &[f32], start: Start, c_len: usize, rsc: usize) {
+    assert!(available(), "packed gemm: the CPU has no AVX-512F");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(k == 0 || a.len() >= (m - 1) * lda + k, "packed gemm: lhs of {} elements for {m}x{k}", a.len());
+    assert!(b.len() >= packed_len(k, n), "packed gemm: packed rhs of {} elements for {k}x{n}", b.len());
+    assert!(c_len >= (m - 1) * rsc + n, "packed gemm: output of {c_len} elements for {m}x{n}");
+    if let Start::RowBias(bias) = start {
+        assert!(bias.len() >= m, "packed gemm: {} biases for {m} rows", bias.len());
+    }
+}
+
+/// # Safety
+///
+/// [`check`] passed, and `c` is valid for writes of the `m x n` block (and reads with
+/// [`Start::Accumulate`]) and aliases no operand.
+unsafe fn run(
+    (m, k, n): (usize, usize, usize),
+    a: &[f32],
+    lda: usize,
+    b: &[f32],
+    start: Start,
+    c: *mut f32,
+    rsc: usize,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: the caller's contract; AVX-512F is present (checked).
+    unsafe {
+        avx512::gemm((m, k, n), a, lda, b, start, c, rsc)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("packed gemm: checked for AVX-512F")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{Start, MR, NR};
+    use std::arch::x86_64::*;
+
+    /// [`super::gemm`] after its checks: panel by panel of `B`, and within a panel `MR`
+    /// rows of `C` at a time, so the panel (at most `k * NR` values) is reused from cache by
+    /// every row block.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn gemm(
+        (m, k, n): (usize, usize, usize),
+        a: &[f32],
+        lda: usize,
+        b: &[f32],
+        start: Start,
+        c: *mut f32,
+        rsc: usize,
+    ) {
+        for p in 0..n.div_ceil(NR) {
+            let cols = (n - p * NR).min(NR);
+            let vectors = cols.div_ceil(16);
+            // Lanes of the last vector that belong to C.
+            let tail = cols - 16 * (vectors - 1);
+            let mask: __mmask16 = if tail == 16 { 0xffff } else { (1u16 << tail) - 1 };
+            let panel = b[p * k * NR..].as_ptr();
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(MR);
+                let tile = Tile {
+                    k,
+                    a: a[i * lda..].as_ptr(),
+                    lda,
+                    b: panel,
+                    // SAFETY: inside the output block (the caller's contract).
+                    c: unsafe { c.add(i * rsc + p * NR) },
+                    rsc,
+                    mask,
+                    bias: match start {
+                        Start::RowBias(bias) => Some(bias[i..].as_ptr()),
+                        _ => None,
+                    },
+                    accumulate: matches!(start, Start::Accumulate),
+                };
+                // SAFETY: the tile's rows and columns lie inside the operands (the caller's
+                // checks), and AVX-512F is enabled here.
+                unsafe { dispatch(rows, vectors, &tile) };
+                i += rows;
+            }
+        }
+    }
+
+    /// [`super::CopyShort::copy`], always inlined, for callers compiled for AVX-512F.
+    #[inline(always)]
+    pub(crate) unsafe fn copy_short(src: *const f32, dst: *mut f32, len: usize) {
+        let mut done = 0;
+        while done < len {
+            let lanes = (len - done).min(16);
+            let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+            // SAFETY: the masked lanes lie inside both ranges (the caller's contract).
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(mask, src.add(done));
+                _mm512_mask_storeu_ps(dst.add(done), mask, v);
+            }
+            done += lanes;
+        }
+    }
+
+    /// One `rows x (16 * vectors)` block of `C` and where its operands start.
+    struct Tile {
+        k: usize,
+        a: *const f32,
+        lda: usize,
+        b: *const f32,
+        c: *mut f32,
+        rsc: usize,
+        /// The lanes of the last vector of each row that are stored.
+        mask: __mmask16,
+        bias: Option<*const f32>,
+        accumulate: bool,
+    }
+
+    /// Calls the micro-kernel compiled for `rows` (1..=MR) and `vectors` (1..=4).
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dispatch(rows: usize, vectors: usize, t: &Tile) {
+        macro_rules! by_vectors {
+            ($r:literal) => {
+                match vectors {
+                    1 => kernel::<$r, 1>(t),
+                    2 => kernel::<$r, 2>(t),
+                    3 => kernel::<$r, 3>(t),
+                    _ => kernel::<$r, 4>(t),
+                }
+            };
+        }
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            match rows {
+                1 => by_vectors!(1),
+                2 => by_vectors!(2),
+                3 => by_vectors!(3),
+                4 => by_vectors!(4),
+                5 => by_vectors!(5),
+                _ => by_vectors!(6),
+            }
+        }
+    }
+
+    /// The micro-kernel: `R` rows of `V` vectors of `C` held in registers through all of `k`.
+    #[inline(always)]
+    unsafe fn kernel<const R: usize, const V: usize>(t: &Tile) {
+        // SAFETY (the whole body): every pointer stays inside the tile the caller checked;
+        // the last vector of a row is loaded and stored under the tail mask.
+        unsafe {
+            let lane_mask = |v: usize| if v + 1 == V { t.mask } else { 0xffff };
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            for (i, row) in acc.iter_mut().enumerate() {
+                for (v, x) in row.iter_mut().enumerate() {
+                    if t.accumulate {
+                        *x = _mm512_maskz_loadu_ps(lane_mask(v), t.c.add(i * t.rsc + 16 * v));
+                    } else if let Some(bias) = t.bias {
+                        *x = _mm512_set1_ps(*bias.add(i));
+                    }
+                }
+            }
+            let mut a = t.a;
+            let mut b = t.b;
+            for _ in 0..t.k {
+                let bv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(16 * v)));
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let ai = _mm512_set1_ps(*a.add(i * t.lda));
+                    for (x, &bv) in row.iter_mut().zip(&bv) {
+                        *x = _mm512_fmadd_ps(ai, bv, *x);
+                    }
+                }
+                a = a.add(1);
+                b = b.add(NR);
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    _mm512_mask_storeu_ps(t.c.add(i * t.rsc + 16 * v), lane_mask(v), x);
+                }
+            }
+        }
+    }
+}
+
+/// A buffer of `f32` whose first element is 64-byte aligned, for packed panels (the
+/// packed panel rows then sit in whole cache lines: 64 floats are four lines).
+pub struct AlignedBuf {
+    data: Vec<f32>,
+    offset: usize,
+    len: usize,
+}
+
+impl AlignedBuf {
+    /// `len` zeros.
+    pub fn zeroed(len: usize, op: &str) -> AlignedBuf {
+        let data = super::alloc::zeroed::<f32>(len + 16, op);
+        let offset = data.as_ptr().align_offset(64).min(16);
+        AlignedBuf { data, offset, len }
+    }
+
+    /// The `len` elements.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data[self.offset..self.offset + self.len]
+    }
+
+    /// The `len` elements, mutably.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data[self.offset..self.offset + self.len]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(len: usize, seed: u32) -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) >> 8) as f32 / 16777216.0 - 0.5)
+            .collect()
+    }
+
+    /// Every tile shape (rows 1..=6 and beyond, 1..=4 vectors, masked tails) against f64
+    /// sums, with each way of starting the accumulators.
+    #[test]
+    fn matches_f64_sums_on_shapes_that_cut_every_tile() {
+        if !available() {
+            return;
+        }
+        for &(m, k, n) in &[(1, 1, 1), (7, 13, 5), (13, 9, 121), (64, 288, 121), (5, 3, 200), (32, 9, 676), (6, 0, 17)]
+        {
+            let (a, b) = (values(m * k, 1), values(k * n, 2));
+            let bias = values(m, 3);
+            let mut packed = AlignedBuf::zeroed(packed_len(k, n), "test");
+            pack_b(k, n, &b, (n, 1), packed.as_mut_slice());
+            let want = |i: usize, j: usize| (0..k).map(|r| a[i * k + r] as f64 * b[r * n + j] as f64).sum::<f64>();
+            // C with rows n + 3 apart and a guard value between rows and after the end.
+            let rsc = n + 3;
+            for start in [Start::Zero, Start::RowBias(&bias), Start::Accumulate] {
+                let mut c = vec![7.0f32; m * rsc + 5];
+                gemm((m, k, n), &a, k, packed.as_slice(), start, &mut c, rsc);
+                for i in 0..m {
+                    for j in 0..rsc {
+                        let got = c[i * rsc + j];
+                        if j >= n {
+                            assert_eq!(got, 7.0, "{m}x{k}x{n}: guard ({i}, {j}) overwritten");
+                            continue;
+                        }
+                        let base = match start {
+                            Start::Zero => 0.0,
+                            Start::RowBias(bias) => bias[i] as f64,
+                            Start::Accumulate => 7.0,
+                        };
+                        let y = base + want(i, j);
+                        assert!(
+                            (got as f64 - y).abs() <= 1e-4 * (1.0 + y.abs()),
+                            "{m}x{k}x{n} {start:?}: ({i}, {j}) {got} vs {y}"
+                        );
+                    }
+                }
+                assert!(c[m * rsc..].iter().all(|&v| v == 7.0), "{m}x{k}x{n}: wrote past the end");
+            }
+        }
+    }
+
+    #[test]
+    fn packs_columns_into_panels_and_zeroes_the_tail() {
+        let (k, n) = (3, 70);
+        let b = values(k * n, 4);
+        // Read through transposed strides: b^T stored as [n, k].
+        let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+        let mut packed = vec![f32::NAN; packed_len(k, n)];
+        pack_b(k, n, &bt, (1, k), &mut packed);
+        for r in 0..k {
+            for j in 0..2 * NR {
+                let got = packed[packed_index(k, r, j)];
+                if j < n {
+                    assert_eq!(got, b[r * n + j]);
+                } else {
+                    assert_eq!(got, 0.0);
+                }
+            }
+        }
+    }
+}
