@@ -13,7 +13,10 @@
 //! mpirun -np 2 -x RAYON_NUM_THREADS=1 $ex bench --model cnn --batch 64
 //! ```
 //!
-//! `train` trains the MLP or the Keras CNN (without batch norm or augmentation) with SGD
+//! `train` trains the MLP, the Keras CNN (without batch norm or augmentation) or a small
+//! CNN with batch norm (`bncnn`: `SyncBatchNorm` on several ranks, `BatchNorm2d` in one
+//! process, so the batch statistics are those of the whole global batch either way;
+//! `--local-norm` keeps `BatchNorm2d` on the ranks, per-rank statistics) with SGD
 //! for `--steps` steps on the first `steps · batch · ranks` training images of the
 //! built-in MNIST, in order (`--shuffle SEED` to shuffle), each rank on its
 //! `DistributedSampler` share, through `Trainer::fit` with `DistributedDataParallel`, and
@@ -34,14 +37,14 @@ use std::time::Instant;
 
 use common::{models, usage_or, Args};
 use wgrad::data::{DataLoader, Dataset, DistributedSampler, InMemoryDataset, Mnist, Pixels};
-use wgrad::distributed::{DdpOptions, DistributedDataParallel, World};
-use wgrad::nn::{Forward, Module};
+use wgrad::distributed::{DdpOptions, DistributedDataParallel, SyncBatchNorm, World};
+use wgrad::nn::{self, BatchNorm2d, Conv2d, Forward, Linear, MaxPool2d, Module};
 use wgrad::optim::{Optimizer, Sgd};
 use wgrad::train::Trainer;
-use wgrad::{loss, Device};
+use wgrad::{loss, DType, Device};
 
-const USAGE: &str = "usage: data_parallel train --model mlp|cnn [--device cpu|software|gpu|auto] [--batch N] \
-                     [--steps N] [--seed N] [--shuffle SEED] [--lr RATE] [--momentum M] [--accumulate N] [--fault KIND] [--out PATH]\n       \
+const USAGE: &str = "usage: data_parallel train --model mlp|cnn|bncnn [--device cpu|software|gpu|auto] [--batch N] \
+                     [--steps N] [--seed N] [--shuffle SEED] [--lr RATE] [--momentum M] [--accumulate N] [--fault KIND] [--local-norm] [--out PATH]\n       \
                      data_parallel compare A.safetensors B.safetensors [--tolerance T] [--expect-differ]\n       \
                      data_parallel bench --model mlp|cnn [--device ...] [--batch N] [--steps N]";
 
@@ -70,7 +73,7 @@ fn main() {
                     "momentum",
                     "fault",
                 ],
-                &[],
+                &["local-norm"],
             );
             let model = usage_or(model_name(&args), USAGE);
             let device = usage_or(args.device(), USAGE);
@@ -86,7 +89,8 @@ fn main() {
             let world = World::init().unwrap_or_else(|e| common::fail(&e.to_string()));
             let dev = open_device(&world, device);
             if command == "train" {
-                let run = TrainRun { model, batch, steps, seed, shuffle, lr, momentum, accumulate, fault };
+                let local_norm = args.has("local-norm");
+                let run = TrainRun { model, batch, steps, seed, shuffle, lr, momentum, accumulate, fault, local_norm };
                 train(&world, &dev, &run, out.as_deref());
             } else {
                 bench(&world, &dev, model, batch, steps);
@@ -144,8 +148,9 @@ fn model_name(args: &Args) -> Result<&'static str, String> {
     match args.get("model") {
         Some("mlp") => Ok("mlp"),
         Some("cnn") => Ok("cnn"),
-        Some(other) => Err(format!("--model must be mlp or cnn, not '{other}'")),
-        None => Err("--model mlp|cnn is required".into()),
+        Some("bncnn") => Ok("bncnn"),
+        Some(other) => Err(format!("--model must be mlp, cnn or bncnn, not '{other}'")),
+        None => Err("--model mlp|cnn|bncnn is required".into()),
     }
 }
 
@@ -158,13 +163,41 @@ fn open_device(world: &World, name: &str) -> Device {
     opened.unwrap_or_else(|e| common::fail(&format!("cannot open the '{name}' device: {e}")))
 }
 
-/// The model `name` on `dev`, its weights drawn from `seed`'s stream.
-fn build(name: &str, seed: u64, dev: &Device) -> Box<dyn Forward> {
+/// The model `name` on `dev`, its weights drawn from `seed`'s stream; `sync` makes the
+/// batch-norm layers `SyncBatchNorm`.
+fn build(name: &str, seed: u64, dev: &Device, sync: bool) -> Box<dyn Forward> {
     wgrad::manual_seed(seed);
     match name {
         "mlp" => Box::new(models::mlp(dev)),
-        _ => Box::new(models::keras_cnn(dev)),
+        "cnn" => Box::new(models::keras_cnn(dev)),
+        _ => Box::new(bn_cnn(dev, sync)),
     }
+}
+
+/// Conv(8, 3x3), batch norm, ReLU, MaxPool(2), Conv(16, 3x3), batch norm, ReLU,
+/// MaxPool(2), Flatten, Dense(10), on `[N, 1, 28, 28]`. The batch-norm layers are
+/// `SyncBatchNorm` with `sync` and `BatchNorm2d` without; both have the same parameter
+/// and buffer names, so the checkpoints compare.
+fn bn_cnn(dev: &Device, sync: bool) -> nn::Sequential {
+    let norm = |c: usize| -> Box<dyn Forward> {
+        let bn = BatchNorm2d::new(c, dev);
+        if sync {
+            Box::new(SyncBatchNorm::from(bn))
+        } else {
+            Box::new(bn)
+        }
+    };
+    nn::Sequential::new()
+        .add(Conv2d::new(1, 8, 3, dev))
+        .add(norm(8))
+        .add(nn::ReLU)
+        .add(MaxPool2d::new(2))
+        .add(Conv2d::new(8, 16, 3, dev))
+        .add(norm(16))
+        .add(nn::ReLU)
+        .add(MaxPool2d::new(2))
+        .add(nn::Flatten::new())
+        .add(Linear::new(16 * 5 * 5, 10, dev))
 }
 
 /// The first `n` training images of the built-in MNIST (standardised).
@@ -189,6 +222,8 @@ struct TrainRun {
     accumulate: usize,
     /// A mistake rank 1 makes, to show the error it gets.
     fault: Option<&'static str>,
+    /// `BatchNorm2d` (per-rank statistics) instead of `SyncBatchNorm` on several ranks.
+    local_norm: bool,
 }
 
 /// `run.steps` SGD steps of batch `run.batch` per rank through `Trainer::fit`; rank 0
@@ -200,10 +235,11 @@ fn train(world: &World, dev: &Device, run: &TrainRun, out: Option<&std::path::Pa
         images -= run.batch * world.size();
     }
     let data = first_images(images);
+    let sync = world.size() > 1 && !run.local_norm;
     let mut model = match (faulty, run.fault) {
-        (true, Some("differing-init")) => build(run.model, run.seed + 1, dev),
-        (true, Some("differing-model")) => build(if run.model == "mlp" { "cnn" } else { "mlp" }, run.seed, dev),
-        _ => build(run.model, run.seed, dev),
+        (true, Some("differing-init")) => build(run.model, run.seed + 1, dev, sync),
+        (true, Some("differing-model")) => build(if run.model == "mlp" { "cnn" } else { "mlp" }, run.seed, dev, sync),
+        _ => build(run.model, run.seed, dev, sync),
     };
     let mut loader = DataLoader::new(&data, run.batch).drop_last(true);
     if let Some(seed) = run.shuffle {
@@ -250,6 +286,15 @@ fn compare(a: &str, b: &str, tolerance: f32, expect_differ: bool) {
     let mut worst = 0.0f32;
     for (name, ta) in sa.iter() {
         let tb = sb.get(name).unwrap_or_else(|| common::fail(&format!("{b} has no tensor {name}")));
+        if ta.dtype() == DType::I32 {
+            // Counters (`num_batches_tracked`) must agree exactly.
+            let (ca, cb) = (ta.to_vec::<i32>(), tb.to_vec::<i32>());
+            println!("{name:>10}: {ca:?} and {cb:?}");
+            if ca != cb {
+                worst = f32::INFINITY;
+            }
+            continue;
+        }
         let (va, vb) = (ta.to_vec::<f32>(), tb.to_vec::<f32>());
         assert_eq!(va.len(), vb.len(), "compare: {name} has {} values in {a}, {} in {b}", va.len(), vb.len());
         let scale = vb.iter().fold(0.0f32, |m, v| m.max(v.abs())).max(1e-6);
@@ -325,7 +370,7 @@ fn bench(world: &World, dev: &Device, model_name: &str, batch: usize, steps: usi
             }
         }
     }
-    let model = build(model_name, 0, dev);
+    let model = build(model_name, 0, dev, world.size() > 1);
     let data = first_images(batch * world.size());
     let (images, labels) = DataLoader::new(&data, batch)
         .sampler(DistributedSampler::new(world.size(), world.rank()))

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Data-parallel training over MPI gives the parameters of one process with the whole
 # batch: `mpirun -np 2` with batch B per rank against one process with batch 2B on the
-# same data order, for the MLP and the Keras CNN (no batch norm, no augmentation), on the
-# CPU backend and on the software adapter (lavapipe). `examples/data_parallel.rs` says how
+# same data order, for the MLP, the Keras CNN (no batch norm, no augmentation) and a small
+# CNN with batch norm (`bncnn`: `SyncBatchNorm` on the two ranks against `BatchNorm2d` in
+# the one process, running statistics compared too), on the CPU backend and on the
+# software adapter (lavapipe). `examples/data_parallel.rs` says how
 # the data orders line up; `compare` fails when a parameter differs by more than the
 # tolerance, relative to the tensor's largest value.
 #
@@ -18,6 +20,14 @@
 # orders: tolerance 1e-3. A wrong average (a sum, a missing rank, a shifted share) moves
 # parameters by 1e-2 or more: the control runs at the end (one process with batch B only)
 # must fail the same comparisons.
+#
+# bncnn: the batch statistics come from two all-reduced partial sums on one side and one
+# sum over 2B samples on the other. On the CPU the runs end 5.9e-7 to 3.1e-5 apart over
+# six data orders (lr 1e-2); on lavapipe, where the one process's batch-2B convolutions
+# round otherwise, its max-pools and ReLUs separate the runs as the CNN's do, so the
+# software run takes lr 1e-3 (2.3e-6 to 4.0e-4 over three orders). Tolerance 1e-3, as
+# the CNN's. The controls: batch B in one process, and the two ranks with per-rank
+# statistics (`--local-norm`, BatchNorm2d under DDP), which must both fail.
 #
 # Needs Open MPI (libopenmpi-dev openmpi-bin) and libclang-dev to build. Usage:
 #   scripts/data_parallel_check.sh [cargo build flags, e.g. --release]
@@ -46,8 +56,10 @@ mpirun=("${base[@]}" -np 2)
 runs=(
     "mlp cpu 250 16 0.05 0.9 2e-4"
     "cnn cpu 200 8 0.001 0.9 1e-3"
+    "bncnn cpu 100 8 0.01 0.9 1e-3"
     "mlp software 200 16 0.05 0.9 2e-4"
     "cnn software 200 4 0.001 0.9 1e-3"
+    "bncnn software 50 4 0.001 0.9 1e-3"
 )
 for run in "${runs[@]}"; do
     read -r model device steps batch lr momentum tolerance <<<"$run"
@@ -61,13 +73,19 @@ for run in "${runs[@]}"; do
 done
 
 echo "== control: one process with batch B instead of 2B is another run, and the comparison says so"
-for model in mlp cnn; do
+for model in mlp cnn bncnn; do
     read -r _ _ steps batch lr momentum tolerance <<<"$(printf '%s\n' "${runs[@]}" | grep "^$model cpu")"
     common=(train --model "$model" --device cpu --steps "$steps" --lr "$lr" --momentum "$momentum" --shuffle 1)
     "${mpirun1[@]}" "$ex" "${common[@]}" --batch "$batch" --out "$out/half.safetensors"
     "${mpirun1[@]}" "$ex" "${common[@]}" --batch "$((2 * batch))" --out "$out/one.safetensors"
     "$ex" compare "$out/half.safetensors" "$out/one.safetensors" --tolerance "$tolerance" --expect-differ
 done
+echo "== control: bncnn with per-rank batch statistics (BatchNorm2d under DDP) is another run"
+# one.safetensors is still the batch-2B bncnn run of the loop above.
+read -r _ _ steps batch lr momentum tolerance <<<"$(printf '%s\n' "${runs[@]}" | grep "^bncnn cpu")"
+common=(train --model bncnn --device cpu --steps "$steps" --lr "$lr" --momentum "$momentum" --shuffle 1)
+"${mpirun[@]}" "$ex" "${common[@]}" --batch "$batch" --local-norm --out "$out/local.safetensors"
+"$ex" compare "$out/local.safetensors" "$out/one.safetensors" --tolerance "$tolerance" --expect-differ
 
 echo "== bad input: every rank stops with the error, none waits for the others"
 expect_failure() {

@@ -69,6 +69,12 @@ impl World {
         Ok(World { inner })
     }
 
+    /// The world started on this thread, while a clone of it lives: how code that cannot
+    /// hold a `World` (a gradient rule, a module, both shared across threads) reaches it.
+    pub(crate) fn current() -> Option<World> {
+        CURRENT.with(|c| c.borrow().upgrade()).map(|inner| World { inner })
+    }
+
     /// This process's rank, from 0.
     pub fn rank(&self) -> usize {
         self.inner.rank

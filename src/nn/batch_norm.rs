@@ -314,6 +314,13 @@ macro_rules! batch_norm_layer {
                 $name(self.0.track_running_stats(track))
             }
 
+            /// `eps`, `momentum` and the training flag, for layers that take this one's
+            /// place (`distributed::SyncBatchNorm`).
+            #[allow(dead_code)] // used only with the `mpi` feature
+            pub(crate) fn settings(&self) -> (f32, Option<f32>, bool) {
+                (self.0.eps, self.0.momentum, self.0.training)
+            }
+
             /// The number of channels `C`.
             pub fn num_features(&self) -> usize {
                 self.0.num_features
