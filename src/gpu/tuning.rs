@@ -25,6 +25,15 @@
 //! configuration process-wide; [`with_matmul_config`] does the same for one closure on the
 //! current thread (what the tests use). A vec4 configuration forced on operands it cannot
 //! read (not row-major or not aligned to 4 elements) falls back to its scalar twin.
+//!
+//! A configuration can be kept away from an adapter: [`exclude_matmul_config`] for the
+//! rest of the process (the conformance run does this for each configuration that fails
+//! on the adapter), and `WGRAD_EXCLUDE_CONFIGS=<path>` across processes. The file holds one
+//! configuration per line, `name` for every adapter or `name @ text` for the adapters
+//! whose [`adapter_key`] contains `text` (`# comments` and blank lines are skipped);
+//! [`crate::conformance::Report::exclusions`] writes such lines. The tuner never times or
+//! chooses an excluded configuration; a configuration forced by name is still used, with
+//! a warning.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -123,6 +132,68 @@ pub fn with_matmul_config<R>(name: &str, f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Configurations excluded by [`exclude_matmul_config`], as (adapter key, name).
+static EXCLUDED: Mutex<Vec<(String, &'static str)>> = Mutex::new(Vec::new());
+
+/// Keeps the configuration `name` away from `ctx`'s adapter for the rest of the process:
+/// the tuner neither times nor chooses it there, and shape classes that had chosen it
+/// are tuned again. Panics on an unknown name.
+pub fn exclude_matmul_config(ctx: &GpuContext, name: &str) {
+    let config = matmul_config(name);
+    let key = adapter_key(ctx);
+    log::warn!("matmul: the {} configuration is excluded on {key}", config.name);
+    let mut excluded = crate::gpu::context::lock(&EXCLUDED);
+    if !excluded.iter().any(|(k, n)| *k == key && *n == config.name) {
+        excluded.push((key.clone(), config.name));
+    }
+    crate::gpu::context::lock(cache()).retain(|(adapter, _), chosen| !(*adapter == key && chosen.name == config.name));
+}
+
+/// The exclusions of the `WGRAD_EXCLUDE_CONFIGS` file: (adapter text, name) pairs, the
+/// text empty for every adapter. Read once; a file that cannot be read or a name that is
+/// not a configuration is logged and skipped.
+fn excluded_by_file() -> &'static [(String, &'static str)] {
+    static FROM_FILE: OnceLock<Vec<(String, &'static str)>> = OnceLock::new();
+    FROM_FILE.get_or_init(|| {
+        let Some(path) = std::env::var_os("WGRAD_EXCLUDE_CONFIGS").filter(|p| !p.is_empty()) else {
+            return Vec::new();
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) => {
+                log::error!("WGRAD_EXCLUDE_CONFIGS: cannot read {}: {e}", path.to_string_lossy());
+                return Vec::new();
+            }
+        };
+        parse_exclusions(&text)
+    })
+}
+
+/// The (adapter text, configuration) pairs of an exclusion file's text.
+fn parse_exclusions(text: &str) -> Vec<(String, &'static str)> {
+    let mut out = Vec::new();
+    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        let (name, adapter) = line.split_once('@').map_or((line, ""), |(n, a)| (n.trim(), a.trim()));
+        match MATMUL_CONFIGS.iter().find(|c| c.name == name) {
+            Some(config) => out.push((adapter.to_string(), config.name)),
+            None => log::error!("WGRAD_EXCLUDE_CONFIGS: '{name}' is not a matmul configuration; line skipped"),
+        }
+    }
+    out
+}
+
+/// Whether `config` is excluded on the adapter with key `key`.
+fn is_excluded(key: &str, config: &MatmulConfig) -> bool {
+    crate::gpu::context::lock(&EXCLUDED).iter().any(|(k, n)| k == key && *n == config.name)
+        || excluded_by_file().iter().any(|(text, n)| *n == config.name && key.contains(text.as_str()))
+}
+
+/// The configurations that are not excluded on `ctx`'s adapter.
+pub fn allowed_matmul_configs(ctx: &GpuContext) -> Vec<&'static str> {
+    let key = adapter_key(ctx);
+    MATMUL_CONFIGS.iter().filter(|c| !is_excluded(&key, c)).map(|c| c.name).collect()
+}
+
 /// The configuration forced by [`with_matmul_config`] or else by `WGRAD_MATMUL_CONFIG`.
 fn forced() -> Option<&'static MatmulConfig> {
     static FROM_ENV: OnceLock<Option<&'static MatmulConfig>> = OnceLock::new();
@@ -192,7 +263,9 @@ fn cache() -> &'static Mutex<HashMap<(String, ShapeClass), &'static MatmulConfig
     CACHE.get_or_init(|| Mutex::new(HashMap::new()))
 }
 
-fn adapter_key(ctx: &GpuContext) -> String {
+/// The adapter as the tuner keys its choices and exclusions: description line, driver and
+/// driver version.
+pub fn adapter_key(ctx: &GpuContext) -> String {
     format!("{} | {} {}", ctx.adapter.line(), ctx.adapter.driver, ctx.adapter.driver_info)
 }
 
@@ -237,16 +310,24 @@ pub(crate) fn choose(
     record: &mut dyn FnMut(&'static MatmulConfig, Slice),
 ) -> &'static MatmulConfig {
     if let Some(config) = forced() {
-        if !config.vec4 || class.aligned {
-            return config;
+        let config = if !config.vec4 || class.aligned { config } else { matmul_config(config.fallback) };
+        if is_excluded(&adapter_key(ctx), config) {
+            log::warn!("matmul: {} is excluded on {} but forced by name; using it", config.name, ctx.adapter.line());
         }
-        return matmul_config(config.fallback);
+        return config;
     }
     let key = (adapter_key(ctx), class);
     if let Some(config) = crate::gpu::context::lock(cache()).get(&key) {
         return config;
     }
-    let candidates: Vec<&'static MatmulConfig> = MATMUL_CONFIGS.iter().filter(|c| !c.vec4 || class.aligned).collect();
+    let mut candidates: Vec<&'static MatmulConfig> =
+        MATMUL_CONFIGS.iter().filter(|c| (!c.vec4 || class.aligned) && !is_excluded(&key.0, c)).collect();
+    if candidates.is_empty() {
+        // Every configuration that can run this class is excluded: the scalar tile64,
+        // which reads any operands, is the least surprising choice.
+        log::error!("matmul: every configuration for {class} is excluded on {}; using tile64", key.0);
+        candidates.push(matmul_config("tile64"));
+    }
     // Work recorded before this product must not be counted against the first candidate.
     ctx.synchronize();
     let per_row = (n * k).max(1);
@@ -312,6 +393,13 @@ mod tests {
         let got: Vec<u8> = [1, 2, 4, 5, 16, 17, 64, 65, 256, 1024, 1025].iter().map(|&s| bucket(s)).collect();
         assert_eq!(got, vec![0, 1, 1, 2, 2, 3, 3, 4, 4, 5, 6]);
         assert_eq!(bucket(0), 0);
+    }
+
+    #[test]
+    fn exclusion_lines_name_a_configuration_and_optionally_an_adapter() {
+        let text = "# from a conformance run\nrows8\n\n vec4_tile128 @ llvmpipe | Vulkan \nnot_a_config\n";
+        let parsed = parse_exclusions(text);
+        assert_eq!(parsed, vec![(String::new(), "rows8"), ("llvmpipe | Vulkan".to_string(), "vec4_tile128")]);
     }
 
     #[test]
