@@ -294,7 +294,9 @@ impl Tensor {
             });
             let input_grads = {
                 let _phase = crate::shadow::enter_backward(|| format!("{:?}", node.op), &saved.inputs);
-                node.op.backward(&g, &saved.inputs, &saved.output)
+                let grads = node.op.backward(&g, &saved.inputs, &saved.output);
+                crate::shadow::finish_backward_rule(&saved.inputs, &grads);
+                grads
             };
             for (input, ig) in saved.inputs.iter().zip(input_grads) {
                 let (Some(im), Some(ig)) = (input.tracked_meta(), ig) else { continue };

@@ -119,10 +119,13 @@ pub struct ShadowReport {
     pub step: u64,
     /// The op's arguments: shapes, layouts (strides, offsets) and geometry.
     pub arguments: String,
-    /// Registered parameters and buffers the op reads or writes, with their role
-    /// (`fc1.weight`, `gradient of fc1.weight`); in the backward pass also those of the
-    /// gradient rule's inputs, whose gradients the op computes.
+    /// Registered parameters and buffers among the op's operands (`fc1.weight`, or
+    /// `gradient of fc1.weight` for a gradient the optimizer step reads).
     pub parameters: Vec<String>,
+    /// In the backward pass, whose gradient the disagreeing result is or becomes: a
+    /// registered name (`lstm.weight_hh_l0`), or `input i of the rule` for an unnamed
+    /// input; `None` for an intermediate of the rule, or outside the backward pass.
+    pub gradient_of: Option<String>,
     /// Which result disagreed (`output`, `indices`, `fc1.weight (written in place)`).
     pub output: String,
     /// The element of that result with the largest disagreement.
@@ -144,8 +147,11 @@ impl fmt::Display for ShadowReport {
         writeln!(f, "shadow mode: `{}` disagrees with the CPU reference", self.op)?;
         writeln!(f, "  step {}, {}", self.step, self.phase)?;
         writeln!(f, "  arguments: {}", self.arguments)?;
+        if let Some(g) = &self.gradient_of {
+            writeln!(f, "  computing the gradient of {g}")?;
+        }
         if !self.parameters.is_empty() {
-            writeln!(f, "  parameters: {}", self.parameters.join(", "))?;
+            writeln!(f, "  parameters among its operands: {}", self.parameters.join(", "))?;
         }
         writeln!(
             f,
@@ -341,6 +347,8 @@ fn enter(phase: impl FnOnce() -> Phase) -> PhaseGuard {
     if !ANY.load(Ordering::Relaxed) {
         return PhaseGuard(None);
     }
+    // A report held by a rule that panicked before returning is dropped with it.
+    PENDING.with(|p| p.borrow_mut().take());
     let phase = phase();
     PhaseGuard(Some(PHASE.with(|p| p.borrow_mut().replace(phase))))
 }
@@ -455,7 +463,19 @@ impl Check {
                     None => what,
                 };
                 let report = self.report(op, arguments(), what, worst, tol);
-                self.fail(report);
+                if let (Some(Phase::Backward { .. }), Storage::Gpu(out)) = (current_phase(), gpu) {
+                    // Whose gradient this is shows when the rule returns: hold the report
+                    // until then (see `finish_backward_rule`).
+                    PENDING.with(|p| {
+                        p.borrow_mut().get_or_insert(Pending {
+                            report,
+                            buffer: out.buffer().clone(),
+                            state: self.state.clone(),
+                        });
+                    });
+                    return;
+                }
+                fail(&self.state, report);
                 return;
             }
         }
@@ -471,18 +491,14 @@ impl Check {
                 parameters.push(n);
             }
         }
-        let phase = PHASE.with(|p| p.borrow().clone());
-        let phase = match phase {
+        let phase = match current_phase() {
             None => "forward".to_string(),
             Some(Phase::OptimizerStep) => "optimizer step".to_string(),
             Some(Phase::Backward { rule, inputs }) => {
                 let described: Vec<String> = inputs
                     .iter()
                     .map(|st| match name_of(s, st) {
-                        Some(n) => {
-                            parameters.push(format!("gradient of {n}"));
-                            format!("`{n}`")
-                        }
+                        Some(n) => format!("`{n}`"),
                         None => "an activation".to_string(),
                     })
                     .collect();
@@ -496,6 +512,7 @@ impl Check {
             step: s.step.load(Ordering::Relaxed),
             arguments,
             parameters,
+            gradient_of: None,
             output,
             worst_index: worst.index,
             gpu_value: worst.gpu,
@@ -506,17 +523,53 @@ impl Check {
         }
     }
 
-    fn fail(&self, report: ShadowReport) {
-        lock(&self.state.reports).push(report.clone());
-        match self.state.options.on_mismatch {
-            OnMismatch::Panic => panic!("{report}"),
-            OnMismatch::Log => log::error!("{report}"),
-            OnMismatch::Error => {
-                log::error!("{report}");
-                lock(&self.state.unreported).get_or_insert(report);
-            }
+}
+
+/// Keeps `report` and acts on it as the options say.
+fn fail(state: &State, report: ShadowReport) {
+    lock(&state.reports).push(report.clone());
+    match state.options.on_mismatch {
+        OnMismatch::Panic => panic!("{report}"),
+        OnMismatch::Log => log::error!("{report}"),
+        OnMismatch::Error => {
+            log::error!("{report}");
+            lock(&state.unreported).get_or_insert(report);
         }
     }
+}
+
+/// A disagreement inside a gradient rule, held until the rule returns.
+struct Pending {
+    report: ShadowReport,
+    /// The disagreeing result's buffer, to find among the gradients the rule returns.
+    buffer: wgpu::Buffer,
+    state: Arc<State>,
+}
+
+thread_local! {
+    static PENDING: RefCell<Option<Pending>> = const { RefCell::new(None) };
+}
+
+fn current_phase() -> Option<Phase> {
+    PHASE.with(|p| p.borrow().clone())
+}
+
+/// Called when a gradient rule with `inputs` has returned `grads`: completes and reports
+/// a disagreement held from inside the rule, naming the input whose gradient shares the
+/// disagreeing result's buffer (the result itself or a view of it).
+pub(crate) fn finish_backward_rule(inputs: &[crate::Tensor], grads: &[Option<crate::Tensor>]) {
+    if !ANY.load(Ordering::Relaxed) {
+        return;
+    }
+    let Some(mut pending) = PENDING.with(|p| p.borrow_mut().take()) else { return };
+    let owner = grads.iter().position(|g| {
+        g.as_ref().is_some_and(|g| matches!(&*g.storage, Storage::Gpu(b) if *b.buffer() == pending.buffer))
+    });
+    pending.report.gradient_of = owner.map(|i| match name_of(&pending.state, &inputs[i].storage) {
+        Some(name) => format!("`{name}`"),
+        None => format!("input {i} of the rule"),
+    });
+    fail(&pending.state, pending.report);
 }
 
 fn scale(tol: Tolerance, k: f32) -> Tolerance {

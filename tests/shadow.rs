@@ -64,20 +64,26 @@ fn a_wrong_gradient_kernel_is_named_with_its_parameter() {
     let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
     let Some((dev, m, mut opt)) = shadowed(LOG) else { return };
     train(&m, &mut opt, &dev, 1);
-    // The first matmul of step 1's backward pass: a gradient of the last layer.
+    // The last layer's gradient rule runs first in step 1's backward pass: its first
+    // matmul is the gradient of its input, its second that of its weight.
     inject::perturb_next(Op::Matmul, true, 0);
+    train(&m, &mut opt, &dev, 1);
+    inject::perturb_next(Op::Matmul, true, 1);
     train(&m, &mut opt, &dev, 1);
     let reports = dev.shadow_reports();
     dev.without_shadow();
     assert!(!inject::pending(), "no backward matmul ran");
-    let first = reports.first().expect("the wrong matmul was not reported");
-    assert_eq!(first.op, "matmul", "{first}");
-    assert_eq!(first.step, 1, "{first}");
-    assert!(first.phase.starts_with("backward of"), "{first}");
-    assert!(first.parameters.iter().any(|p| p == "gradient of 2.weight"), "{first}");
-    let text = first.to_string();
-    assert!(text.contains("worst element") && text.contains("device:"), "{text}");
-    assert!(first.gpu_value != first.cpu_value, "{first}");
+    let [input, weight] = &reports[..2] else { panic!("expected two reports, got {}", reports.len()) };
+    for (report, step) in [(input, 1), (weight, 2)] {
+        assert_eq!(report.op, "matmul", "{report}");
+        assert_eq!(report.step, step, "{report}");
+        assert!(report.phase.starts_with("backward of") && report.phase.contains("`2.weight`"), "{report}");
+        assert!(report.gpu_value != report.cpu_value, "{report}");
+    }
+    assert_eq!(input.gradient_of.as_deref(), Some("input 0 of the rule"), "{input}");
+    assert_eq!(weight.gradient_of.as_deref(), Some("`2.weight`"), "{weight}");
+    let text = weight.to_string();
+    assert!(text.contains("computing the gradient of `2.weight`") && text.contains("device:"), "{text}");
 }
 
 #[test]
