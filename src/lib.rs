@@ -56,6 +56,7 @@ pub mod op;
 pub mod optim;
 pub mod profile;
 mod random;
+pub mod receipt;
 pub mod shadow;
 mod storage;
 mod tensor;

@@ -300,10 +300,81 @@ const TARGET: Duration = Duration::from_millis(1);
 /// A candidate slower than this is timed once, not twice.
 const SLOW: Duration = Duration::from_millis(20);
 
+/// Configurations pinned by [`pin_matmul_config`], by adapter key and shape class (as
+/// its `Display` spells it).
+static PINNED: Mutex<Vec<(String, String, &'static MatmulConfig)>> = Mutex::new(Vec::new());
+
+/// Every configuration a matmul has run with, by adapter key and shape class: what a
+/// reproducibility receipt records.
+static USED: Mutex<Vec<(String, ShapeClass, &'static MatmulConfig)>> = Mutex::new(Vec::new());
+
+/// Makes the tuner use the configuration `name` for the shape class spelled `class` (as
+/// [`tuned_matmul_configs`] and receipts write it) on `ctx`'s adapter, for the rest of
+/// the process: what [`crate::receipt::Receipt::pin`] does for each class of a receipt.
+/// An unknown configuration name is an `Err`.
+pub fn pin_matmul_config(ctx: &GpuContext, class: &str, name: &str) -> Result<(), String> {
+    let config = MATMUL_CONFIGS.iter().find(|c| c.name == name).ok_or_else(|| {
+        let names: Vec<&str> = MATMUL_CONFIGS.iter().map(|c| c.name).collect();
+        format!("no tile configuration named '{name}' (known: {})", names.join(", "))
+    })?;
+    let key = adapter_key(ctx);
+    let mut pinned = crate::gpu::context::lock(&PINNED);
+    pinned.retain(|(k, c, _)| !(*k == key && c == class));
+    pinned.push((key, class.to_string(), config));
+    Ok(())
+}
+
+/// The configuration each shape class has run with on `ctx`'s adapter in this process
+/// (chosen by the tuner, pinned or forced; the last one for a class), sorted by class.
+pub fn used_matmul_configs(ctx: &GpuContext) -> Vec<(String, &'static str)> {
+    let key = adapter_key(ctx);
+    let mut out: Vec<(String, &'static str)> = crate::gpu::context::lock(&USED)
+        .iter()
+        .filter(|(k, _, _)| *k == key)
+        .map(|(_, class, config)| (class.to_string(), config.name))
+        .collect();
+    out.sort();
+    out
+}
+
+/// A pinned configuration for `class` on the adapter with key `key`: pinned in-process,
+/// or by the receipt `WGRAD_MATMUL_RECEIPT` names.
+fn pinned(key: &str, class: ShapeClass) -> Option<&'static MatmulConfig> {
+    let from_env = crate::receipt::pins_from_env();
+    let pinned = crate::gpu::context::lock(&PINNED);
+    if pinned.is_empty() && from_env.is_empty() {
+        return None;
+    }
+    let class = class.to_string();
+    pinned.iter().find(|(k, c, _)| k == key && *c == class).map(|(_, _, config)| *config).or_else(|| {
+        from_env
+            .iter()
+            .find(|(k, c, _)| k == key && *c == class)
+            .and_then(|(_, _, name)| MATMUL_CONFIGS.iter().find(|c| c.name == *name))
+    })
+}
+
 /// The configuration for a `[batch, m, k] x [batch, k, n]` product of class `class` on
 /// `ctx`. `record` records one dispatch of a configuration on a slice of the problem (into
 /// the real output, which the real dispatch overwrites afterwards).
 pub(crate) fn choose(
+    ctx: &GpuContext,
+    class: ShapeClass,
+    dims: (usize, usize, usize, usize),
+    record: &mut dyn FnMut(&'static MatmulConfig, Slice),
+) -> &'static MatmulConfig {
+    let config = choose_unrecorded(ctx, class, dims, record);
+    let key = adapter_key(ctx);
+    let mut used = crate::gpu::context::lock(&USED);
+    match used.iter_mut().find(|(k, c, _)| *k == key && *c == class) {
+        Some(entry) => entry.2 = config,
+        None => used.push((key, class, config)),
+    }
+    config
+}
+
+/// [`choose`] without recording what it chose.
+fn choose_unrecorded(
     ctx: &GpuContext,
     class: ShapeClass,
     (m, n, k, batch): (usize, usize, usize, usize),
@@ -317,6 +388,9 @@ pub(crate) fn choose(
         return config;
     }
     let key = (adapter_key(ctx), class);
+    if let Some(config) = pinned(&key.0, class) {
+        return config;
+    }
     if let Some(config) = crate::gpu::context::lock(cache()).get(&key) {
         return config;
     }
