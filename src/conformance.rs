@@ -123,7 +123,8 @@ impl Report {
         let failed: Vec<&Entry> = self.entries.iter().filter(|e| !e.passed).collect();
         let _ = writeln!(out, "{} of {} passed", self.entries.len() - failed.len(), self.entries.len());
         for e in failed {
-            let _ = writeln!(out, "\n{} {}:\n{}", e.subject.kind(), e.subject.name(), e.failure.as_deref().unwrap_or(""));
+            let _ =
+                writeln!(out, "\n{} {}:\n{}", e.subject.kind(), e.subject.name(), e.failure.as_deref().unwrap_or(""));
         }
         out
     }
@@ -321,10 +322,8 @@ fn exercise(op: Op, d: &Device) {
         }),
         Op::Unary(UnaryOp::Copy) => done(randn(&[11, 13], 5, d).t().contiguous()),
         Op::Unary(u) => {
-            let positive = matches!(
-                u,
-                UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip | UnaryOp::PowScalar
-            );
+            let positive =
+                matches!(u, UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip | UnaryOp::PowScalar);
             let (low, high) = if positive { (0.05, 4.0) } else { (-4.0, 4.0) };
             let (s0, s1) = match u {
                 UnaryOp::Affine => (1.5, -0.25),
@@ -395,7 +394,9 @@ fn exercise(op: Op, d: &Device) {
         Op::Optim(o) => {
             let param = randn(&[300], 20, d).detach().requires_grad();
             let mut opt: Box<dyn Optimizer> = match o {
-                OptimOp::Sgd => Box::new(Sgd::new([param.clone()], 0.1).momentum(0.9).nesterov(true).weight_decay(0.01)),
+                OptimOp::Sgd => {
+                    Box::new(Sgd::new([param.clone()], 0.1).momentum(0.9).nesterov(true).weight_decay(0.01))
+                }
                 OptimOp::Adam => Box::new(AdamW::new([param.clone()], 0.01)),
                 OptimOp::Adagrad => Box::new(
                     Adagrad::new([param.clone()], 0.1).lr_decay(0.01).weight_decay(0.1).initial_accumulator_value(0.1),
@@ -546,7 +547,9 @@ fn exercise(op: Op, d: &Device) {
             match h {
                 HalfOp::ToHalf => done(randn(&[5, 7, 11], 90, d).affine(4.0, 0.0).permute(&[2, 0, 1]).half()),
                 HalfOp::ToFloat => done(half(&[5, 7, 11], 91).permute(&[1, 2, 0]).float()),
-                HalfOp::Copy => done(Tensor::cat(&[half(&[5, 7, 11], 92).permute(&[1, 0, 2]), half(&[7, 5, 3], 93)], 2)),
+                HalfOp::Copy => {
+                    done(Tensor::cat(&[half(&[5, 7, 11], 92).permute(&[1, 0, 2]), half(&[7, 5, 3], 93)], 2))
+                }
                 HalfOp::Matmul => done(half(&[3, 37, 29], 94).half_matmul(&half(&[45, 29], 95).t(), DType::F32)),
             }
         }

@@ -288,7 +288,11 @@ pub(crate) fn pins_from_env() -> &'static [(String, String, String)] {
         };
         match crate::checkpoint::load_receipt(&path) {
             Ok(Some(r)) => {
-                log::info!("matmul: WGRAD_MATMUL_RECEIPT pins {} configurations on {}", r.matmul_configs.len(), r.adapter_key);
+                log::info!(
+                    "matmul: WGRAD_MATMUL_RECEIPT pins {} configurations on {}",
+                    r.matmul_configs.len(),
+                    r.adapter_key
+                );
                 r.matmul_configs.into_iter().map(|(class, name)| (r.adapter_key.clone(), class, name)).collect()
             }
             Ok(None) => {

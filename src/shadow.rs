@@ -522,7 +522,6 @@ impl Check {
             device: Device::Gpu(self.ctx.clone()).info(),
         }
     }
-
 }
 
 /// Keeps `report` and acts on it as the options say.

@@ -430,9 +430,11 @@ impl Storage {
                 operands.extend(bias.map(|(s, _, _)| (s, F32)));
                 let check = shadow::begin(&ga.ctx, &operands);
                 let gpu_bias = bias.map(|(s, offset, axis)| (s.gpu_buffer(), offset, axis));
-                let out = Storage::Gpu(ga.ctx.matmul((ga, la), (gb, lb), dims, Epilogue { bias: gpu_bias, activation }));
+                let out =
+                    Storage::Gpu(ga.ctx.matmul((ga, la), (gb, lb), dims, Epilogue { bias: gpu_bias, activation }));
                 if let Some(c) = check {
-                    let args = || format!("a {la:?}, b {lb:?}, {dims:?}, bias {:?}, {activation:?}", bias.map(|b| (b.1, b.2)));
+                    let args =
+                        || format!("a {la:?}, b {lb:?}, {dims:?}, bias {:?}, {activation:?}", bias.map(|b| (b.1, b.2)));
                     c.finish(Op::Matmul, args, &[("output", &out, F32)], &[], |m| {
                         let bias = bias.map(|(s, offset, axis)| (m.get(s), offset, axis));
                         vec![m.get(self).matmul(la, (m.get(other), lb), dims, Epilogue { bias, activation })]
@@ -466,7 +468,9 @@ impl Storage {
                 let out = Storage::Gpu(s.ctx.index(op, (s, ls), axis, i, index_offset, index_len, out_shape));
                 if let Some(c) = check {
                     let args = || {
-                        format!("src {ls:?}, axis {axis}, {index_len} indices from {index_offset}, output {out_shape:?}")
+                        format!(
+                            "src {ls:?}, axis {axis}, {index_len} indices from {index_offset}, output {out_shape:?}"
+                        )
                     };
                     c.finish(Op::Index(op), args, &[("output", &out, F32)], &[], |m| {
                         let index = (m.get(index), index_offset, index_len);
@@ -494,9 +498,13 @@ impl Storage {
                 let check = shadow::begin(&x.ctx, &[(self, from)]);
                 let out = Storage::Gpu(x.ctx.cast(op, x, lx));
                 if let Some(c) = check {
-                    c.finish(Op::Half(op), || format!("x {lx:?}"), &[("output", &out, to)], &[], |m| {
-                        vec![m.get(self).cast(op, lx)]
-                    });
+                    c.finish(
+                        Op::Half(op),
+                        || format!("x {lx:?}"),
+                        &[("output", &out, to)],
+                        &[],
+                        |m| vec![m.get(self).cast(op, lx)],
+                    );
                 }
                 out
             }
@@ -717,7 +725,11 @@ impl Storage {
                 let gpu_indices = (indices.device_buffer("embedding"), at);
                 let out = Storage::Gpu(g.ctx.embedding_backward((g, offset), gpu_indices, n, table, padding_idx));
                 if let Some(c) = check {
-                    let args = || format!("gradient from {offset}, {n} indices from {at}, table {table:?}, padding {padding_idx:?}");
+                    let args = || {
+                        format!(
+                            "gradient from {offset}, {n} indices from {at}, table {table:?}, padding {padding_idx:?}"
+                        )
+                    };
                     c.finish(Op::Embedding(EmbeddingOp::Backward), args, &[("output", &out, F32)], &[], |m| {
                         vec![m.get(self).embedding_backward(offset, (m.get(indices), at), n, table, padding_idx)]
                     });
@@ -821,7 +833,13 @@ impl Storage {
                     let kind = Op::Loss(LossOp::CrossEntropyBackward);
                     c.finish(kind, args, &[("output", &out, F32)], &[], |m| {
                         let operands = ((m.get(targets), targets_at), weight.map(|(w, at)| (m.get(w), at)));
-                        vec![m.get(self).cross_entropy_backward(spec, offset, operands, (m.get(aux), aux_at), (m.get(grad), grad_at))]
+                        vec![m.get(self).cross_entropy_backward(
+                            spec,
+                            offset,
+                            operands,
+                            (m.get(aux), aux_at),
+                            (m.get(grad), grad_at),
+                        )]
                     });
                 }
                 out
@@ -875,7 +893,8 @@ impl Storage {
                     .collect();
                 gpu_arena.ctx.optim_step(op, s, used, &gpu_segments, gpu_arena);
                 if let Some(c) = check {
-                    let mut written: Vec<shadow::Operand> = segments.iter().map(|seg| ("parameter", seg.param, F32)).collect();
+                    let mut written: Vec<shadow::Operand> =
+                        segments.iter().map(|seg| ("parameter", seg.param, F32)).collect();
                     written.push(("optimizer state", self, F32));
                     let args = || {
                         let sizes: Vec<usize> = segments.iter().map(|seg| seg.numel).collect();
@@ -1042,7 +1061,8 @@ impl Storage {
                 CpuBackend.rnn_cell(op, step, flags, operands);
             }
             Storage::Gpu(out) => {
-                let mut operands: Vec<_> = x.inputs.iter().chain(&x.outputs).flatten().map(|&(s, _)| (s, F32)).collect();
+                let mut operands: Vec<_> =
+                    x.inputs.iter().chain(&x.outputs).flatten().map(|&(s, _)| (s, F32)).collect();
                 operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
                 let check = shadow::begin(&out.ctx, &operands);
                 let gpu_operands = RnnCellOperands {

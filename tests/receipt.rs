@@ -79,7 +79,10 @@ fn a_run_pinned_to_a_receipt_repeats_its_bits() {
     assert_eq!(bits(&again), bits(&first), "a pinned run differs from the receipt's run");
     let used = used_matmul_configs(ctx);
     for (class, name) in &receipt.matmul_configs {
-        assert!(used.contains(&(class.clone(), "tile64")), "{class} ran with another configuration than {name}: {used:?}");
+        assert!(
+            used.contains(&(class.clone(), "tile64")),
+            "{class} ran with another configuration than {name}: {used:?}"
+        );
     }
     assert_eq!(Receipt::new(&again, &dev, Some(11)).hashes, receipt.hashes);
     // A receipt of another adapter is refused.

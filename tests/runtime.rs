@@ -130,6 +130,7 @@ fn threads_probing_adapters_at_once_do_not_collide() {
             })
         })
         .collect();
-    let results: Vec<(usize, bool)> = threads.into_iter().map(|t| t.join().expect("a probing thread panicked")).collect();
+    let results: Vec<(usize, bool)> =
+        threads.into_iter().map(|t| t.join().expect("a probing thread panicked")).collect();
     assert!(results.windows(2).all(|w| w[0] == w[1]), "threads saw different adapters: {results:?}");
 }

@@ -11,10 +11,16 @@
 //! So the first matmul of a [`ShapeClass`] on an adapter times every configuration that can
 //! run it, on a slice of the real problem (its first rows, or its first batch entries)
 //! grown until the fastest candidate takes about a millisecond, and remembers the winner
-//! for that adapter and class for the rest of the process (the cache is in memory only).
-//! The pass waits for the GPU, so it costs a few milliseconds of GPU time once per class;
-//! on a software adapter, where a millisecond of work is a small slice, it is the compile
-//! time of the candidate pipelines that dominates.
+//! for that adapter and class, for the rest of the process and in a file in the user's
+//! cache folder keyed by adapter and driver ([`tuning_cache_path`];
+//! `WGRAD_TUNING_CACHE=0` keeps it in memory only), so a later process on the same
+//! adapter and driver compiles only the winner. The pass waits for the GPU, so it costs a
+//! few milliseconds of GPU time once per class; on a software adapter, where a millisecond
+//! of work is a small slice, it is the driver's compilation of the candidate pipelines
+//! that dominates (seconds each on llvmpipe's GL back-end). A budget bounds it
+//! (`WGRAD_TUNING_BUDGET_MS`, default 1000): once spent, the best candidate timed so far
+//! is chosen and the others are never compiled; a software adapter times the
+//! configurations without workgroup memory, its usual winners, first.
 //!
 //! Every configuration computes each output element as one dot product over K in
 //! ascending order, accumulated in f32; they differ only in whether a multiply and add are
@@ -34,6 +40,12 @@
 //! [`crate::conformance::Report::exclusions`] writes such lines. The tuner never times or
 //! chooses an excluded configuration; a configuration forced by name is still used, with
 //! a warning.
+//!
+//! A run can also be pinned to the configurations another run used, class by class:
+//! [`used_matmul_configs`] lists them (a reproducibility receipt records this list),
+//! [`pin_matmul_config`] pins one, and `WGRAD_MATMUL_RECEIPT=<checkpoint>` pins those of
+//! the receipt in a checkpoint (see [`crate::receipt`]). Pins apply on the adapter they
+//! were recorded on, before the tuner's cache; a forced configuration still wins.
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -59,6 +71,10 @@ pub struct MatmulConfig {
     pub vec4: bool,
     /// The configuration used instead when a vec4 one is forced on operands it cannot read.
     pub fallback: &'static str,
+    /// Stages operands through workgroup memory. Those without it are timed first on a
+    /// software adapter, where they win and where a tuning budget may stop the pass
+    /// before the others are compiled.
+    pub workgroup_memory: bool,
 }
 
 /// Every configuration, scalar (any strides) first.
@@ -70,6 +86,7 @@ pub const MATMUL_CONFIGS: &[MatmulConfig] = &[
         tile_n: 64,
         vec4: false,
         fallback: "tile64",
+        workgroup_memory: true,
     },
     MatmulConfig {
         name: "rows8",
@@ -78,6 +95,7 @@ pub const MATMUL_CONFIGS: &[MatmulConfig] = &[
         tile_n: 64,
         vec4: false,
         fallback: "rows8",
+        workgroup_memory: false,
     },
     MatmulConfig {
         name: "vec4_tile64",
@@ -86,6 +104,7 @@ pub const MATMUL_CONFIGS: &[MatmulConfig] = &[
         tile_n: 64,
         vec4: true,
         fallback: "tile64",
+        workgroup_memory: true,
     },
     MatmulConfig {
         name: "vec4_tile128",
@@ -94,6 +113,7 @@ pub const MATMUL_CONFIGS: &[MatmulConfig] = &[
         tile_n: 128,
         vec4: true,
         fallback: "tile64",
+        workgroup_memory: true,
     },
     MatmulConfig {
         name: "vec4_rows4",
@@ -102,6 +122,7 @@ pub const MATMUL_CONFIGS: &[MatmulConfig] = &[
         tile_n: 128,
         vec4: true,
         fallback: "rows8",
+        workgroup_memory: false,
     },
 ];
 
@@ -391,7 +412,8 @@ fn choose_unrecorded(
     if let Some(config) = pinned(&key.0, class) {
         return config;
     }
-    if let Some(config) = crate::gpu::context::lock(cache()).get(&key) {
+    load_persisted();
+    if let Some(config) = crate::gpu::context::lock(cache()).get(&key).filter(|c| !is_excluded(&key.0, c)) {
         return config;
     }
     let mut candidates: Vec<&'static MatmulConfig> =
@@ -402,6 +424,11 @@ fn choose_unrecorded(
         log::error!("matmul: every configuration for {class} is excluded on {}; using tile64", key.0);
         candidates.push(matmul_config("tile64"));
     }
+    if ctx.adapter.is_software() {
+        candidates.sort_by_key(|c| c.workgroup_memory);
+    }
+    let budget = tuning_budget();
+    let started = Instant::now();
     // Work recorded before this product must not be counted against the first candidate.
     ctx.synchronize();
     let per_row = (n * k).max(1);
@@ -411,43 +438,43 @@ fn choose_unrecorded(
         Slice { rows: (FIRST_SLICE_MACS / per_row).clamp(1, m), batches: 1 }
     };
     loop {
-        let times: Vec<Duration> = candidates
-            .iter()
-            .map(|&config| {
-                let once = |record: &mut dyn FnMut(&'static MatmulConfig, Slice)| {
-                    // Recording compiles the pipeline on first use, outside the timed wait.
-                    record(config, slice);
-                    let start = Instant::now();
-                    ctx.synchronize();
-                    start.elapsed()
-                };
-                let first = once(record);
-                if first > SLOW {
-                    first
-                } else {
-                    first.min(once(record))
-                }
-            })
-            .collect();
+        let mut times: Vec<Duration> = Vec::with_capacity(candidates.len());
+        for &config in &candidates {
+            // Past the budget, the candidates not yet timed are never compiled.
+            if !times.is_empty() && started.elapsed() > budget {
+                break;
+            }
+            let mut once = || {
+                // Recording compiles the pipeline on first use, outside the timed wait.
+                record(config, slice);
+                let start = Instant::now();
+                ctx.synchronize();
+                start.elapsed()
+            };
+            let first = once();
+            times.push(if first > SLOW { first } else { first.min(once()) });
+        }
+        let timed = &candidates[..times.len()];
         let fastest = times.iter().copied().min().unwrap_or_default();
         let whole = slice.rows == m && slice.batches == batch;
-        if fastest >= TARGET || whole {
-            let best = candidates.iter().zip(&times).min_by_key(|(_, t)| **t).map(|(c, _)| *c).unwrap_or(candidates[0]);
-            let report: Vec<String> = candidates
-                .iter()
-                .zip(&times)
-                .map(|(c, t)| format!("{} {:.3} ms", c.name, t.as_secs_f64() * 1e3))
-                .collect();
+        let spent = started.elapsed() > budget;
+        if fastest >= TARGET || whole || spent {
+            let best = timed.iter().zip(&times).min_by_key(|(_, t)| **t).map(|(c, _)| *c).unwrap_or(candidates[0]);
+            let report: Vec<String> =
+                timed.iter().zip(&times).map(|(c, t)| format!("{} {:.3} ms", c.name, t.as_secs_f64() * 1e3)).collect();
             log::info!(
-                "matmul on {}: {} -> {} (timed on {} rows x {} batch entries: {})",
+                "matmul on {}: {} -> {} (timed on {} rows x {} batch entries: {}{}; tuning took {:.0} ms)",
                 ctx.adapter.line(),
                 class,
                 best.name,
                 slice.rows,
                 slice.batches,
-                report.join(", ")
+                report.join(", "),
+                if spent { format!("; budget of {} ms spent", budget.as_millis()) } else { String::new() },
+                started.elapsed().as_secs_f64() * 1e3
             );
-            crate::gpu::context::lock(cache()).insert(key, best);
+            crate::gpu::context::lock(cache()).insert(key.clone(), best);
+            persist(&key.0, class, best);
             return best;
         }
         if slice.batches < batch {
@@ -455,6 +482,131 @@ fn choose_unrecorded(
         } else {
             slice.rows = (slice.rows * 4).min(m);
         }
+    }
+}
+
+// ---- the tuner's budget and its results across processes ----
+
+/// How long the tuning pass of one shape class may take before it settles for the best
+/// candidate timed so far: `WGRAD_TUNING_BUDGET_MS`, default 1000. On a hardware GPU the
+/// whole pass takes milliseconds; on a software adapter it is the driver's compilation of
+/// each candidate that costs (seconds each on llvmpipe's GL), and the candidates past the
+/// budget are never compiled.
+fn tuning_budget() -> Duration {
+    static BUDGET: OnceLock<Duration> = OnceLock::new();
+    *BUDGET.get_or_init(|| {
+        let ms = match std::env::var("WGRAD_TUNING_BUDGET_MS") {
+            Ok(v) => v.trim().parse::<u64>().unwrap_or_else(|_| {
+                log::warn!("WGRAD_TUNING_BUDGET_MS={v} is not a number of milliseconds; using 1000");
+                1000
+            }),
+            Err(_) => 1000,
+        };
+        Duration::from_millis(ms)
+    })
+}
+
+/// The file the tuner's choices persist in across processes: `WGRAD_TUNING_CACHE` (a
+/// path, or `0` to keep them in memory only), else `wgrad/matmul-tuning-v1.txt` in the
+/// user's cache folder (`$XDG_CACHE_HOME` or `~/.cache` on Linux, `~/Library/Caches` on
+/// macOS, `%LOCALAPPDATA%` on Windows). Each line is one choice: adapter key (adapter,
+/// back-end, driver and its version), shape class and configuration, tab-separated, so a
+/// new driver tunes afresh.
+pub fn tuning_cache_path() -> Option<std::path::PathBuf> {
+    use std::path::PathBuf;
+    match std::env::var_os("WGRAD_TUNING_CACHE") {
+        Some(v) if v == "0" || v == "off" => return None,
+        Some(v) if !v.is_empty() => return Some(PathBuf::from(v)),
+        _ => {}
+    }
+    let home = || std::env::var_os("HOME").filter(|h| !h.is_empty()).map(PathBuf::from);
+    let base = if cfg!(target_os = "windows") {
+        std::env::var_os("LOCALAPPDATA").map(PathBuf::from)
+    } else if cfg!(target_os = "macos") {
+        home().map(|h| h.join("Library").join("Caches"))
+    } else {
+        std::env::var_os("XDG_CACHE_HOME")
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| home().map(|h| h.join(".cache")))
+    };
+    base.map(|b| b.join("wgrad").join("matmul-tuning-v1.txt"))
+}
+
+impl ShapeClass {
+    /// The class as the persisted file writes it: its seven fields as numbers.
+    fn encode(&self) -> String {
+        let b = |v: bool| v as u8;
+        format!(
+            "{} {} {} {} {} {} {}",
+            self.m,
+            self.n,
+            self.k,
+            b(self.batched),
+            b(self.aligned),
+            b(self.a_row_major),
+            b(self.b_row_major)
+        )
+    }
+
+    fn decode(text: &str) -> Option<ShapeClass> {
+        let v: Vec<u8> = text.split(' ').map(|f| f.parse().ok()).collect::<Option<_>>()?;
+        let flag = |x: u8| (x <= 1).then_some(x == 1);
+        match v[..] {
+            [m, n, k, batched, aligned, a, b] => Some(ShapeClass {
+                m,
+                n,
+                k,
+                batched: flag(batched)?,
+                aligned: flag(aligned)?,
+                a_row_major: flag(a)?,
+                b_row_major: flag(b)?,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Reads the persisted choices into the in-memory cache, once per process. A missing
+/// file is an empty one; lines that do not parse (another version's) are skipped.
+fn load_persisted() {
+    static LOADED: OnceLock<()> = OnceLock::new();
+    LOADED.get_or_init(|| {
+        let Some(path) = tuning_cache_path() else { return };
+        let Ok(text) = std::fs::read_to_string(&path) else { return };
+        let mut cache = crate::gpu::context::lock(cache());
+        let mut count = 0;
+        for line in text.lines() {
+            let mut fields = line.split('\t');
+            let (Some(adapter), Some(class), Some(name), None) =
+                (fields.next(), fields.next(), fields.next(), fields.next())
+            else {
+                continue;
+            };
+            let (Some(class), Some(config)) =
+                (ShapeClass::decode(class), MATMUL_CONFIGS.iter().find(|c| c.name == name))
+            else {
+                continue;
+            };
+            cache.insert((adapter.to_string(), class), config);
+            count += 1;
+        }
+        log::info!("matmul: {count} tuned configurations read from {}", path.display());
+    });
+}
+
+/// Appends one choice to the persisted file; failures are logged and otherwise ignored
+/// (the choice is still kept for this process).
+fn persist(adapter: &str, class: ShapeClass, config: &MatmulConfig) {
+    let Some(path) = tuning_cache_path() else { return };
+    let line = format!("{adapter}\t{}\t{}\n", class.encode(), config.name);
+    let written = path
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| std::fs::OpenOptions::new().create(true).append(true).open(&path))
+        .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
+    if let Err(e) = written {
+        log::warn!("matmul: could not keep the tuned configuration in {}: {e}", path.display());
     }
 }
 
@@ -474,6 +626,17 @@ mod tests {
         let text = "# from a conformance run\nrows8\n\n vec4_tile128 @ llvmpipe | Vulkan \nnot_a_config\n";
         let parsed = parse_exclusions(text);
         assert_eq!(parsed, vec![(String::new(), "rows8"), ("llvmpipe | Vulkan".to_string(), "vec4_tile128")]);
+    }
+
+    #[test]
+    fn shape_classes_survive_the_persisted_file() {
+        for class in
+            [ShapeClass::new(1, 5, 300, 1, false, true, false), ShapeClass::new(700, 64, 9, 4, true, false, true)]
+        {
+            assert_eq!(ShapeClass::decode(&class.encode()), Some(class));
+        }
+        assert_eq!(ShapeClass::decode("1 2 3 0 1 1"), None);
+        assert_eq!(ShapeClass::decode("1 2 3 0 1 1 2"), None);
     }
 
     #[test]
