@@ -485,7 +485,7 @@ fn exercise(op: Op, d: &Device) {
             | EmbeddingOp::MergeLocal
             | EmbeddingOp::RowStarts => {
                 // 1100 positions: a sort of 2048 pairs, whose merges run both stages.
-                let idx: Vec<i32> = (0..1100).map(|p| ((p * 7919 + 13) % 304) as i32 - 2).collect();
+                let idx: Vec<i32> = (0..1100).map(|p: i32| (p * 7919 + 13) % 304 - 2).collect();
                 let (order, starts) = indices(&idx, &[1100], d).group_by_index(300);
                 done(order);
                 done(starts)
