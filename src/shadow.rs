@@ -385,6 +385,10 @@ impl Mirror {
 fn read_all(s: &Storage, dtype: DType) -> CpuData {
     let Storage::Gpu(b) = s else { unreachable!("shadow: reading back host storage") };
     let n = (b.len_bytes as usize) / dtype.size_bytes();
+    if n == 0 {
+        // Empty tensors: nothing to read back (a zero-sized copy is not allowed).
+        return CpuData::zeros(dtype, 0, "shadow");
+    }
     let read = match dtype {
         DType::F32 => s.try_read::<f32>(0, n).map(CpuData::F32),
         DType::I32 => s.try_read::<i32>(0, n).map(CpuData::I32),

@@ -136,3 +136,17 @@ fn panic_mode_stops_at_the_wrong_op_and_sampling_skips_steps() {
     assert!(message.contains("`matmul` disagrees") && message.contains("forward"), "{message}");
     assert!(message.contains("0.weight"), "{message}");
 }
+
+#[test]
+fn empty_tensors_pass_through_shadow_mode() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu_test_device() else { return };
+    let dev = dev.with_shadow(LOG);
+    let empty = Tensor::zeros(&[0, 4], &dev);
+    let y = empty.relu().matmul(&Tensor::randn(&[4, 3], 1, &dev));
+    let s = y.sum(&[0], false);
+    assert_eq!(s.to_vec::<f32>(), vec![0.0; 3]);
+    let reports = dev.shadow_reports();
+    dev.without_shadow();
+    assert!(reports.is_empty(), "{}", reports[0]);
+}

@@ -163,9 +163,11 @@ pub fn exclude_matmul_config(ctx: &GpuContext, name: &str) {
     let config = matmul_config(name);
     let key = adapter_key(ctx);
     log::warn!("matmul: the {} configuration is excluded on {key}", config.name);
-    let mut excluded = crate::gpu::context::lock(&EXCLUDED);
-    if !excluded.iter().any(|(k, n)| *k == key && *n == config.name) {
-        excluded.push((key.clone(), config.name));
+    {
+        let mut excluded = crate::gpu::context::lock(&EXCLUDED);
+        if !excluded.iter().any(|(k, n)| *k == key && *n == config.name) {
+            excluded.push((key.clone(), config.name));
+        }
     }
     crate::gpu::context::lock(cache()).retain(|(adapter, _), chosen| !(*adapter == key && chosen.name == config.name));
 }
@@ -291,7 +293,8 @@ pub fn adapter_key(ctx: &GpuContext) -> String {
 }
 
 /// The configurations tuned so far on `ctx`'s adapter, as (shape class, configuration
-/// name) pairs sorted by class: what the tuning pass chose, for logs and benchmarks.
+/// name) pairs sorted by class: what the tuning pass chose, in this process or in an
+/// earlier one whose choices were read from [`tuning_cache_path`], for logs and benchmarks.
 pub fn tuned_matmul_configs(ctx: &GpuContext) -> Vec<(String, &'static str)> {
     let key = adapter_key(ctx);
     let mut out: Vec<(String, &'static str)> = cache()
@@ -574,8 +577,7 @@ fn load_persisted() {
     LOADED.get_or_init(|| {
         let Some(path) = tuning_cache_path() else { return };
         let Ok(text) = std::fs::read_to_string(&path) else { return };
-        let mut cache = crate::gpu::context::lock(cache());
-        let mut count = 0;
+        let mut entries = Vec::new();
         for line in text.lines() {
             let mut fields = line.split('\t');
             let (Some(adapter), Some(class), Some(name), None) =
@@ -588,10 +590,13 @@ fn load_persisted() {
             else {
                 continue;
             };
-            cache.insert((adapter.to_string(), class), config);
-            count += 1;
+            // A configuration excluded since it was chosen stays out.
+            if !is_excluded(adapter, config) {
+                entries.push(((adapter.to_string(), class), config));
+            }
         }
-        log::info!("matmul: {count} tuned configurations read from {}", path.display());
+        log::info!("matmul: {} tuned configurations read from {}", entries.len(), path.display());
+        crate::gpu::context::lock(cache()).extend(entries);
     });
 }
 
