@@ -301,7 +301,12 @@ impl Tensor {
             let saved = node.saved.lock().unwrap().take().unwrap_or_else(|| {
                 panic!("backward: the graph through this {:?} was already used by an earlier backward; its saved tensors are freed", node.op)
             });
-            let input_grads = node.op.backward(&g, &saved.inputs, &saved.output);
+            let input_grads = {
+                let _phase = crate::shadow::enter_backward(|| format!("{:?}", node.op), &saved.inputs);
+                let grads = node.op.backward(&g, &saved.inputs, &saved.output);
+                crate::shadow::finish_backward_rule(&saved.inputs, &grads);
+                grads
+            };
             for (input, ig) in saved.inputs.iter().zip(input_grads) {
                 let (Some(im), Some(ig)) = (input.tracked_meta(), ig) else { continue };
                 debug_assert_eq!(ig.shape(), input.shape(), "gradient rule of {:?} returned a wrong shape", node.op);

@@ -2,7 +2,8 @@
 //! exactly as PyTorch's `safetensors.torch.save_file(model.state_dict(), path)` writes
 //! them: one tensor per parameter and per buffer, named as `named_parameters` and
 //! `named_buffers` name them (`0.weight`, `2.bias`, `1.running_mean`), its shape row-major
-//! (`[out, in]` for a Linear weight), no `__metadata__`. A file written here loads into
+//! (`[out, in]` for a Linear weight), no `__metadata__` (unless [`save_with_receipt`]
+//! adds a reproducibility receipt, which PyTorch ignores). A file written here loads into
 //! the same PyTorch model with `model.load_state_dict(load_file(path))`, and the other way
 //! round.
 //!
@@ -66,6 +67,7 @@ use crate::error::{Error, Result};
 use crate::nn::state_dict::{plan_load, state_of};
 use crate::nn::{Module, StateDict};
 use crate::optim::{GroupOptions, GroupState, Optimizer, OptimizerState, ParamState};
+use crate::receipt::Receipt;
 use crate::{DType, Device, Tensor};
 
 /// One tensor of a checkpoint as [`load_state`] returns it: name, shape, row-major values.
@@ -96,7 +98,38 @@ pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
 /// Float tensors keep their dtype (F32, F16); `i32` tensors are written as I64, as
 /// PyTorch keeps its integer buffers.
 pub fn save_state_dict(state_dict: &StateDict, path: impl AsRef<Path>) -> Result<()> {
+    write_state_dict(state_dict, path.as_ref(), None)
+}
+
+/// [`save`] with a reproducibility [`Receipt`] in the file's `__metadata__` (see
+/// [`crate::receipt`]): the tensors are the same, and PyTorch's `load_file` and [`load`]
+/// read the file as they read any checkpoint. Build the receipt after the last step, so
+/// its hashes are those of the values written.
+pub fn save_with_receipt(module: &dyn Module, path: impl AsRef<Path>, receipt: &Receipt) -> Result<()> {
+    let state = state_of(module, "checkpoint::save_with_receipt");
+    assert!(
+        !state.is_empty(),
+        "checkpoint::save_with_receipt: {} has no parameters or buffers, so the file would hold no tensors",
+        module.describe()
+    );
+    write_state_dict(&state, path.as_ref(), Some(receipt.to_metadata()))
+}
+
+/// The [`Receipt`] in the checkpoint at `path`, or `None` when it was saved without one.
+/// A file that cannot be read or parsed, or a receipt missing a field, is an `Err`.
+pub fn load_receipt(path: impl AsRef<Path>) -> Result<Option<Receipt>> {
     let path = path.as_ref();
+    let bytes = read(path)?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| format_error_at(path, format!("not a safetensors file: {e}")))?;
+    Receipt::from_metadata(&header.metadata().clone().unwrap_or_default(), &display(path))
+}
+
+fn format_error_at(path: &Path, reason: String) -> Error {
+    Error::Format { path: display(path), reason }
+}
+
+fn write_state_dict(state_dict: &StateDict, path: &Path, metadata: Option<HashMap<String, String>>) -> Result<()> {
     let arrays: Vec<(String, RawArray)> = state_dict
         .iter()
         .map(|(name, t)| {
@@ -110,7 +143,7 @@ pub fn save_state_dict(state_dict: &StateDict, path: impl AsRef<Path>) -> Result
             (name.to_string(), RawArray { dtype, shape: t.shape().to_vec(), bytes })
         })
         .collect();
-    let bytes = safetensors::serialize(arrays, None)
+    let bytes = safetensors::serialize(arrays, metadata)
         .map_err(|e| Error::Format { path: display(path), reason: format!("could not serialise the tensors: {e}") })?;
     write_atomically(path, &bytes)
 }

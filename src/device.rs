@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use crate::error::{Error, Result};
 use crate::gpu::context::{AdapterSummary, DeviceStats, GpuContext};
 use crate::gpu::pool::PoolStats;
+use crate::shadow::{ShadowOptions, ShadowReport};
 
 /// A compute device. Cheap to clone; two clones compare equal.
 #[derive(Clone, Debug)]
@@ -76,14 +77,25 @@ fn quiet_device_select_layer() {
 /// The adapters of the native back-ends (Vulkan, Metal, DX12), or GL's when those offer
 /// none at all. Probing GL is slow and logs EGL errors on headless machines, so it is
 /// left out whenever a native back-end answers, even with only a software adapter.
-fn adapters() -> Vec<wgpu::Adapter> {
-    let native = instance(wgpu::Backends::PRIMARY);
-    let found = pollster::block_on(native.enumerate_adapters(wgpu::Backends::PRIMARY));
-    if !found.is_empty() {
-        return found;
-    }
-    let gl = instance(wgpu::Backends::GL);
-    pollster::block_on(gl.enumerate_adapters(wgpu::Backends::GL))
+///
+/// Enumerated once per process and kept for its lifetime. wgpu's GL back-end shares one
+/// EGL context between its instance and every adapter it hands out, and makes it current
+/// on the calling thread while it enumerates, while an adapter is dropped and while a
+/// device opened on one of its adapters records work, each under a different lock: two
+/// threads enumerating at once, or one enumerating while another runs kernels, fail in
+/// `eglMakeCurrent` with `BadAccess` (a panic inside wgpu-hal). One enumeration whose
+/// adapters are never dropped leaves the device's own lock as the only user of the context.
+fn adapters() -> &'static [wgpu::Adapter] {
+    static ADAPTERS: OnceLock<Vec<wgpu::Adapter>> = OnceLock::new();
+    ADAPTERS.get_or_init(|| {
+        let native = instance(wgpu::Backends::PRIMARY);
+        let found = pollster::block_on(native.enumerate_adapters(wgpu::Backends::PRIMARY));
+        if !found.is_empty() {
+            return found;
+        }
+        let gl = instance(wgpu::Backends::GL);
+        pollster::block_on(gl.enumerate_adapters(wgpu::Backends::GL))
+    })
 }
 
 /// Preference among hardware adapters: discrete, then integrated, then virtual; among
@@ -120,6 +132,9 @@ fn open_cached(
         .ok_or_else(|| Error::NoAdapter { wanted, found: summaries.iter().map(|s| s.line()).collect() })?;
     let ctx = Arc::new(GpuContext::open(&adapters[index])?);
     crate::profile::register(&ctx);
+    if let Some(options) = ShadowOptions::from_env() {
+        crate::shadow::enable(&ctx, options);
+    }
     *guard = Some(ctx.clone());
     Ok(Device::Gpu(ctx))
 }
@@ -335,9 +350,56 @@ impl Device {
     /// memory in recorded work, a lost device) as [`Error::Gpu`]. Always `Ok` on the CPU.
     pub fn try_synchronize(&self) -> Result<()> {
         match self {
-            Device::Gpu(ctx) => ctx.try_synchronize(),
+            Device::Gpu(ctx) => {
+                ctx.try_synchronize()?;
+                match crate::shadow::take_unreported(ctx) {
+                    Some(report) => Err(Error::ShadowMismatch(Box::new(report))),
+                    None => Ok(()),
+                }
+            }
             Device::Cpu => Ok(()),
         }
+    }
+
+    /// This device in shadow mode (see [`crate::shadow`]): from now on every op it runs is
+    /// also run on the CPU reference backend on the same input bits and compared. The
+    /// mode belongs to the device's shared context, so every clone of it is shadowed too;
+    /// new options replace old ones. On the CPU device, which is the reference itself,
+    /// nothing changes.
+    ///
+    /// ```no_run
+    /// use wgrad::shadow::{OnMismatch, ShadowOptions};
+    /// let dev = wgrad::Device::gpu()?.with_shadow(ShadowOptions { every: 10, ..Default::default() });
+    /// # Ok::<(), wgrad::Error>(())
+    /// ```
+    pub fn with_shadow(self, options: ShadowOptions) -> Device {
+        if let Device::Gpu(ctx) = &self {
+            crate::shadow::enable(ctx, options);
+        }
+        self
+    }
+
+    /// Turns shadow mode off for this device (and its clones), forgetting its reports.
+    pub fn without_shadow(&self) {
+        if let Device::Gpu(ctx) = self {
+            crate::shadow::disable(ctx);
+        }
+    }
+
+    /// Whether this device is in shadow mode.
+    pub fn is_shadowed(&self) -> bool {
+        self.gpu_context().is_some_and(crate::shadow::is_enabled)
+    }
+
+    /// Every disagreement shadow mode found on this device, oldest first (with
+    /// [`crate::shadow::OnMismatch::Panic`], at most the one it panicked with).
+    pub fn shadow_reports(&self) -> Vec<ShadowReport> {
+        self.gpu_context().map(crate::shadow::reports).unwrap_or_default()
+    }
+
+    /// How many ops shadow mode has compared on this device.
+    pub fn shadow_checked_ops(&self) -> u64 {
+        self.gpu_context().map_or(0, crate::shadow::checked_ops)
     }
 
     /// Buffer pool statistics of a GPU device (`None` on the CPU).

@@ -99,6 +99,10 @@ pub enum Error {
          began); lower the learning rate or clip the gradients"
     )]
     NonFiniteLoss { loss: f64, epoch: usize, epochs: usize, step: usize, steps: usize },
+    /// In shadow mode with [`crate::shadow::OnMismatch::Error`], an op whose GPU result
+    /// disagreed with the CPU reference (returned once, by the next `try_synchronize`).
+    #[error("{0}")]
+    ShadowMismatch(Box<crate::shadow::ShadowReport>),
 }
 
 /// A `Result` whose error is wgrad's [`Error`].

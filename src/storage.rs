@@ -18,6 +18,11 @@ use crate::gpu::pool::GpuBuffer;
 use crate::op::layout::Layout;
 use crate::op::matmul::{Epilogue, MatmulDims};
 use crate::op::{BinaryOp, Creation, HalfOp, IndexOp, ReduceOp, SoftmaxOp, UnaryOp};
+use crate::op::{ConvOp, EmbeddingOp, LossOp, Op};
+use crate::shadow;
+
+/// The dtype of most operands, short for the shadow checks' operand lists.
+const F32: DType = DType::F32;
 
 // The layer families.
 use crate::backend::{At, OptimSegment};
@@ -163,7 +168,17 @@ impl Storage {
     pub(crate) fn unary(&self, op: UnaryOp, scalars: [f32; 2], layout: &Layout) -> Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.unary(op, scalars, &x.read().unwrap(), layout)),
-            Storage::Gpu(x) => Storage::Gpu(x.ctx.unary(op, scalars, x, layout)),
+            Storage::Gpu(x) => {
+                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let out = Storage::Gpu(x.ctx.unary(op, scalars, x, layout));
+                if let Some(c) = check {
+                    let args = || format!("x {layout:?}, scalars {scalars:?}");
+                    c.finish(Op::Unary(op), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).unary(op, scalars, layout)]
+                    });
+                }
+                out
+            }
         }
     }
 
@@ -173,7 +188,17 @@ impl Storage {
             (Storage::Cpu(a), Storage::Cpu(b)) => {
                 Storage::cpu(CpuBackend.binary(op, &a.read().unwrap(), la, &b.read().unwrap(), lb))
             }
-            (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(a.ctx.binary(op, a, la, b, lb)),
+            (Storage::Gpu(a), Storage::Gpu(b)) => {
+                let check = shadow::begin(&a.ctx, &[(self, F32), (other, F32)]);
+                let out = Storage::Gpu(a.ctx.binary(op, a, la, b, lb));
+                if let Some(c) = check {
+                    let args = || format!("a {la:?}, b {lb:?}");
+                    c.finish(Op::Binary(op), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).binary(op, la, m.get(other), lb)]
+                    });
+                }
+                out
+            }
             _ => mixed_devices(op.name()),
         }
     }
@@ -199,8 +224,17 @@ impl Storage {
                 let (c, a, b) = (c.read().unwrap(), a.read().unwrap(), b.read().unwrap());
                 Storage::cpu(CpuBackend.where_select((&c, lc), (&a, la), (&b, lb)))
             }
-            (Storage::Gpu(c), Storage::Gpu(a), Storage::Gpu(b)) => {
-                Storage::Gpu(a.ctx.where_select((c, lc), (a, la), (b, lb)))
+            (Storage::Gpu(gc), Storage::Gpu(ga), Storage::Gpu(gb)) => {
+                let (cond, other) = (c, b);
+                let check = shadow::begin(&ga.ctx, &[(cond, F32), (self, F32), (other, F32)]);
+                let out = Storage::Gpu(ga.ctx.where_select((gc, lc), (ga, la), (gb, lb)));
+                if let Some(check) = check {
+                    let args = || format!("cond {lc:?}, a {la:?}, b {lb:?}");
+                    check.finish(Op::Where, args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).where_select(la, (m.get(cond), lc), (m.get(other), lb))]
+                    });
+                }
+                out
             }
             _ => mixed_devices("where"),
         }
@@ -247,7 +281,17 @@ impl Storage {
     pub(crate) fn try_create(device: &Device, creation: Creation, n: usize, op: &str) -> Result<Storage> {
         Ok(match device {
             Device::Cpu => Storage::cpu(CpuBackend.try_create(creation, n, op)?),
-            Device::Gpu(ctx) => Storage::Gpu(ctx.try_create(creation, n, op)?),
+            Device::Gpu(ctx) => {
+                let check = shadow::begin(ctx, &[]);
+                let out = Storage::Gpu(ctx.try_create(creation, n, op)?);
+                if let Some(c) = check {
+                    let args = || format!("{creation:?}, {n} elements");
+                    c.finish(Op::Creation(creation.op()), args, &[("output", &out, F32)], &[], |_| {
+                        vec![Storage::cpu(CpuBackend.try_create(creation, n, op).unwrap_or_else(|e| panic!("{e}")))]
+                    });
+                }
+                out
+            }
         })
     }
 
@@ -276,7 +320,18 @@ impl Storage {
                 let s = s.read().unwrap();
                 CpuBackend.copy_into(dtype, &s, ls, &mut d.write().unwrap(), ld);
             }
-            (Storage::Gpu(s), Storage::Gpu(d)) => s.ctx.copy_into(dtype, s, ls, d, ld),
+            (Storage::Gpu(s), Storage::Gpu(d)) => {
+                let check = shadow::begin(&s.ctx, &[(self, dtype), (dst, dtype)]);
+                s.ctx.copy_into(dtype, s, ls, d, ld);
+                if let Some(c) = check {
+                    let op = if dtype == DType::F16 { Op::Half(HalfOp::Copy) } else { Op::Unary(UnaryOp::Copy) };
+                    let args = || format!("{dtype} source {ls:?} into {ld:?}");
+                    c.finish(op, args, &[], &[("destination", dst, dtype)], |m| {
+                        m.get(self).copy_into(dtype, ls, m.get(dst), ld);
+                        vec![]
+                    });
+                }
+            }
             _ => mixed_devices("copy"),
         }
     }
@@ -320,7 +375,18 @@ impl Storage {
     pub(crate) fn reduce(&self, op: ReduceOp, offset: usize, rows: usize, len: usize, correction: f32) -> Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.reduce(op, &x.read().unwrap(), offset, rows, len, correction)),
-            Storage::Gpu(x) => Storage::Gpu(x.ctx.reduce(op, x, offset, rows, len, correction)),
+            Storage::Gpu(x) => {
+                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let out = Storage::Gpu(x.ctx.reduce(op, x, offset, rows, len, correction));
+                if let Some(c) = check {
+                    let dtype = if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) { DType::I32 } else { F32 };
+                    let args = || format!("{rows} rows of {len} from element {offset}, correction {correction}");
+                    c.finish(Op::Reduce(op), args, &[("output", &out, dtype)], &[], |m| {
+                        vec![m.get(self).reduce(op, offset, rows, len, correction)]
+                    });
+                }
+                out
+            }
         }
     }
 
@@ -337,7 +403,17 @@ impl Storage {
     pub(crate) fn softmax(&self, op: SoftmaxOp, offset: usize, rows: usize, len: usize) -> Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.softmax(op, &x.read().unwrap(), offset, rows, len)),
-            Storage::Gpu(x) => Storage::Gpu(x.ctx.softmax(op, x, offset, rows, len)),
+            Storage::Gpu(x) => {
+                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let out = Storage::Gpu(x.ctx.softmax(op, x, offset, rows, len));
+                if let Some(c) = check {
+                    let args = || format!("{rows} rows of {len} from element {offset}");
+                    c.finish(Op::Softmax(op), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).softmax(op, offset, rows, len)]
+                    });
+                }
+                out
+            }
         }
     }
 
@@ -361,9 +437,22 @@ impl Storage {
                 let bias = bias_data.as_ref().map(|(d, offset, axis)| (&**d, *offset, *axis));
                 Storage::cpu(CpuBackend.matmul((&a, la), (&b, lb), dims, Epilogue { bias, activation }))
             }
-            (Storage::Gpu(a), Storage::Gpu(b), bias) => {
-                let bias = bias.map(|(s, offset, axis)| (s.gpu_buffer(), offset, axis));
-                Storage::Gpu(a.ctx.matmul((a, la), (b, lb), dims, Epilogue { bias, activation }))
+            (Storage::Gpu(ga), Storage::Gpu(gb), bias) => {
+                let mut operands = vec![(self, F32), (other, F32)];
+                operands.extend(bias.map(|(s, _, _)| (s, F32)));
+                let check = shadow::begin(&ga.ctx, &operands);
+                let gpu_bias = bias.map(|(s, offset, axis)| (s.gpu_buffer(), offset, axis));
+                let out =
+                    Storage::Gpu(ga.ctx.matmul((ga, la), (gb, lb), dims, Epilogue { bias: gpu_bias, activation }));
+                if let Some(c) = check {
+                    let args =
+                        || format!("a {la:?}, b {lb:?}, {dims:?}, bias {:?}, {activation:?}", bias.map(|b| (b.1, b.2)));
+                    c.finish(Op::Matmul, args, &[("output", &out, F32)], &[], |m| {
+                        let bias = bias.map(|(s, offset, axis)| (m.get(s), offset, axis));
+                        vec![m.get(self).matmul(la, (m.get(other), lb), dims, Epilogue { bias, activation })]
+                    });
+                }
+                out
             }
             _ => mixed_devices("matmul"),
         }
@@ -387,7 +476,20 @@ impl Storage {
                 Storage::cpu(CpuBackend.index(op, (&s, ls), axis, &i, index_offset, index_len, out_shape))
             }
             (Storage::Gpu(s), Storage::Gpu(i)) => {
-                Storage::Gpu(s.ctx.index(op, (s, ls), axis, i, index_offset, index_len, out_shape))
+                let check = shadow::begin(&s.ctx, &[(self, F32), (index, DType::I32)]);
+                let out = Storage::Gpu(s.ctx.index(op, (s, ls), axis, i, index_offset, index_len, out_shape));
+                if let Some(c) = check {
+                    let args = || {
+                        format!(
+                            "src {ls:?}, axis {axis}, {index_len} indices from {index_offset}, output {out_shape:?}"
+                        )
+                    };
+                    c.finish(Op::Index(op), args, &[("output", &out, F32)], &[], |m| {
+                        let index = (m.get(index), index_offset, index_len);
+                        vec![m.get(self).index(op, ls, axis, index, out_shape)]
+                    });
+                }
+                out
             }
             _ => mixed_devices(op.name()),
         }
@@ -399,7 +501,25 @@ impl Storage {
     pub(crate) fn cast(&self, op: HalfOp, lx: &Layout) -> Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.cast(op, &x.read().unwrap(), lx)),
-            Storage::Gpu(x) => Storage::Gpu(x.ctx.cast(op, x, lx)),
+            Storage::Gpu(x) => {
+                let (from, to) = match op {
+                    HalfOp::ToHalf => (F32, DType::F16),
+                    HalfOp::ToFloat => (DType::F16, F32),
+                    _ => (DType::F16, DType::F16),
+                };
+                let check = shadow::begin(&x.ctx, &[(self, from)]);
+                let out = Storage::Gpu(x.ctx.cast(op, x, lx));
+                if let Some(c) = check {
+                    c.finish(
+                        Op::Half(op),
+                        || format!("x {lx:?}"),
+                        &[("output", &out, to)],
+                        &[],
+                        |m| vec![m.get(self).cast(op, lx)],
+                    );
+                }
+                out
+            }
         }
     }
 
@@ -411,7 +531,17 @@ impl Storage {
                 let (a, b) = (a.read().unwrap(), b.read().unwrap());
                 Storage::cpu(CpuBackend.half_matmul((&a, la), (&b, lb), dims))
             }
-            (Storage::Gpu(a), Storage::Gpu(b)) => Storage::Gpu(a.ctx.half_matmul((a, la), (b, lb), dims)),
+            (Storage::Gpu(a), Storage::Gpu(b)) => {
+                let check = shadow::begin(&a.ctx, &[(self, DType::F16), (other, DType::F16)]);
+                let out = Storage::Gpu(a.ctx.half_matmul((a, la), (b, lb), dims));
+                if let Some(c) = check {
+                    let args = || format!("a {la:?}, b {lb:?}, {dims:?}");
+                    c.finish(Op::Half(HalfOp::Matmul), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).half_matmul(la, (m.get(other), lb), dims)]
+                    });
+                }
+                out
+            }
             _ => mixed_devices("half_matmul"),
         }
     }
@@ -426,7 +556,18 @@ impl Storage {
                 let (s, w) = (s.read().unwrap(), w.read().unwrap());
                 Storage::cpu(CpuBackend.crop_flip((&s, ls), &w, offset, out_size))
             }
-            (Storage::Gpu(s), Storage::Gpu(w)) => Storage::Gpu(s.ctx.crop_flip((s, ls), w, offset, out_size)),
+            (Storage::Gpu(s), Storage::Gpu(w)) => {
+                let check = shadow::begin(&s.ctx, &[(self, F32), (windows, DType::I32)]);
+                let out = Storage::Gpu(s.ctx.crop_flip((s, ls), w, offset, out_size));
+                if let Some(c) = check {
+                    let args = || format!("src {ls:?}, windows from {offset}, output {out_size:?}");
+                    let op = Op::Augment(crate::op::AugmentOp::CropFlip);
+                    c.finish(op, args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).crop_flip(ls, (m.get(windows), offset), out_size)]
+                    });
+                }
+                out
+            }
             _ => mixed_devices("crop_flip"),
         }
     }
@@ -472,9 +613,22 @@ impl Storage {
                 (Storage::cpu(out), idx.map(Storage::cpu))
             }
             Storage::Gpu(src) => {
-                let indices = indices.map(|(s, at)| (s.device_buffer(name), at));
-                let (out, idx) = src.ctx.pool(op, g, (src, offset), indices);
-                (Storage::Gpu(out), idx.map(Storage::Gpu))
+                let mut operands = vec![(self, F32)];
+                operands.extend(indices.map(|(s, _)| (s, DType::I32)));
+                let check = shadow::begin(&src.ctx, &operands);
+                let gpu_indices = indices.map(|(s, at)| (s.device_buffer(name), at));
+                let (out, idx) = src.ctx.pool(op, g, (src, offset), gpu_indices);
+                let (out, idx) = (Storage::Gpu(out), idx.map(Storage::Gpu));
+                if let Some(c) = check {
+                    let mut results = vec![("output", &out, F32)];
+                    results.extend(idx.as_ref().map(|i| ("indices", i, DType::I32)));
+                    let args = || format!("{g:?}, from element {offset}");
+                    c.finish(Op::Pool(op), args, &results, &[], |m| {
+                        let (out, idx) = m.get(self).pool(op, g, offset, indices.map(|(s, at)| (m.get(s), at)));
+                        std::iter::once(out).chain(idx).collect()
+                    });
+                }
+                (out, idx)
             }
         }
     }
@@ -496,10 +650,23 @@ impl Storage {
                 let (out, stats) = CpuBackend.layer_norm(op, d, eps, chunk_rows, operands);
                 (Storage::cpu(out), stats.map(Storage::cpu))
             }
-            Storage::Gpu(x) => {
-                let operands = operands.map(|o| o.map(|(s, at)| (s.device_buffer("layer_norm"), at)));
-                let (out, stats) = x.ctx.layer_norm(op, d, eps, chunk_rows, operands);
-                (Storage::Gpu(out), stats.map(Storage::Gpu))
+            Storage::Gpu(gx) => {
+                let inputs: Vec<_> = operands.iter().flatten().map(|&(s, _)| (s, F32)).collect();
+                let check = shadow::begin(&gx.ctx, &inputs);
+                let gpu_operands = operands.map(|o| o.map(|(s, at)| (s.device_buffer("layer_norm"), at)));
+                let (out, stats) = gx.ctx.layer_norm(op, d, eps, chunk_rows, gpu_operands);
+                let (out, stats) = (Storage::Gpu(out), stats.map(Storage::Gpu));
+                if let Some(c) = check {
+                    let mut results = vec![("output", &out, F32)];
+                    results.extend(stats.as_ref().map(|s| ("statistics", s, F32)));
+                    let args = || format!("{d:?}, eps {eps}, {chunk_rows} rows per chunk");
+                    c.finish(Op::LayerNorm(op), args, &results, &[], |m| {
+                        let operands = operands.map(|o| o.map(|(s, at)| (m.get(s), at)));
+                        let (out, stats) = Storage::layer_norm(op, d, eps, chunk_rows, operands);
+                        std::iter::once(out).chain(stats).collect()
+                    });
+                }
+                (out, stats)
             }
         }
     }
@@ -514,8 +681,17 @@ impl Storage {
                 Storage::cpu(CpuBackend.batch_norm(op, d, flags, eps, inputs))
             }
             Storage::Gpu(x) => {
-                let inputs = inputs.map(|(s, at)| (s.device_buffer("batch_norm"), at));
-                Storage::Gpu(x.ctx.batch_norm(op, d, flags, eps, inputs))
+                let operands: Vec<_> = inputs.iter().map(|&(s, _)| (s, F32)).collect();
+                let check = shadow::begin(&x.ctx, &operands);
+                let gpu_inputs = inputs.map(|(s, at)| (s.device_buffer("batch_norm"), at));
+                let out = Storage::Gpu(x.ctx.batch_norm(op, d, flags, eps, gpu_inputs));
+                if let Some(c) = check {
+                    let args = || format!("{d:?}, flags {flags:#x}, eps {eps}");
+                    c.finish(Op::BatchNorm(op), args, &[("output", &out, F32)], &[], |m| {
+                        vec![Storage::batch_norm(op, d, flags, eps, inputs.map(|(s, at)| (m.get(s), at)))]
+                    });
+                }
+                out
             }
         }
     }
@@ -527,7 +703,17 @@ impl Storage {
             Storage::Cpu(w) => {
                 Storage::cpu(CpuBackend.embedding(&w.read().unwrap(), lw, (&indices.host("embedding"), at), n))
             }
-            Storage::Gpu(w) => Storage::Gpu(w.ctx.embedding(w, lw, (indices.device_buffer("embedding"), at), n)),
+            Storage::Gpu(w) => {
+                let check = shadow::begin(&w.ctx, &[(self, F32), (indices, DType::I32)]);
+                let out = Storage::Gpu(w.ctx.embedding(w, lw, (indices.device_buffer("embedding"), at), n));
+                if let Some(c) = check {
+                    let args = || format!("table {lw:?}, {n} indices from {at}");
+                    c.finish(Op::Embedding(EmbeddingOp::Lookup), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).embedding(lw, (m.get(indices), at), n)]
+                    });
+                }
+                out
+            }
         }
     }
 
@@ -547,8 +733,20 @@ impl Storage {
                 Storage::cpu(CpuBackend.embedding_backward((&g, offset), (&indices, at), n, table, padding_idx))
             }
             Storage::Gpu(g) => {
-                let indices = (indices.device_buffer("embedding"), at);
-                Storage::Gpu(g.ctx.embedding_backward((g, offset), indices, n, table, padding_idx))
+                let check = shadow::begin(&g.ctx, &[(self, F32), (indices, DType::I32)]);
+                let gpu_indices = (indices.device_buffer("embedding"), at);
+                let out = Storage::Gpu(g.ctx.embedding_backward((g, offset), gpu_indices, n, table, padding_idx));
+                if let Some(c) = check {
+                    let args = || {
+                        format!(
+                            "gradient from {offset}, {n} indices from {at}, table {table:?}, padding {padding_idx:?}"
+                        )
+                    };
+                    c.finish(Op::Embedding(EmbeddingOp::Backward), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).embedding_backward(offset, (m.get(indices), at), n, table, padding_idx)]
+                    });
+                }
+                out
             }
         }
     }
@@ -562,8 +760,18 @@ impl Storage {
                 (Storage::cpu(order), Storage::cpu(offsets))
             }
             Storage::Gpu(x) => {
+                let check = shadow::begin(&x.ctx, &[(self, DType::I32)]);
                 let (order, offsets) = x.ctx.group_by_index((x, offset), n, groups);
-                (Storage::Gpu(order), Storage::Gpu(offsets))
+                let (order, offsets) = (Storage::Gpu(order), Storage::Gpu(offsets));
+                if let Some(c) = check {
+                    let results = [("order", &order, DType::I32), ("group starts", &offsets, DType::I32)];
+                    let args = || format!("{n} indices from {offset}, {groups} groups");
+                    c.finish(Op::Embedding(EmbeddingOp::SortKeys), args, &results, &[], |m| {
+                        let (order, offsets) = m.get(self).group_by_index(offset, n, groups);
+                        vec![order, offsets]
+                    });
+                }
+                (order, offsets)
             }
         }
     }
@@ -586,9 +794,21 @@ impl Storage {
                 Storage::cpu(CpuBackend.cross_entropy_forward(op, spec, (&x, offset), (&t, targets_at), w))
             }
             Storage::Gpu(x) => {
+                let mut operands = vec![(self, F32), (targets, DType::I32)];
+                operands.extend(weight.map(|(w, _)| (w, F32)));
+                let check = shadow::begin(&x.ctx, &operands);
                 let t = (targets.device_buffer(op), targets_at);
                 let w = weight.map(|(w, at)| (w.device_buffer(op), at));
-                Storage::Gpu(x.ctx.cross_entropy_forward(op, spec, (x, offset), t, w))
+                let out = Storage::Gpu(x.ctx.cross_entropy_forward(op, spec, (x, offset), t, w));
+                if let Some(c) = check {
+                    let args = || format!("{spec:?}, logits from {offset}");
+                    let kind = Op::Loss(LossOp::CrossEntropyForward);
+                    c.finish(kind, args, &[("output", &out, F32)], &[], |m| {
+                        let weight = weight.map(|(w, at)| (m.get(w), at));
+                        vec![m.get(self).cross_entropy_forward(op, spec, offset, (m.get(targets), targets_at), weight)]
+                    });
+                }
+                out
             }
         }
     }
@@ -613,10 +833,28 @@ impl Storage {
                 Storage::cpu(CpuBackend.cross_entropy_backward(spec, operands, (&a, aux_at), (&g, grad_at)))
             }
             Storage::Gpu(x) => {
+                let mut operands = vec![(self, F32), (targets, DType::I32), (aux, F32), (grad, F32)];
+                operands.extend(weight.map(|(w, _)| (w, F32)));
+                let check = shadow::begin(&x.ctx, &operands);
                 let t = (targets.device_buffer(OP), targets_at);
                 let w = weight.map(|(w, at)| (w.device_buffer(OP), at));
                 let (a, g) = ((aux.device_buffer(OP), aux_at), (grad.device_buffer(OP), grad_at));
-                Storage::Gpu(x.ctx.cross_entropy_backward(spec, ((x, offset), t, w), a, g))
+                let out = Storage::Gpu(x.ctx.cross_entropy_backward(spec, ((x, offset), t, w), a, g));
+                if let Some(c) = check {
+                    let args = || format!("{spec:?}, logits from {offset}");
+                    let kind = Op::Loss(LossOp::CrossEntropyBackward);
+                    c.finish(kind, args, &[("output", &out, F32)], &[], |m| {
+                        let operands = ((m.get(targets), targets_at), weight.map(|(w, at)| (m.get(w), at)));
+                        vec![m.get(self).cross_entropy_backward(
+                            spec,
+                            offset,
+                            operands,
+                            (m.get(aux), aux_at),
+                            (m.get(grad), grad_at),
+                        )]
+                    });
+                }
+                out
             }
         }
     }
@@ -651,8 +889,11 @@ impl Storage {
                     .collect();
                 CpuBackend.optim_step(op, s, used, &segments, arena);
             }
-            Storage::Gpu(arena) => {
-                let segments: Vec<_> = segments
+            Storage::Gpu(gpu_arena) => {
+                let mut operands = vec![(self, F32)];
+                operands.extend(segments.iter().flat_map(|seg| [(seg.param, F32), (seg.grad, F32)]));
+                let check = shadow::begin(&gpu_arena.ctx, &operands);
+                let gpu_segments: Vec<_> = segments
                     .iter()
                     .map(|seg| OptimSegment {
                         param: seg.param.device_buffer(name),
@@ -662,7 +903,30 @@ impl Storage {
                         numel: seg.numel,
                     })
                     .collect();
-                arena.ctx.optim_step(op, s, used, &segments, arena);
+                gpu_arena.ctx.optim_step(op, s, used, &gpu_segments, gpu_arena);
+                if let Some(c) = check {
+                    let mut written: Vec<shadow::Operand> =
+                        segments.iter().map(|seg| ("parameter", seg.param, F32)).collect();
+                    written.push(("optimizer state", self, F32));
+                    let args = || {
+                        let sizes: Vec<usize> = segments.iter().map(|seg| seg.numel).collect();
+                        format!("{s:?}, state {used:?}, parameters of {sizes:?} elements")
+                    };
+                    c.finish(Op::Optim(op), args, &[], &written, |m| {
+                        let segments: Vec<_> = segments
+                            .iter()
+                            .map(|seg| OptimSegment {
+                                param: m.get(seg.param),
+                                grad: m.get(seg.grad),
+                                grad_offset: seg.grad_offset,
+                                state_offset: seg.state_offset,
+                                numel: seg.numel,
+                            })
+                            .collect();
+                        m.get(self).optim_step(op, s, used, &segments);
+                        vec![]
+                    });
+                }
             }
         }
     }
@@ -676,7 +940,17 @@ impl Storage {
     pub(crate) fn im2col(&self, layout: &Layout, g: &ConvGeometry, columns: ColumnLayout) -> Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.im2col(&x.read().unwrap(), layout, g, columns)),
-            Storage::Gpu(x) => Storage::Gpu(x.ctx.im2col(x, layout, g, columns)),
+            Storage::Gpu(x) => {
+                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let out = Storage::Gpu(x.ctx.im2col(x, layout, g, columns));
+                if let Some(c) = check {
+                    let args = || format!("x {layout:?}, {g:?}, {columns:?}");
+                    c.finish(Op::Conv(ConvOp::Im2col), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).im2col(layout, g, columns)]
+                    });
+                }
+                out
+            }
         }
     }
 
@@ -685,7 +959,17 @@ impl Storage {
     pub(crate) fn col2im(&self, offset: usize, columns: ColumnLayout, g: &ConvGeometry) -> Storage {
         match self {
             Storage::Cpu(cols) => Storage::cpu(CpuBackend.col2im((&cols.read().unwrap(), offset), columns, g)),
-            Storage::Gpu(cols) => Storage::Gpu(cols.ctx.col2im((cols, offset), columns, g)),
+            Storage::Gpu(cols) => {
+                let check = shadow::begin(&cols.ctx, &[(self, F32)]);
+                let out = Storage::Gpu(cols.ctx.col2im((cols, offset), columns, g));
+                if let Some(c) = check {
+                    let args = || format!("columns from {offset}, {columns:?}, {g:?}");
+                    c.finish(Op::Conv(ConvOp::Col2im), args, &[("output", &out, F32)], &[], |m| {
+                        vec![m.get(self).col2im(offset, columns, g)]
+                    });
+                }
+                out
+            }
         }
     }
 
@@ -706,10 +990,23 @@ impl Storage {
                 let bias = bias.as_ref().map(|(b, at)| (&**b, *at));
                 CpuBackend.conv2d((&x, lx), (&w, w_at), bias, g, ch, algorithm).map(Storage::cpu)
             }
-            Storage::Gpu(x) => {
-                let w = (w.device_buffer("conv2d"), w_at);
-                let bias = bias.map(|(b, at)| (b.device_buffer("conv2d"), at));
-                x.ctx.conv2d((x, lx), w, bias, g, ch, algorithm).map(Storage::Gpu)
+            Storage::Gpu(gx) => {
+                let mut operands = vec![(x, F32), (w, F32)];
+                operands.extend(bias.map(|(b, _)| (b, F32)));
+                let check = shadow::begin(&gx.ctx, &operands);
+                let gw = (w.device_buffer("conv2d"), w_at);
+                let gpu_bias = bias.map(|(b, at)| (b.device_buffer("conv2d"), at));
+                let out = gx.ctx.conv2d((gx, lx), gw, gpu_bias, g, ch, algorithm).map(Storage::Gpu);
+                // Only a fused kernel is checked here: the composed path is checked op by op.
+                if let (Some(c), Some(out)) = (check, &out) {
+                    let args = || format!("x {lx:?}, weights from {w_at}, {g:?}, {ch:?}, {algorithm:?}");
+                    c.finish(Op::Conv(ConvOp::Conv2dDirect), args, &[("output", out, F32)], &[], |m| {
+                        let bias = bias.map(|(b, at)| (m.get(b), at));
+                        let cpu = Storage::conv2d((m.get(x), lx), (m.get(w), w_at), bias, g, ch, algorithm);
+                        vec![cpu.expect("the CPU backend fuses every convolution")]
+                    });
+                }
+                out
             }
         }
     }
@@ -776,12 +1073,38 @@ impl Storage {
                 CpuBackend.rnn_cell(op, step, flags, operands);
             }
             Storage::Gpu(out) => {
-                let operands = RnnCellOperands {
+                let mut operands: Vec<_> =
+                    x.inputs.iter().chain(&x.outputs).flatten().map(|&(s, _)| (s, F32)).collect();
+                operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
+                let check = shadow::begin(&out.ctx, &operands);
+                let gpu_operands = RnnCellOperands {
                     inputs: x.inputs.map(|v| v.map(|v| device_view(v, name))),
                     lengths: x.lengths.map(|v| device_view(v, name)),
                     outputs: x.outputs.map(|v| v.map(|v| device_view(v, name))),
                 };
-                out.ctx.rnn_cell(op, step, flags, operands);
+                out.ctx.rnn_cell(op, step, flags, gpu_operands);
+                if let Some(c) = check {
+                    let labels = ["first output", "second output"];
+                    let written: Vec<shadow::Operand> =
+                        x.outputs.iter().zip(labels).filter_map(|(v, l)| v.map(|(s, _)| (l, s, F32))).collect();
+                    let args = || {
+                        let layouts: Vec<_> = x.inputs.iter().chain(&x.outputs).map(|v| v.map(|(_, l)| l)).collect();
+                        format!("{step:?}, flags {flags:#x}, operands {layouts:?}")
+                    };
+                    c.finish(Op::Rnn(op), args, &[], &written, |m| {
+                        fn host<'a>(m: &'a shadow::Mirror, v: Option<View<'a, Storage>>) -> Option<View<'a, Storage>> {
+                            v.map(|(s, l)| (m.get(s), l))
+                        }
+                        let view = |v| host(m, v);
+                        let operands = RnnCellOperands {
+                            inputs: x.inputs.map(view),
+                            lengths: view(x.lengths),
+                            outputs: x.outputs.map(view),
+                        };
+                        Storage::rnn_cell(op, step, flags, operands);
+                        vec![]
+                    });
+                }
             }
         }
     }

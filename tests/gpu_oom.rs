@@ -64,8 +64,15 @@ fn oom_child() {
 
 #[test]
 fn gpu_out_of_memory_is_an_error_and_the_device_recovers() {
-    if Device::software().is_err() {
+    let Ok(dev) = Device::software() else {
         eprintln!("gpu_out_of_memory: no software adapter, skipping");
+        return;
+    };
+    // llvmpipe's GL driver reserves a buffer's memory on first use, not when wgpu creates
+    // it: creation never fails there, so there is no error to check (see README.md, "The
+    // GL back-end").
+    if dev.gpu_context().unwrap().adapter.backend == wgpu::Backend::Gl {
+        eprintln!("gpu_out_of_memory: the GL back-end reports no out-of-memory at buffer creation; skipping");
         return;
     }
     let out = Command::new(std::env::current_exe().unwrap())

@@ -110,3 +110,27 @@ fn software_device_reports_its_adapter_and_limits() {
     assert!(info.contains("max storage binding") && info.contains("driver"), "{info}");
     dev.synchronize();
 }
+
+#[test]
+fn threads_probing_adapters_at_once_do_not_collide() {
+    // wgpu's GL back-end shares one EGL context between its instance, its adapters and the
+    // devices opened on them; probing from several threads at once, or while another
+    // thread runs kernels, once failed in eglMakeCurrent (BadAccess). CI runs this file on
+    // GL too.
+    let threads: Vec<_> = (0..6)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let listed = wgrad::list_adapters();
+                let auto = Device::auto().unwrap();
+                if let Some(dev) = gpu_test_device() {
+                    let x = Tensor::full(&[33], i as f32, &dev).add_scalar(1.0);
+                    assert_eq!(x.to_vec::<f32>(), vec![i as f32 + 1.0; 33]);
+                }
+                (listed.len(), auto.is_cpu())
+            })
+        })
+        .collect();
+    let results: Vec<(usize, bool)> =
+        threads.into_iter().map(|t| t.join().expect("a probing thread panicked")).collect();
+    assert!(results.windows(2).all(|w| w[0] == w[1]), "threads saw different adapters: {results:?}");
+}

@@ -430,6 +430,14 @@ impl ParamSet {
         for call in &calls {
             self.run(op, call);
         }
+        // Shadow mode samples by optimizer step.
+        let mut devices: Vec<Device> = Vec::new();
+        for slot in &self.slots {
+            if !devices.contains(slot.param.device()) {
+                devices.push(slot.param.device().clone());
+            }
+        }
+        devices.iter().for_each(crate::shadow::optimizer_stepped);
     }
 
     /// Creates the state arenas on the first step.
@@ -507,6 +515,7 @@ impl ParamSet {
                 }
             })
             .collect();
+        let _phase = crate::shadow::enter_optimizer_step();
         arena.storage.optim_step(op, &group[0].scalars, self.used, &segments);
     }
 }

@@ -545,6 +545,7 @@ impl Trainer {
             return Err(Error::Training("fit: the validation loader has no batches".into()));
         }
         let params = model.parameters();
+        crate::shadow::register(&*model as &dyn Module);
         let mut callbacks = std::mem::take(&mut self.callbacks);
         let resumed = match self.resume_from.take() {
             Some(dir) => {
