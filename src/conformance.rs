@@ -303,6 +303,27 @@ fn indices(values: &[i32], shape: &[usize], d: &Device) -> Tensor {
     Tensor::from_slice(values, shape, d)
 }
 
+/// Sets whether a GPU's LSTM layers run the whole-sequence kernels, and restores the
+/// setting when dropped.
+struct WholeSequenceLstm<'a> {
+    ctx: &'a crate::gpu::GpuContext,
+    previous: bool,
+}
+
+impl<'a> WholeSequenceLstm<'a> {
+    fn set(ctx: &'a crate::gpu::GpuContext, on: bool) -> Self {
+        let previous = ctx.whole_sequence_lstm();
+        ctx.set_whole_sequence_lstm(on);
+        WholeSequenceLstm { ctx, previous }
+    }
+}
+
+impl Drop for WholeSequenceLstm<'_> {
+    fn drop(&mut self) {
+        self.ctx.set_whole_sequence_lstm(self.previous);
+    }
+}
+
 /// Forces the GPU work of `t` to run and be read (a read-back also surfaces GPU errors).
 fn done(t: Tensor) {
     let _ = t.to_device(&Device::cpu());
@@ -498,11 +519,15 @@ fn exercise(op: Op, d: &Device) {
             }
         },
         Op::Rnn(r) => {
-            let mode = match r {
-                RnnOp::LstmCellForward | RnnOp::LstmCellBackward => RnnMode::Lstm,
-                RnnOp::GruCellForward | RnnOp::GruCellBackward => RnnMode::Gru,
-                RnnOp::RnnCellForward | RnnOp::RnnCellBackward => RnnMode::RnnTanh,
+            let (mode, whole_sequence) = match r {
+                RnnOp::LstmCellForward | RnnOp::LstmCellBackward => (RnnMode::Lstm, false),
+                RnnOp::LstmSequenceForward | RnnOp::LstmSequenceBackward => (RnnMode::Lstm, true),
+                RnnOp::GruCellForward | RnnOp::GruCellBackward => (RnnMode::Gru, false),
+                RnnOp::RnnCellForward | RnnOp::RnnCellBackward => (RnnMode::RnnTanh, false),
             };
+            // An LSTM layer runs either the cell kernels step by step or the whole-sequence
+            // kernels, by the adapter's default: take the path of the op under test.
+            let _path = d.gpu_context().map(|ctx| WholeSequenceLstm::set(ctx, whole_sequence));
             // Hidden size 90 (270 units: two workgroups, the second partial), lengths
             // [3, 1, 2] so the padded branch runs too.
             let (hidden, rows) = (90, mode.gates() * 90);

@@ -1113,31 +1113,60 @@ impl Storage {
     /// (see [`Backend::lstm_layer_forward`]).
     pub(crate) fn lstm_layer_forward(x: LstmLayerForward<Storage, Storage>) -> bool {
         const OP: &str = "lstm layer";
-        match x.state.0 {
-            Storage::Cpu(_) => {
-                let [xw, w_hh_t, b_ih, b_hh, lengths] = Storage::host_views(
-                    [Some(x.xw), Some(x.w_hh_t), x.bias.map(|b| b.0), x.bias.map(|b| b.1), x.lengths],
-                    OP,
-                );
-                CpuBackend.lstm_layer_forward(LstmLayerForward {
+        let Storage::Gpu(state) = x.state.0 else { return Storage::host_lstm_layer_forward(x, false) };
+        let mut operands = vec![(x.xw.0, F32), (x.w_hh_t.0, F32), (x.state.0, F32), (x.ws.0, F32)];
+        operands.extend(x.bias.into_iter().flat_map(|(a, b)| [(a.0, F32), (b.0, F32)]));
+        operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
+        let check = shadow::begin(&state.ctx, &operands);
+        let whole = state.ctx.lstm_layer_forward(LstmLayerForward {
+            steps: x.steps,
+            xw: device_view(x.xw, OP),
+            w_hh_t: device_view(x.w_hh_t, OP),
+            bias: x.bias.map(|(a, b)| (device_view(a, OP), device_view(b, OP))),
+            lengths: x.lengths.map(|v| device_view(v, OP)),
+            state: device_view(x.state, OP),
+            ws: device_view(x.ws, OP),
+        });
+        if let (true, Some(c)) = (whole, check) {
+            let written: [shadow::Operand; 2] = [("state", x.state.0, F32), ("workspace", x.ws.0, F32)];
+            let args = || format!("{} steps of {:?}, bias {}", x.steps.len(), x.steps[0], x.bias.is_some());
+            c.finish(Op::Rnn(RnnOp::LstmSequenceForward), args, &[], &written, |m| {
+                let view = |v| mirrored(m, v);
+                let host = LstmLayerForward {
                     steps: x.steps,
-                    xw: guard_view(&xw).expect("xw"),
-                    w_hh_t: guard_view(&w_hh_t).expect("w_hh_t"),
-                    bias: guard_view(&b_ih).zip(guard_view(&b_hh)),
-                    lengths: guard_view(&lengths),
-                    state: (x.state.0.host_lock(OP), x.state.1),
-                    ws: (x.ws.0.host_lock(OP), x.ws.1),
-                })
-            }
-            Storage::Gpu(state) => state.ctx.lstm_layer_forward(LstmLayerForward {
-                steps: x.steps,
-                xw: device_view(x.xw, OP),
-                w_hh_t: device_view(x.w_hh_t, OP),
-                bias: x.bias.map(|(a, b)| (device_view(a, OP), device_view(b, OP))),
-                lengths: x.lengths.map(|v| device_view(v, OP)),
-                state: device_view(x.state, OP),
-                ws: device_view(x.ws, OP),
-            }),
+                    xw: view(x.xw),
+                    w_hh_t: view(x.w_hh_t),
+                    bias: x.bias.map(|(a, b)| (view(a), view(b))),
+                    lengths: x.lengths.map(view),
+                    state: view(x.state),
+                    ws: view(x.ws),
+                };
+                Storage::host_lstm_layer_forward(host, true);
+                vec![]
+            });
+        }
+        whole
+    }
+
+    /// The CPU's whole-layer LSTM forward pass where it takes it, or `whatever` the batch.
+    fn host_lstm_layer_forward(x: LstmLayerForward<Storage, Storage>, whatever: bool) -> bool {
+        const OP: &str = "lstm layer";
+        let [xw, w_hh_t, b_ih, b_hh, lengths] =
+            Storage::host_views([Some(x.xw), Some(x.w_hh_t), x.bias.map(|b| b.0), x.bias.map(|b| b.1), x.lengths], OP);
+        let host = LstmLayerForward {
+            steps: x.steps,
+            xw: guard_view(&xw).expect("xw"),
+            w_hh_t: guard_view(&w_hh_t).expect("w_hh_t"),
+            bias: guard_view(&b_ih).zip(guard_view(&b_hh)),
+            lengths: guard_view(&lengths),
+            state: (x.state.0.host_lock(OP), x.state.1),
+            ws: (x.ws.0.host_lock(OP), x.ws.1),
+        };
+        if whatever {
+            CpuBackend.whole_lstm_layer_forward(host);
+            true
+        } else {
+            CpuBackend.lstm_layer_forward(host)
         }
     }
 
@@ -1145,33 +1174,76 @@ impl Storage {
     /// (see [`Backend::lstm_layer_backward`]).
     pub(crate) fn lstm_layer_backward(x: LstmLayerBackward<Storage, Storage>) -> bool {
         const OP: &str = "lstm layer backward";
-        match x.dgates.0 {
-            Storage::Cpu(_) => {
-                let [d_state, ws, state, w_hh, lengths] =
-                    Storage::host_views([Some(x.d_state), Some(x.ws), Some(x.state), Some(x.w_hh), x.lengths], OP);
-                CpuBackend.lstm_layer_backward(LstmLayerBackward {
+        let Storage::Gpu(dgates) = x.dgates.0 else { return Storage::host_lstm_layer_backward(x, false) };
+        let mut operands = vec![
+            (x.d_state.0, F32),
+            (x.ws.0, F32),
+            (x.state.0, F32),
+            (x.w_hh.0, F32),
+            (x.dgates.0, F32),
+            (x.carry.0, F32),
+        ];
+        operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
+        let check = shadow::begin(&dgates.ctx, &operands);
+        let whole = dgates.ctx.lstm_layer_backward(LstmLayerBackward {
+            steps: x.steps,
+            d_state: device_view(x.d_state, OP),
+            ws: device_view(x.ws, OP),
+            state: device_view(x.state, OP),
+            w_hh: device_view(x.w_hh, OP),
+            lengths: x.lengths.map(|v| device_view(v, OP)),
+            dgates: device_view(x.dgates, OP),
+            carry: device_view(x.carry, OP),
+        });
+        if let (true, Some(c)) = (whole, check) {
+            let written: [shadow::Operand; 2] = [("gate gradients", x.dgates.0, F32), ("carry", x.carry.0, F32)];
+            let args = || format!("{} steps of {:?}", x.steps.len(), x.steps[0]);
+            c.finish(Op::Rnn(RnnOp::LstmSequenceBackward), args, &[], &written, |m| {
+                let view = |v| mirrored(m, v);
+                let host = LstmLayerBackward {
                     steps: x.steps,
-                    d_state: guard_view(&d_state).expect("d_state"),
-                    ws: guard_view(&ws).expect("ws"),
-                    state: guard_view(&state).expect("state"),
-                    w_hh: guard_view(&w_hh).expect("w_hh"),
-                    lengths: guard_view(&lengths),
-                    dgates: (x.dgates.0.host_lock(OP), x.dgates.1),
-                    carry: (x.carry.0.host_lock(OP), x.carry.1),
-                })
-            }
-            Storage::Gpu(dgates) => dgates.ctx.lstm_layer_backward(LstmLayerBackward {
-                steps: x.steps,
-                d_state: device_view(x.d_state, OP),
-                ws: device_view(x.ws, OP),
-                state: device_view(x.state, OP),
-                w_hh: device_view(x.w_hh, OP),
-                lengths: x.lengths.map(|v| device_view(v, OP)),
-                dgates: device_view(x.dgates, OP),
-                carry: device_view(x.carry, OP),
-            }),
+                    d_state: view(x.d_state),
+                    ws: view(x.ws),
+                    state: view(x.state),
+                    w_hh: view(x.w_hh),
+                    lengths: x.lengths.map(view),
+                    dgates: view(x.dgates),
+                    carry: view(x.carry),
+                };
+                Storage::host_lstm_layer_backward(host, true);
+                vec![]
+            });
+        }
+        whole
+    }
+
+    /// The CPU's whole-layer LSTM backward pass where it takes it, or `whatever` the batch.
+    fn host_lstm_layer_backward(x: LstmLayerBackward<Storage, Storage>, whatever: bool) -> bool {
+        const OP: &str = "lstm layer backward";
+        let [d_state, ws, state, w_hh, lengths] =
+            Storage::host_views([Some(x.d_state), Some(x.ws), Some(x.state), Some(x.w_hh), x.lengths], OP);
+        let host = LstmLayerBackward {
+            steps: x.steps,
+            d_state: guard_view(&d_state).expect("d_state"),
+            ws: guard_view(&ws).expect("ws"),
+            state: guard_view(&state).expect("state"),
+            w_hh: guard_view(&w_hh).expect("w_hh"),
+            lengths: guard_view(&lengths),
+            dgates: (x.dgates.0.host_lock(OP), x.dgates.1),
+            carry: (x.carry.0.host_lock(OP), x.carry.1),
+        };
+        if whatever {
+            CpuBackend.whole_lstm_layer_backward(host);
+            true
+        } else {
+            CpuBackend.lstm_layer_backward(host)
         }
     }
+}
+
+/// The host copy of a GPU operand's view in shadow mode.
+fn mirrored<'a>(m: &'a shadow::Mirror, (s, l): View<'a, Storage>) -> View<'a, Storage> {
+    (m.get(s), l)
 }
 
 /// The view a read guard holds.

@@ -407,14 +407,20 @@ fn embedding_case(e: EmbeddingOp) -> Case {
 /// kernels through the gradients of the input, the recurrent weights and h0 (each of
 /// which sums the gate gradients of every step). The cells are a few f32 operations per
 /// gate after the matmuls; WGSL's exp and tanh (a few ulp) and the matmuls' summation
-/// order keep the normalised difference below 3e-7 on lavapipe.
+/// order keep the normalised difference below 3e-7 on lavapipe. The LSTM cell ops and the
+/// whole-sequence ones run the same layer, each with the GPU held to its path.
 fn rnn_case(op: RnnOp) -> Case {
     let mode = match op {
         RnnOp::LstmCellForward | RnnOp::LstmCellBackward => RnnMode::Lstm,
+        RnnOp::LstmSequenceForward | RnnOp::LstmSequenceBackward => RnnMode::Lstm,
         RnnOp::GruCellForward | RnnOp::GruCellBackward => RnnMode::Gru,
         RnnOp::RnnCellForward | RnnOp::RnnCellBackward => RnnMode::RnnTanh,
     };
-    let backward = matches!(op, RnnOp::LstmCellBackward | RnnOp::GruCellBackward | RnnOp::RnnCellBackward);
+    let backward = matches!(
+        op,
+        RnnOp::LstmCellBackward | RnnOp::LstmSequenceBackward | RnnOp::GruCellBackward | RnnOp::RnnCellBackward
+    );
+    let whole_sequence = matches!(op, RnnOp::LstmSequenceForward | RnnOp::LstmSequenceBackward);
     let (hidden, rows) = (90, mode.gates() * 90);
     let inputs = move |d: &Device| {
         vec![
@@ -432,16 +438,28 @@ fn rnn_case(op: RnnOp) -> Case {
         let (input, w_hh, h0) = (leaf(&x[0]), leaf(&x[2]), leaf(&x[5]));
         let weights = RnnWeights { weight_ih: &x[1], weight_hh: &w_hh, bias_ih: Some(&x[3]), bias_hh: Some(&x[4]) };
         let c0 = (mode == RnnMode::Lstm).then_some(&x[6]);
+        // An LSTM layer on a GPU runs the cell kernels step by step or the whole-sequence
+        // kernels, by the adapter's default: take the path of the op under test.
+        let ctx = input.device().gpu_context().cloned();
+        let previous = ctx.as_ref().map(|c| c.whole_sequence_lstm());
+        if let Some(c) = &ctx {
+            c.set_whole_sequence_lstm(whole_sequence);
+        }
         let out = input.rnn_layer(mode, &weights, Some(&h0), c0, false, Some(&[3, 1, 2]));
         let mut parts = vec![out.output.reshape(&[-1]), out.h_n.reshape(&[-1])];
         parts.extend(out.c_n.map(|c| c.reshape(&[-1])));
         let result = Tensor::cat(&parts, 0);
-        if !backward {
-            return result;
+        let result = if backward {
+            let grads = result.square().sum_all().backward();
+            let flat = |t: &Tensor| grads.wrt(t).reshape(&[-1]);
+            Tensor::cat(&[flat(&input), flat(&w_hh), flat(&h0)], 0)
+        } else {
+            result
+        };
+        if let (Some(c), Some(previous)) = (&ctx, previous) {
+            c.set_whole_sequence_lstm(previous);
         }
-        let grads = result.square().sum_all().backward();
-        let flat = |t: &Tensor| grads.wrt(t).reshape(&[-1]);
-        Tensor::cat(&[flat(&input), flat(&w_hh), flat(&h0)], 0)
+        result
     })
 }
 

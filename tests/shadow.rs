@@ -7,7 +7,7 @@
 use std::sync::Mutex;
 
 use wgrad::nn::{self, Forward, Module};
-use wgrad::op::{Op, OptimOp};
+use wgrad::op::{Op, OptimOp, RnnOp};
 use wgrad::optim::{Adam, Optimizer};
 use wgrad::shadow::{inject, OnMismatch, ShadowOptions};
 use wgrad::testing::gpu_test_device;
@@ -149,4 +149,41 @@ fn empty_tensors_pass_through_shadow_mode() {
     let reports = dev.shadow_reports();
     dev.without_shadow();
     assert!(reports.is_empty(), "{}", reports[0]);
+}
+
+#[test]
+fn the_whole_sequence_lstm_passes_are_checked_and_a_wrong_one_is_named() {
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(dev) = gpu_test_device() else { return };
+    // Software adapters run LSTM layers step by step by default; hardware ones take the
+    // whole-sequence kernels, which this test holds the device to.
+    let ctx = dev.gpu_context().expect("a GPU device").clone();
+    let previous = ctx.whole_sequence_lstm();
+    ctx.set_whole_sequence_lstm(true);
+    let dev = dev.with_shadow(LOG);
+    let lstm = nn::LSTM::new(4, 8, &dev);
+    wgrad::shadow::register(&lstm);
+    let run = |seed: u64| {
+        let x = Tensor::randn(&[5, 3, 4], seed, &dev);
+        let (out, _) = lstm.forward(&x);
+        let _ = out.square().sum_all().backward();
+        dev.synchronize();
+    };
+    run(1);
+    let clean = dev.shadow_reports();
+    let checked = dev.shadow_checked_ops();
+    inject::perturb_next(Op::Rnn(RnnOp::LstmSequenceForward), false, 0);
+    run(2);
+    inject::perturb_next(Op::Rnn(RnnOp::LstmSequenceBackward), true, 0);
+    run(3);
+    let reports = dev.shadow_reports();
+    dev.without_shadow();
+    ctx.set_whole_sequence_lstm(previous);
+    assert!(clean.is_empty(), "a correct run was reported:\n{}", clean[0]);
+    assert!(checked > 0, "nothing was compared");
+    assert!(!inject::pending(), "a whole-sequence pass did not run");
+    let [forward, backward] = &reports[..] else { panic!("expected two reports, got {}", reports.len()) };
+    assert_eq!(forward.op, "lstm_sequence_forward", "{forward}");
+    assert_eq!(backward.op, "lstm_sequence_backward", "{backward}");
+    assert!(backward.phase.starts_with("backward of"), "{backward}");
 }

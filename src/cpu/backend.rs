@@ -432,15 +432,37 @@ impl Backend for CpuBackend {
                     })
                 });
             }
+            RnnOp::LstmSequenceForward | RnnOp::LstmSequenceBackward => {
+                panic!("{}: a whole-layer pass, not a cell step (see `lstm_layer_forward`)", op.name())
+            }
         }
     }
 
     /// The whole sequence in one pass, the batch split across threads (see
     /// `rnn::forward_by_sequence` for when).
     fn lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) -> bool {
-        if !rnn::forward_by_sequence(x.steps[0].batch) {
-            return false;
+        let whole = rnn::forward_by_sequence(x.steps[0].batch);
+        if whole {
+            self.whole_lstm_layer_forward(x);
         }
+        whole
+    }
+
+    /// Back through the whole sequence in one pass, the batch split across threads, where
+    /// the batch is large enough to split.
+    fn lstm_layer_backward(&self, x: LstmLayerBackward<CpuData, RwLock<CpuData>>) -> bool {
+        let whole = rnn::splits_by_sequence(x.steps[0].batch);
+        if whole {
+            self.whole_lstm_layer_backward(x);
+        }
+        whole
+    }
+}
+
+impl CpuBackend {
+    /// [`Backend::lstm_layer_forward`] whatever the batch: the reference a GPU's
+    /// whole-sequence pass is checked against in shadow mode.
+    pub(crate) fn whole_lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) {
         let inputs = rnn::SequenceInputs {
             xw: f32_view(x.xw),
             w_hh_t: f32_view(x.w_hh_t),
@@ -448,15 +470,11 @@ impl Backend for CpuBackend {
             lengths: x.lengths.map(i32_view),
         };
         with_view_mut(x.state, |state| with_view_mut(x.ws, |ws| rnn::lstm_layer_forward(x.steps, &inputs, state, ws)));
-        true
     }
 
-    /// Back through the whole sequence in one pass, the batch split across threads, where
-    /// the batch is large enough to split.
-    fn lstm_layer_backward(&self, x: LstmLayerBackward<CpuData, RwLock<CpuData>>) -> bool {
-        if !rnn::splits_by_sequence(x.steps[0].batch) {
-            return false;
-        }
+    /// [`Backend::lstm_layer_backward`] whatever the batch (see
+    /// [`CpuBackend::whole_lstm_layer_forward`]).
+    pub(crate) fn whole_lstm_layer_backward(&self, x: LstmLayerBackward<CpuData, RwLock<CpuData>>) {
         let inputs = rnn::SequenceBackwardInputs {
             d_state: f32_view(x.d_state),
             ws: f32_view(x.ws),
@@ -465,7 +483,6 @@ impl Backend for CpuBackend {
             lengths: x.lengths.map(i32_view),
         };
         with_view_mut(x.dgates, |dg| with_view_mut(x.carry, |c| rnn::lstm_layer_backward(x.steps, &inputs, dg, c)));
-        true
     }
 }
 

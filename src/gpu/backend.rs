@@ -488,7 +488,7 @@ impl Backend for Arc<GpuContext> {
             | if x.lengths.is_some() { RNN_HAS_LENGTHS } else { 0 };
         let inputs = [xw, at(x.w_hh_t), b_ih, b_hh];
         let outputs = [at(x.state), at(x.ws)];
-        lstm_sequence(self, "lstm_sequence_forward", &x.steps[0], flags, inputs, lengths, outputs);
+        lstm_sequence(self, RnnOp::LstmSequenceForward, &x.steps[0], flags, inputs, lengths, outputs);
         true
     }
 
@@ -502,7 +502,7 @@ impl Backend for Arc<GpuContext> {
         let flags = direction | if x.lengths.is_some() { RNN_HAS_LENGTHS } else { 0 };
         let inputs = [d_state, at(x.w_hh), at(x.ws), at(x.state)];
         let outputs = [at(x.dgates), at(x.carry)];
-        lstm_sequence(self, "lstm_sequence_backward", &x.steps[0], flags, inputs, lengths, outputs);
+        lstm_sequence(self, RnnOp::LstmSequenceBackward, &x.steps[0], flags, inputs, lengths, outputs);
         true
     }
 }

@@ -309,7 +309,7 @@ op_list! {
     /// Fused recurrent cells: one time step of an LSTM, GRU or Elman RNN layer over a whole
     /// batch, with the gate arithmetic of a step in one kernel (see `shaders/rnn.wgsl`). The
     /// GEMMs around them (input projection, recurrent projection, weight gradients) are
-    /// `Matmul`.
+    /// `Matmul`; the two whole-sequence LSTM passes take the recurrent projection inside.
     RnnOp, entry prefix "" {
         /// Bias add, sigmoid/tanh gates, cell and hidden update; keeps the gate activations.
         LstmCellForward => "lstm_cell_forward",
@@ -321,6 +321,13 @@ op_list! {
         /// `h' = tanh(pre)` or `relu(pre)`.
         RnnCellForward => "rnn_cell_forward",
         RnnCellBackward => "rnn_cell_backward",
+        /// Every step of one LSTM layer and direction in one dispatch, the recurrent
+        /// product inside the loop (see `shaders/lstm_sequence.wgsl`): where the hidden size
+        /// fits one workgroup, on adapters that are not software rasterisers.
+        LstmSequenceForward => "lstm_sequence_forward",
+        /// Back through every step of one LSTM layer and direction in one dispatch: the gate
+        /// pre-activation gradients of each step and the carry to the step before.
+        LstmSequenceBackward => "lstm_sequence_backward",
     }
 }
 
@@ -467,6 +474,7 @@ impl Op {
             Op::Augment(o) => ("augment", o.entry()),
             Op::Embedding(o) => ("embedding", o.entry()),
             Op::LayerNorm(o) => ("layer_norm", o.entry()),
+            Op::Rnn(o @ (RnnOp::LstmSequenceForward | RnnOp::LstmSequenceBackward)) => ("lstm_sequence", o.entry()),
             Op::Rnn(o) => ("rnn", o.entry()),
             Op::Loss(o) => ("loss", o.entry()),
             Op::Half(HalfOp::Matmul) => ("half_matmul", HalfOp::Matmul.entry()),

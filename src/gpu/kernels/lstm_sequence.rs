@@ -8,7 +8,7 @@ use super::u32_of;
 use crate::gpu::context::{GpuContext, WORKGROUP_SIZE};
 use crate::gpu::params::kernel_params;
 use crate::op::rnn::CellStep;
-use crate::op::KernelRef;
+use crate::op::{Op, RnnOp};
 
 kernel_params! {
     /// `LstmSequenceParams` of lstm_sequence.wgsl.
@@ -52,14 +52,14 @@ pub fn lstm_sequence_fits(ctx: &GpuContext, steps: &[CellStep]) -> Option<u32> {
     standard.then_some(if reverse { REVERSE } else { 0 })
 }
 
-/// One dispatch of `entry` over the batch: `inputs` are the four f32 read bindings with
+/// One dispatch of `op` (one of the two `LstmSequence` passes) over the batch: `inputs` are the four f32 read bindings with
 /// the element offset each starts at, `lengths` the i32 one, `outputs` the two read-write
 /// ones with theirs (see lstm_sequence.wgsl). `flags` are rnn.wgsl's bits plus the
 /// direction from [`lstm_sequence_fits`].
 #[allow(clippy::too_many_arguments)]
 pub fn lstm_sequence(
     ctx: &Arc<GpuContext>,
-    entry: &'static str,
+    op: RnnOp,
     step: &CellStep,
     flags: u32,
     inputs: [(&wgpu::Buffer, usize); 4],
@@ -78,6 +78,5 @@ pub fn lstm_sequence(
         _pad0: 0,
     };
     let buffers = [inputs[0].0, inputs[1].0, inputs[2].0, inputs[3].0, lengths.0, outputs[0].0, outputs[1].0];
-    let kernel = KernelRef { file: "lstm_sequence", entry };
-    ctx.dispatch(kernel, bytemuck::bytes_of(&p), &buffers, [u32_of(step.batch), 1, 1]);
+    ctx.dispatch(Op::Rnn(op).kernel(), bytemuck::bytes_of(&p), &buffers, [u32_of(step.batch), 1, 1]);
 }
