@@ -18,9 +18,12 @@
 //! few milliseconds of GPU time once per class; on a software adapter, where a millisecond
 //! of work is a small slice, it is the driver's compilation of the candidate pipelines
 //! that dominates (seconds each on llvmpipe's GL back-end). A budget bounds it
-//! (`WGRAD_TUNING_BUDGET_MS`, default 1000): once spent, the best candidate timed so far
-//! is chosen and the others are never compiled; a software adapter times the
-//! configurations without workgroup memory, its usual winners, first.
+//! (`WGRAD_TUNING_BUDGET_MS`, default 1000, for all the passes of a process): once spent,
+//! the best candidate timed so far is chosen and the others are never compiled, and the
+//! classes met later take their first candidate untimed and are tuned by a later process;
+//! a software adapter times the configurations without workgroup memory, its usual
+//! winners, first. Each candidate runs once on one row before it is timed, since some
+//! drivers (llvmpipe) compile a pipeline on its first dispatch.
 //!
 //! Every configuration computes each output element as one dot product over K in
 //! ascending order, accumulated in f32; they differ only in whether a multiply and add are
@@ -430,7 +433,22 @@ fn choose_unrecorded(
     if ctx.adapter.is_software() {
         candidates.sort_by_key(|c| c.workgroup_memory);
     }
-    let budget = tuning_budget();
+    // The budget is the process's: what earlier classes spent is gone, and once it is
+    // all spent a class takes its first candidate untimed, for this process only (it is
+    // not persisted, so a later process tunes it).
+    let budget = tuning_budget().saturating_sub(*crate::gpu::context::lock(&SPENT));
+    if budget.is_zero() {
+        let config = candidates[0];
+        log::info!(
+            "matmul on {}: {} -> {} (untimed: the tuning budget of {} ms is spent; a later process tunes it)",
+            ctx.adapter.line(),
+            class,
+            config.name,
+            tuning_budget().as_millis()
+        );
+        crate::gpu::context::lock(cache()).insert(key, config);
+        return config;
+    }
     let started = Instant::now();
     // Work recorded before this product must not be counted against the first candidate.
     ctx.synchronize();
@@ -440,12 +458,20 @@ fn choose_unrecorded(
     } else {
         Slice { rows: (FIRST_SLICE_MACS / per_row).clamp(1, m), batches: 1 }
     };
+    let mut warmed = 0;
     loop {
         let mut times: Vec<Duration> = Vec::with_capacity(candidates.len());
-        for &config in &candidates {
+        for (i, &config) in candidates.iter().enumerate() {
             // Past the budget, the candidates not yet timed are never compiled.
             if !times.is_empty() && started.elapsed() > budget {
                 break;
+            }
+            if i >= warmed {
+                // One row first: drivers that compile a pipeline on its first dispatch
+                // (llvmpipe does) would otherwise time the compiler, not the kernel.
+                record(config, Slice { rows: 1, batches: 1 });
+                ctx.synchronize();
+                warmed = i + 1;
             }
             let mut once = || {
                 // Recording compiles the pipeline on first use, outside the timed wait.
@@ -473,9 +499,14 @@ fn choose_unrecorded(
                 slice.rows,
                 slice.batches,
                 report.join(", "),
-                if spent { format!("; budget of {} ms spent", budget.as_millis()) } else { String::new() },
+                if spent {
+                    format!("; the budget of {} ms is spent", tuning_budget().as_millis())
+                } else {
+                    String::new()
+                },
                 started.elapsed().as_secs_f64() * 1e3
             );
+            *crate::gpu::context::lock(&SPENT) += started.elapsed();
             crate::gpu::context::lock(cache()).insert(key.clone(), best);
             persist(&key.0, class, best);
             return best;
@@ -490,10 +521,14 @@ fn choose_unrecorded(
 
 // ---- the tuner's budget and its results across processes ----
 
-/// How long the tuning pass of one shape class may take before it settles for the best
-/// candidate timed so far: `WGRAD_TUNING_BUDGET_MS`, default 1000. On a hardware GPU the
-/// whole pass takes milliseconds; on a software adapter it is the driver's compilation of
-/// each candidate that costs (seconds each on llvmpipe's GL), and the candidates past the
+/// The tuning time the passes of one process spent so far.
+static SPENT: Mutex<Duration> = Mutex::new(Duration::ZERO);
+
+/// How long the tuning passes of one process may take together: `WGRAD_TUNING_BUDGET_MS`,
+/// default 1000. A pass that reaches it settles for the best candidate timed so far, and
+/// the classes met after that take their first candidate untimed. On a hardware GPU every
+/// pass takes milliseconds; on a software adapter it is the driver's compilation of each
+/// candidate that costs (seconds each on llvmpipe's GL), and the candidates past the
 /// budget are never compiled.
 fn tuning_budget() -> Duration {
     static BUDGET: OnceLock<Duration> = OnceLock::new();
