@@ -15,12 +15,16 @@
 //!   `WGRAD_MATMUL_RECEIPT=<checkpoint>` for the whole process) makes the tuner use the
 //!   receipt's configurations on the receipt's adapter, so a second run from the same seed
 //!   gives the same bits.
+//! The trainer's resumable checkpoints and `ModelCheckpoint` write a receipt into every
+//! model file they save, with the seed given to [`crate::train::Trainer::seed`].
+//!
 //! - **Measuring drift.** [`verify`] replays a short run on the CPU reference, compares its
 //!   parameters with the GPU run's, and reports the largest absolute and relative
 //!   difference per parameter, and whether the GPU parameters still hash as the receipt
 //!   says.
 
 use std::collections::HashMap;
+use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::gpu::tuning;
@@ -143,6 +147,18 @@ impl Receipt {
                 .map_err(|e| Error::Training(format!("receipt: matmul configuration for {class}: {e}")))?;
         }
         Ok(())
+    }
+}
+
+/// Saves `module` to `path` with the receipt of a run from `seed` on the device its
+/// parameters (or buffers) live on; a module with neither is saved without one. What the
+/// trainer's checkpoints and `ModelCheckpoint` write.
+pub(crate) fn save_with_receipt_of_run(module: &dyn Module, path: &Path, seed: Option<u64>) -> Result<()> {
+    let first =
+        module.parameters().into_iter().next().or_else(|| module.named_buffers().into_iter().next().map(|(_, t)| t));
+    match first {
+        Some(t) => crate::checkpoint::save_with_receipt(module, path, &Receipt::new(module, t.device(), seed)),
+        None => crate::checkpoint::save(module, path),
     }
 }
 

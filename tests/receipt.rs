@@ -109,3 +109,39 @@ fn verify_measures_the_drift_from_the_cpu_replay() {
     assert!(!tampered.hashes_match(), "{tampered}");
     assert!(tampered.parameters.iter().any(|p| p.name == "0.weight" && !p.hash_matches), "{tampered}");
 }
+
+#[test]
+fn the_trainers_checkpoints_carry_the_runs_receipt() {
+    use wgrad::data::{DataLoader, InMemoryDataset};
+    use wgrad::train::{ModelCheckpoint, Trainer};
+    let _turn = TURN.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("wgrad-receipt-trainer-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let features: Vec<f32> = (0..30 * 4).map(|i| ((i * 37 % 23) as f32 / 11.0) - 1.0).collect();
+    let labels: Vec<i32> = (0..30).map(|i| i % 3).collect();
+    let data = InMemoryDataset::new(features, &[4], labels);
+    let loader = DataLoader::new(&data, 8).shuffle(3);
+    let mut devices = vec![Device::cpu()];
+    devices.extend(gpu_test_device());
+    for dev in devices {
+        for seed in [Some(42), None] {
+            let mut model = nn::Sequential::new().add(nn::Linear::with_seed(4, 3, true, 5, &dev));
+            let mut trainer = Trainer::new(Adam::new(model.parameters(), 1e-2), loss::cross_entropy)
+                .checkpoint_dir(dir.join("run"))
+                .callback(ModelCheckpoint::last(dir.join("last.safetensors")))
+                .quiet(true);
+            if let Some(seed) = seed {
+                trainer = trainer.seed(seed);
+            }
+            trainer.fit(&mut model, &loader, None, 2, &dev).unwrap();
+            let expected = Receipt::new(&model, &dev, seed);
+            for file in [dir.join("run").join("model.safetensors"), dir.join("last.safetensors")] {
+                let receipt =
+                    checkpoint::load_receipt(&file).unwrap().unwrap_or_else(|| panic!("{file:?}: no receipt"));
+                assert_eq!(receipt, expected, "{file:?} on {}", dev.info());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

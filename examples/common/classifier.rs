@@ -134,7 +134,7 @@ impl Setup {
                 model.num_trainable_parameters()
             );
         }
-        let trainer = self.ranks.data_parallel(trainer, &*model);
+        let trainer = self.ranks.data_parallel(trainer.seed(self.seed), &*model);
         self.training.fit(trainer, model, train, validation, self.epochs, &self.dev)
     }
 
@@ -149,7 +149,9 @@ impl Setup {
         println!("confusion matrix (rows: true class, columns: predicted):\n{confusion}");
         training::plot_confusion(&self.training, &confusion);
         if let Some(path) = &self.save {
-            match wgrad::checkpoint::save(model, path) {
+            // With the run's reproducibility receipt: seed, device, matmul choices, hashes.
+            let receipt = wgrad::receipt::Receipt::new(&*model, &self.dev, Some(self.seed));
+            match wgrad::checkpoint::save_with_receipt(model, path, &receipt) {
                 Ok(()) => println!("saved weights to {}", path.display()),
                 Err(e) => super::fail(&format!("cannot save the weights: {e}")),
             }

@@ -244,9 +244,10 @@ impl Callback for EarlyStopping {
     }
 }
 
-/// Saves the model (`checkpoint::save`, an atomic write: a failed write leaves the
-/// previous file intact) after every epoch, or only when a monitored value improves, as
-/// Keras' `ModelCheckpoint`.
+/// Saves the model (`checkpoint::save_with_receipt`, an atomic write: a failed write
+/// leaves the previous file intact) after every epoch, or only when a monitored value
+/// improves, as Keras' `ModelCheckpoint`. The file carries the run's reproducibility
+/// receipt (see [`crate::receipt`]), with the seed given to `Trainer::seed`.
 pub struct ModelCheckpoint {
     path: PathBuf,
     monitor: Option<(String, Monitor)>,
@@ -285,7 +286,7 @@ impl Callback for ModelCheckpoint {
             }
             self.best = Some(value);
         }
-        checkpoint::save(ctx.model, &self.path)
+        crate::receipt::save_with_receipt_of_run(ctx.model, &self.path, ctx.seed)
     }
 
     fn state(&self) -> Option<CallbackState> {

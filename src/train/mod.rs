@@ -340,6 +340,8 @@ pub struct Context<'a> {
     pub history: &'a History,
     /// Set to stop after the current epoch (Keras' `model.stop_training`).
     pub stop: bool,
+    /// The seed given to [`Trainer::seed`], for the receipts of checkpoints.
+    pub seed: Option<u64>,
 }
 
 /// A loss of `(outputs, targets)`: a scalar.
@@ -364,6 +366,8 @@ pub struct Trainer {
     resume_from: Option<PathBuf>,
     /// The other processes of a data-parallel run, if any (see [`Trainer::data_parallel`]).
     data_parallel: Option<Box<dyn DataParallel>>,
+    /// See [`Trainer::seed`].
+    seed: Option<u64>,
 }
 
 impl Trainer {
@@ -388,7 +392,17 @@ impl Trainer {
             checkpoint_dir: None,
             resume_from: None,
             data_parallel: None,
+            seed: None,
         }
+    }
+
+    /// The seed the program started the run from (what it gave its initialisers, loaders
+    /// and augmentations), recorded in the reproducibility receipt of every model file the
+    /// trainer's checkpoints and [`ModelCheckpoint`] write (see [`crate::receipt`]); the
+    /// receipt has no seed without it.
+    pub fn seed(mut self, seed: u64) -> Trainer {
+        self.seed = Some(seed);
+        self
     }
 
     /// Trains as one process of a data-parallel run: gradients averaged across the
@@ -693,6 +707,7 @@ impl Trainer {
         resume::Extra {
             grad_scale: self.grad_scaler.as_ref().map(|s| (s.scale_factor(), s.growth_tracker())),
             callbacks: keyed_states(callbacks).into_iter().map(|(_, key, state)| (key, state)).collect(),
+            seed: self.seed,
         }
     }
 
@@ -703,7 +718,8 @@ impl Trainer {
         epochs: usize,
         history: &'a History,
     ) -> Context<'a> {
-        Context { model, optimizer: &mut *self.optimizer, epoch, epochs, step: self.step, history, stop: false }
+        let seed = self.seed;
+        Context { model, optimizer: &mut *self.optimizer, epoch, epochs, step: self.step, history, stop: false, seed }
     }
 
     /// One epoch of training, from batch `skip` on: the loss (mean over samples) and each

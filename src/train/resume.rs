@@ -1,7 +1,8 @@
 //! Resumable training: what [`super::Trainer`] writes to its checkpoint folder after each
 //! epoch and on Ctrl-C, and reads back to continue.
 //!
-//! The folder holds `model.safetensors` (`checkpoint::save`), `optimizer.safetensors`
+//! The folder holds `model.safetensors` (`checkpoint::save_with_receipt`, with the run's
+//! reproducibility receipt), `optimizer.safetensors`
 //! (`checkpoint::save_optimizer`: every group's rate and options, every state tensor),
 //! `history.csv` ([`History::to_csv`]), `callbacks.safetensors` (the tensors of the
 //! callbacks' states, when there are any: early stopping's best weights, each name
@@ -65,6 +66,8 @@ pub(super) struct Extra {
     /// The state of each callback that keeps one, by key (`EarlyStopping#0`), in the
     /// trainer's order.
     pub callbacks: Vec<(String, CallbackState)>,
+    /// The run's seed, for the model file's receipt.
+    pub seed: Option<u64>,
 }
 
 /// A callback's key and the numbers of its state.
@@ -106,7 +109,7 @@ pub(super) fn save(
         std::fs::remove_dir_all(&new).map_err(io_error(&new))?;
     }
     std::fs::create_dir_all(&new).map_err(io_error(&new))?;
-    checkpoint::save(model, new.join("model.safetensors"))?;
+    crate::receipt::save_with_receipt_of_run(model, &new.join("model.safetensors"), extra.seed)?;
     checkpoint::save_optimizer(optimizer, new.join("optimizer.safetensors"))?;
     checkpoint::write_atomically(&new.join("history.csv"), history.to_csv().as_bytes())?;
     let mut callback_tensors = StateDict::new();
@@ -174,7 +177,7 @@ pub(super) fn load(
     let text = std::fs::read_to_string(&progress_path).map_err(io_error(&progress_path))?;
     let file =
         parse_progress(&text).map_err(|reason| Error::Format { path: progress_path.display().to_string(), reason })?;
-    let mut extra = Extra { grad_scale: file.grad_scale, callbacks: Vec::new() };
+    let mut extra = Extra { grad_scale: file.grad_scale, callbacks: Vec::new(), seed: None };
     if let Some(mut states) = file.callbacks {
         let saved: Vec<&str> = states.iter().map(|(k, _)| k.as_str()).collect();
         let mut sorted_saved = saved.clone();
