@@ -15,13 +15,13 @@
 //!   `WGRAD_MATMUL_RECEIPT=<checkpoint>` for the whole process) makes the tuner use the
 //!   receipt's configurations on the receipt's adapter, so a second run from the same seed
 //!   gives the same bits.
-//! The trainer's resumable checkpoints and `ModelCheckpoint` write a receipt into every
-//! model file they save, with the seed given to [`crate::train::Trainer::seed`].
-//!
 //! - **Measuring drift.** [`verify`] replays a short run on the CPU reference, compares its
 //!   parameters with the GPU run's, and reports the largest absolute and relative
 //!   difference per parameter, and whether the GPU parameters still hash as the receipt
 //!   says.
+//!
+//! The trainer's resumable checkpoints and `ModelCheckpoint` write a receipt into every
+//! model file they save, with the seed given to [`crate::train::Trainer::seed`].
 
 use std::collections::HashMap;
 use std::path::Path;

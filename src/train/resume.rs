@@ -363,6 +363,7 @@ mod tests {
                 ),
                 ("Mine#0".to_string(), CallbackState::default()),
             ],
+            seed: None,
         };
         let progress = Progress { epoch: 1, batch: 7, step: 40, scheduler_steps: 1 };
         let streams = vec![("drop.rng".to_string(), 9), ("lstm.dropout.rng".to_string(), 123)];
