@@ -15,7 +15,7 @@
 //! `WGRAD_SHADOW_ON_MISMATCH=panic|log|error`).
 //!
 //! How it works: the storage methods (the one place that hands work to a backend) ask
-//! [`begin`] before a GPU op; when the device is shadowed and the step is sampled, the
+//! `begin` before a GPU op; when the device is shadowed and the step is sampled, the
 //! operands are read back into host copies first (so ops that write in place, like the
 //! optimizer step, are compared from the same starting bits), the GPU op runs, the same
 //! storage method runs on the host copies with the CPU backend, and the outputs (new

@@ -71,7 +71,7 @@ impl GpuContext {
     /// so the common path allocates nothing: the pipeline and layout come from caches keyed
     /// by the kernel, the params go into the batch's slot of the one params buffer (bound
     /// with a dynamic offset), the bind group of the same buffers is reused from
-    /// [`GpuContext::bind_group`], and the dispatch joins the batch's open compute pass.
+    /// `GpuContext::bind_group`, and the dispatch joins the batch's open compute pass.
     pub fn dispatch(&self, kernel: KernelRef, params: &[u8], buffers: &[&wgpu::Buffer], workgroups: [u32; 3]) {
         assert!(params.len() <= PARAMS_SLOT, "params of {} exceed {PARAMS_SLOT} bytes", kernel.entry);
         let timer = self.host_timers.start();
