@@ -298,7 +298,7 @@ pub fn register(model: &dyn Module) {
     }
     let named = model.named_parameters().into_iter().chain(model.named_buffers());
     for (name, t) in named {
-        let Device::Gpu(ctx) = t.device() else { continue };
+        let Some(ctx) = t.device().gpu_context() else { continue };
         let Some(s) = state(ctx) else { continue };
         let mut names = lock(&s.names);
         names.retain(|(w, _)| w.strong_count() > 0 && !std::ptr::eq(w.as_ptr(), Arc::as_ptr(&t.storage)));
@@ -308,7 +308,7 @@ pub fn register(model: &dyn Module) {
 
 /// Counts one optimizer step on the device of `param`.
 pub(crate) fn optimizer_stepped(param: &Device) {
-    if let Device::Gpu(ctx) = param {
+    if let Some(ctx) = param.gpu_context() {
         if let Some(s) = state(ctx) {
             s.step.fetch_add(1, Ordering::Relaxed);
         }
