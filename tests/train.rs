@@ -347,3 +347,57 @@ fn mixed_precision_takes_the_steps_of_a_grad_scaler_loop() {
         assert_eq!(trainer.grad_scaler().unwrap().scale_factor(), s.scale_factor(), "{name}");
     }
 }
+
+/// The other process of a pretend world of two, for `evaluate`: its sums are given.
+struct OtherProcess {
+    sums: Vec<f64>,
+}
+
+impl wgrad::train::DataParallel for OtherProcess {
+    fn rank(&self) -> usize {
+        0
+    }
+    fn world_size(&self) -> usize {
+        2
+    }
+    fn backward(&mut self, loss: &Tensor) -> wgrad::Gradients {
+        loss.backward()
+    }
+    fn average_gradients(&mut self, _grads: &mut wgrad::Gradients) {}
+    fn sum(&mut self, values: &mut [f64]) {
+        assert_eq!(values.len(), self.sums.len(), "another number of values to sum");
+        for (v, o) in values.iter_mut().zip(&self.sums) {
+            *v += o;
+        }
+    }
+    fn gather(&mut self, value: u64) -> Vec<u64> {
+        vec![value, value]
+    }
+}
+
+/// In a data-parallel run `evaluate` returns the mean over the processes' shares,
+/// weighted by their samples: what one process evaluating all of the data returns.
+#[test]
+fn evaluate_averages_over_the_data_parallel_processes() {
+    let data = data();
+    let dev = Device::cpu();
+    let (first, second) =
+        (wgrad::data::Subset::new(&data, (0..30).collect()), wgrad::data::Subset::new(&data, (30..48).collect()));
+    let evaluate = |d: &dyn wgrad::train::Loader, dp: Option<OtherProcess>| {
+        let mut m = model(&dev);
+        let mut t =
+            Trainer::new(Sgd::new(m.parameters(), 0.1), loss::cross_entropy).metric(Accuracy::new()).quiet(true);
+        if let Some(dp) = dp {
+            t = t.data_parallel(dp);
+        }
+        t.evaluate(&mut m, d, &dev).unwrap()
+    };
+    let whole = evaluate(&DataLoader::new(&data, 7), None);
+    let theirs = evaluate(&DataLoader::new(&second, 7), None);
+    // The other process's sums, in the order of the names: accuracy, loss, samples.
+    let sums = vec![theirs["accuracy"] * 18.0, theirs["loss"] * 18.0, 18.0];
+    let averaged = evaluate(&DataLoader::new(&first, 7), Some(OtherProcess { sums }));
+    for name in ["accuracy", "loss"] {
+        assert!((averaged[name] - whole[name]).abs() < 1e-6, "{name}: {} against {}", averaged[name], whole[name]);
+    }
+}

@@ -896,11 +896,16 @@ impl Trainer {
 
     /// The loss and each metric of `model` over `data`, in evaluation mode and without a
     /// graph, by name (`loss`, `accuracy`, ...). The model is left in evaluation mode.
+    /// In a data-parallel run ([`Trainer::data_parallel`]) every process must call it, each
+    /// with its share of the data: the values are averaged over the processes, weighted by
+    /// their samples, so every process returns the same ones.
     pub fn evaluate<I>(&mut self, model: &mut dyn Forward<I>, data: &dyn Loader<I>, device: &Device) -> Result<Logs> {
         if data.num_batches() == 0 {
             return Err(Error::Training("evaluate: the loader has no batches".into()));
         }
-        Ok(self.run_evaluation(model, data, device))
+        let mut logs = self.run_evaluation(model, data, device);
+        self.average_logs(&mut logs, data.num_samples());
+        Ok(logs)
     }
 
     fn run_evaluation<I>(&mut self, model: &mut dyn Forward<I>, data: &dyn Loader<I>, device: &Device) -> Logs {
