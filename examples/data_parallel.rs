@@ -132,17 +132,24 @@ fn momentum(args: &Args) -> Result<f32, String> {
 
 /// `--fault KIND`: rank 1 builds its model from another seed (`differing-init`) or
 /// builds the other model (`differing-model`), or gets one batch fewer
-/// (`uneven-batches`); each run must end with an error on every rank, not hang.
+/// (`uneven-batches`), or the run trains two epochs with a checkpoint folder rank 0
+/// cannot create (`unwritable-checkpoint`); each run must end with an error on every
+/// rank, not hang.
 fn fault(args: &Args) -> Result<Option<&'static str>, String> {
+    const KINDS: [&str; 4] = ["differing-init", "differing-model", "uneven-batches", "unwritable-checkpoint"];
     match args.get("fault") {
         None => Ok(None),
-        Some(v) => ["differing-init", "differing-model", "uneven-batches"]
+        Some(v) => KINDS
             .into_iter()
             .find(|k| *k == v)
             .map(Some)
-            .ok_or_else(|| format!("--fault must be differing-init, differing-model or uneven-batches, not '{v}'")),
+            .ok_or_else(|| format!("--fault must be one of {}, not '{v}'", KINDS.join(", "))),
     }
 }
+
+/// The checkpoint folder of `--fault unwritable-checkpoint`: under a file, so creating it
+/// fails.
+const UNWRITABLE_CHECKPOINT: &str = "/dev/null/wgrad-checkpoint";
 
 fn model_name(args: &Args) -> Result<&'static str, String> {
     match args.get("model") {
@@ -254,9 +261,17 @@ fn train(world: &World, dev: &Device, run: &TrainRun, out: Option<&std::path::Pa
         let ddp = DistributedDataParallel::new(&*model, world).unwrap_or_else(|e| common::fail(&e.to_string()));
         trainer = trainer.data_parallel(ddp);
     }
+    // Rank 0 fails to write after the first epoch; the others must not wait for it in
+    // the second.
+    let epochs = if run.fault == Some("unwritable-checkpoint") {
+        trainer = trainer.checkpoint_dir(UNWRITABLE_CHECKPOINT);
+        2
+    } else {
+        1
+    };
     let started = Instant::now();
     let history = trainer
-        .fit(&mut *model, &loader, None, 1, dev)
+        .fit(&mut *model, &loader, None, epochs, dev)
         .unwrap_or_else(|e| common::fail(&format!("training failed: {e}")));
     let secs = started.elapsed().as_secs_f64();
     // Every rank logs the same (averaged) loss and accuracy.

@@ -105,3 +105,4 @@ expect_failure() {
 expect_failure differing-init "0.weight holds other values on some rank than on rank 0"
 expect_failure differing-model "the model differs between ranks at tensor 0"
 expect_failure uneven-batches "disagree on the batches of epoch 1: rank 0 has 5, rank 1 has 4"
+expect_failure unwritable-checkpoint "/dev/null/wgrad-checkpoint"

@@ -647,11 +647,22 @@ impl Trainer {
                 if !self.quiet && self.is_root() {
                     println!("{}", epoch_line(epoch, epochs, &logs, started.elapsed().as_secs_f64()));
                 }
-                if let Some(dir) = self.checkpoint_dir.as_ref().filter(|_| self.is_root()) {
-                    let progress =
-                        Progress { epoch: epoch + 1, batch: 0, step: self.step, scheduler_steps: self.scheduler_steps };
-                    let extra = self.checkpoint_extra(&callbacks);
-                    resume::save(dir, &*model as &dyn Module, &*self.optimizer, &history, progress, &extra)?;
+                if let Some(dir) = self.checkpoint_dir.clone() {
+                    let saved = if self.is_root() {
+                        let progress = Progress {
+                            epoch: epoch + 1,
+                            batch: 0,
+                            step: self.step,
+                            scheduler_steps: self.scheduler_steps,
+                        };
+                        let extra = self.checkpoint_extra(&callbacks);
+                        resume::save(&dir, &*model as &dyn Module, &*self.optimizer, &history, progress, &extra)
+                    } else {
+                        Ok(())
+                    };
+                    self.failed_anywhere(saved, || {
+                        format!("rank 0 could not write the checkpoint in {}: its error says why", dir.display())
+                    })?;
                 }
                 if stop {
                     if !self.quiet && self.is_root() {
@@ -878,6 +889,20 @@ impl Trainer {
         self.average_logs(&mut logs, seen);
         logs.insert("lr".into(), self.optimizer.lr() as f64);
         Ok(EpochEnd::Done(logs))
+    }
+
+    /// `result` here, or in a data-parallel run an error on every process when it failed
+    /// on any (`elsewhere` describes it), so that none waits for the others in its next
+    /// step.
+    fn failed_anywhere(&mut self, result: Result<()>, elsewhere: impl FnOnce() -> String) -> Result<()> {
+        let Some(dp) = &mut self.data_parallel else { return result };
+        let mut flag = [if result.is_err() { 1.0 } else { 0.0 }];
+        dp.sum(&mut flag);
+        match result {
+            Err(e) => Err(e),
+            Ok(()) if flag[0] > 0.0 => Err(Error::Training(elsewhere())),
+            Ok(()) => Ok(()),
+        }
     }
 
     /// Whether Ctrl-C (or [`interrupt`]) asked to stop: here, or in a data-parallel run on
