@@ -8,7 +8,8 @@
 
 use super::World;
 use crate::autograd::{FusedGrad, GradOp};
-use crate::nn::{python_float, BatchNorm1d, BatchNorm2d, Forward, Module, Visitor, VisitorMut};
+use crate::nn::batch_norm::BatchNormCore;
+use crate::nn::{BatchNorm1d, BatchNorm2d, Forward, Module, Visitor, VisitorMut};
 use crate::{no_grad, DType, Device, Tensor};
 
 /// The element-wise sum of `x` over the ranks of `world`, on every rank, differentiable.
@@ -97,16 +98,8 @@ impl FusedGrad for AllReduceSumGrad {
 /// # Ok::<(), wgrad::Error>(())
 /// ```
 pub struct SyncBatchNorm {
-    num_features: usize,
-    eps: f32,
-    momentum: Option<f32>,
-    device: Device,
-    weight: Option<Tensor>,
-    bias: Option<Tensor>,
-    running_mean: Option<Tensor>,
-    running_var: Option<Tensor>,
-    num_batches_tracked: Option<Tensor>,
-    training: bool,
+    /// The batch-norm layer's settings and tensors, `kind` "SyncBatchNorm".
+    core: BatchNormCore,
 }
 
 impl SyncBatchNorm {
@@ -118,39 +111,39 @@ impl SyncBatchNorm {
 
     /// The number of channels `C`.
     pub fn num_features(&self) -> usize {
-        self.num_features
+        self.core.num_features
     }
 
     /// The learned per-channel scale, `None` without `affine`.
     pub fn weight(&self) -> Option<&Tensor> {
-        self.weight.as_ref()
+        self.core.weight.as_ref()
     }
 
     /// The learned per-channel shift, `None` without `affine`.
     pub fn bias(&self) -> Option<&Tensor> {
-        self.bias.as_ref()
+        self.core.bias.as_ref()
     }
 
     /// The running mean (`[C]`), `None` without `track_running_stats`.
     pub fn running_mean(&self) -> Option<&Tensor> {
-        self.running_mean.as_ref()
+        self.core.running_mean.as_ref()
     }
 
     /// The running unbiased variance (`[C]`), `None` without `track_running_stats`.
     pub fn running_var(&self) -> Option<&Tensor> {
-        self.running_var.as_ref()
+        self.core.running_var.as_ref()
     }
 
     /// Training batches seen (a zero-dimensional `i32` tensor in host memory), `None`
     /// without `track_running_stats`.
     pub fn num_batches_tracked(&self) -> Option<&Tensor> {
-        self.num_batches_tracked.as_ref()
+        self.core.num_batches_tracked.as_ref()
     }
 
     /// Training mode: the statistics of the global batch, through two all-reduces.
     fn forward_synced(&self, x: &Tensor, world: &World) -> Tensor {
         let shape = x.shape().to_vec();
-        let c = self.num_features;
+        let c = self.core.num_features;
         let axes: Vec<isize> = (0..shape.len()).filter(|&a| a != 1).map(|a| a as isize).collect();
         // `[1, C, 1, ...]`: a per-channel vector broadcast against the input.
         let per_channel: Vec<isize> = (0..shape.len()).map(|a| if a == 1 { c as isize } else { 1 }).collect();
@@ -176,20 +169,20 @@ impl SyncBatchNorm {
         let centred = x.sub(&mean.reshape(&per_channel));
         let squares = all_reduce_sum(&centred.square().sum(&axes, false), world);
         let var = squares.mul_scalar(1.0 / count);
-        let invstd = var.add_scalar(self.eps).rsqrt();
-        let scale = match &self.weight {
+        let invstd = var.add_scalar(self.core.eps).rsqrt();
+        let scale = match &self.core.weight {
             Some(w) => invstd.mul(w),
             None => invstd,
         };
         let mut y = centred.mul(&scale.reshape(&per_channel));
-        if let Some(b) = &self.bias {
+        if let Some(b) = &self.core.bias {
             y = y.add(&b.reshape(&per_channel));
         }
 
-        if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
-            let counter = self.num_batches_tracked.as_ref().expect("running statistics come with a count");
+        if let (Some(rm), Some(rv)) = (&self.core.running_mean, &self.core.running_var) {
+            let counter = self.core.num_batches_tracked.as_ref().expect("running statistics come with a count");
             let batches = counter.increment_counter();
-            let factor = self.momentum.unwrap_or(1.0 / batches as f32);
+            let factor = self.core.momentum.unwrap_or(1.0 / batches as f32);
             no_grad(|| {
                 let unbiased = var.detach().mul_scalar(count / (count - 1.0));
                 rm.assign(&rm.mul_scalar(1.0 - factor).add(&mean.detach().mul_scalar(factor)));
@@ -206,25 +199,7 @@ macro_rules! from_batch_norm {
     ($bn:ty) => {
         impl From<$bn> for SyncBatchNorm {
             fn from(bn: $bn) -> SyncBatchNorm {
-                let (eps, momentum, training) = bn.settings();
-                let device = [bn.weight(), bn.running_mean()]
-                    .into_iter()
-                    .flatten()
-                    .next()
-                    .map(|t| t.device().clone())
-                    .expect("a batch-norm layer has parameters, running statistics or both");
-                SyncBatchNorm {
-                    num_features: bn.num_features(),
-                    eps,
-                    momentum,
-                    device,
-                    weight: bn.weight().cloned(),
-                    bias: bn.bias().cloned(),
-                    running_mean: bn.running_mean().cloned(),
-                    running_var: bn.running_var().cloned(),
-                    num_batches_tracked: bn.num_batches_tracked().cloned(),
-                    training,
-                }
+                SyncBatchNorm { core: BatchNormCore { kind: "SyncBatchNorm", ..bn.into_core() } }
             }
         }
     };
@@ -238,22 +213,22 @@ impl Forward for SyncBatchNorm {
         assert!(x.rank() >= 2, "SyncBatchNorm: expected an [N, C, ...] input, got shape {:?}", x.shape());
         assert_eq!(
             x.dim(1),
-            self.num_features,
+            self.core.num_features,
             "SyncBatchNorm({}): input of shape {:?} has {} channels in dimension 1, expected {}",
-            self.num_features,
+            self.core.num_features,
             x.shape(),
             x.dim(1),
-            self.num_features
+            self.core.num_features
         );
         x.expect_dtype(DType::F32, "SyncBatchNorm");
         assert!(
-            x.device() == &self.device,
+            x.device() == &self.core.device,
             "SyncBatchNorm: input of shape {:?} is on {} but the layer on {}",
             x.shape(),
             x.device().info(),
-            self.device.info()
+            self.core.device.info()
         );
-        if self.training {
+        if self.core.training {
             let world = World::current().unwrap_or_else(|| {
                 panic!(
                     "SyncBatchNorm: training needs a live World on this thread (World::init), input of shape {:?}",
@@ -264,86 +239,40 @@ impl Forward for SyncBatchNorm {
         }
         // Evaluation, as PyTorch: the running statistics, or without them the statistics
         // of this rank's batch (nothing to synchronise outside training).
-        let batch_stats = self.running_mean.is_none();
+        let batch_stats = self.core.running_mean.is_none();
         if batch_stats {
             x.check_batch_norm_values("SyncBatchNorm");
         }
         x.batch_norm(
-            self.running_mean.as_ref(),
-            self.running_var.as_ref(),
-            self.weight.as_ref(),
-            self.bias.as_ref(),
+            self.core.running_mean.as_ref(),
+            self.core.running_var.as_ref(),
+            self.core.weight.as_ref(),
+            self.core.bias.as_ref(),
             batch_stats,
             0.0,
-            self.eps,
+            self.core.eps,
         )
     }
 }
 
 impl Module for SyncBatchNorm {
     fn visit(&self, v: &mut Visitor<'_>) {
-        for (name, t) in [("weight", &self.weight), ("bias", &self.bias)] {
-            if let Some(t) = t {
-                v.parameter(name, t);
-            }
-        }
-        let buffers = [
-            ("running_mean", &self.running_mean),
-            ("running_var", &self.running_var),
-            ("num_batches_tracked", &self.num_batches_tracked),
-        ];
-        for (name, t) in buffers {
-            if let Some(t) = t {
-                v.buffer(name, t);
-            }
-        }
+        self.core.visit(v);
     }
 
     fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
-        for (name, t) in [("weight", &mut self.weight), ("bias", &mut self.bias)] {
-            if let Some(t) = t {
-                v.parameter(name, t);
-            }
-        }
-        let buffers = [
-            ("running_mean", &mut self.running_mean),
-            ("running_var", &mut self.running_var),
-            ("num_batches_tracked", &mut self.num_batches_tracked),
-        ];
-        for (name, t) in buffers {
-            if let Some(t) = t {
-                v.buffer(name, t);
-            }
-        }
-        // As BatchNorm2d: the layer's device follows moved tensors, and the count stays
-        // in host memory, where `forward` increments it.
-        if let Some(t) = [&self.weight, &self.running_mean].into_iter().flatten().next() {
-            self.device = t.device().clone();
-        }
-        if let Some(count) = &mut self.num_batches_tracked {
-            if !count.device().is_cpu() {
-                *count = count.to_device(&Device::cpu());
-            }
-        }
+        self.core.visit_mut(v);
     }
 
     fn set_training(&mut self, training: bool) {
-        self.training = training;
+        self.core.training = training;
     }
 
     fn is_training(&self) -> bool {
-        self.training
+        self.core.training
     }
 
     fn describe(&self) -> String {
-        let python_bool = |b: bool| if b { "True" } else { "False" };
-        format!(
-            "SyncBatchNorm({}, eps={}, momentum={}, affine={}, track_running_stats={})",
-            self.num_features,
-            python_float(self.eps),
-            self.momentum.map_or("None".to_string(), python_float),
-            python_bool(self.weight.is_some()),
-            python_bool(self.running_mean.is_some())
-        )
+        self.core.describe()
     }
 }

@@ -14,20 +14,21 @@
 use super::{python_float, Forward, Module, Visitor, VisitorMut};
 use crate::{Device, Tensor};
 
-/// What the two layer types share.
-struct BatchNormCore {
-    /// `"BatchNorm1d"` or `"BatchNorm2d"`, for messages and `describe`.
-    kind: &'static str,
-    num_features: usize,
-    eps: f32,
-    momentum: Option<f32>,
-    device: Device,
-    weight: Option<Tensor>,
-    bias: Option<Tensor>,
-    running_mean: Option<Tensor>,
-    running_var: Option<Tensor>,
-    num_batches_tracked: Option<Tensor>,
-    training: bool,
+/// What the batch-norm layers share: `BatchNorm1d`, `BatchNorm2d` and, with the `mpi`
+/// feature, `distributed::SyncBatchNorm`.
+pub(crate) struct BatchNormCore {
+    /// The layer's type name, for messages and `describe`.
+    pub(crate) kind: &'static str,
+    pub(crate) num_features: usize,
+    pub(crate) eps: f32,
+    pub(crate) momentum: Option<f32>,
+    pub(crate) device: Device,
+    pub(crate) weight: Option<Tensor>,
+    pub(crate) bias: Option<Tensor>,
+    pub(crate) running_mean: Option<Tensor>,
+    pub(crate) running_var: Option<Tensor>,
+    pub(crate) num_batches_tracked: Option<Tensor>,
+    pub(crate) training: bool,
 }
 
 impl BatchNormCore {
@@ -194,7 +195,7 @@ impl BatchNormCore {
         )
     }
 
-    fn visit(&self, v: &mut Visitor<'_>) {
+    pub(crate) fn visit(&self, v: &mut Visitor<'_>) {
         for (name, t) in [("weight", &self.weight), ("bias", &self.bias)] {
             if let Some(t) = t {
                 v.parameter(name, t);
@@ -212,7 +213,7 @@ impl BatchNormCore {
         }
     }
 
-    fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
+    pub(crate) fn visit_mut(&mut self, v: &mut VisitorMut<'_>) {
         for (name, t) in [("weight", &mut self.weight), ("bias", &mut self.bias)] {
             if let Some(t) = t {
                 v.parameter(name, t);
@@ -240,7 +241,7 @@ impl BatchNormCore {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let python_bool = |b: bool| if b { "True" } else { "False" };
         format!(
             "{}({}, eps={}, momentum={}, affine={}, track_running_stats={})",
@@ -314,11 +315,11 @@ macro_rules! batch_norm_layer {
                 $name(self.0.track_running_stats(track))
             }
 
-            /// `eps`, `momentum` and the training flag, for layers that take this one's
-            /// place (`distributed::SyncBatchNorm`).
+            /// The layer's settings and tensors (shared, not copied), for layers that take
+            /// this one's place (`distributed::SyncBatchNorm`).
             #[allow(dead_code)] // used only with the `mpi` feature
-            pub(crate) fn settings(&self) -> (f32, Option<f32>, bool) {
-                (self.0.eps, self.0.momentum, self.0.training)
+            pub(crate) fn into_core(self) -> BatchNormCore {
+                self.0
             }
 
             /// The number of channels `C`.

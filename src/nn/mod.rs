@@ -24,7 +24,7 @@
 
 mod activation;
 mod attention;
-mod batch_norm;
+pub(crate) mod batch_norm;
 mod conv;
 mod dropout;
 mod embedding;
