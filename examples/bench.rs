@@ -39,8 +39,6 @@
 mod common;
 
 use std::cell::{Cell, RefCell};
-use std::fmt::Write as _;
-use std::io::Write as _;
 
 use common::workloads::{Family, Model, Spec, Work, Workload, FAMILIES, MODELS};
 use common::{is_software_gpu, median, open_device, parse_args, sample_ms, usage_or};
@@ -214,10 +212,10 @@ fn main() {
     }
 
     if let Some(path) = json_path {
-        match write_atomically(&path, &to_json(&dev, &rows)) {
+        match wgrad::checkpoint::write_atomically(&path, to_json(&dev, &rows).as_bytes()) {
             Ok(()) => println!("\nwrote {}", path.display()),
             Err(e) => {
-                eprintln!("error: cannot write {}: {e}", path.display());
+                eprintln!("error: cannot write the figures: {e}");
                 std::process::exit(1);
             }
         }
@@ -313,83 +311,28 @@ fn print_row(r: &Row) {
     );
 }
 
-/// A count for JSON: `null` where there is none (the CPU backend dispatches nothing).
-fn json_count(x: Option<u64>) -> String {
-    x.map_or_else(|| "null".to_string(), |n| n.to_string())
-}
-
-/// A JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => write!(out, "\\u{:04x}", c as u32).unwrap(),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-/// A finite JSON number (JSON has no NaN or infinity; a zero-time run would give one).
-fn json_number(x: f64) -> String {
-    if x.is_finite() {
-        format!("{x}")
-    } else {
-        "null".to_string()
-    }
-}
-
+/// The figures as a JSON object: `device`, `warmup_runs` and `results`, one object per
+/// workload (a time or rate that is not finite, or a count the CPU does not keep, is
+/// `null`).
 fn to_json(dev: &Device, rows: &[Row]) -> String {
-    let mut out = String::new();
-    writeln!(out, "{{").unwrap();
-    writeln!(out, "  \"device\": {},", json_string(&dev.info())).unwrap();
-    writeln!(out, "  \"warmup_runs\": 1,").unwrap();
-    writeln!(out, "  \"results\": [").unwrap();
-    for (i, r) in rows.iter().enumerate() {
-        write!(
-            out,
-            "    {{\"workload\": {}, \"size\": {}, \"runs\": {}, \"median_ms\": {}, \"min_ms\": {}, \"rate\": {}, \"unit\": {}, \"dispatches_per_run\": {}, \"read_backs_per_run\": {}}}",
-            json_string(&r.spec.name()),
-            json_string(&r.spec.size()),
-            r.runs,
-            json_number(r.median_ms),
-            json_number(r.min_ms),
-            json_number(r.work.rate(r.median_ms)),
-            json_string(r.work.unit()),
-            json_count(r.per_run.map(|s| s.dispatches)),
-            json_count(r.per_run.map(|s| s.read_backs))
-        )
-        .unwrap();
-        out.push_str(if i + 1 < rows.len() { ",\n" } else { "\n" });
-    }
-    writeln!(out, "  ]").unwrap();
-    writeln!(out, "}}").unwrap();
-    out
-}
-
-/// Writes `text` to a temporary file beside `path`, then renames it over `path`, so a
-/// reader never sees a half-written file.
-fn write_atomically(target: &std::path::Path, text: &str) -> std::io::Result<()> {
-    let name = target.file_name().ok_or_else(|| std::io::Error::other("the path names no file"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp{}", std::process::id()));
-    let tmp = target.with_file_name(tmp_name);
-    let result = (|| {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(text.as_bytes())?;
-        file.sync_all()?;
-        std::fs::rename(&tmp, target)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    let results: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "workload": r.spec.name(),
+                "size": r.spec.size(),
+                "runs": r.runs,
+                "median_ms": r.median_ms,
+                "min_ms": r.min_ms,
+                "rate": r.work.rate(r.median_ms),
+                "unit": r.work.unit(),
+                "dispatches_per_run": r.per_run.map(|s| s.dispatches),
+                "read_backs_per_run": r.per_run.map(|s| s.read_backs),
+            })
+        })
+        .collect();
+    let figures = serde_json::json!({ "device": dev.info(), "warmup_runs": 1, "results": results });
+    let mut text = serde_json::to_string_pretty(&figures).expect("a JSON value always serialises");
+    text.push('\n');
+    text
 }

@@ -40,8 +40,8 @@ fn main() {
     }
     let report = wgrad::conformance::run(&device);
     print!("{}", report.table());
-    if let Err(e) = std::fs::write(&json, report.to_json()) {
-        fail(&format!("cannot write {}: {e}", json.display()));
+    if let Err(e) = wgrad::checkpoint::write_atomically(&json, report.to_json().as_bytes()) {
+        fail(&format!("cannot write the report: {e}"));
     }
     println!("wrote {}", json.display());
     if let Some(path) = exclusions {

@@ -629,8 +629,9 @@ fn parse<'a>(path: &Path, bytes: &'a [u8]) -> Result<SafeTensors<'a>> {
 
 /// Writes `bytes` to a fresh temporary file next to `path`, flushes it to disk and renames
 /// it over `path`. The rename is atomic on POSIX file systems (and replaces an existing
-/// file on Windows too), so readers see the old file or the new one, never a prefix.
-pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+/// file on Windows too), so readers see the old file or the new one, never a prefix. What
+/// every file wgrad writes goes through; an [`Error::Io`] naming `path` when it fails.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let io_error = |source| Error::Io { path: display(path), source };
     let Some(file_name) = path.file_name() else {
         return Err(io_error(std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path")));

@@ -132,50 +132,31 @@ impl Report {
     /// The report as a JSON object: `device`, `adapter_key`, `wgrad_version`, `passed`
     /// and `entries` (`kind`, `name`, `passed`, `compared`, `ms`, `failure`).
     pub fn to_json(&self) -> String {
-        let mut out = String::from("{\n");
-        let _ = writeln!(out, "  \"device\": {},", json_string(&self.device));
-        let _ = writeln!(out, "  \"adapter_key\": {},", json_string(&self.adapter_key));
-        let _ = writeln!(out, "  \"wgrad_version\": {},", json_string(self.wgrad_version));
-        let _ = writeln!(out, "  \"passed\": {},", self.passed());
-        out.push_str("  \"entries\": [\n");
-        for (i, e) in self.entries.iter().enumerate() {
-            let failure = e.failure.as_deref().map_or("null".to_string(), json_string);
-            let _ = write!(
-                out,
-                "    {{\"kind\": {}, \"name\": {}, \"passed\": {}, \"compared\": {}, \"ms\": {:.3}, \"failure\": {}}}",
-                json_string(e.subject.kind()),
-                json_string(e.subject.name()),
-                e.passed,
-                e.compared,
-                e.millis,
-                failure
-            );
-            out.push_str(if i + 1 < self.entries.len() { ",\n" } else { "\n" });
-        }
-        out.push_str("  ]\n}\n");
-        out
+        let entries: Vec<serde_json::Value> = self
+            .entries
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "kind": e.subject.kind(),
+                    "name": e.subject.name(),
+                    "passed": e.passed,
+                    "compared": e.compared,
+                    "ms": e.millis,
+                    "failure": e.failure,
+                })
+            })
+            .collect();
+        let report = serde_json::json!({
+            "device": self.device,
+            "adapter_key": self.adapter_key,
+            "wgrad_version": self.wgrad_version,
+            "passed": self.passed(),
+            "entries": entries,
+        });
+        let mut text = serde_json::to_string_pretty(&report).expect("a JSON value always serialises");
+        text.push('\n');
+        text
     }
-}
-
-/// `s` as a JSON string literal.
-fn json_string(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Runs the conformance checks on `device` (see the module documentation). On the CPU
