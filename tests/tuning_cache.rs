@@ -100,3 +100,26 @@ fn a_spent_budget_leaves_the_classes_to_a_later_process() {
     assert_eq!(lines(&cache), 3, "the later process did not tune the three classes");
     let _ = std::fs::remove_dir_all(cache.parent().unwrap());
 }
+
+#[test]
+fn unreadable_lines_cost_a_tuning_pass_not_the_run() {
+    if gpu_test_device().is_none() {
+        return;
+    }
+    let cache = cache_file("unreadable");
+    child(&cache, "60000");
+    let text = std::fs::read_to_string(&cache).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    // The last choice cut short, as a crash in the middle of a write leaves it, and lines
+    // of another format.
+    let cut = &lines[2][..lines[2].len() / 2];
+    lines[2] = cut;
+    let damaged = format!("{}\nnot a tuning line\nx\ty\tz\tw\n", lines.join("\n"));
+    std::fs::write(&cache, &damaged).unwrap();
+    // The child checks its products against the CPU and that three classes ran.
+    child(&cache, "60000");
+    let after = std::fs::read_to_string(&cache).unwrap();
+    assert_eq!(after.lines().count(), damaged.lines().count() + 1, "the damaged class was not tuned again:\n{after}");
+    assert!(after.starts_with(&damaged), "the readable lines changed:\n{after}");
+    let _ = std::fs::remove_dir_all(cache.parent().unwrap());
+}

@@ -613,22 +613,33 @@ fn load_persisted() {
         let Some(path) = tuning_cache_path() else { return };
         let Ok(text) = std::fs::read_to_string(&path) else { return };
         let mut entries = Vec::new();
+        // A cache: a line it cannot read (cut short by a crash, or from another version)
+        // costs one tuning pass, not the run.
+        let mut unreadable = 0;
         for line in text.lines() {
             let mut fields = line.split('\t');
             let (Some(adapter), Some(class), Some(name), None) =
                 (fields.next(), fields.next(), fields.next(), fields.next())
             else {
+                unreadable += 1;
                 continue;
             };
             let (Some(class), Some(config)) =
                 (ShapeClass::decode(class), MATMUL_CONFIGS.iter().find(|c| c.name == name))
             else {
+                unreadable += 1;
                 continue;
             };
             // A configuration excluded since it was chosen stays out.
             if !is_excluded(adapter, config) {
                 entries.push(((adapter.to_string(), class), config));
             }
+        }
+        if unreadable > 0 {
+            log::warn!(
+                "matmul: skipped {unreadable} unreadable lines of {}; those classes are tuned again",
+                path.display()
+            );
         }
         log::info!("matmul: {} tuned configurations read from {}", entries.len(), path.display());
         crate::gpu::context::lock(cache()).extend(entries);
