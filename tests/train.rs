@@ -401,3 +401,70 @@ fn evaluate_averages_over_the_data_parallel_processes() {
         assert!((averaged[name] - whole[name]).abs() < 1e-6, "{name}: {} against {}", averaged[name], whole[name]);
     }
 }
+
+/// Counts the samples gathered, over [`data`].
+struct CountingSamples {
+    data: InMemoryDataset,
+    gathered: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl wgrad::data::Samples for CountingSamples {
+    fn sample_count(&self) -> usize {
+        wgrad::data::Samples::sample_count(&self.data)
+    }
+    fn input_shape(&self) -> &[usize] {
+        wgrad::data::Samples::input_shape(&self.data)
+    }
+    fn target_shape(&self) -> &[usize] {
+        wgrad::data::Samples::target_shape(&self.data)
+    }
+    fn target_dtype(&self) -> wgrad::DType {
+        wgrad::data::Samples::target_dtype(&self.data)
+    }
+    fn append_pair(&self, index: usize, inputs: &mut wgrad::data::HostBuffer, targets: &mut wgrad::data::HostBuffer) {
+        self.gathered.set(self.gathered.get() + 1);
+        self.data.append_pair(index, inputs, targets);
+    }
+}
+
+/// Counts the batches transformed, and remembers each call number.
+#[derive(Default)]
+struct CountingTransform {
+    calls: std::rc::Rc<std::cell::RefCell<Vec<u64>>>,
+    next: u64,
+}
+
+impl wgrad::data::transforms::Transform for CountingTransform {
+    fn apply(&mut self, batch: &Tensor) -> Tensor {
+        self.calls.borrow_mut().push(self.next);
+        self.next += 1;
+        batch.affine(1.0, self.next as f32)
+    }
+    fn set_calls(&mut self, calls: u64) {
+        self.next = calls;
+    }
+}
+
+/// A resumed run skips the batches before its resume point without gathering or
+/// transforming them, and gets the same batches the whole epoch has from there.
+#[test]
+fn skipped_batches_are_neither_gathered_nor_transformed() {
+    use wgrad::train::{Augmented, Loader};
+    let dev = Device::cpu();
+    let gathered = std::rc::Rc::new(std::cell::Cell::new(0));
+    let loader = DataLoader::new(CountingSamples { data: data(), gathered: gathered.clone() }, 10).shuffle(5);
+    let transform = CountingTransform::default();
+    let calls = transform.calls.clone();
+    let augmented = Augmented::new(&loader, transform);
+    let all: Vec<(usize, Vec<f32>)> =
+        augmented.batches_of_epoch(2, &dev).enumerate().map(|(i, (x, _))| (i, x.to_vec::<f32>())).collect();
+    assert_eq!(all.len(), 5);
+    gathered.set(0);
+    let rest: Vec<(usize, Vec<f32>)> =
+        augmented.batches_of_epoch(2, &dev).enumerate().skip(3).map(|(i, (x, _))| (i, x.to_vec::<f32>())).collect();
+    assert_eq!(rest, all[3..], "the batches after the skip differ from the whole epoch's");
+    // 48 samples in batches of 10: the last two batches hold 10 and 8.
+    assert_eq!(gathered.get(), 18, "skipped batches were gathered");
+    // Five calls for the whole epoch 2 (calls 10 to 14), then the last two again.
+    assert_eq!(*calls.borrow(), vec![10, 11, 12, 13, 14, 13, 14]);
+}

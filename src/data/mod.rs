@@ -452,6 +452,12 @@ impl<D: Samples> Iterator for Batches<'_, D> {
         Some((inputs, targets))
     }
 
+    /// Skips `n` batches without gathering them (what `skip` and a resumed run use).
+    fn nth(&mut self, n: usize) -> Option<(Tensor, Tensor)> {
+        self.next = self.next.saturating_add(n.saturating_mul(self.loader.batch_size)).min(self.order.len());
+        self.next()
+    }
+
     fn size_hint(&self) -> (usize, Option<usize>) {
         let remaining = self.order.len() - self.next;
         let batches = if self.loader.drop_last {

@@ -682,6 +682,13 @@ impl Iterator for TextBatches<'_> {
         Some(batch)
     }
 
+    /// Skips `n` batches without padding or uploading them (what `skip` and a resumed run
+    /// use).
+    fn nth(&mut self, n: usize) -> Option<TextBatch> {
+        self.next = self.next.saturating_add(n.saturating_mul(self.loader.batch_size)).min(self.order.len());
+        self.next()
+    }
+
     fn size_hint(&self) -> (usize, Option<usize>) {
         let remaining = self.order.len() - self.next;
         let batches = if self.loader.drop_last {

@@ -80,7 +80,9 @@ pub trait Loader<I = Tensor> {
     fn num_batches(&self) -> usize;
     /// Samples per epoch (the progress bar's rate and ETA count them).
     fn num_samples(&self) -> usize;
-    /// The batches of epoch `epoch`, on `device`.
+    /// The batches of epoch `epoch`, on `device`. A resumed run skips the first batches
+    /// with `Iterator::nth`: an iterator that implements it without building the skipped
+    /// batches (as the library's loaders do) makes resuming cost nothing.
     fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (I, Tensor)> + 'a>;
 }
 
@@ -110,7 +112,31 @@ impl Loader<(Tensor, Vec<usize>)> for TextLoader {
         epoch: u64,
         device: &Device,
     ) -> Box<dyn Iterator<Item = ((Tensor, Vec<usize>), Tensor)> + 'a> {
-        Box::new(self.batches(epoch, device).map(|b| ((b.tokens, b.lengths), b.labels)))
+        let split = |b: crate::data::text::TextBatch| ((b.tokens, b.lengths), b.labels);
+        Box::new(MapBatches { batches: self.batches(epoch, device), f: split })
+    }
+}
+
+/// `Iterator::map` that keeps the inner iterator's `nth`, so skipped batches stay
+/// unbuilt (std's `Map` skips by building each one).
+struct MapBatches<B, F> {
+    batches: B,
+    f: F,
+}
+
+impl<B: Iterator, T, F: FnMut(B::Item) -> T> Iterator for MapBatches<B, F> {
+    type Item = T;
+
+    fn next(&mut self) -> Option<T> {
+        self.batches.next().map(&mut self.f)
+    }
+
+    fn nth(&mut self, n: usize) -> Option<T> {
+        self.batches.nth(n).map(&mut self.f)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.batches.size_hint()
     }
 }
 
@@ -147,12 +173,41 @@ impl<L: Loader, T: Transform> Loader for Augmented<L, T> {
         self.loader.num_samples()
     }
     fn batches_of_epoch<'a>(&'a self, epoch: u64, device: &Device) -> Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a> {
-        let first_call = epoch * self.loader.num_batches() as u64;
-        Box::new(self.loader.batches_of_epoch(epoch, device).enumerate().map(move |(b, (inputs, targets))| {
-            let mut transform = self.transform.borrow_mut();
-            transform.set_calls(first_call + b as u64);
-            (transform.apply(&inputs), targets)
-        }))
+        Box::new(AugmentedBatches {
+            batches: self.loader.batches_of_epoch(epoch, device),
+            transform: &self.transform,
+            next_call: epoch * self.loader.num_batches() as u64,
+        })
+    }
+}
+
+/// The batches of one epoch of an [`Augmented`] loader.
+struct AugmentedBatches<'a, T> {
+    batches: Box<dyn Iterator<Item = (Tensor, Tensor)> + 'a>,
+    transform: &'a RefCell<T>,
+    /// The transform's call number of the next batch.
+    next_call: u64,
+}
+
+impl<T: Transform> Iterator for AugmentedBatches<'_, T> {
+    type Item = (Tensor, Tensor);
+
+    fn next(&mut self) -> Option<(Tensor, Tensor)> {
+        self.nth(0)
+    }
+
+    /// Skips `n` batches without transforming them, and as the inner loader allows
+    /// without gathering them (a resumed run starts this way).
+    fn nth(&mut self, n: usize) -> Option<(Tensor, Tensor)> {
+        let (inputs, targets) = self.batches.nth(n)?;
+        let mut transform = self.transform.borrow_mut();
+        transform.set_calls(self.next_call + n as u64);
+        self.next_call += n as u64 + 1;
+        Some((transform.apply(&inputs), targets))
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.batches.size_hint()
     }
 }
 
