@@ -18,6 +18,7 @@
 use super::alloc;
 use rayon::prelude::*;
 
+use super::conv_direct;
 use super::gemm::{sgemm, Strided, Threads};
 use super::packed;
 
@@ -352,18 +353,16 @@ fn conv2d_packed(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Co
     out
 }
 
-/// [`conv2d`] with stride 1 on the AVX-512 kernel of [`packed`], without unfolding runs
-/// of an output row's width.
+/// [`conv2d`] with stride 1 on the direct AVX-512 kernel of [`conv_direct`], without
+/// unfolding or packing the input.
 ///
 /// With stride 1, output `(y, x)` reads input `(y + i d, x + j d)` for the tap `(i, j)`.
 /// Computed on "wide" output rows as wide as the (padded) input, position `q = y * wp + x`
 /// reads the plane at `q + i d wp + j d`: every tap's row of the column matrix is the
-/// plane itself from a fixed offset, so a panel of [`packed::NR`] positions is packed by
-/// copying `NR` contiguous floats per row (whole vectors, where the unfold copies runs of
-/// `ow` floats), and the `wp - ow` extra columns of each wide row are dropped when the
-/// panel's product is copied out. That costs `wp / ow` times the multiply-adds (18% for a
-/// 3x3 kernel on 13x13) and saves most of the unfold, which on these shapes cost as much
-/// as the product.
+/// plane itself from a fixed offset, so the kernel reads it in place, and the `wp - ow`
+/// extra columns of each wide row are dropped when the product is stored. That costs
+/// `wp / ow` times the multiply-adds (18% for a 3x3 kernel on 13x13) and saves the unfold,
+/// which on these shapes cost as much as the product.
 ///
 /// A padded geometry, or an input view whose planes are not contiguous, is first copied
 /// into zero-bordered contiguous planes, one image at a time.
@@ -384,21 +383,21 @@ fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Conv
             c * plane + i * g.dilation[0] * wp + j * g.dilation[1]
         })
         .collect();
-    // The wide output: `oh` rows of `wp` columns, the last cut at `ow`.
-    let wide = if positions == 0 { 0 } else { (oh - 1) * wp + ow };
+    let plan = conv_direct::WidePlan::new(oh, ow, wp);
+    let weights: Vec<conv_direct::PackedRows> = (0..gr.groups)
+        .map(|grp| {
+            let w = &w[grp * gr.out_per_group * gr.rows..];
+            conv_direct::PackedRows::new(gr.out_per_group, gr.rows, w, bias.map(|b| &b[grp * gr.out_per_group..]))
+        })
+        .collect();
     let mut out = Vec::new();
     if out.try_reserve_exact(g.batch * image_out).is_err() {
         panic!("{}", alloc::out_of_memory("conv", g.batch * image_out, 4));
     }
     let uninit = &mut out.spare_capacity_mut()[..g.batch * image_out];
     if image_out > 0 {
-        let scratch = || {
-            let padded = if in_place { Vec::new() } else { alloc::zeroed::<f32>(g.channels * plane, "conv") };
-            let panel = packed::AlignedBuf::zeroed(g.rows() * packed::NR, "conv");
-            let tile = alloc::zeroed::<f32>(gr.out_per_group * packed::NR, "conv");
-            (padded, panel, tile)
-        };
-        uninit.par_chunks_mut(image_out).enumerate().for_each_init(scratch, |(padded, panel, tile), (n, y)| {
+        let scratch = || if in_place { Vec::new() } else { alloc::zeroed::<f32>(g.channels * plane, "conv") };
+        uninit.par_chunks_mut(image_out).enumerate().for_each_init(scratch, |padded, (n, y)| {
             let image: &[f32] = if in_place {
                 let base = lx.offset + n * s[0];
                 &x[base..base + g.channels * plane]
@@ -416,51 +415,20 @@ fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Conv
                 }
                 padded
             };
-            let panel = panel.as_mut_slice();
-            packed::with_short_copies(|copier| {
-                for p in 0..wide.div_ceil(packed::NR) {
-                    let q0 = p * packed::NR;
-                    let cols = (wide - q0).min(packed::NR);
-                    for (dst, &o) in panel.chunks_exact_mut(packed::NR).zip(&offsets) {
-                        copier.copy(&mut dst[..cols], &image[o + q0..o + q0 + cols]);
-                    }
-                    for grp in 0..gr.groups {
-                        let start = match bias {
-                            Some(b) => packed::Start::RowBias(&b[grp * gr.out_per_group..]),
-                            None => packed::Start::Zero,
-                        };
-                        packed::gemm(
-                            (gr.out_per_group, gr.rows, cols),
-                            &w[grp * gr.out_per_group * gr.rows..],
-                            gr.rows,
-                            &panel[grp * gr.rows * packed::NR..],
-                            start,
-                            tile,
-                            packed::NR,
-                        );
-                        // Copy out the kept columns of each wide row the panel covers.
-                        let y = &mut y[grp * gr.out_per_group * positions..];
-                        let mut q = q0;
-                        while q < q0 + cols {
-                            let (oy, ox) = (q / wp, q % wp);
-                            let run = (wp - ox).min(q0 + cols - q);
-                            if ox < ow {
-                                let kept = run.min(ow - ox);
-                                for (o, t) in tile.chunks_exact(packed::NR).enumerate() {
-                                    let at = o * positions + oy * ow + ox;
-                                    copier.copy_uninit(&mut y[at..at + kept], &t[q - q0..q - q0 + kept]);
-                                }
-                            }
-                            q += run;
-                        }
-                    }
-                }
-            });
+            for (grp, weights) in weights.iter().enumerate() {
+                conv_direct::wide_product(
+                    image,
+                    &offsets[grp * gr.rows..],
+                    weights,
+                    &plan,
+                    &mut y[grp * gr.out_per_group * positions..],
+                    positions,
+                );
+            }
         });
     }
-    // SAFETY: the images cover the output; each image's panels cover its wide positions,
-    // and every kept one (every `(oy, ox)` with `ox < ow`) is copied out for every output
-    // channel.
+    // SAFETY: the images cover the output, and each group's product writes every element
+    // of its `[out / groups, L]` block.
     unsafe { out.set_len(g.batch * image_out) };
     out
 }
