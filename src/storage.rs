@@ -1115,13 +1115,23 @@ impl Storage {
         const OP: &str = "lstm layer";
         match x.state.0 {
             Storage::Cpu(_) => {
-                let [xw, w_hh_t, b_ih, b_hh, lengths] = Storage::host_views(
-                    [Some(x.xw), Some(x.w_hh_t), x.bias.map(|b| b.0), x.bias.map(|b| b.1), x.lengths],
+                let [xw, input, w_ih, w_hh_t, b_ih, b_hh, lengths] = Storage::host_views(
+                    [
+                        x.xw,
+                        Some(x.x),
+                        Some(x.w_ih),
+                        Some(x.w_hh_t),
+                        x.bias.map(|b| b.0),
+                        x.bias.map(|b| b.1),
+                        x.lengths,
+                    ],
                     OP,
                 );
                 CpuBackend.lstm_layer_forward(LstmLayerForward {
                     steps: x.steps,
-                    xw: guard_view(&xw).expect("xw"),
+                    xw: guard_view(&xw),
+                    x: guard_view(&input).expect("x"),
+                    w_ih: guard_view(&w_ih).expect("w_ih"),
                     w_hh_t: guard_view(&w_hh_t).expect("w_hh_t"),
                     bias: guard_view(&b_ih).zip(guard_view(&b_hh)),
                     lengths: guard_view(&lengths),
@@ -1131,7 +1141,9 @@ impl Storage {
             }
             Storage::Gpu(state) => state.ctx.lstm_layer_forward(LstmLayerForward {
                 steps: x.steps,
-                xw: device_view(x.xw, OP),
+                xw: x.xw.map(|v| device_view(v, OP)),
+                x: device_view(x.x, OP),
+                w_ih: device_view(x.w_ih, OP),
                 w_hh_t: device_view(x.w_hh_t, OP),
                 bias: x.bias.map(|(a, b)| (device_view(a, OP), device_view(b, OP))),
                 lengths: x.lengths.map(|v| device_view(v, OP)),

@@ -441,8 +441,16 @@ impl Backend for CpuBackend {
         if !rnn::forward_by_sequence(x.steps[0].batch) {
             return false;
         }
+        let projection = match x.xw {
+            Some(xw) => rnn::Projection::Computed(f32_view(xw)),
+            None if rnn::fused_projection() => {
+                let input = x.w_ih.1.shape[1];
+                rnn::Projection::Fused { x: f32_view(x.x), w_ih: f32_view(x.w_ih), input }
+            }
+            None => return false,
+        };
         let inputs = rnn::SequenceInputs {
-            xw: f32_view(x.xw),
+            projection,
             w_hh_t: f32_view(x.w_hh_t),
             bias: x.bias.map(|(a, b)| (f32_view(a), f32_view(b))),
             lengths: x.lengths.map(i32_view),

@@ -22,6 +22,7 @@ use super::parallel;
 pub use crate::op::rnn::CellStep;
 
 mod cells;
+mod fused;
 mod math;
 mod sequence;
 
@@ -31,8 +32,8 @@ pub use cells::{
 use math::vectorised;
 pub use math::{exp, sigmoid, tanh};
 pub use sequence::{
-    forward_by_sequence, lstm_layer_backward, lstm_layer_forward, splits_by_sequence, SequenceBackwardInputs,
-    SequenceInputs,
+    forward_by_sequence, fused_projection, lstm_layer_backward, lstm_layer_forward, splits_by_sequence, Projection,
+    SequenceBackwardInputs, SequenceInputs,
 };
 
 impl CellStep {
