@@ -49,16 +49,19 @@ pub fn pack_gates(input: usize, h: usize, w_ih: &[f32], w_hh_t: &[f32]) -> Align
     let (panels, k) = (h.div_ceil(UNITS), input + h);
     let mut buf = AlignedBuf::zeroed(panels * k * NR, "rnn");
     let dst = buf.as_mut_slice();
+    // Written in order, one packed row at a time (the pack runs before the batch is split
+    // across threads).
     for p in 0..panels {
         let units = (h - p * UNITS).min(UNITS);
-        for g in 0..4 {
-            for u in 0..units {
-                let col = g * h + p * UNITS + u;
-                for r in 0..input {
-                    dst[(p * k + r) * NR + g * UNITS + u] = w_ih[col * input + r];
-                }
-                for r in 0..h {
-                    dst[(p * k + input + r) * NR + g * UNITS + u] = w_hh_t[r * 4 * h + col];
+        for (r, row) in dst[p * k * NR..(p + 1) * k * NR].chunks_exact_mut(NR).enumerate() {
+            for (g, gate) in row.chunks_exact_mut(UNITS).enumerate() {
+                let col = g * h + p * UNITS;
+                if r < input {
+                    for (u, d) in gate[..units].iter_mut().enumerate() {
+                        *d = w_ih[(col + u) * input + r];
+                    }
+                } else {
+                    gate[..units].copy_from_slice(&w_hh_t[(r - input) * 4 * h + col..][..units]);
                 }
             }
         }
