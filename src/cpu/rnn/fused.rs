@@ -125,6 +125,50 @@ pub fn lstm_step(input: usize, h: usize, w: &[f32], (b_ih, b_hh): (&[f32], &[f32
     unreachable!("lstm_step: checked for AVX-512F")
 }
 
+/// One active batch row of an LSTM backward step on AVX-512: `cells::lstm_backward_row`
+/// for a row inside its sequence, 16 units at a time with the same operations in the same
+/// order (so the same bits). `d_out` is the state gradient `(dh, dc)` of the step's output
+/// slot, `dhw` the next step's gate gradients times `W_hh`, `ws` the row's `[4H]` gate
+/// activations, `cells` its `(c_t, c_{t-1})`; writes the row's gate gradients and updates
+/// its carried `(dh, dc)`.
+///
+/// # Panics
+///
+/// Unless the CPU has AVX-512F and every operand holds its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn lstm_backward_row(
+    (dh_out, dc_out): (&[f32], &[f32]),
+    dhw: &[f32],
+    ws: &[f32],
+    (c_out, c_in): (&[f32], &[f32]),
+    dgates: &mut [f32],
+    carry_h: &mut [f32],
+    carry_c: &mut [f32],
+) {
+    assert!(available(), "lstm_backward_row: the CPU has no AVX-512F");
+    let h = dh_out.len();
+    for (name, len, want) in [
+        ("dc", dc_out.len(), h),
+        ("dhw", dhw.len(), h),
+        ("ws", ws.len(), 4 * h),
+        ("c_t", c_out.len(), h),
+        ("c_t-1", c_in.len(), h),
+        ("dgates", dgates.len(), 4 * h),
+        ("carry_h", carry_h.len(), h),
+        ("carry_c", carry_c.len(), h),
+    ] {
+        assert!(len >= want, "lstm_backward_row: {name} of {len} elements for hidden {h}");
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: AVX-512F is present and every operand holds `h` units (checked above); the
+    // outputs are unique borrows.
+    unsafe {
+        avx512::backward_row(h, [dh_out, dc_out, dhw, ws, c_out, c_in], dgates, carry_h, carry_c)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    unreachable!("lstm_backward_row: checked for AVX-512F")
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     use super::{StepRows, MR, NR, UNITS};
@@ -279,6 +323,48 @@ mod avx512 {
                         _mm512_mask_storeu_ps(ws.add(g * h), m, v);
                     }
                 }
+            }
+        }
+    }
+
+    /// [`super::lstm_backward_row`] after its checks; `inputs` are `dh_out, dc_out, dhw,
+    /// ws, c_out, c_in`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn backward_row(
+        h: usize,
+        inputs: [&[f32]; 6],
+        dgates: &mut [f32],
+        carry_h: &mut [f32],
+        carry_c: &mut [f32],
+    ) {
+        let [dh_out, dc_out, dhw, ws, c_out, c_in] = inputs.map(|s| s.as_ptr());
+        let (dg, ch, cc) = (dgates.as_mut_ptr(), carry_h.as_mut_ptr(), carry_c.as_mut_ptr());
+        let one = splat(1.0);
+        for u in (0..h).step_by(UNITS) {
+            let lanes = (h - u).min(UNITS);
+            let m: __mmask16 = if lanes == UNITS { 0xffff } else { (1u16 << lanes) - 1 };
+            // SAFETY: units `u..u + lanes` of every operand lie inside it (the caller's
+            // contract); the lanes past them are masked off.
+            unsafe {
+                let load = |p: *const f32, at: usize| _mm512_maskz_loadu_ps(m, p.add(at));
+                let (ig, fg, gg, og) = (load(ws, u), load(ws, h + u), load(ws, 2 * h + u), load(ws, 3 * h + u));
+                // `incoming_dh`: (d_out + dhw) + carry.
+                let dh = _mm512_add_ps(_mm512_add_ps(load(dh_out, u), load(dhw, u)), load(ch, u));
+                let tc = tanh(load(c_out, u));
+                let dtanh = _mm512_sub_ps(one, _mm512_mul_ps(tc, tc));
+                let dc = _mm512_add_ps(
+                    _mm512_add_ps(load(dc_out, u), load(cc, u)),
+                    _mm512_mul_ps(_mm512_mul_ps(dh, og), dtanh),
+                );
+                let d_i = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dc, gg), ig), _mm512_sub_ps(one, ig));
+                let d_f = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dc, load(c_in, u)), fg), _mm512_sub_ps(one, fg));
+                let d_g = _mm512_mul_ps(_mm512_mul_ps(dc, ig), _mm512_sub_ps(one, _mm512_mul_ps(gg, gg)));
+                let d_o = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(dh, tc), og), _mm512_sub_ps(one, og));
+                for (g, v) in [d_i, d_f, d_g, d_o].into_iter().enumerate() {
+                    _mm512_mask_storeu_ps(dg.add(g * h + u), m, v);
+                }
+                _mm512_mask_storeu_ps(ch.add(u), m, _mm512_setzero_ps());
+                _mm512_mask_storeu_ps(cc.add(u), m, _mm512_mul_ps(dc, fg));
             }
         }
     }
@@ -441,6 +527,38 @@ mod tests {
                 assert_eq!(bits(&got[1][units]), bits(&cc), "c, {n}x{h} row {i}");
                 assert_eq!(bits(&got[2][gates]), bits(&ws), "gates, {n}x{h} row {i}");
             }
+        }
+    }
+
+    /// The vector backward row against `cells::lstm_backward_row`, bit for bit, on hidden
+    /// sizes that leave a partial vector.
+    #[test]
+    fn the_vector_backward_row_is_the_scalar_one_bit_for_bit() {
+        if !available() {
+            return;
+        }
+        for h in [16, 37, 5] {
+            let gates: Vec<f32> = values(4 * h, 20, 1.0).iter().map(|v| v + 0.5).collect();
+            let (dh, dc, dhw) = (values(h, 21, 2.0), values(h, 22, 2.0), values(h, 23, 2.0));
+            let (c_out, c_in) = (values(h, 24, 8.0), values(h, 25, 8.0));
+            let (carry_h, carry_c) = (values(h, 26, 1.0), values(h, 27, 1.0));
+            let mut want = (vec![0.0; 4 * h], carry_h.clone(), carry_c.clone());
+            super::super::cells::lstm_backward_row(
+                true,
+                (&dh, &dc),
+                &dhw,
+                &gates,
+                (&c_out, &c_in),
+                &mut want.0,
+                &mut want.1,
+                &mut want.2,
+            );
+            let mut got = (vec![f32::NAN; 4 * h], carry_h.clone(), carry_c.clone());
+            lstm_backward_row((&dh, &dc), &dhw, &gates, (&c_out, &c_in), &mut got.0, &mut got.1, &mut got.2);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got.0), bits(&want.0), "gate gradients, hidden {h}");
+            assert_eq!(bits(&got.1), bits(&want.1), "carried dh, hidden {h}");
+            assert_eq!(bits(&got.2), bits(&want.2), "carried dc, hidden {h}");
         }
     }
 

@@ -343,16 +343,13 @@ fn lstm_backward_run(
             let dg = unsafe { dgates.get_mut(own_row(s.time_rows(0, width), width, i)) };
             let local = i * h..(i + 1) * h;
             let (ch, cc) = (&mut carry_h[local.clone()], &mut carry_c[local.clone()]);
-            lstm_backward_row(
-                s.active(x.lengths, b),
-                d_out,
-                &dhw[local],
-                &ws[b * width..(b + 1) * width],
-                cells,
-                dg,
-                ch,
-                cc,
-            );
+            let active = s.active(x.lengths, b);
+            if active && fused::available() {
+                let ws = &ws[b * width..(b + 1) * width];
+                fused::lstm_backward_row(d_out, &dhw[local], ws, cells, dg, ch, cc);
+                continue;
+            }
+            lstm_backward_row(active, d_out, &dhw[local], &ws[b * width..(b + 1) * width], cells, dg, ch, cc);
         }
     }
 }
