@@ -37,12 +37,15 @@ pub fn fused_projection() -> bool {
     fused::available()
 }
 
-/// Whether [`lstm_layer_backward`] pays for a batch of `batch` sequences: it splits the
-/// batch across threads, so it needs at least two rows per thread to beat the per-step
-/// split of [`lstm_cell_backward`] and the matmul.
+/// Whether the backward pass of an LSTM layer runs as [`lstm_layer_backward`]. With the
+/// packed kernel ([`packed::available`]) it always does, as the forward pass (see
+/// [`forward_by_sequence`]): its product with `W_hh` rounds differently from the matmul of
+/// the per-step path. Without it, where it pays: it splits the batch across threads, so it
+/// needs at least two rows per thread to beat the per-step split of
+/// [`lstm_cell_backward`] and the matmul.
 pub fn splits_by_sequence(batch: usize) -> bool {
     let threads = parallel::threads();
-    threads > 1 && batch >= 2 * threads
+    packed::available() || (threads > 1 && batch >= 2 * threads)
 }
 
 /// Whether the forward pass of an LSTM layer runs as [`lstm_layer_forward`]. With the
@@ -51,7 +54,7 @@ pub fn splits_by_sequence(batch: usize) -> bool {
 /// so taking one path for every thread count keeps the results the same bits on all of
 /// them. Without it, as [`splits_by_sequence`].
 pub fn forward_by_sequence(batch: usize) -> bool {
-    packed::available() || splits_by_sequence(batch)
+    splits_by_sequence(batch)
 }
 
 /// The forward pass of a whole LSTM layer and direction: for each step of `steps` (in the
@@ -289,8 +292,15 @@ pub fn lstm_layer_backward(steps: &[CellStep], x: &SequenceBackwardInputs, dgate
     let Some(first) = steps.first() else { return };
     let (batch, h, width) = (first.batch, first.hidden, 4 * first.hidden);
     assert_eq!(x.w_hh.len(), width * h, "lstm_layer_backward: W_hh of {} elements for hidden {h}", x.w_hh.len());
+    // W_hh packed once for the whole sequence on the packed kernel.
+    let w_packed = packed::available().then(|| {
+        let mut buf = packed::AlignedBuf::zeroed(packed::packed_len(width, h), "rnn");
+        packed::pack_b(width, h, x.w_hh, (h, 1), buf.as_mut_slice());
+        buf
+    });
+    let w_packed = w_packed.as_ref().map(|b| b.as_slice());
     let (dgates, carry) = (RowShared::new(dgates), RowShared::new(carry));
-    for_each_batch_run(batch, |rows| lstm_backward_run_widest(steps, x, rows, &dgates, &carry));
+    for_each_batch_run(batch, |rows| lstm_backward_run_widest(steps, x, w_packed, rows, &dgates, &carry));
 }
 
 widest_vector_build!(
@@ -298,6 +308,7 @@ widest_vector_build!(
     fn lstm_backward_run_widest(
         steps: &[CellStep],
         x: &SequenceBackwardInputs,
+        w_packed: Option<&[f32]>,
         rows: Range<usize>,
         dgates: &RowShared,
         carry: &RowShared,
@@ -309,6 +320,7 @@ widest_vector_build!(
 fn lstm_backward_run(
     steps: &[CellStep],
     x: &SequenceBackwardInputs,
+    w_packed: Option<&[f32]>,
     rows: Range<usize>,
     dgates: &RowShared,
     carry: &RowShared,
@@ -327,9 +339,14 @@ fn lstm_backward_run(
             // SAFETY: the next step's gate gradients (another time) were written by this
             // run, and nothing writes them now.
             let dg_next = unsafe { dgates.get(own(next.time_rows(0, width), width)) };
-            let lhs = Strided { data: dg_next, offset: 0, row_stride: width as isize, col_stride: 1 };
-            let rhs = Strided { data: x.w_hh, offset: 0, row_stride: h as isize, col_stride: 1 };
-            sgemm((n, width, h), lhs, rhs, 0.0, &mut dhw, h, Threads::Caller);
+            match w_packed {
+                Some(w) => packed::gemm((n, width, h), dg_next, width, w, packed::Start::Zero, &mut dhw, h),
+                None => {
+                    let lhs = Strided { data: dg_next, offset: 0, row_stride: width as isize, col_stride: 1 };
+                    let rhs = Strided { data: x.w_hh, offset: 0, row_stride: h as isize, col_stride: 1 };
+                    sgemm((n, width, h), lhs, rhs, 0.0, &mut dhw, h, Threads::Caller);
+                }
+            }
         }
         let (dh_out, dc_out) = (&x.d_state[s.slot(0, s.slot_out)], &x.d_state[s.slot(1, s.slot_out)]);
         let (c_out, c_in) = (&x.state[s.slot(1, s.slot_out)], &x.state[s.slot(1, s.slot_in)]);
