@@ -208,6 +208,32 @@ mod avx512 {
         // SAFETY (the whole body): the caller's contract; input loads are masked to the
         // wide extent and stores to the kept lanes.
         unsafe {
+            let load: [__mmask16; V] = std::array::from_fn(|v| load[v]);
+            let acc = contract::<V>(t, image, load);
+            for (i, row) in acc.iter().enumerate() {
+                if i == t.rows {
+                    break;
+                }
+                let y = t.y.add(i * t.positions);
+                for (v, &x) in row.iter().enumerate() {
+                    let kept = _mm512_maskz_compress_ps(keep[v], x);
+                    let n = keep[v].count_ones();
+                    let mask = ((1u32 << n) - 1) as __mmask16;
+                    _mm512_mask_storeu_ps(y.add(out[v]), mask, kept);
+                }
+            }
+        }
+    }
+
+    /// The accumulators of one tile, from the bias through all `k` steps. A function of
+    /// its own that returns them by value, so they stay in registers through the loop
+    /// (stored through a runtime row count in the same function, they were kept in memory
+    /// too, one store per multiply-add).
+    #[inline(always)]
+    unsafe fn contract<const V: usize>(t: &Tile, image: *const f32, load: [__mmask16; V]) -> [[__m512; V]; MR] {
+        // SAFETY (the whole body): the caller's contract; input loads are masked to the
+        // wide extent.
+        unsafe {
             let mut acc = [[_mm512_setzero_ps(); V]; MR];
             for (i, row) in acc.iter_mut().enumerate() {
                 let b = _mm512_set1_ps(*t.bias.add(i));
@@ -215,7 +241,6 @@ mod avx512 {
                     *x = b;
                 }
             }
-            let load: [__mmask16; V] = std::array::from_fn(|v| load[v]);
             let mut a = t.a;
             for r in 0..t.k {
                 let base = image.add(*t.offsets.add(r));
@@ -228,15 +253,7 @@ mod avx512 {
                 }
                 a = a.add(MR);
             }
-            for (i, row) in acc.iter().enumerate().take(t.rows) {
-                let y = t.y.add(i * t.positions);
-                for (v, &x) in row.iter().enumerate() {
-                    let kept = _mm512_maskz_compress_ps(keep[v], x);
-                    let n = keep[v].count_ones();
-                    let mask = ((1u32 << n) - 1) as __mmask16;
-                    _mm512_mask_storeu_ps(y.add(out[v]), mask, kept);
-                }
-            }
+            acc
         }
     }
 }
