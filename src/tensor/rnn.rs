@@ -534,7 +534,7 @@ impl Tensor {
             for k_step in 0..steps {
                 let step = slots.step(batch, hidden, k_step);
                 let hw = slot_view(&state, 0, step.slot_in).matmul(&w_hh_t);
-                cell_forward(mode, &step, &xw, &hw, &k, &state, ws.as_ref());
+                cell_forward(mode, &step, xw, &hw, &k, &state, ws.as_ref());
             }
         }
 

@@ -515,13 +515,13 @@ mod tests {
                     (0..h).fold(0.0f32, |acc, r| h_prev[e / width * h + r].mul_add(w_hh_t[r * width + e % width], acc))
                 })
                 .collect();
-            for i in 0..n {
+            for (i, &row_active) in active.iter().enumerate() {
                 let (mut hh, mut cc, mut ws) = (vec![0.0; h], vec![0.0; h], vec![0.0; width]);
                 let mut out = LstmForwardRow { h: &mut hh, c: &mut cc, ws: &mut ws };
                 let units = i * h..(i + 1) * h;
                 let gates = i * width..(i + 1) * width;
                 let prev = (&h_prev[units.clone()], &c_prev[units.clone()]);
-                lstm_forward_row(active[i], &xw[gates.clone()], &hw[gates.clone()], (&b_ih, &b_hh), prev, &mut out);
+                lstm_forward_row(row_active, &xw[gates.clone()], &hw[gates.clone()], (&b_ih, &b_hh), prev, &mut out);
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 assert_eq!(bits(&got[0][units.clone()]), bits(&hh), "h, {n}x{h} row {i}");
                 assert_eq!(bits(&got[1][units]), bits(&cc), "c, {n}x{h} row {i}");
