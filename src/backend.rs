@@ -430,10 +430,15 @@ pub(crate) struct RnnCellOperands<'a, B, S> {
 
 /// The operands of the forward pass of a whole LSTM layer and direction: every step, in
 /// processing order, with what [`RnnCellOperands`] holds for one, `W_hh^T` in place of
-/// `hw`.
+/// `hw`. The input projection is either computed (`xw`, `[T, B, 4H]`) or left to the
+/// backend (`None`): then `x` (the time-major input `[T, B, I]`) and `w_ih` (`[4H, I]`)
+/// are what it projects, and a backend that does not project inputs itself answers
+/// `false` to be called again with `xw`.
 pub(crate) struct LstmLayerForward<'a, B, S> {
     pub steps: &'a [CellStep],
-    pub xw: View<'a, B>,
+    pub xw: Option<View<'a, B>>,
+    pub x: View<'a, B>,
+    pub w_ih: View<'a, B>,
     pub w_hh_t: View<'a, B>,
     pub bias: Option<(View<'a, B>, View<'a, B>)>,
     pub lengths: Option<View<'a, B>>,

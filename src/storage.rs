@@ -1114,13 +1114,23 @@ impl Storage {
     pub(crate) fn lstm_layer_forward(x: LstmLayerForward<Storage, Storage>) -> bool {
         const OP: &str = "lstm layer";
         let Storage::Gpu(state) = x.state.0 else { return Storage::host_lstm_layer_forward(x, false) };
-        let mut operands = vec![(x.xw.0, F32), (x.w_hh_t.0, F32), (x.state.0, F32), (x.ws.0, F32)];
-        operands.extend(x.bias.into_iter().flat_map(|(a, b)| [(a.0, F32), (b.0, F32)]));
-        operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
-        let check = shadow::begin(&state.ctx, &operands);
+        // The GPU's whole-sequence pass takes the input projection computed (`xw`); asked
+        // without it, it declines and is asked again with it, so only that call is checked.
+        let check = match x.xw {
+            Some(xw) => {
+                let mut operands = vec![(xw.0, F32), (x.x.0, F32), (x.w_ih.0, F32), (x.w_hh_t.0, F32)];
+                operands.extend([(x.state.0, F32), (x.ws.0, F32)]);
+                operands.extend(x.bias.into_iter().flat_map(|(a, b)| [(a.0, F32), (b.0, F32)]));
+                operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
+                shadow::begin(&state.ctx, &operands)
+            }
+            None => None,
+        };
         let whole = state.ctx.lstm_layer_forward(LstmLayerForward {
             steps: x.steps,
-            xw: device_view(x.xw, OP),
+            xw: x.xw.map(|v| device_view(v, OP)),
+            x: device_view(x.x, OP),
+            w_ih: device_view(x.w_ih, OP),
             w_hh_t: device_view(x.w_hh_t, OP),
             bias: x.bias.map(|(a, b)| (device_view(a, OP), device_view(b, OP))),
             lengths: x.lengths.map(|v| device_view(v, OP)),
@@ -1134,7 +1144,9 @@ impl Storage {
                 let view = |v| mirrored(m, v);
                 let host = LstmLayerForward {
                     steps: x.steps,
-                    xw: view(x.xw),
+                    xw: x.xw.map(view),
+                    x: view(x.x),
+                    w_ih: view(x.w_ih),
                     w_hh_t: view(x.w_hh_t),
                     bias: x.bias.map(|(a, b)| (view(a), view(b))),
                     lengths: x.lengths.map(view),
@@ -1148,14 +1160,19 @@ impl Storage {
         whole
     }
 
-    /// The CPU's whole-layer LSTM forward pass where it takes it, or `whatever` the batch.
+    /// The CPU's whole-layer LSTM forward pass where it takes it, or `whatever` the batch;
+    /// `false` when it does not run it.
     fn host_lstm_layer_forward(x: LstmLayerForward<Storage, Storage>, whatever: bool) -> bool {
         const OP: &str = "lstm layer";
-        let [xw, w_hh_t, b_ih, b_hh, lengths] =
-            Storage::host_views([Some(x.xw), Some(x.w_hh_t), x.bias.map(|b| b.0), x.bias.map(|b| b.1), x.lengths], OP);
+        let [xw, input, w_ih, w_hh_t, b_ih, b_hh, lengths] = Storage::host_views(
+            [x.xw, Some(x.x), Some(x.w_ih), Some(x.w_hh_t), x.bias.map(|b| b.0), x.bias.map(|b| b.1), x.lengths],
+            OP,
+        );
         let host = LstmLayerForward {
             steps: x.steps,
-            xw: guard_view(&xw).expect("xw"),
+            xw: guard_view(&xw),
+            x: guard_view(&input).expect("x"),
+            w_ih: guard_view(&w_ih).expect("w_ih"),
             w_hh_t: guard_view(&w_hh_t).expect("w_hh_t"),
             bias: guard_view(&b_ih).zip(guard_view(&b_hh)),
             lengths: guard_view(&lengths),
@@ -1163,8 +1180,7 @@ impl Storage {
             ws: (x.ws.0.host_lock(OP), x.ws.1),
         };
         if whatever {
-            CpuBackend.whole_lstm_layer_forward(host);
-            true
+            CpuBackend.whole_lstm_layer_forward(host)
         } else {
             CpuBackend.lstm_layer_forward(host)
         }

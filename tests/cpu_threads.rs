@@ -238,6 +238,28 @@ fn lstm_layers_give_the_same_bits_at_every_batch_size() {
 }
 
 #[test]
+fn lstm_inference_gives_the_bits_of_the_recorded_forward_pass() {
+    // Without a graph the CPU's whole-sequence pass keeps no workspace (it skips the gate
+    // stores); its outputs are the same bits as those of the pass that keeps one, on every
+    // thread count, with padded sequences and a partial panel of hidden units.
+    let (steps, batch, input, hidden) = (6, 64, 5, 37);
+    let dev = cpu();
+    let x = randn(&[steps, batch, input], 40, &dev).requires_grad();
+    let w_ih = randn(&[4 * hidden, input], 41, &dev).mul_scalar(0.3).detach().requires_grad();
+    let w_hh = randn(&[4 * hidden, hidden], 42, &dev).mul_scalar(0.3).detach().requires_grad();
+    let (b_ih, b_hh) = (randn(&[4 * hidden], 43, &dev), randn(&[4 * hidden], 44, &dev));
+    let weights = RnnWeights { weight_ih: &w_ih, weight_hh: &w_hh, bias_ih: Some(&b_ih), bias_hh: Some(&b_hh) };
+    let lengths: Vec<usize> = (0..batch).map(|b| if b % 5 == 2 { steps - 3 } else { steps }).collect();
+    let forward = || {
+        let out = x.rnn_layer(RnnMode::Lstm, &weights, None, None, false, Some(&lengths));
+        vec![bits(&out.output), bits(&out.h_n), bits(out.c_n.as_ref().expect("the LSTM has a cell state"))]
+    };
+    let recorded = same_bits_on_every_thread_count("LSTM forward with a graph", forward);
+    let inference = same_bits_on_every_thread_count("LSTM forward without a graph", || wgrad::no_grad(forward));
+    assert!(recorded == inference, "the LSTM forward without a graph differs from the recorded one");
+}
+
+#[test]
 fn convolutions_split_by_images_forward_and_backward() {
     // The forward forms of cpu::conv: stride 1 (a wide product, more column rows than
     // output channels, and an unfolded one, fewer), stride 2, padding, groups and a

@@ -441,11 +441,7 @@ impl Backend for CpuBackend {
     /// The whole sequence in one pass, the batch split across threads (see
     /// `rnn::forward_by_sequence` for when).
     fn lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) -> bool {
-        let whole = rnn::forward_by_sequence(x.steps[0].batch);
-        if whole {
-            self.whole_lstm_layer_forward(x);
-        }
-        whole
+        rnn::forward_by_sequence(x.steps[0].batch) && self.whole_lstm_layer_forward(x)
     }
 
     /// Back through the whole sequence in one pass, the batch split across threads, where
@@ -460,16 +456,26 @@ impl Backend for CpuBackend {
 }
 
 impl CpuBackend {
-    /// [`Backend::lstm_layer_forward`] whatever the batch: the reference a GPU's
-    /// whole-sequence pass is checked against in shadow mode.
-    pub(crate) fn whole_lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) {
+    /// [`Backend::lstm_layer_forward`] whatever the batch (the reference a GPU's
+    /// whole-sequence pass is checked against in shadow mode); `false`, having done
+    /// nothing, when the input projection is left to it and it cannot fuse it.
+    pub(crate) fn whole_lstm_layer_forward(&self, x: LstmLayerForward<CpuData, RwLock<CpuData>>) -> bool {
+        let projection = match x.xw {
+            Some(xw) => rnn::Projection::Computed(f32_view(xw)),
+            None if rnn::fused_projection() => {
+                let input = x.w_ih.1.shape[1];
+                rnn::Projection::Fused { x: f32_view(x.x), w_ih: f32_view(x.w_ih), input }
+            }
+            None => return false,
+        };
         let inputs = rnn::SequenceInputs {
-            xw: f32_view(x.xw),
+            projection,
             w_hh_t: f32_view(x.w_hh_t),
             bias: x.bias.map(|(a, b)| (f32_view(a), f32_view(b))),
             lengths: x.lengths.map(i32_view),
         };
         with_view_mut(x.state, |state| with_view_mut(x.ws, |ws| rnn::lstm_layer_forward(x.steps, &inputs, state, ws)));
+        true
     }
 
     /// [`Backend::lstm_layer_backward`] whatever the batch (see

@@ -18,6 +18,7 @@
 use super::alloc;
 use rayon::prelude::*;
 
+use super::conv_direct;
 use super::gemm::{sgemm, Strided, Threads};
 use super::packed;
 
@@ -140,6 +141,23 @@ pub fn im2col(x: &[f32], lx: &Layout, g: &ConvGeometry, cols: ColumnLayout) -> V
 /// kernel's order (ki, then kj, per element), so both devices sum overlapping windows
 /// identically.
 fn fold_image(cols: &[f32], r_stride: usize, g: &ConvGeometry, image: &mut [f32]) {
+    // The runs are an output row long (a few dozen floats): on AVX-512 they are added by
+    // masked vector moves inlined into the loop, elsewhere by `axpy`. Either way each
+    // element gets `dst + src`, in the same order: the same bits.
+    #[cfg(target_arch = "x86_64")]
+    if g.stride[1] == 1 && packed::available() {
+        let [h, w] = [g.height, g.width];
+        assert!(image.len() >= g.channels * h * w, "conv fold: an image of {} elements", image.len());
+        let rows = g.rows();
+        assert!(rows == 0 || cols.len() >= (rows - 1) * r_stride + g.positions(), "conv fold: columns too short");
+        // SAFETY: the CPU has AVX-512F, and the operands hold the shapes (checked above).
+        return unsafe { avx512_fold::fold_rows(cols, r_stride, g, image) };
+    }
+    fold_image_portable(cols, r_stride, g, image)
+}
+
+/// [`fold_image`] on any CPU: one `axpy` per run of a column row.
+fn fold_image_portable(cols: &[f32], r_stride: usize, g: &ConvGeometry, image: &mut [f32]) {
     let [kh, kw] = g.kernel;
     let ow = g.out[1];
     let (h, w) = (g.height, g.width);
@@ -162,6 +180,73 @@ fn fold_image(cols: &[f32], r_stride: usize, g: &ConvGeometry, image: &mut [f32]
                         for (k, v) in src.iter().enumerate() {
                             plane[y * w + x0 + k * g.stride[1]] += v;
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// [`fold_image`] with unit column stride on AVX-512: each row of each image plane is
+/// held in registers (16 columns at a time) while every column entry that lands in it is
+/// added, tap by tap in the kernel's order, then stored once. Adding run by run into
+/// memory instead reloads each row right after a masked store to an overlapping range,
+/// which the CPU cannot forward. Each element gets the same additions in the same order
+/// as the portable loop: the same bits.
+#[cfg(target_arch = "x86_64")]
+mod avx512_fold {
+    use super::ConvGeometry;
+    use std::arch::x86_64::*;
+
+    /// # Safety
+    ///
+    /// The CPU has AVX-512F, `g.stride[1] == 1`, `image` holds `C * H * W` elements and
+    /// `cols` every row of `r_stride` (the last `L` long).
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fold_rows(cols: &[f32], r_stride: usize, g: &ConvGeometry, image: &mut [f32]) {
+        let [kh, kw] = g.kernel;
+        let (h, w, ow) = (g.height, g.width, g.out[1]);
+        // Per kj: the first output column inside, how many, and the image column it hits.
+        let runs: Vec<(usize, usize, usize)> = (0..kw)
+            .map(|kj| {
+                let xs = g.inside(1, kj);
+                let x0 = if xs.is_empty() { 0 } else { xs.start + kj * g.dilation[1] - g.padding[1] };
+                (xs.start, xs.len(), x0)
+            })
+            .collect();
+        let col = cols.as_ptr();
+        for c in 0..g.channels {
+            for y in 0..h {
+                // The output row of tap row ki that reads image row y, if any.
+                let output_row = |ki: usize| {
+                    let t = (y + g.padding[0]).checked_sub(ki * g.dilation[0])?;
+                    (t % g.stride[0] == 0 && t / g.stride[0] < g.out[0]).then_some(t / g.stride[0])
+                };
+                let row = c * h * w + y * w;
+                for chunk in (0..w).step_by(16) {
+                    let lanes = (w - chunk).min(16);
+                    let keep: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
+                    // SAFETY (the chunk): lanes past the row are masked off; every column
+                    // entry read lies inside `cols` (lanes outside each run are masked off,
+                    // so the pointer may point before a run without any lane read there).
+                    unsafe {
+                        let dst = image.as_mut_ptr().add(row + chunk);
+                        let mut acc = _mm512_maskz_loadu_ps(keep, dst);
+                        for ki in 0..kh {
+                            let Some(oy) = output_row(ki) else { continue };
+                            for (kj, &(start, len, x0)) in runs.iter().enumerate() {
+                                let (lo, hi) = (x0.max(chunk), (x0 + len).min(chunk + lanes));
+                                if lo >= hi {
+                                    continue;
+                                }
+                                let bits = ((1u32 << (hi - chunk)) - (1u32 << (lo - chunk))) as __mmask16;
+                                let r = ((c * kh + ki) * kw + kj) * r_stride + oy * ow + start;
+                                // Lane `x - chunk` reads column entry `r + x - x0`.
+                                let src = col.wrapping_add(r + chunk).wrapping_sub(x0);
+                                acc = _mm512_mask_add_ps(acc, bits, acc, _mm512_maskz_loadu_ps(bits, src));
+                            }
+                        }
+                        _mm512_mask_storeu_ps(dst, keep, acc);
                     }
                 }
             }
@@ -352,18 +437,16 @@ fn conv2d_packed(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Co
     out
 }
 
-/// [`conv2d`] with stride 1 on the AVX-512 kernel of [`packed`], without unfolding runs
-/// of an output row's width.
+/// [`conv2d`] with stride 1 on the direct AVX-512 kernel of [`conv_direct`], without
+/// unfolding or packing the input.
 ///
 /// With stride 1, output `(y, x)` reads input `(y + i d, x + j d)` for the tap `(i, j)`.
 /// Computed on "wide" output rows as wide as the (padded) input, position `q = y * wp + x`
 /// reads the plane at `q + i d wp + j d`: every tap's row of the column matrix is the
-/// plane itself from a fixed offset, so a panel of [`packed::NR`] positions is packed by
-/// copying `NR` contiguous floats per row (whole vectors, where the unfold copies runs of
-/// `ow` floats), and the `wp - ow` extra columns of each wide row are dropped when the
-/// panel's product is copied out. That costs `wp / ow` times the multiply-adds (18% for a
-/// 3x3 kernel on 13x13) and saves most of the unfold, which on these shapes cost as much
-/// as the product.
+/// plane itself from a fixed offset, so the kernel reads it in place, and the `wp - ow`
+/// extra columns of each wide row are dropped when the product is stored. That costs
+/// `wp / ow` times the multiply-adds (18% for a 3x3 kernel on 13x13) and saves the unfold,
+/// which on these shapes cost as much as the product.
 ///
 /// A padded geometry, or an input view whose planes are not contiguous, is first copied
 /// into zero-bordered contiguous planes, one image at a time.
@@ -384,21 +467,21 @@ fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Conv
             c * plane + i * g.dilation[0] * wp + j * g.dilation[1]
         })
         .collect();
-    // The wide output: `oh` rows of `wp` columns, the last cut at `ow`.
-    let wide = if positions == 0 { 0 } else { (oh - 1) * wp + ow };
+    let plan = conv_direct::WidePlan::new(oh, ow, wp);
+    let weights: Vec<conv_direct::PackedRows> = (0..gr.groups)
+        .map(|grp| {
+            let w = &w[grp * gr.out_per_group * gr.rows..];
+            conv_direct::PackedRows::new(gr.out_per_group, gr.rows, w, bias.map(|b| &b[grp * gr.out_per_group..]))
+        })
+        .collect();
     let mut out = Vec::new();
     if out.try_reserve_exact(g.batch * image_out).is_err() {
         panic!("{}", alloc::out_of_memory("conv", g.batch * image_out, 4));
     }
     let uninit = &mut out.spare_capacity_mut()[..g.batch * image_out];
     if image_out > 0 {
-        let scratch = || {
-            let padded = if in_place { Vec::new() } else { alloc::zeroed::<f32>(g.channels * plane, "conv") };
-            let panel = packed::AlignedBuf::zeroed(g.rows() * packed::NR, "conv");
-            let tile = alloc::zeroed::<f32>(gr.out_per_group * packed::NR, "conv");
-            (padded, panel, tile)
-        };
-        uninit.par_chunks_mut(image_out).enumerate().for_each_init(scratch, |(padded, panel, tile), (n, y)| {
+        let scratch = || if in_place { Vec::new() } else { alloc::zeroed::<f32>(g.channels * plane, "conv") };
+        uninit.par_chunks_mut(image_out).enumerate().for_each_init(scratch, |padded, (n, y)| {
             let image: &[f32] = if in_place {
                 let base = lx.offset + n * s[0];
                 &x[base..base + g.channels * plane]
@@ -416,51 +499,20 @@ fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Conv
                 }
                 padded
             };
-            let panel = panel.as_mut_slice();
-            packed::with_short_copies(|copier| {
-                for p in 0..wide.div_ceil(packed::NR) {
-                    let q0 = p * packed::NR;
-                    let cols = (wide - q0).min(packed::NR);
-                    for (dst, &o) in panel.chunks_exact_mut(packed::NR).zip(&offsets) {
-                        copier.copy(&mut dst[..cols], &image[o + q0..o + q0 + cols]);
-                    }
-                    for grp in 0..gr.groups {
-                        let start = match bias {
-                            Some(b) => packed::Start::RowBias(&b[grp * gr.out_per_group..]),
-                            None => packed::Start::Zero,
-                        };
-                        packed::gemm(
-                            (gr.out_per_group, gr.rows, cols),
-                            &w[grp * gr.out_per_group * gr.rows..],
-                            gr.rows,
-                            &panel[grp * gr.rows * packed::NR..],
-                            start,
-                            tile,
-                            packed::NR,
-                        );
-                        // Copy out the kept columns of each wide row the panel covers.
-                        let y = &mut y[grp * gr.out_per_group * positions..];
-                        let mut q = q0;
-                        while q < q0 + cols {
-                            let (oy, ox) = (q / wp, q % wp);
-                            let run = (wp - ox).min(q0 + cols - q);
-                            if ox < ow {
-                                let kept = run.min(ow - ox);
-                                for (o, t) in tile.chunks_exact(packed::NR).enumerate() {
-                                    let at = o * positions + oy * ow + ox;
-                                    copier.copy_uninit(&mut y[at..at + kept], &t[q - q0..q - q0 + kept]);
-                                }
-                            }
-                            q += run;
-                        }
-                    }
-                }
-            });
+            for (grp, weights) in weights.iter().enumerate() {
+                conv_direct::wide_product(
+                    image,
+                    &offsets[grp * gr.rows..],
+                    weights,
+                    &plan,
+                    &mut y[grp * gr.out_per_group * positions..],
+                    positions,
+                );
+            }
         });
     }
-    // SAFETY: the images cover the output; each image's panels cover its wide positions,
-    // and every kept one (every `(oy, ox)` with `ox < ow`) is copied out for every output
-    // channel.
+    // SAFETY: the images cover the output, and each group's product writes every element
+    // of its `[out / groups, L]` block.
     unsafe { out.set_len(g.batch * image_out) };
     out
 }
@@ -579,6 +631,34 @@ mod tests {
             padding,
             dilation,
             out: [out(0, h), out(1, w)],
+        }
+    }
+
+    /// The AVX-512 fold (a plane row held in registers) against the portable one, bit for
+    /// bit, with strides, padding, dilation, rows wider than a vector and negative zeros.
+    #[test]
+    fn the_vector_fold_matches_the_portable_one() {
+        if !packed::available() {
+            return;
+        }
+        let cases = [
+            ([1, 3, 13, 13], [3, 3], [1, 1], [0, 0], [1, 1]),
+            ([1, 2, 11, 40], [3, 5], [1, 1], [1, 2], [1, 1]),
+            ([1, 2, 12, 17], [3, 3], [2, 1], [1, 1], [2, 2]),
+            ([1, 1, 7, 5], [2, 2], [1, 1], [2, 0], [1, 3]),
+        ];
+        for (shape, kernel, stride, padding, dilation) in cases {
+            let g = geometry(shape, kernel, stride, padding, dilation);
+            let mut cols = values(g.rows() * g.positions(), 9);
+            for v in cols.iter_mut().step_by(7) {
+                *v = -0.0;
+            }
+            let image = g.channels * g.height * g.width;
+            let (mut got, mut want) = (vec![0.0f32; image], vec![0.0f32; image]);
+            fold_image(&cols, g.positions(), &g, &mut got);
+            fold_image_portable(&cols, g.positions(), &g, &mut want);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{shape:?} k{kernel:?} s{stride:?} p{padding:?} d{dilation:?}");
         }
     }
 

@@ -262,10 +262,15 @@ fn map2(a: &[f32], la: &Layout, b: &[f32], lb: &Layout, f: impl Fn(f32, f32) -> 
 /// Runs `$call` with `$f` bound to `$scalar` fixed to one variant of the op, so every
 /// variant gets its own loop with its arithmetic inlined instead of a `match` per element.
 macro_rules! per_variant {
-    ($op:expr, $enum:ident, |$f:ident| $call:expr, [$($v:ident),* $(,)?], $scalar:expr) => {
+    ($op:expr, $enum:ident, |$f:ident| $call:expr, [$($v:ident),* $(,)?], |$o:ident| $scalar:expr) => {
         match $op {
             $($enum::$v => {
-                let $f = $scalar($enum::$v);
+                // The variant as a constant item, not a value the closure captures: the
+                // loop's instance then holds only that variant's arm (a captured value
+                // would leave a jump table per element, and no vectorisation).
+                #[allow(non_upper_case_globals)]
+                const $o: $enum = $enum::$v;
+                let $f = $scalar;
                 $call
             })*
         }

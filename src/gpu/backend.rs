@@ -480,7 +480,7 @@ impl Backend for Arc<GpuContext> {
         let Some(direction) = self.whole_sequence_lstm().then(|| lstm_sequence_fits(self, x.steps)).flatten() else {
             return false;
         };
-        let xw = at(x.xw);
+        let Some(xw) = x.xw.map(at) else { return false };
         let (b_ih, b_hh) = x.bias.map_or((xw, xw), |(a, b)| (at(a), at(b)));
         let lengths = x.lengths.map_or(xw, at);
         let flags = direction

@@ -464,7 +464,7 @@ impl Tensor {
         let slots = Slots { steps, reverse };
 
         let x = self.detach().contiguous();
-        let xw = x.reshape(&[(steps * batch) as isize, input as isize]).matmul(&weights.weight_ih.detach().t());
+        let project = || x.reshape(&[(steps * batch) as isize, input as isize]).matmul(&weights.weight_ih.detach().t());
         let w_hh_t = weights.weight_hh.detach().t().contiguous();
         let lengths_i32: Option<Vec<i32>> = lengths.map(|l| l.iter().map(|&n| n as i32).collect());
         let bias = weights.bias_ih.zip(weights.bias_hh);
@@ -478,32 +478,63 @@ impl Tensor {
         if let Some(c0) = &c0 {
             slot_view(&state, 1, slots.initial()).assign(&c0.detach());
         }
-        // The Elman cell keeps no workspace.
-        let ws = (mode.workspace_width() > 0).then(|| {
+        let new_ws = || {
             let width = mode.workspace_width();
             Tensor::empty_like_shape(&[steps, batch, width * hidden], DType::F32, &device, "rnn")
-        });
-        debug_assert_eq!(xw.shape(), [steps * batch, gh]);
+        };
+        // Only the backward pass reads the workspace, so a CPU forward that records no
+        // graph keeps none: its whole-sequence LSTM pass takes an empty one and skips the
+        // stores (the GPU kernels always bind one). The Elman cell keeps none at all.
+        let records = crate::autograd::is_grad_enabled()
+            && [
+                Some(self),
+                Some(weights.weight_ih),
+                Some(weights.weight_hh),
+                Some(&h0),
+                c0.as_ref(),
+                weights.bias_ih,
+                weights.bias_hh,
+            ]
+            .into_iter()
+            .flatten()
+            .any(Tensor::is_tracked);
+        let skip_ws = mode == RnnMode::Lstm && !records && matches!(device, Device::Cpu);
+        let mut ws = (mode.workspace_width() > 0 && !skip_ws).then(new_ws);
         // A backend with a whole-sequence LSTM pass (the CPU, for batches it splits by
-        // sequence) runs it; otherwise one matmul and one cell step per step.
+        // sequence; the GPU where the hidden size fits a workgroup) runs it; otherwise one
+        // matmul and one cell step per step. The input projection is left to the backend
+        // first (the CPU's fused step computes it inside), then computed here.
+        let mut xw = None;
         let whole_sequence = mode == RnnMode::Lstm && {
             let steps = slots.all_steps(batch, hidden);
             let (b_ih, b_hh) = k.bias.as_ref().map(|(a, b)| (view(a), view(b))).unzip();
-            Storage::lstm_layer_forward(LstmLayerForward {
-                steps: &steps,
-                xw: view(&xw),
-                w_hh_t: view(&w_hh_t),
-                bias: b_ih.zip(b_hh),
-                lengths: k.lengths(),
-                state: view(&state),
-                ws: view(ws.as_ref().expect("the LSTM keeps a workspace")),
-            })
+            let no_ws = Tensor::empty_like_shape(&[0], DType::F32, &device, "rnn");
+            let w_ih = weights.weight_ih.detach().contiguous();
+            let layer = |xw: Option<&Tensor>| {
+                Storage::lstm_layer_forward(LstmLayerForward {
+                    steps: &steps,
+                    xw: xw.map(view),
+                    x: view(&x),
+                    w_ih: view(&w_ih),
+                    w_hh_t: view(&w_hh_t),
+                    bias: b_ih.zip(b_hh),
+                    lengths: k.lengths(),
+                    state: view(&state),
+                    ws: view(ws.as_ref().unwrap_or(&no_ws)),
+                })
+            };
+            layer(None) || layer(Some(xw.insert(project())))
         };
         if !whole_sequence {
+            let xw = xw.get_or_insert_with(project);
+            debug_assert_eq!(xw.shape(), [steps * batch, gh]);
+            if mode.workspace_width() > 0 && ws.is_none() {
+                ws = Some(new_ws());
+            }
             for k_step in 0..steps {
                 let step = slots.step(batch, hidden, k_step);
                 let hw = slot_view(&state, 0, step.slot_in).matmul(&w_hh_t);
-                cell_forward(mode, &step, &xw, &hw, &k, &state, ws.as_ref());
+                cell_forward(mode, &step, xw, &hw, &k, &state, ws.as_ref());
             }
         }
 

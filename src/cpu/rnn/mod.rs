@@ -10,11 +10,12 @@
 //! can vectorise that loop (on x86-64 also in an AVX2 build chosen at run time, whose
 //! results are bit-identical: Rust does not contract `a * b + c` into FMAs).
 //!
-//! Three parts: `math` (the branch-free `exp`, `sigmoid` and `tanh` the loops call),
-//! `cells` (one step of each cell, the references of the GPU kernels) and `sequence` (the
+//! Four parts: `math` (the branch-free `exp`, `sigmoid` and `tanh` the loops call),
+//! `cells` (one step of each cell, the references of the GPU kernels), `sequence` (the
 //! LSTM's whole-sequence passes, which keep the recurrent GEMM inside and split the batch
-//! across threads). This file holds what they share: the step's index arithmetic and the
-//! operand types.
+//! across threads) and `fused` (on AVX-512, the LSTM forward step as one product whose
+//! epilogue is the cell, the input projection included). This file holds what they share:
+//! the step's index arithmetic and the operand types.
 
 use std::ops::Range;
 
@@ -22,6 +23,7 @@ use super::parallel;
 pub use crate::op::rnn::CellStep;
 
 mod cells;
+mod fused;
 mod math;
 mod sequence;
 
@@ -31,8 +33,8 @@ pub use cells::{
 use math::vectorised;
 pub use math::{exp, sigmoid, tanh};
 pub use sequence::{
-    forward_by_sequence, lstm_layer_backward, lstm_layer_forward, splits_by_sequence, SequenceBackwardInputs,
-    SequenceInputs,
+    forward_by_sequence, fused_projection, lstm_layer_backward, lstm_layer_forward, splits_by_sequence, Projection,
+    SequenceBackwardInputs, SequenceInputs,
 };
 
 impl CellStep {
