@@ -379,6 +379,13 @@ pub(crate) trait Backend {
         false
     }
 
+    /// Whether [`Backend::lstm_layer_forward`] runs with an empty workspace view, storing
+    /// no gate activations, when no backward pass will read them (a forward pass that
+    /// records no graph). `false` (the default): the tensor layer always gives it one.
+    fn lstm_forward_without_workspace(&self) -> bool {
+        false
+    }
+
     /// The backward pass of a whole LSTM layer and direction, as
     /// [`Backend::lstm_layer_forward`]: `false` (the default) asks for one matmul and one
     /// backward cell step per step.

@@ -1109,6 +1109,15 @@ impl Storage {
         }
     }
 
+    /// Whether `device`'s whole-layer LSTM forward pass can run without a workspace (see
+    /// [`Backend::lstm_forward_without_workspace`]).
+    pub(crate) fn lstm_forward_without_workspace(device: &Device) -> bool {
+        match device {
+            Device::Cpu => CpuBackend.lstm_forward_without_workspace(),
+            Device::Gpu(ctx) => ctx.lstm_forward_without_workspace(),
+        }
+    }
+
     /// The backend's whole-layer LSTM forward pass, or `false` for the composed path
     /// (see [`Backend::lstm_layer_forward`]).
     pub(crate) fn lstm_layer_forward(x: LstmLayerForward<Storage, Storage>) -> bool {

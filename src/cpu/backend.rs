@@ -444,6 +444,11 @@ impl Backend for CpuBackend {
         rnn::forward_by_sequence(x.steps[0].batch) && self.whole_lstm_layer_forward(x)
     }
 
+    /// The whole-sequence pass skips the workspace's stores when its view is empty.
+    fn lstm_forward_without_workspace(&self) -> bool {
+        true
+    }
+
     /// Back through the whole sequence in one pass, the batch split across threads, where
     /// the batch is large enough to split.
     fn lstm_layer_backward(&self, x: LstmLayerBackward<CpuData, RwLock<CpuData>>) -> bool {

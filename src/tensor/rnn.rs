@@ -482,9 +482,9 @@ impl Tensor {
             let width = mode.workspace_width();
             Tensor::empty_like_shape(&[steps, batch, width * hidden], DType::F32, &device, "rnn")
         };
-        // Only the backward pass reads the workspace, so a CPU forward that records no
-        // graph keeps none: its whole-sequence LSTM pass takes an empty one and skips the
-        // stores (the GPU kernels always bind one). The Elman cell keeps none at all.
+        // Only the backward pass reads the workspace, so a forward pass that records no
+        // graph keeps none where the backend's whole-sequence LSTM pass can skip its stores
+        // (the CPU's; the GPU kernels always bind one). The Elman cell keeps none at all.
         let records = crate::autograd::is_grad_enabled()
             && [
                 Some(self),
@@ -498,7 +498,7 @@ impl Tensor {
             .into_iter()
             .flatten()
             .any(Tensor::is_tracked);
-        let skip_ws = mode == RnnMode::Lstm && !records && matches!(device, Device::Cpu);
+        let skip_ws = mode == RnnMode::Lstm && !records && Storage::lstm_forward_without_workspace(&device);
         let mut ws = (mode.workspace_width() > 0 && !skip_ws).then(new_ws);
         // A backend with a whole-sequence LSTM pass (the CPU, for batches it splits by
         // sequence; the GPU where the hidden size fits a workgroup) runs it; otherwise one
