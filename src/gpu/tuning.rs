@@ -390,8 +390,9 @@ pub(crate) fn choose(
     dims: (usize, usize, usize, usize),
     record: &mut dyn FnMut(&'static MatmulConfig, Slice),
 ) -> &'static MatmulConfig {
-    let config = choose_unrecorded(ctx, class, dims, record);
+    // Formatted once per product: this runs on every matmul.
     let key = adapter_key(ctx);
+    let config = choose_unrecorded(ctx, &key, class, dims, record);
     let mut used = crate::gpu::context::lock(&USED);
     match used.iter_mut().find(|(k, c, _)| *k == key && *c == class) {
         Some(entry) => entry.2 = config,
@@ -403,23 +404,26 @@ pub(crate) fn choose(
 /// [`choose`] without recording what it chose.
 fn choose_unrecorded(
     ctx: &GpuContext,
+    adapter: &str,
     class: ShapeClass,
     (m, n, k, batch): (usize, usize, usize, usize),
     record: &mut dyn FnMut(&'static MatmulConfig, Slice),
 ) -> &'static MatmulConfig {
     if let Some(config) = forced() {
         let config = if !config.vec4 || class.aligned { config } else { matmul_config(config.fallback) };
-        if is_excluded(&adapter_key(ctx), config) {
+        if is_excluded(adapter, config) {
             log::warn!("matmul: {} is excluded on {} but forced by name; using it", config.name, ctx.adapter.line());
         }
         return config;
     }
-    let key = (adapter_key(ctx), class);
-    if let Some(config) = pinned(&key.0, class) {
+    if let Some(config) = pinned(adapter, class) {
         return config;
     }
     load_persisted();
-    if let Some(config) = crate::gpu::context::lock(cache()).get(&key).filter(|c| !is_excluded(&key.0, c)) {
+    let key = (adapter.to_string(), class);
+    // The cache never holds an excluded configuration: the persisted ones are filtered as
+    // they are read, and `exclude_matmul_config` drops those it excludes.
+    if let Some(&config) = crate::gpu::context::lock(cache()).get(&key) {
         return config;
     }
     let mut candidates: Vec<&'static MatmulConfig> =

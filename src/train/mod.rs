@@ -950,20 +950,17 @@ impl Trainer {
     /// on any (`elsewhere` describes it), so that none waits for the others in its next
     /// step.
     fn failed_anywhere(&mut self, result: Result<()>, elsewhere: impl FnOnce() -> String) -> Result<()> {
-        let Some(dp) = &mut self.data_parallel else { return result };
-        let mut flag = [if result.is_err() { 1.0 } else { 0.0 }];
-        dp.sum(&mut flag);
+        let failed = self.on_any_process(result.is_err());
         match result {
             Err(e) => Err(e),
-            Ok(()) if flag[0] > 0.0 => Err(Error::Training(elsewhere())),
+            Ok(()) if failed => Err(Error::Training(elsewhere())),
             Ok(()) => Ok(()),
         }
     }
 
-    /// Whether Ctrl-C (or [`interrupt`]) asked to stop: here, or in a data-parallel run on
-    /// any process, so that all of them stop after the same step.
-    fn interrupted_everywhere(&mut self) -> bool {
-        let here = INTERRUPTED.load(Ordering::SeqCst);
+    /// `here`, or in a data-parallel run whether it holds on any process (a collective:
+    /// every process must ask).
+    fn on_any_process(&mut self, here: bool) -> bool {
         match &mut self.data_parallel {
             Some(dp) => {
                 let mut flag = [if here { 1.0 } else { 0.0 }];
@@ -972,6 +969,12 @@ impl Trainer {
             }
             None => here,
         }
+    }
+
+    /// Whether Ctrl-C (or [`interrupt`]) asked to stop: here, or in a data-parallel run on
+    /// any process, so that all of them stop after the same step.
+    fn interrupted_everywhere(&mut self) -> bool {
+        self.on_any_process(INTERRUPTED.load(Ordering::SeqCst))
     }
 
     /// The loss and each metric of `model` over `data`, in evaluation mode and without a
