@@ -161,7 +161,8 @@ impl Report {
 
 /// Runs the conformance checks on `device` (see the module documentation). On the CPU
 /// device, the reference itself, there is nothing to compare and the report is empty.
-/// Shadow mode is on while it runs and is restored to its previous state afterwards; a
+/// Shadow mode is on while it runs; afterwards it is on again with its previous options
+/// (in a fresh state: registered names, counts and kept reports start anew) or off; a
 /// failing matmul configuration is excluded from the tuner for this adapter.
 pub fn run(device: &Device) -> Report {
     run_only(device, &Op::all(), true)

@@ -119,8 +119,7 @@ pub struct ShadowReport {
     pub step: u64,
     /// The op's arguments: shapes, layouts (strides, offsets) and geometry.
     pub arguments: String,
-    /// Registered parameters and buffers among the op's operands (`fc1.weight`, or
-    /// `gradient of fc1.weight` for a gradient the optimizer step reads).
+    /// Registered parameters and buffers among the op's operands (`fc1.weight`).
     pub parameters: Vec<String>,
     /// In the backward pass, whose gradient the disagreeing result is or becomes: a
     /// registered name (`lstm.weight_hh_l0`), or `input i of the rule` for an unnamed
@@ -487,14 +486,16 @@ impl Check {
 
     fn report(&self, op: Op, arguments: String, output: String, worst: Worst, tolerance: Tolerance) -> ShadowReport {
         let s = &self.state;
-        let mut parameters: Vec<String> = Vec::new();
-        for (p, _, _) in &self.mirror.pairs {
-            // The pointers are only compared, never dereferenced.
-            let named = lock(&s.names).iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), *p)).map(|(_, n)| n.clone());
-            if let Some(n) = named {
-                parameters.push(n);
-            }
-        }
+        // `begin` keeps each operand once, so each name comes once. The pointers are only
+        // compared, never dereferenced.
+        let names = lock(&s.names);
+        let parameters: Vec<String> = self
+            .mirror
+            .pairs
+            .iter()
+            .filter_map(|(p, _, _)| names.iter().find(|(w, _)| std::ptr::eq(w.as_ptr(), *p)).map(|(_, n)| n.clone()))
+            .collect();
+        drop(names);
         let phase = match current_phase() {
             None => "forward".to_string(),
             Some(Phase::OptimizerStep) => "optimizer step".to_string(),
@@ -509,7 +510,6 @@ impl Check {
                 format!("backward of {rule} (inputs: {})", described.join(", "))
             }
         };
-        parameters.dedup();
         ShadowReport {
             op: op.name().to_string(),
             phase,

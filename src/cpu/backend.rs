@@ -452,11 +452,10 @@ impl Backend for CpuBackend {
     /// Back through the whole sequence in one pass, the batch split across threads, where
     /// the batch is large enough to split.
     fn lstm_layer_backward(&self, x: LstmLayerBackward<CpuData, RwLock<CpuData>>) -> bool {
-        let whole = rnn::splits_by_sequence(x.steps[0].batch);
-        if whole {
+        rnn::splits_by_sequence(x.steps[0].batch) && {
             self.whole_lstm_layer_backward(x);
+            true
         }
-        whole
     }
 }
 

@@ -333,6 +333,8 @@ fn lstm_backward_run(
     let (carry_h, carry_c) =
         unsafe { (carry.get_mut(own(0..batch * h, h)), carry.get_mut(own(batch * h..2 * batch * h, h))) };
     let mut dhw = alloc::zeroed::<f32>(n * h, "rnn");
+    // Asked once: the vector row needs AVX-512F.
+    let vector_rows = fused::available();
     for k in (0..steps.len()).rev() {
         let s = &steps[k];
         if let Some(next) = steps.get(k + 1) {
@@ -360,13 +362,12 @@ fn lstm_backward_run(
             let dg = unsafe { dgates.get_mut(own_row(s.time_rows(0, width), width, i)) };
             let local = i * h..(i + 1) * h;
             let (ch, cc) = (&mut carry_h[local.clone()], &mut carry_c[local.clone()]);
-            let active = s.active(x.lengths, b);
-            if active && fused::available() {
-                let ws = &ws[b * width..(b + 1) * width];
+            let (active, ws) = (s.active(x.lengths, b), &ws[b * width..(b + 1) * width]);
+            if active && vector_rows {
                 fused::lstm_backward_row(d_out, &dhw[local], ws, cells, dg, ch, cc);
-                continue;
+            } else {
+                lstm_backward_row(active, d_out, &dhw[local], ws, cells, dg, ch, cc);
             }
-            lstm_backward_row(active, d_out, &dhw[local], &ws[b * width..(b + 1) * width], cells, dg, ch, cc);
         }
     }
 }
