@@ -414,13 +414,16 @@ pub(crate) struct Check {
 /// Starts checking a GPU op on `ctx` whose operands (each with its dtype) are `operands`,
 /// including every storage it writes in place: `None` when the device is not shadowed or
 /// the step is not sampled, else the operands' host copies, taken before the op runs.
-pub(crate) fn begin(ctx: &Arc<GpuContext>, operands: &[(&Storage, DType)]) -> Option<Check> {
+pub(crate) fn begin<'a>(
+    ctx: &Arc<GpuContext>,
+    operands: impl IntoIterator<Item = (&'a Storage, DType)>,
+) -> Option<Check> {
     let state = state(ctx)?;
     if !state.step.load(Ordering::Relaxed).is_multiple_of(state.options.every) {
         return None;
     }
-    let mut pairs: Vec<(*const Storage, Storage, DType)> = Vec::with_capacity(operands.len());
-    for &(s, dtype) in operands {
+    let mut pairs: Vec<(*const Storage, Storage, DType)> = Vec::new();
+    for (s, dtype) in operands {
         if pairs.iter().any(|(p, _, _)| std::ptr::eq(*p, s)) {
             continue;
         }

@@ -169,7 +169,7 @@ impl Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.unary(op, scalars, &x.read().unwrap(), layout)),
             Storage::Gpu(x) => {
-                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let check = shadow::begin(&x.ctx, [(self, F32)]);
                 let out = Storage::Gpu(x.ctx.unary(op, scalars, x, layout));
                 if let Some(c) = check {
                     let args = || format!("x {layout:?}, scalars {scalars:?}");
@@ -189,7 +189,7 @@ impl Storage {
                 Storage::cpu(CpuBackend.binary(op, &a.read().unwrap(), la, &b.read().unwrap(), lb))
             }
             (Storage::Gpu(a), Storage::Gpu(b)) => {
-                let check = shadow::begin(&a.ctx, &[(self, F32), (other, F32)]);
+                let check = shadow::begin(&a.ctx, [(self, F32), (other, F32)]);
                 let out = Storage::Gpu(a.ctx.binary(op, a, la, b, lb));
                 if let Some(c) = check {
                     let args = || format!("a {la:?}, b {lb:?}");
@@ -226,7 +226,7 @@ impl Storage {
             }
             (Storage::Gpu(gc), Storage::Gpu(ga), Storage::Gpu(gb)) => {
                 let (cond, other) = (c, b);
-                let check = shadow::begin(&ga.ctx, &[(cond, F32), (self, F32), (other, F32)]);
+                let check = shadow::begin(&ga.ctx, [(cond, F32), (self, F32), (other, F32)]);
                 let out = Storage::Gpu(ga.ctx.where_select((gc, lc), (ga, la), (gb, lb)));
                 if let Some(check) = check {
                     let args = || format!("cond {lc:?}, a {la:?}, b {lb:?}");
@@ -282,7 +282,7 @@ impl Storage {
         Ok(match device {
             Device::Cpu => Storage::cpu(CpuBackend.try_create(creation, n, op)?),
             Device::Gpu(ctx) => {
-                let check = shadow::begin(ctx, &[]);
+                let check = shadow::begin(ctx, []);
                 let out = Storage::Gpu(ctx.try_create(creation, n, op)?);
                 if let Some(c) = check {
                     let args = || format!("{creation:?}, {n} elements");
@@ -321,7 +321,7 @@ impl Storage {
                 CpuBackend.copy_into(dtype, &s, ls, &mut d.write().unwrap(), ld);
             }
             (Storage::Gpu(s), Storage::Gpu(d)) => {
-                let check = shadow::begin(&s.ctx, &[(self, dtype), (dst, dtype)]);
+                let check = shadow::begin(&s.ctx, [(self, dtype), (dst, dtype)]);
                 s.ctx.copy_into(dtype, s, ls, d, ld);
                 if let Some(c) = check {
                     let op = if dtype == DType::F16 { Op::Half(HalfOp::Copy) } else { Op::Unary(UnaryOp::Copy) };
@@ -376,7 +376,7 @@ impl Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.reduce(op, &x.read().unwrap(), offset, rows, len, correction)),
             Storage::Gpu(x) => {
-                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let check = shadow::begin(&x.ctx, [(self, F32)]);
                 let out = Storage::Gpu(x.ctx.reduce(op, x, offset, rows, len, correction));
                 if let Some(c) = check {
                     let dtype = if matches!(op, ReduceOp::ArgMax | ReduceOp::ArgMin) { DType::I32 } else { F32 };
@@ -404,7 +404,7 @@ impl Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.softmax(op, &x.read().unwrap(), offset, rows, len)),
             Storage::Gpu(x) => {
-                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let check = shadow::begin(&x.ctx, [(self, F32)]);
                 let out = Storage::Gpu(x.ctx.softmax(op, x, offset, rows, len));
                 if let Some(c) = check {
                     let args = || format!("{rows} rows of {len} from element {offset}");
@@ -438,9 +438,8 @@ impl Storage {
                 Storage::cpu(CpuBackend.matmul((&a, la), (&b, lb), dims, Epilogue { bias, activation }))
             }
             (Storage::Gpu(ga), Storage::Gpu(gb), bias) => {
-                let mut operands = vec![(self, F32), (other, F32)];
-                operands.extend(bias.map(|(s, _, _)| (s, F32)));
-                let check = shadow::begin(&ga.ctx, &operands);
+                let operands = [(self, F32), (other, F32)].into_iter().chain(bias.map(|(s, _, _)| (s, F32)));
+                let check = shadow::begin(&ga.ctx, operands);
                 let gpu_bias = bias.map(|(s, offset, axis)| (s.gpu_buffer(), offset, axis));
                 let out =
                     Storage::Gpu(ga.ctx.matmul((ga, la), (gb, lb), dims, Epilogue { bias: gpu_bias, activation }));
@@ -476,7 +475,7 @@ impl Storage {
                 Storage::cpu(CpuBackend.index(op, (&s, ls), axis, &i, index_offset, index_len, out_shape))
             }
             (Storage::Gpu(s), Storage::Gpu(i)) => {
-                let check = shadow::begin(&s.ctx, &[(self, F32), (index, DType::I32)]);
+                let check = shadow::begin(&s.ctx, [(self, F32), (index, DType::I32)]);
                 let out = Storage::Gpu(s.ctx.index(op, (s, ls), axis, i, index_offset, index_len, out_shape));
                 if let Some(c) = check {
                     let args = || {
@@ -507,7 +506,7 @@ impl Storage {
                     HalfOp::ToFloat => (DType::F16, F32),
                     _ => (DType::F16, DType::F16),
                 };
-                let check = shadow::begin(&x.ctx, &[(self, from)]);
+                let check = shadow::begin(&x.ctx, [(self, from)]);
                 let out = Storage::Gpu(x.ctx.cast(op, x, lx));
                 if let Some(c) = check {
                     c.finish(
@@ -532,7 +531,7 @@ impl Storage {
                 Storage::cpu(CpuBackend.half_matmul((&a, la), (&b, lb), dims))
             }
             (Storage::Gpu(a), Storage::Gpu(b)) => {
-                let check = shadow::begin(&a.ctx, &[(self, DType::F16), (other, DType::F16)]);
+                let check = shadow::begin(&a.ctx, [(self, DType::F16), (other, DType::F16)]);
                 let out = Storage::Gpu(a.ctx.half_matmul((a, la), (b, lb), dims));
                 if let Some(c) = check {
                     let args = || format!("a {la:?}, b {lb:?}, {dims:?}");
@@ -557,7 +556,7 @@ impl Storage {
                 Storage::cpu(CpuBackend.crop_flip((&s, ls), &w, offset, out_size))
             }
             (Storage::Gpu(s), Storage::Gpu(w)) => {
-                let check = shadow::begin(&s.ctx, &[(self, F32), (windows, DType::I32)]);
+                let check = shadow::begin(&s.ctx, [(self, F32), (windows, DType::I32)]);
                 let out = Storage::Gpu(s.ctx.crop_flip((s, ls), w, offset, out_size));
                 if let Some(c) = check {
                     let args = || format!("src {ls:?}, windows from {offset}, output {out_size:?}");
@@ -613,9 +612,8 @@ impl Storage {
                 (Storage::cpu(out), idx.map(Storage::cpu))
             }
             Storage::Gpu(src) => {
-                let mut operands = vec![(self, F32)];
-                operands.extend(indices.map(|(s, _)| (s, DType::I32)));
-                let check = shadow::begin(&src.ctx, &operands);
+                let operands = [(self, F32)].into_iter().chain(indices.map(|(s, _)| (s, DType::I32)));
+                let check = shadow::begin(&src.ctx, operands);
                 let gpu_indices = indices.map(|(s, at)| (s.device_buffer(name), at));
                 let (out, idx) = src.ctx.pool(op, g, (src, offset), gpu_indices);
                 let (out, idx) = (Storage::Gpu(out), idx.map(Storage::Gpu));
@@ -651,8 +649,8 @@ impl Storage {
                 (Storage::cpu(out), stats.map(Storage::cpu))
             }
             Storage::Gpu(gx) => {
-                let inputs: Vec<_> = operands.iter().flatten().map(|&(s, _)| (s, F32)).collect();
-                let check = shadow::begin(&gx.ctx, &inputs);
+                let inputs = operands.iter().flatten().map(|&(s, _)| (s, F32));
+                let check = shadow::begin(&gx.ctx, inputs);
                 let gpu_operands = operands.map(|o| o.map(|(s, at)| (s.device_buffer("layer_norm"), at)));
                 let (out, stats) = gx.ctx.layer_norm(op, d, eps, chunk_rows, gpu_operands);
                 let (out, stats) = (Storage::Gpu(out), stats.map(Storage::Gpu));
@@ -681,8 +679,8 @@ impl Storage {
                 Storage::cpu(CpuBackend.batch_norm(op, d, flags, eps, inputs))
             }
             Storage::Gpu(x) => {
-                let operands: Vec<_> = inputs.iter().map(|&(s, _)| (s, F32)).collect();
-                let check = shadow::begin(&x.ctx, &operands);
+                let operands = inputs.iter().map(|&(s, _)| (s, F32));
+                let check = shadow::begin(&x.ctx, operands);
                 let gpu_inputs = inputs.map(|(s, at)| (s.device_buffer("batch_norm"), at));
                 let out = Storage::Gpu(x.ctx.batch_norm(op, d, flags, eps, gpu_inputs));
                 if let Some(c) = check {
@@ -704,7 +702,7 @@ impl Storage {
                 Storage::cpu(CpuBackend.embedding(&w.read().unwrap(), lw, (&indices.host("embedding"), at), n))
             }
             Storage::Gpu(w) => {
-                let check = shadow::begin(&w.ctx, &[(self, F32), (indices, DType::I32)]);
+                let check = shadow::begin(&w.ctx, [(self, F32), (indices, DType::I32)]);
                 let out = Storage::Gpu(w.ctx.embedding(w, lw, (indices.device_buffer("embedding"), at), n));
                 if let Some(c) = check {
                     let args = || format!("table {lw:?}, {n} indices from {at}");
@@ -733,7 +731,7 @@ impl Storage {
                 Storage::cpu(CpuBackend.embedding_backward((&g, offset), (&indices, at), n, table, padding_idx))
             }
             Storage::Gpu(g) => {
-                let check = shadow::begin(&g.ctx, &[(self, F32), (indices, DType::I32)]);
+                let check = shadow::begin(&g.ctx, [(self, F32), (indices, DType::I32)]);
                 let gpu_indices = (indices.device_buffer("embedding"), at);
                 let out = Storage::Gpu(g.ctx.embedding_backward((g, offset), gpu_indices, n, table, padding_idx));
                 if let Some(c) = check {
@@ -760,7 +758,7 @@ impl Storage {
                 (Storage::cpu(order), Storage::cpu(offsets))
             }
             Storage::Gpu(x) => {
-                let check = shadow::begin(&x.ctx, &[(self, DType::I32)]);
+                let check = shadow::begin(&x.ctx, [(self, DType::I32)]);
                 let (order, offsets) = x.ctx.group_by_index((x, offset), n, groups);
                 let (order, offsets) = (Storage::Gpu(order), Storage::Gpu(offsets));
                 if let Some(c) = check {
@@ -794,9 +792,8 @@ impl Storage {
                 Storage::cpu(CpuBackend.cross_entropy_forward(op, spec, (&x, offset), (&t, targets_at), w))
             }
             Storage::Gpu(x) => {
-                let mut operands = vec![(self, F32), (targets, DType::I32)];
-                operands.extend(weight.map(|(w, _)| (w, F32)));
-                let check = shadow::begin(&x.ctx, &operands);
+                let operands = [(self, F32), (targets, DType::I32)].into_iter().chain(weight.map(|(w, _)| (w, F32)));
+                let check = shadow::begin(&x.ctx, operands);
                 let t = (targets.device_buffer(op), targets_at);
                 let w = weight.map(|(w, at)| (w.device_buffer(op), at));
                 let out = Storage::Gpu(x.ctx.cross_entropy_forward(op, spec, (x, offset), t, w));
@@ -833,9 +830,10 @@ impl Storage {
                 Storage::cpu(CpuBackend.cross_entropy_backward(spec, operands, (&a, aux_at), (&g, grad_at)))
             }
             Storage::Gpu(x) => {
-                let mut operands = vec![(self, F32), (targets, DType::I32), (aux, F32), (grad, F32)];
-                operands.extend(weight.map(|(w, _)| (w, F32)));
-                let check = shadow::begin(&x.ctx, &operands);
+                let operands = [(self, F32), (targets, DType::I32), (aux, F32), (grad, F32)]
+                    .into_iter()
+                    .chain(weight.map(|(w, _)| (w, F32)));
+                let check = shadow::begin(&x.ctx, operands);
                 let t = (targets.device_buffer(OP), targets_at);
                 let w = weight.map(|(w, at)| (w.device_buffer(OP), at));
                 let (a, g) = ((aux.device_buffer(OP), aux_at), (grad.device_buffer(OP), grad_at));
@@ -890,9 +888,10 @@ impl Storage {
                 CpuBackend.optim_step(op, s, used, &segments, arena);
             }
             Storage::Gpu(gpu_arena) => {
-                let mut operands = vec![(self, F32)];
-                operands.extend(segments.iter().flat_map(|seg| [(seg.param, F32), (seg.grad, F32)]));
-                let check = shadow::begin(&gpu_arena.ctx, &operands);
+                let operands = [(self, F32)]
+                    .into_iter()
+                    .chain(segments.iter().flat_map(|seg| [(seg.param, F32), (seg.grad, F32)]));
+                let check = shadow::begin(&gpu_arena.ctx, operands);
                 let gpu_segments: Vec<_> = segments
                     .iter()
                     .map(|seg| OptimSegment {
@@ -941,7 +940,7 @@ impl Storage {
         match self {
             Storage::Cpu(x) => Storage::cpu(CpuBackend.im2col(&x.read().unwrap(), layout, g, columns)),
             Storage::Gpu(x) => {
-                let check = shadow::begin(&x.ctx, &[(self, F32)]);
+                let check = shadow::begin(&x.ctx, [(self, F32)]);
                 let out = Storage::Gpu(x.ctx.im2col(x, layout, g, columns));
                 if let Some(c) = check {
                     let args = || format!("x {layout:?}, {g:?}, {columns:?}");
@@ -960,7 +959,7 @@ impl Storage {
         match self {
             Storage::Cpu(cols) => Storage::cpu(CpuBackend.col2im((&cols.read().unwrap(), offset), columns, g)),
             Storage::Gpu(cols) => {
-                let check = shadow::begin(&cols.ctx, &[(self, F32)]);
+                let check = shadow::begin(&cols.ctx, [(self, F32)]);
                 let out = Storage::Gpu(cols.ctx.col2im((cols, offset), columns, g));
                 if let Some(c) = check {
                     let args = || format!("columns from {offset}, {columns:?}, {g:?}");
@@ -991,9 +990,8 @@ impl Storage {
                 CpuBackend.conv2d((&x, lx), (&w, w_at), bias, g, ch, algorithm).map(Storage::cpu)
             }
             Storage::Gpu(gx) => {
-                let mut operands = vec![(x, F32), (w, F32)];
-                operands.extend(bias.map(|(b, _)| (b, F32)));
-                let check = shadow::begin(&gx.ctx, &operands);
+                let operands = [(x, F32), (w, F32)].into_iter().chain(bias.map(|(b, _)| (b, F32)));
+                let check = shadow::begin(&gx.ctx, operands);
                 let gw = (w.device_buffer("conv2d"), w_at);
                 let gpu_bias = bias.map(|(b, at)| (b.device_buffer("conv2d"), at));
                 let out = gx.ctx.conv2d((gx, lx), gw, gpu_bias, g, ch, algorithm).map(Storage::Gpu);
@@ -1073,10 +1071,14 @@ impl Storage {
                 CpuBackend.rnn_cell(op, step, flags, operands);
             }
             Storage::Gpu(out) => {
-                let mut operands: Vec<_> =
-                    x.inputs.iter().chain(&x.outputs).flatten().map(|&(s, _)| (s, F32)).collect();
-                operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
-                let check = shadow::begin(&out.ctx, &operands);
+                let operands = x
+                    .inputs
+                    .iter()
+                    .chain(&x.outputs)
+                    .flatten()
+                    .map(|&(s, _)| (s, F32))
+                    .chain(x.lengths.map(|(s, _)| (s, DType::I32)));
+                let check = shadow::begin(&out.ctx, operands);
                 let gpu_operands = RnnCellOperands {
                     inputs: x.inputs.map(|v| v.map(|v| device_view(v, name))),
                     lengths: x.lengths.map(|v| device_view(v, name)),
@@ -1127,11 +1129,12 @@ impl Storage {
         // without it, it declines and is asked again with it, so only that call is checked.
         let check = match x.xw {
             Some(xw) => {
-                let mut operands = vec![(xw.0, F32), (x.x.0, F32), (x.w_ih.0, F32), (x.w_hh_t.0, F32)];
-                operands.extend([(x.state.0, F32), (x.ws.0, F32)]);
-                operands.extend(x.bias.into_iter().flat_map(|(a, b)| [(a.0, F32), (b.0, F32)]));
-                operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
-                shadow::begin(&state.ctx, &operands)
+                let operands = [(xw.0, F32), (x.x.0, F32), (x.w_ih.0, F32), (x.w_hh_t.0, F32)]
+                    .into_iter()
+                    .chain([(x.state.0, F32), (x.ws.0, F32)])
+                    .chain(x.bias.into_iter().flat_map(|(a, b)| [(a.0, F32), (b.0, F32)]))
+                    .chain(x.lengths.map(|(s, _)| (s, DType::I32)));
+                shadow::begin(&state.ctx, operands)
             }
             None => None,
         };
@@ -1200,16 +1203,11 @@ impl Storage {
     pub(crate) fn lstm_layer_backward(x: LstmLayerBackward<Storage, Storage>) -> bool {
         const OP: &str = "lstm layer backward";
         let Storage::Gpu(dgates) = x.dgates.0 else { return Storage::host_lstm_layer_backward(x, false) };
-        let mut operands = vec![
-            (x.d_state.0, F32),
-            (x.ws.0, F32),
-            (x.state.0, F32),
-            (x.w_hh.0, F32),
-            (x.dgates.0, F32),
-            (x.carry.0, F32),
-        ];
-        operands.extend(x.lengths.map(|(s, _)| (s, DType::I32)));
-        let check = shadow::begin(&dgates.ctx, &operands);
+        let operands =
+            [(x.d_state.0, F32), (x.ws.0, F32), (x.state.0, F32), (x.w_hh.0, F32), (x.dgates.0, F32), (x.carry.0, F32)]
+                .into_iter()
+                .chain(x.lengths.map(|(s, _)| (s, DType::I32)));
+        let check = shadow::begin(&dgates.ctx, operands);
         let whole = dgates.ctx.lstm_layer_backward(LstmLayerBackward {
             steps: x.steps,
             d_state: device_view(x.d_state, OP),
