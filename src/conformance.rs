@@ -50,6 +50,7 @@ impl Subject {
         }
     }
 
+    /// The op's name ([`Op::name`]) or the configuration's.
     pub fn name(&self) -> &'static str {
         match self {
             Subject::Op(op) => op.name(),
@@ -61,10 +62,13 @@ impl Subject {
 /// One line of the table.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// What was checked.
     pub subject: Subject,
+    /// Whether it agreed with the CPU everywhere (`failure` is `None`).
     pub passed: bool,
     /// How many GPU results were compared with the CPU's.
     pub compared: u64,
+    /// How long the check took, in milliseconds.
     pub millis: f64,
     /// Why it failed: the first shadow report, a panic's message, or an op that was
     /// never compared.
@@ -78,7 +82,9 @@ pub struct Report {
     pub device: String,
     /// The adapter, driver and driver version, as the tuner keys its choices.
     pub adapter_key: String,
+    /// The version of wgrad that ran the checks.
     pub wgrad_version: &'static str,
+    /// One line per op, then one per matmul configuration.
     pub entries: Vec<Entry>,
 }
 

@@ -199,6 +199,7 @@ fn hashes(module: &dyn Module) -> Vec<(String, String)> {
 /// How far one parameter of a GPU run is from the CPU reference's replay.
 #[derive(Clone, Debug)]
 pub struct ParameterDrift {
+    /// The parameter's or buffer's name, as the state dict spells it.
     pub name: String,
     /// `max |gpu - cpu|` over the elements.
     pub max_abs: f32,
@@ -211,6 +212,7 @@ pub struct ParameterDrift {
 /// The result of [`verify`].
 #[derive(Clone, Debug)]
 pub struct Drift {
+    /// One entry per parameter, then per buffer, in the model's order.
     pub parameters: Vec<ParameterDrift>,
     /// Receipt hashes with no tensor in the GPU run, and GPU tensors without a hash or
     /// without a counterpart in the replay.
