@@ -6,7 +6,7 @@
 //! The weights are packed once per call into blocks of [`MR`] rows, so each step of the
 //! product broadcasts [`MR`] consecutive floats.
 //!
-//! A tile is [`MR`] output channels by up to [`VECTORS`] vectors of 16 wide positions, 24
+//! A tile is [`MR`] output channels by up to `VECTORS` vectors of 16 wide positions, 24
 //! accumulators held in registers through the whole contraction. The wide positions past
 //! each output row's width are dropped when the tile is stored: the kept lanes of a vector
 //! are consecutive outputs, so each vector is compressed to its kept lanes and stored with

@@ -27,7 +27,7 @@ pub struct SequenceInputs<'a> {
 pub enum Projection<'a> {
     /// Computed apart: `xw` `[T, B, 4H]`.
     Computed(&'a [f32]),
-    /// Computed inside each step ([`fused::lstm_step`], which needs [`fused_projection`]):
+    /// Computed inside each step (`fused::lstm_step`, which needs [`fused_projection`]):
     /// the time-major input `x` (`[T, B, I]`) and `W_ih` (`[4H, I]` row-major).
     Fused { x: &'a [f32], w_ih: &'a [f32], input: usize },
 }
@@ -68,7 +68,7 @@ pub fn forward_by_sequence(batch: usize) -> bool {
 /// cell's), and each thread's rows of the state stay in its core's cache. Each row's
 /// recurrent product is one dot product over `H` per element whatever the rows around it,
 /// so the results do not depend on how the batch is cut. On a CPU with AVX-512 each step
-/// runs as [`fused::lstm_step`], the cell in the epilogue of the product, with `W_hh^T`
+/// runs as `fused::lstm_step`, the cell in the epilogue of the product, with `W_hh^T`
 /// packed once for the sequence; elsewhere on [`sgemm`], whose rows are the same bits as
 /// the step-by-step path's matmul, and the cell after it.
 pub fn lstm_layer_forward(steps: &[CellStep], x: &SequenceInputs, state: &mut [f32], ws: &mut [f32]) {
