@@ -18,7 +18,6 @@
 use super::alloc;
 use rayon::prelude::*;
 
-use super::conv_direct;
 use super::gemm::{sgemm, Strided, Threads};
 use super::packed;
 
@@ -77,6 +76,25 @@ fn for_each_unfold_run(lx: &Layout, g: &ConvGeometry, n: usize, mut f: impl FnMu
 /// `r * r_stride` and holds the image's `L` positions; entries that fall in the padding are
 /// left as they are (the caller zeroes `dst` when the geometry has any).
 fn unfold_image(x: &[f32], lx: &Layout, g: &ConvGeometry, n: usize, dst: &mut [f32], r_stride: usize) {
+    // The runs are an output row long (a few dozen floats), where a call to `memcpy` costs
+    // more than the copy: on AVX-512 they are masked vector moves inlined into the loop.
+    if packed::available() {
+        return packed::with_short_copies(|copier| {
+            for_each_unfold_run(lx, g, n, |row, q, base, step, len| {
+                let d = &mut dst[row * r_stride + q..][..len];
+                if step == 1 {
+                    for (i, piece) in d.chunks_mut(packed::NR).enumerate() {
+                        let from = base + i * packed::NR;
+                        copier.copy(piece, &x[from..from + piece.len()]);
+                    }
+                } else {
+                    for (k, v) in d.iter_mut().enumerate() {
+                        *v = x[base + k * step];
+                    }
+                }
+            })
+        });
+    }
     for_each_unfold_run(lx, g, n, |row, q, base, step, len| {
         let d = &mut dst[row * r_stride + q..][..len];
         if step == 1 {
@@ -341,11 +359,11 @@ impl Groups {
 /// batch.
 pub fn conv2d(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     if packed::available() {
-        // The wide form copies the output out once more where the unfold copies the
-        // column matrix in short runs: it wins where the columns outnumber the outputs
-        // (more rows per group than output channels per group).
+        // The gathered form reads the input in place where the unfold copies the column
+        // matrix in short runs: it wins where the columns outnumber the outputs (more rows
+        // per group than output channels per group).
         if g.stride == [1, 1] && gr.rows > gr.out_per_group {
-            return conv2d_wide(x, lx, w, bias, g, gr);
+            return conv2d_gathered(x, lx, w, bias, g, gr);
         }
         return conv2d_packed(x, lx, w, bias, g, gr);
     }
@@ -437,20 +455,16 @@ fn conv2d_packed(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Co
     out
 }
 
-/// [`conv2d`] with stride 1 on the direct AVX-512 kernel of [`conv_direct`], without
-/// unfolding or packing the input.
-///
-/// With stride 1, output `(y, x)` reads input `(y + i d, x + j d)` for the tap `(i, j)`.
-/// Computed on "wide" output rows as wide as the (padded) input, position `q = y * wp + x`
-/// reads the plane at `q + i d wp + j d`: every tap's row of the column matrix is the
-/// plane itself from a fixed offset, so the kernel reads it in place, and the `wp - ow`
-/// extra columns of each wide row are dropped when the product is stored. That costs
-/// `wp / ow` times the multiply-adds (18% for a 3x3 kernel on 13x13) and saves the unfold,
-/// which on these shapes cost as much as the product.
+/// [`conv2d`] position by position on the gathered kernel of [`packed`]
+/// ([`packed::gemm_gathered_transposed`]): a tile is six output positions by up to 64
+/// output channels, each step of the contraction broadcasting one tap of the six windows
+/// straight from the (padded) input planes and multiplying it by a row of the transposed
+/// weights, packed once per call. Nothing is unfolded per image, any number of positions
+/// fills the tiles, and the tile is stored transposed into the `[out, L]` output.
 ///
 /// A padded geometry, or an input view whose planes are not contiguous, is first copied
 /// into zero-bordered contiguous planes, one image at a time.
-fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry, gr: Groups) -> Vec<f32> {
+fn conv2d_gathered(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     let positions = g.positions();
     let image_out = gr.out_channels() * positions;
     let (hp, wp) = (g.height + 2 * g.padding[0], g.width + 2 * g.padding[1]);
@@ -458,22 +472,23 @@ fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Conv
     let [oh, ow] = g.out;
     let s = &lx.strides;
     let in_place = g.padding == [0, 0] && s[3] == 1 && s[2] == g.width && s[1] == g.height * g.width;
-    // Row r = (c, i, j) of the column matrix is the padded plane of channel c from
-    // `i * d * wp + j * d` on.
     let [kh, kw] = g.kernel;
+    // Where each output position's window starts, and each tap's offset from there.
+    let starts: Vec<usize> = (0..oh * ow).map(|q| (q / ow) * g.stride[0] * wp + (q % ow) * g.stride[1]).collect();
     let offsets: Vec<usize> = (0..g.rows())
         .map(|r| {
             let (c, i, j) = (r / (kh * kw), r / kw % kh, r % kw);
             c * plane + i * g.dilation[0] * wp + j * g.dilation[1]
         })
         .collect();
-    let plan = conv_direct::WidePlan::new(oh, ow, wp);
-    let weights: Vec<conv_direct::PackedRows> = (0..gr.groups)
-        .map(|grp| {
-            let w = &w[grp * gr.out_per_group * gr.rows..];
-            conv_direct::PackedRows::new(gr.out_per_group, gr.rows, w, bias.map(|b| &b[grp * gr.out_per_group..]))
-        })
-        .collect();
+    let (opg, rows) = (gr.out_per_group, gr.rows);
+    let per_group = packed::packed_len(rows, opg);
+    let mut weights = packed::AlignedBuf::zeroed(gr.groups * per_group, "conv");
+    for grp in 0..gr.groups {
+        let wg = &w[grp * opg * rows..][..opg * rows];
+        packed::pack_b(rows, opg, wg, (1, rows), &mut weights.as_mut_slice()[grp * per_group..][..per_group]);
+    }
+    let weights = weights.as_slice();
     let mut out = Vec::new();
     if out.try_reserve_exact(g.batch * image_out).is_err() {
         panic!("{}", alloc::out_of_memory("conv", g.batch * image_out, 4));
@@ -499,13 +514,15 @@ fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Conv
                 }
                 padded
             };
-            for (grp, weights) in weights.iter().enumerate() {
-                conv_direct::wide_product(
+            for grp in 0..gr.groups {
+                packed::gemm_gathered_transposed(
+                    (positions, rows, opg),
                     image,
-                    &offsets[grp * gr.rows..],
-                    weights,
-                    &plan,
-                    &mut y[grp * gr.out_per_group * positions..],
+                    &starts,
+                    &offsets[grp * rows..],
+                    &weights[grp * per_group..],
+                    bias.map(|b| &b[grp * opg..]),
+                    &mut y[grp * opg * positions..],
                     positions,
                 );
             }
@@ -520,6 +537,20 @@ fn conv2d_wide(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Conv
 /// The input gradient of a convolution: the contiguous `[N, C, H, W]` adjoint of
 /// [`conv2d`] applied to the contiguous output gradient `gy` (`[N, out, L]`).
 pub fn conv2d_input_grad(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
+    // The packed kernel's panels are 64 positions wide: below about 48 positions most of
+    // a panel would be padding, and the general GEMM wins.
+    if packed::available() && g.positions() >= PACKED_INPUT_GRAD_POSITIONS {
+        return conv2d_input_grad_packed(gy, w, g, gr);
+    }
+    conv2d_input_grad_portable(gy, w, g, gr)
+}
+
+/// Positions per image from which [`conv2d_input_grad`] runs on the packed kernel: three
+/// quarters of one 64-wide panel.
+const PACKED_INPUT_GRAD_POSITIONS: usize = 48;
+
+/// [`conv2d_input_grad`] on any CPU: per image, `W_g^T dY_g` by [`sgemm`], then folded.
+fn conv2d_input_grad_portable(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     let positions = g.positions();
     let image_in = g.channels * g.height * g.width;
     let image_out = gr.out_channels() * positions;
@@ -560,6 +591,21 @@ pub fn conv2d_input_grad(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) ->
 /// image, its output gradient `[out, L]` times its columns transposed, summed over the
 /// batch in fixed chunks of [`WEIGHT_GRAD_IMAGES`] images.
 pub fn conv2d_weight_grad(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
+    // The packed product's columns are the output channels of a group: with fewer than
+    // about 48 most of a 64-wide panel would be padding, and packing the output gradient
+    // transposed would cost more than the product it feeds.
+    if packed::available() && gr.out_per_group >= PACKED_WEIGHT_GRAD_CHANNELS {
+        return conv2d_weight_grad_packed(x, lx, gy, g, gr);
+    }
+    conv2d_weight_grad_portable(x, lx, gy, g, gr)
+}
+
+/// Output channels per group from which [`conv2d_weight_grad`] runs on the packed kernel:
+/// three quarters of one 64-wide panel.
+const PACKED_WEIGHT_GRAD_CHANNELS: usize = 48;
+
+/// [`conv2d_weight_grad`] on any CPU: per image, `dY_g cols_g^T` added by [`sgemm`].
+fn conv2d_weight_grad_portable(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     let positions = g.positions();
     let image_out = gr.out_channels() * positions;
     let numel = gr.out_channels() * gr.rows;
@@ -601,6 +647,140 @@ pub fn conv2d_weight_grad(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, 
         }
     }
     total
+}
+
+/// [`conv2d_input_grad`] on the AVX-512 kernel of [`packed`]: per image, each group's
+/// output gradient `dY_g` (`[out / groups, L]`) is packed into panels and multiplied by
+/// `W_g^T` (`[rows, out / groups]`, transposed once per call), giving the image's columns,
+/// which are folded into its gradient.
+fn conv2d_input_grad_packed(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
+    let positions = g.positions();
+    let image_in = g.channels * g.height * g.width;
+    let image_out = gr.out_channels() * positions;
+    let mut dx = alloc::zeroed::<f32>(g.batch * image_in, "conv");
+    if image_in == 0 {
+        return dx;
+    }
+    let (opg, rows) = (gr.out_per_group, gr.rows);
+    // W_g^T, one `[rows, out / groups]` block per group.
+    let mut wt = alloc::zeroed::<f32>(gr.groups * rows * opg, "conv");
+    for grp in 0..gr.groups {
+        let (src, dst) = (&w[grp * opg * rows..][..opg * rows], &mut wt[grp * rows * opg..][..rows * opg]);
+        for o in 0..opg {
+            for r in 0..rows {
+                dst[r * opg + o] = src[o * rows + r];
+            }
+        }
+    }
+    let per_group = packed::packed_len(opg, positions);
+    let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0, 0];
+    dx.par_chunks_mut(image_in).enumerate().for_each_init(
+        || {
+            let cols = if pointwise { Vec::new() } else { alloc::zeroed::<f32>(g.rows() * positions, "conv") };
+            (packed::AlignedBuf::zeroed(gr.groups * per_group, "conv"), cols)
+        },
+        |(panels, cols), (n, dxn)| {
+            let gyn = &gy[n * image_out..][..image_out];
+            // A 1x1 window with unit stride reads each input once: its columns are the
+            // image itself, so the product writes the gradient directly.
+            let target: &mut [f32] = if pointwise { dxn } else { cols };
+            for grp in 0..gr.groups {
+                let panel = &mut panels.as_mut_slice()[grp * per_group..][..per_group];
+                packed::pack_b_rows(opg, positions, &gyn[grp * opg * positions..], positions, panel);
+                packed::gemm(
+                    (rows, opg, positions),
+                    &wt[grp * rows * opg..],
+                    opg,
+                    panel,
+                    packed::Start::Zero,
+                    &mut target[grp * rows * positions..],
+                    positions,
+                );
+            }
+            if !pointwise {
+                fold_image(cols, positions, g, dxn);
+            }
+        },
+    );
+    dx
+}
+
+/// [`conv2d_weight_grad`] on the AVX-512 kernel of [`packed`]. A chunk of
+/// [`WEIGHT_GRAD_IMAGES`] images is one product per group, `dW_g^T = cols_g dY_g^T`,
+/// contracting over the positions of every image of the chunk at once: the images are
+/// unfolded side by side into one `[rows, images * L]` column matrix (read in place as the
+/// left-hand operand) and their output gradients packed transposed beside each other. The
+/// chunks' `[rows, out / groups]` sums are added in order and transposed at the end.
+fn conv2d_weight_grad_packed(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
+    let positions = g.positions();
+    let image_out = gr.out_channels() * positions;
+    let (opg, rows) = (gr.out_per_group, gr.rows);
+    let numel = gr.out_channels() * rows;
+    let span = WEIGHT_GRAD_IMAGES * positions;
+    let per_group = packed::packed_len(span, opg);
+    let chunks: Vec<Vec<f32>> = (0..g.batch.div_ceil(WEIGHT_GRAD_IMAGES))
+        .into_par_iter()
+        .map_init(
+            // Entries in the padding are never written by the unfold (the same entries for
+            // every image), and the packed tail rows and columns never reach the
+            // product's output: zeroed once per task.
+            || {
+                (
+                    alloc::zeroed::<f32>(g.rows() * span, "conv"),
+                    packed::AlignedBuf::zeroed(gr.groups * per_group, "conv"),
+                )
+            },
+            |(cols, panels), chunk| {
+                let images = chunk * WEIGHT_GRAD_IMAGES..((chunk + 1) * WEIGHT_GRAD_IMAGES).min(g.batch);
+                let k = images.len() * positions;
+                let panels = panels.as_mut_slice();
+                for (i, n) in images.clone().enumerate() {
+                    unfold_image(x, lx, g, n, &mut cols[i * positions..], span);
+                    let gyn = &gy[n * image_out..][..image_out];
+                    // dY_g^T: row `i * L + l` of the packed operand is position `l` of image `i`.
+                    for (o, row) in gyn.chunks_exact(positions).enumerate() {
+                        let group = &mut panels[(o / opg) * per_group..][..per_group];
+                        let o = o % opg;
+                        for (l, &v) in row.iter().enumerate() {
+                            group[packed::packed_index(k, i * positions + l, o)] = v;
+                        }
+                    }
+                }
+                let mut dwt = alloc::zeroed::<f32>(numel, "conv");
+                for grp in 0..gr.groups {
+                    packed::gemm(
+                        (rows, k, opg),
+                        &cols[grp * rows * span..],
+                        span,
+                        &panels[grp * per_group..],
+                        packed::Start::Zero,
+                        &mut dwt[grp * rows * opg..],
+                        opg,
+                    );
+                }
+                dwt
+            },
+        )
+        .collect();
+    let mut chunks = chunks.into_iter();
+    let mut total = chunks.next().unwrap_or_else(|| alloc::zeroed::<f32>(numel, "conv"));
+    for part in chunks {
+        for (t, p) in total.iter_mut().zip(&part) {
+            *t += p;
+        }
+    }
+    // `[groups][rows][out / groups]` to `[out][rows]`.
+    let mut dw = alloc::zeroed::<f32>(numel, "conv");
+    for grp in 0..gr.groups {
+        let block = &total[grp * rows * opg..][..rows * opg];
+        for o in 0..opg {
+            let dst = &mut dw[(grp * opg + o) * rows..][..rows];
+            for (r, d) in dst.iter_mut().enumerate() {
+                *d = block[r * opg + o];
+            }
+        }
+    }
+    dw
 }
 
 #[cfg(test)]
@@ -662,7 +842,7 @@ mod tests {
         }
     }
 
-    /// The AVX-512 forms (the wide one for stride 1, the unfolding one for any stride)
+    /// The AVX-512 forms (the unfolding one and the gathered one, each for any stride)
     /// against the portable im2col + sgemm, on shapes that cut the 6-row and 64-column
     /// tiles, with padding, dilation, groups, no bias and an input view that is not
     /// contiguous.
@@ -681,6 +861,8 @@ mod tests {
             Case([2, 8, 15, 15], 10, [3, 3], [2, 2], [1, 1], [1, 1], 2, true),
             Case([1, 4, 30, 70], 3, [5, 5], [1, 1], [2, 2], [1, 1], 1, true),
             Case([2, 16, 7, 7], 20, [1, 1], [1, 1], [0, 0], [1, 1], 4, true),
+            Case([2, 9, 8, 8], 70, [3, 3], [1, 1], [1, 1], [1, 1], 1, true),
+            Case([3, 12, 9, 10], 66, [3, 3], [2, 1], [0, 2], [1, 1], 1, false),
         ];
         for Case(shape, out_ch, kernel, stride, padding, dilation, groups, with_bias) in cases {
             let g = geometry(shape, kernel, stride, padding, dilation);
@@ -699,15 +881,68 @@ mod tests {
             let bias = with_bias.then_some(&bias[..]);
             let want = conv2d_portable(&x, &lx, &wt, bias, &g, gr);
             let mut forms = vec![("unfolded", conv2d_packed(&x, &lx, &wt, bias, &g, gr))];
-            if stride == [1, 1] {
-                forms.push(("wide", conv2d_wide(&x, &lx, &wt, bias, &g, gr)));
-            }
+            forms.push(("gathered", conv2d_gathered(&x, &lx, &wt, bias, &g, gr)));
             for (name, got) in forms {
                 assert_eq!(got.len(), want.len());
                 for (i, (a, b)) in got.iter().zip(&want).enumerate() {
                     assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{name} {shape:?} k{kernel:?} s{stride:?} p{padding:?} d{dilation:?} g{groups}: [{i}] {a} vs {b}");
                 }
             }
+        }
+    }
+
+    /// The packed backward passes against the portable ones (im2col + `sgemm` + col2im):
+    /// batches that do not fill the last weight-gradient chunk, more than one 64-wide panel
+    /// of output channels, fewer positions than a panel, groups, padding, stride, dilation,
+    /// a 1x1 window and a permuted input view.
+    #[test]
+    fn the_packed_backward_passes_match_the_portable_ones() {
+        if !packed::available() {
+            return;
+        }
+        /// Input shape, output channels, kernel, stride, padding, dilation, groups.
+        struct Case([usize; 4], usize, [usize; 2], [usize; 2], [usize; 2], [usize; 2], usize);
+        let cases = [
+            Case([5, 1, 28, 28], 32, [3, 3], [1, 1], [0, 0], [1, 1], 1),
+            Case([6, 32, 13, 13], 64, [3, 3], [1, 1], [0, 0], [1, 1], 1),
+            Case([9, 64, 5, 5], 64, [3, 3], [1, 1], [0, 0], [1, 1], 1),
+            Case([3, 5, 11, 9], 70, [3, 2], [1, 1], [2, 1], [1, 1], 1),
+            Case([2, 6, 12, 17], 13, [3, 3], [1, 1], [1, 1], [2, 2], 1),
+            Case([7, 8, 15, 15], 10, [3, 3], [2, 2], [1, 1], [1, 1], 2),
+            Case([2, 16, 7, 9], 20, [1, 1], [1, 1], [0, 0], [1, 1], 4),
+            Case([1, 3, 4, 4], 2, [3, 3], [1, 1], [1, 1], [1, 1], 1),
+        ];
+        for Case(shape, out_ch, kernel, stride, padding, dilation, groups) in cases {
+            let g = geometry(shape, kernel, stride, padding, dilation);
+            let gr = Groups::new(&g, groups, out_ch);
+            let [n, c, h, w] = shape;
+            let x = values(n * c * h * w, 1);
+            let lx = if out_ch % 2 == 1 {
+                Layout { shape: shape.to_vec(), strides: vec![c * h * w, h * w, 1, h], offset: 0 }
+            } else {
+                Layout { shape: shape.to_vec(), strides: vec![c * h * w, h * w, w, 1], offset: 0 }
+            };
+            let wt = values(out_ch * gr.rows, 2);
+            let gy = values(n * out_ch * g.positions(), 3);
+            let close = |name: &str, got: &[f32], want: &[f32]| {
+                assert_eq!(got.len(), want.len(), "{name}");
+                for (i, (a, b)) in got.iter().zip(want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                        "{name} {shape:?} k{kernel:?} s{stride:?} p{padding:?} d{dilation:?} g{groups}: [{i}] {a} vs {b}"
+                    );
+                }
+            };
+            close(
+                "input grad",
+                &conv2d_input_grad_packed(&gy, &wt, &g, gr),
+                &conv2d_input_grad_portable(&gy, &wt, &g, gr),
+            );
+            close(
+                "weight grad",
+                &conv2d_weight_grad_packed(&x, &lx, &gy, &g, gr),
+                &conv2d_weight_grad_portable(&x, &lx, &gy, &g, gr),
+            );
         }
     }
 }

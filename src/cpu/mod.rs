@@ -29,7 +29,6 @@ pub mod augment;
 pub(crate) mod backend;
 pub mod batch_norm;
 pub mod conv;
-pub mod conv_direct;
 pub mod creation;
 pub mod elementwise;
 pub mod embedding;

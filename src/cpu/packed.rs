@@ -74,6 +74,27 @@ pub fn pack_b(k: usize, n: usize, b: &[f32], (rs, cs): (usize, usize), dst: &mut
     }
 }
 
+/// Packs `B` (`k x n`, row `r` the `n` contiguous values from `b[r * rs]` on) into `dst`
+/// ([`packed_len`] elements) with AVX-512 moves: [`pack_b`] for unit column stride. The
+/// tail columns of the last panel are left as they are (the kernel never stores them).
+///
+/// # Panics
+///
+/// Unless the CPU has AVX-512F ([`available`]) and the operands hold the shape.
+pub fn pack_b_rows(k: usize, n: usize, b: &[f32], rs: usize, dst: &mut [f32]) {
+    assert!(dst.len() >= packed_len(k, n), "pack_b_rows: {} elements for a {k}x{n} operand", dst.len());
+    assert!(k == 0 || n == 0 || b.len() >= (k - 1) * rs + n, "pack_b_rows: {} elements for {k}x{n}", b.len());
+    with_short_copies(|copier| {
+        for p in 0..n.div_ceil(NR) {
+            let cols = (n - p * NR).min(NR);
+            for r in 0..k {
+                let src = &b[r * rs + p * NR..][..cols];
+                copier.copy(&mut dst[(p * k + r) * NR..][..cols], src);
+            }
+        }
+    })
+}
+
 /// Runs `f` compiled for AVX-512F, handing it [`CopyShort`]: a copy of at most [`NR`]
 /// floats by masked vector moves. The runs a convolution's unfold copies are a few dozen
 /// floats (a row of an 11x11 output), where a call to `memcpy` (or to any function not
@@ -182,6 +203,62 @@ pub fn gemm_uninit(
     unsafe { run((m, k, n), a, lda, b, start, c.as_mut_ptr().cast(), rsc) }
 }
 
+/// `C^T = bias 1^T + A B` for an `A` gathered from an image: element `(i, r)` of `A` is
+/// `image[row_starts[i] + step_offsets[r]]`, `B` is packed (`k x n`, [`pack_b`]), and
+/// element `(i, j)` of the product is written to `ct[j * rsc + i]`.
+///
+/// This is a convolution computed position by position: row `i` is output position `i`
+/// (where its window starts in the padded input planes), step `r` is the tap `(c, ki, kj)`
+/// (its offset from the window's start), `B` the transposed weights and `bias` one value
+/// per column (output channel), and the transposed store writes the `[out, positions]`
+/// output directly. Any number of positions fills the tiles with no padding, where
+/// [`gemm`] on the unfolded columns pads them to 64-wide panels.
+///
+/// # Panics
+///
+/// Unless the CPU has AVX-512F ([`available`]) and every operand holds its shape.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_gathered_transposed(
+    (m, k, n): (usize, usize, usize),
+    image: &[f32],
+    row_starts: &[usize],
+    step_offsets: &[usize],
+    b: &[f32],
+    bias: Option<&[f32]>,
+    ct: &mut [MaybeUninit<f32>],
+    rsc: usize,
+) {
+    assert!(available(), "packed gemm: the CPU has no AVX-512F");
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        row_starts.len() >= m && step_offsets.len() >= k,
+        "packed gemm: {} row starts and {} step offsets for {m}x{k}",
+        row_starts.len(),
+        step_offsets.len()
+    );
+    let furthest =
+        row_starts[..m].iter().max().copied().unwrap_or(0) + step_offsets[..k].iter().max().copied().unwrap_or(0);
+    assert!(
+        k == 0 || furthest < image.len(),
+        "packed gemm: a gathered lhs reads element {furthest} of {}",
+        image.len()
+    );
+    assert!(b.len() >= packed_len(k, n), "packed gemm: packed rhs of {} elements for {k}x{n}", b.len());
+    assert!(ct.len() >= (n - 1) * rsc + m, "packed gemm: transposed output of {} elements for {m}x{n}", ct.len());
+    assert!(rsc * 16 <= i32::MAX as usize, "packed gemm: a transposed output with rows {rsc} apart");
+    if let Some(bias) = bias {
+        assert!(bias.len() >= n, "packed gemm: {} biases for {n} columns", bias.len());
+    }
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: checked above; `ct` is a unique borrow, so it aliases no operand, and only
+    // its elements `(i, j)` are written.
+    unsafe {
+        avx512::gemm_gathered((m, k, n), image.as_ptr(), row_starts, step_offsets, b, bias, ct.as_mut_ptr().cast(), rsc)
+    }
+}
+
 /// Panics unless the CPU runs the kernel and every operand holds its shape.
 fn check((m, k, n): (usize, usize, usize), a: &[f32], lda: usize, b: &[f32], start: Start, c_len: usize, rsc: usize) {
     assert!(available(), "packed gemm: the CPU has no AVX-512F");
@@ -268,6 +345,121 @@ mod avx512 {
                 // checks), and AVX-512F is enabled here.
                 unsafe { dispatch(rows, vectors, &tile) };
                 i += rows;
+            }
+        }
+    }
+
+    /// [`super::gemm_gathered_transposed`] after its checks: panel by panel of `B`, and
+    /// within a panel `MR` rows (output positions) at a time.
+    #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn gemm_gathered(
+        (m, k, n): (usize, usize, usize),
+        image: *const f32,
+        row_starts: &[usize],
+        step_offsets: &[usize],
+        b: &[f32],
+        bias: Option<&[f32]>,
+        ct: *mut f32,
+        rsc: usize,
+    ) {
+        for p in 0..n.div_ceil(NR) {
+            let cols = (n - p * NR).min(NR);
+            let vectors = cols.div_ceil(16);
+            let tail = cols - 16 * (vectors - 1);
+            let mask: __mmask16 = if tail == 16 { 0xffff } else { (1u16 << tail) - 1 };
+            let mut i = 0;
+            while i < m {
+                let rows = (m - i).min(MR);
+                // SAFETY (the pointers): inside the operands (the caller's checks); rows past
+                // `rows` repeat the last one and are never stored.
+                let tile = GatheredTile {
+                    k,
+                    starts: std::array::from_fn(|x| unsafe { image.add(row_starts[i + x.min(rows - 1)]) }),
+                    steps: step_offsets.as_ptr(),
+                    b: b[p * k * NR..].as_ptr(),
+                    ct: unsafe { ct.add(p * NR * rsc + i) },
+                    rsc,
+                    mask,
+                    bias: bias.map(|bias| unsafe { bias.as_ptr().add(p * NR) }),
+                };
+                macro_rules! by_vectors {
+                    ($r:literal) => {
+                        match vectors {
+                            1 => gathered_kernel::<$r, 1>(&tile),
+                            2 => gathered_kernel::<$r, 2>(&tile),
+                            3 => gathered_kernel::<$r, 3>(&tile),
+                            _ => gathered_kernel::<$r, 4>(&tile),
+                        }
+                    };
+                }
+                // SAFETY: the tile lies inside the operands (the caller's checks).
+                unsafe {
+                    match rows {
+                        1 => by_vectors!(1),
+                        2 => by_vectors!(2),
+                        3 => by_vectors!(3),
+                        4 => by_vectors!(4),
+                        5 => by_vectors!(5),
+                        _ => by_vectors!(6),
+                    }
+                }
+                i += rows;
+            }
+        }
+    }
+
+    /// `MR` rows of a gathered `A`, a panel of `B` and where the transposed tile goes.
+    struct GatheredTile {
+        k: usize,
+        starts: [*const f32; MR],
+        steps: *const usize,
+        b: *const f32,
+        ct: *mut f32,
+        rsc: usize,
+        mask: __mmask16,
+        bias: Option<*const f32>,
+    }
+
+    /// The gathered micro-kernel: `R` rows of `V` vectors held in registers through all of
+    /// `k`, each step broadcasting `R` values read at one offset from the rows' starts,
+    /// then scattered into the transposed output.
+    #[inline(always)]
+    unsafe fn gathered_kernel<const R: usize, const V: usize>(t: &GatheredTile) {
+        // SAFETY (the whole body): every pointer stays inside the tile the caller checked;
+        // the last vector of a row is loaded and stored under the tail mask.
+        unsafe {
+            let lane_mask = |v: usize| if v + 1 == V { t.mask } else { 0xffff };
+            let mut acc = [[_mm512_setzero_ps(); V]; R];
+            if let Some(bias) = t.bias {
+                for row in acc.iter_mut() {
+                    for (v, x) in row.iter_mut().enumerate() {
+                        *x = _mm512_maskz_loadu_ps(lane_mask(v), bias.add(16 * v));
+                    }
+                }
+            }
+            let mut b = t.b;
+            for r in 0..t.k {
+                let offset = *t.steps.add(r);
+                let bv: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(16 * v)));
+                for (row, start) in acc.iter_mut().zip(&t.starts) {
+                    let ai = _mm512_set1_ps(*start.add(offset));
+                    for (x, &bv) in row.iter_mut().zip(&bv) {
+                        *x = _mm512_fmadd_ps(ai, bv, *x);
+                    }
+                }
+                b = b.add(NR);
+            }
+            // Lane `l` of vector `v` of row `i` is element `(i, 16 v + l)`, at
+            // `ct[(16 v + l) * rsc + i]`.
+            let lanes = _mm512_mullo_epi32(
+                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                _mm512_set1_epi32(t.rsc as i32),
+            );
+            for (i, row) in acc.iter().enumerate() {
+                for (v, &x) in row.iter().enumerate() {
+                    _mm512_mask_i32scatter_ps::<4>(t.ct.add(16 * v * t.rsc + i), lane_mask(v), lanes, x);
+                }
             }
         }
     }
