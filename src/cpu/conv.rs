@@ -467,20 +467,7 @@ fn conv2d_packed(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &Co
 fn conv2d_gathered(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     let positions = g.positions();
     let image_out = gr.out_channels() * positions;
-    let (hp, wp) = (g.height + 2 * g.padding[0], g.width + 2 * g.padding[1]);
-    let plane = hp * wp;
-    let [oh, ow] = g.out;
-    let s = &lx.strides;
-    let in_place = g.padding == [0, 0] && s[3] == 1 && s[2] == g.width && s[1] == g.height * g.width;
-    let [kh, kw] = g.kernel;
-    // Where each output position's window starts, and each tap's offset from there.
-    let starts: Vec<usize> = (0..oh * ow).map(|q| (q / ow) * g.stride[0] * wp + (q % ow) * g.stride[1]).collect();
-    let offsets: Vec<usize> = (0..g.rows())
-        .map(|r| {
-            let (c, i, j) = (r / (kh * kw), r / kw % kh, r % kw);
-            c * plane + i * g.dilation[0] * wp + j * g.dilation[1]
-        })
-        .collect();
+    let windows = Windows::new(g, lx);
     let (opg, rows) = (gr.out_per_group, gr.rows);
     let per_group = packed::packed_len(rows, opg);
     let mut weights = packed::AlignedBuf::zeroed(gr.groups * per_group, "conv");
@@ -495,31 +482,20 @@ fn conv2d_gathered(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &
     }
     let uninit = &mut out.spare_capacity_mut()[..g.batch * image_out];
     if image_out > 0 {
-        let scratch = || if in_place { Vec::new() } else { alloc::zeroed::<f32>(g.channels * plane, "conv") };
+        let scratch = || if windows.in_place { Vec::new() } else { alloc::zeroed::<f32>(windows.image_len, "conv") };
         uninit.par_chunks_mut(image_out).enumerate().for_each_init(scratch, |padded, (n, y)| {
-            let image: &[f32] = if in_place {
-                let base = lx.offset + n * s[0];
-                &x[base..base + g.channels * plane]
+            let image: &[f32] = if windows.in_place {
+                &x[lx.offset + n * lx.strides[0]..][..windows.image_len]
             } else {
-                // The border stays zero from the allocation; the interior is rewritten for
-                // every image.
-                for c in 0..g.channels {
-                    for row in 0..g.height {
-                        let src = lx.offset + n * s[0] + c * s[1] + row * s[2];
-                        let dst = c * plane + (row + g.padding[0]) * wp + g.padding[1];
-                        for (col, d) in padded[dst..dst + g.width].iter_mut().enumerate() {
-                            *d = x[src + col * s[3]];
-                        }
-                    }
-                }
+                windows.pad_image(x, lx, n, padded);
                 padded
             };
             for grp in 0..gr.groups {
                 packed::gemm_gathered_transposed(
                     (positions, rows, opg),
                     image,
-                    &starts,
-                    &offsets[grp * rows..],
+                    &windows.starts,
+                    &windows.offsets[grp * rows..],
                     &weights[grp * per_group..],
                     bias.map(|b| &b[grp * opg..]),
                     &mut y[grp * opg * positions..],
@@ -532,6 +508,56 @@ fn conv2d_gathered(x: &[f32], lx: &Layout, w: &[f32], bias: Option<&[f32]>, g: &
     // of its `[out / groups, L]` block.
     unsafe { out.set_len(g.batch * image_out) };
     out
+}
+
+/// Where the windows of a convolution lie in an image's (padded) input planes, for the
+/// gathered kernel: element `(c, y, x)` of an image's padded planes is at
+/// `c * plane + y * wp + x`, output position `q`'s window starts at `starts[q]`, and tap
+/// `r = (c, i, j)` lies `offsets[r]` past a window's start.
+struct Windows {
+    starts: Vec<usize>,
+    offsets: Vec<usize>,
+    /// Whether the view's planes are read where they lie: no padding, contiguous planes.
+    in_place: bool,
+    /// Floats of one image's padded planes.
+    image_len: usize,
+    plane: usize,
+    wp: usize,
+    g: ConvGeometry,
+}
+
+impl Windows {
+    fn new(g: &ConvGeometry, lx: &Layout) -> Windows {
+        let (hp, wp) = (g.height + 2 * g.padding[0], g.width + 2 * g.padding[1]);
+        let plane = hp * wp;
+        let ow = g.out[1];
+        let st = &lx.strides;
+        let in_place = g.padding == [0, 0] && st[3] == 1 && st[2] == g.width && st[1] == g.height * g.width;
+        let [kh, kw] = g.kernel;
+        let starts = (0..g.positions()).map(|q| (q / ow) * g.stride[0] * wp + (q % ow) * g.stride[1]).collect();
+        let offsets = (0..g.rows())
+            .map(|r| {
+                let (c, i, j) = (r / (kh * kw), r / kw % kh, r % kw);
+                c * plane + i * g.dilation[0] * wp + j * g.dilation[1]
+            })
+            .collect();
+        Windows { starts, offsets, in_place, image_len: g.channels * plane, plane, wp, g: *g }
+    }
+
+    /// Copies image `n` of the view `lx` of `x` into `dst`'s zero-bordered planes; the
+    /// border is left as it is (zero from the allocation).
+    fn pad_image(&self, x: &[f32], lx: &Layout, n: usize, dst: &mut [f32]) {
+        let (g, s) = (&self.g, &lx.strides);
+        for c in 0..g.channels {
+            for row in 0..g.height {
+                let src = lx.offset + n * s[0] + c * s[1] + row * s[2];
+                let at = c * self.plane + (row + g.padding[0]) * self.wp + g.padding[1];
+                for (col, d) in dst[at..at + g.width].iter_mut().enumerate() {
+                    *d = x[src + col * s[3]];
+                }
+            }
+        }
+    }
 }
 
 /// The input gradient of a convolution: the contiguous `[N, C, H, W]` adjoint of
@@ -705,37 +731,57 @@ fn conv2d_input_grad_packed(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups)
     dx
 }
 
-/// [`conv2d_weight_grad`] on the AVX-512 kernel of [`packed`]. A chunk of
-/// [`WEIGHT_GRAD_IMAGES`] images is one product per group, `dW_g^T = cols_g dY_g^T`,
-/// contracting over the positions of every image of the chunk at once: the images are
-/// unfolded side by side into one `[rows, images * L]` column matrix (read in place as the
-/// left-hand operand) and their output gradients packed transposed beside each other. The
-/// chunks' `[rows, out / groups]` sums are added in order and transposed at the end.
+/// [`conv2d_weight_grad`] on the gathered AVX-512 kernel of [`packed`]. A chunk of
+/// [`WEIGHT_GRAD_IMAGES`] images is one product per group, `dW_g = (cols_g dY_g^T)^T`,
+/// contracting over the positions of every image of the chunk at once: row `r` of the
+/// column matrix is read straight from the images (tap `r`'s offset plus each position's
+/// window start, nothing unfolded), the output gradients are packed transposed beside each
+/// other, and the kernel's transposed store writes `[out, rows]` directly. The chunks'
+/// sums are added in order.
+///
+/// A padded geometry, or an input view whose planes are not contiguous, is first copied
+/// into zero-bordered contiguous planes, one image at a time.
 fn conv2d_weight_grad_packed(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     let positions = g.positions();
     let image_out = gr.out_channels() * positions;
     let (opg, rows) = (gr.out_per_group, gr.rows);
     let numel = gr.out_channels() * rows;
+    let windows = Windows::new(g, lx);
+    let image_len = windows.image_len;
     let span = WEIGHT_GRAD_IMAGES * positions;
     let per_group = packed::packed_len(span, opg);
     let chunks: Vec<Vec<f32>> = (0..g.batch.div_ceil(WEIGHT_GRAD_IMAGES))
         .into_par_iter()
         .map_init(
-            // Entries in the padding are never written by the unfold (the same entries for
-            // every image), and the packed tail rows and columns never reach the
-            // product's output: zeroed once per task.
+            // The padded planes' borders are never written (zero for every image), and
+            // the packed tail columns never reach the product's output: zeroed once per
+            // task.
             || {
-                (
-                    alloc::zeroed::<f32>(g.rows() * span, "conv"),
-                    packed::AlignedBuf::zeroed(gr.groups * per_group, "conv"),
-                )
+                let padded = if windows.in_place {
+                    Vec::new()
+                } else {
+                    alloc::zeroed::<f32>(WEIGHT_GRAD_IMAGES * image_len, "conv")
+                };
+                (padded, packed::AlignedBuf::zeroed(gr.groups * per_group, "conv"), vec![0usize; span])
             },
-            |(cols, panels), chunk| {
+            |(padded, panels, steps), chunk| {
                 let images = chunk * WEIGHT_GRAD_IMAGES..((chunk + 1) * WEIGHT_GRAD_IMAGES).min(g.batch);
                 let k = images.len() * positions;
                 let panels = panels.as_mut_slice();
+                // The chunk's images side by side: in place, `s[0]` apart from the first;
+                // copied, `image_len` apart.
+                let (source, image_stride): (&[f32], usize) = if windows.in_place {
+                    (&x[lx.offset + images.start * lx.strides[0]..], lx.strides[0])
+                } else {
+                    for (i, n) in images.clone().enumerate() {
+                        windows.pad_image(x, lx, n, &mut padded[i * image_len..][..image_len]);
+                    }
+                    (&padded[..], image_len)
+                };
                 for (i, n) in images.clone().enumerate() {
-                    unfold_image(x, lx, g, n, &mut cols[i * positions..], span);
+                    for (q, step) in steps[i * positions..][..positions].iter_mut().enumerate() {
+                        *step = i * image_stride + windows.starts[q];
+                    }
                     let gyn = &gy[n * image_out..][..image_out];
                     // dY_g^T: row `i * L + l` of the packed operand is position `l` of image `i`.
                     for (o, row) in gyn.chunks_exact(positions).enumerate() {
@@ -746,19 +792,23 @@ fn conv2d_weight_grad_packed(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometr
                         }
                     }
                 }
-                let mut dwt = alloc::zeroed::<f32>(numel, "conv");
+                let mut dw = Vec::with_capacity(numel);
                 for grp in 0..gr.groups {
-                    packed::gemm(
+                    packed::gemm_gathered_transposed(
                         (rows, k, opg),
-                        &cols[grp * rows * span..],
-                        span,
+                        source,
+                        &windows.offsets[grp * rows..],
+                        &steps[..k],
                         &panels[grp * per_group..],
-                        packed::Start::Zero,
-                        &mut dwt[grp * rows * opg..],
-                        opg,
+                        None,
+                        &mut dw.spare_capacity_mut()[grp * opg * rows..],
+                        rows,
                     );
                 }
-                dwt
+                // SAFETY: each group's product wrote every element of its `[out / groups,
+                // rows]` block, and the blocks cover the gradient.
+                unsafe { dw.set_len(numel) };
+                dw
             },
         )
         .collect();
@@ -769,18 +819,7 @@ fn conv2d_weight_grad_packed(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometr
             *t += p;
         }
     }
-    // `[groups][rows][out / groups]` to `[out][rows]`.
-    let mut dw = alloc::zeroed::<f32>(numel, "conv");
-    for grp in 0..gr.groups {
-        let block = &total[grp * rows * opg..][..rows * opg];
-        for o in 0..opg {
-            let dst = &mut dw[(grp * opg + o) * rows..][..rows];
-            for (r, d) in dst.iter_mut().enumerate() {
-                *d = block[r * opg + o];
-            }
-        }
-    }
-    dw
+    total
 }
 
 #[cfg(test)]
