@@ -198,9 +198,7 @@ mod avx512 {
                 panel: w[p * k * NR..].as_ptr(),
                 bias: (bias.0.as_ptr(), bias.1.as_ptr()),
             };
-            let mut i = 0;
-            while i < n {
-                let count = (n - i).min(MR);
+            for (i, count) in crate::cpu::packed::row_tiles(n, MR) {
                 let active = &x.active[i..i + count];
                 // SAFETY: rows `i..i + count` and units `u0..u0 + units` lie inside every
                 // operand (the caller's checks).
@@ -214,7 +212,6 @@ mod avx512 {
                         _ => tile_rows::<MR>(&tile, &rows, i, active, &out),
                     }
                 }
-                i += count;
             }
         }
     }
