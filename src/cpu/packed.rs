@@ -43,7 +43,7 @@ const MR: usize = 6;
 /// same way whatever tile it falls in: the tiling does not change the results.
 pub fn row_tiles(m: usize, mr: usize) -> impl Iterator<Item = (usize, usize)> {
     let tiles = m.div_ceil(mr.max(1));
-    let (base, extra) = if tiles == 0 { (0, 0) } else { (m / tiles, m % tiles) };
+    let (base, extra) = (m.checked_div(tiles).unwrap_or(0), m.checked_rem(tiles).unwrap_or(0));
     (0..tiles).map(move |t| (t * base + t.min(extra), base + usize::from(t < extra)))
 }
 
