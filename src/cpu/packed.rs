@@ -646,6 +646,23 @@ mod tests {
     }
 
     #[test]
+    fn row_tiles_cover_the_rows_in_balanced_tiles() {
+        assert_eq!(row_tiles(32, MR).map(|(_, r)| r).collect::<Vec<_>>(), [6, 6, 5, 5, 5, 5]);
+        assert_eq!(row_tiles(0, MR).count(), 0);
+        for m in 1..100 {
+            let tiles: Vec<_> = row_tiles(m, MR).collect();
+            assert_eq!(tiles.len(), m.div_ceil(MR), "{m} rows");
+            let mut next = 0;
+            for &(first, rows) in &tiles {
+                assert_eq!(first, next, "{m} rows: tiles {tiles:?}");
+                assert!((1..=MR).contains(&rows) && rows + 1 >= tiles[0].1, "{m} rows: tiles {tiles:?}");
+                next += rows;
+            }
+            assert_eq!(next, m, "{m} rows: tiles {tiles:?}");
+        }
+    }
+
+    #[test]
     fn packs_columns_into_panels_and_zeroes_the_tail() {
         let (k, n) = (3, 70);
         let b = values(k * n, 4);
