@@ -338,6 +338,11 @@ impl Storage {
 
     /// The view `ls` copied into new contiguous storage of its own.
     pub(crate) fn copy(&self, dtype: DType, ls: &Layout, op: &str) -> Storage {
+        if let Storage::Cpu(s) = self {
+            if let Some(data) = CpuBackend.copy_new(dtype, &s.read().unwrap(), ls, op) {
+                return Storage::cpu(data);
+            }
+        }
         let out = Storage::empty(&self.device(), dtype, ls.numel(), op);
         self.copy_into(dtype, ls, &out, &Layout::contiguous(&ls.shape));
         out

@@ -460,6 +460,16 @@ impl Backend for CpuBackend {
 }
 
 impl CpuBackend {
+    /// The view `ls` of `src` as new contiguous storage, written into fresh memory without
+    /// zeroing it first; `None` for `f16`, whose copy goes through [`Backend::copy_into`].
+    pub(crate) fn copy_new(&self, dtype: DType, src: &CpuData, ls: &Layout, op: &str) -> Option<CpuData> {
+        match dtype {
+            DType::F32 => Some(CpuData::F32(elementwise::gather(src.as_f32(), ls, op))),
+            DType::I32 => Some(CpuData::I32(elementwise::gather(src.as_i32(), ls, op))),
+            DType::F16 => None,
+        }
+    }
+
     /// [`Backend::lstm_layer_forward`] whatever the batch (the reference a GPU's
     /// whole-sequence pass is checked against in shadow mode); `false`, having done
     /// nothing, when the input projection is left to it and it cannot fuse it.

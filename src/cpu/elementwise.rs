@@ -6,6 +6,7 @@
 
 use std::ops::Range;
 
+use super::alloc;
 use super::parallel;
 use crate::op::layout::Layout;
 use crate::op::{BinaryOp, UnaryOp};
@@ -327,6 +328,36 @@ pub fn where_select(cond: &[f32], lc: &Layout, a: &[f32], la: &Layout, b: &[f32]
 /// Copies the view `ls` of `src` into the view `ld` of `dst` (same shape), word for word.
 /// A contiguous destination (what `contiguous()` writes) is filled in parallel runs; a
 /// strided one on the calling thread.
+/// The view `ls` of `src` copied into a new contiguous vector, written element by element
+/// into fresh memory: no zeroing pass precedes the copy (for a large view that pass costs
+/// as much as the copy, and runs on one thread).
+pub fn gather<T: Copy + Send + Sync>(src: &[T], ls: &Layout, op: &str) -> Vec<T> {
+    let numel = ls.numel();
+    let mut out = Vec::new();
+    if out.try_reserve_exact(numel).is_err() {
+        panic!("{}", alloc::out_of_memory(op, numel, std::mem::size_of::<T>()));
+    }
+    parallel::for_each_run(&mut out.spare_capacity_mut()[..numel], 1, 1, |first, run| {
+        let mut at = 0;
+        for_each_row([ls], first..first + run.len(), |[os], [ss], len| {
+            let piece = &mut run[at..at + len];
+            if ss == 1 {
+                for (d, &v) in piece.iter_mut().zip(&src[os..os + len]) {
+                    d.write(v);
+                }
+            } else {
+                for (k, d) in piece.iter_mut().enumerate() {
+                    d.write(src[os + k * ss]);
+                }
+            }
+            at += len;
+        });
+    });
+    // SAFETY: the runs cover `0..numel`, and each run's rows write every element of it.
+    unsafe { out.set_len(numel) };
+    out
+}
+
 pub fn copy_into(src: &[u32], ls: &Layout, dst: &mut [u32], ld: &Layout) {
     debug_assert_eq!(ls.shape, ld.shape);
     let numel = ls.numel();

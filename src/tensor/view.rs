@@ -16,8 +16,8 @@ impl Tensor {
         if self.is_contiguous() {
             return self.clone();
         }
-        let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device, "contiguous");
-        copy_into(self, &out);
+        let storage = self.storage.copy(self.dtype, &self.layout, "contiguous");
+        let out = Tensor::from_storage(storage, self.shape(), self.dtype);
         Tensor::record(out, GradOp::Reshape, &[self])
     }
 
@@ -25,9 +25,7 @@ impl Tensor {
     /// the autograd graph: a snapshot that later in-place writes to this view's storage
     /// (an optimizer's step on its state) do not change. Stays on the device.
     pub(crate) fn snapshot(&self) -> Tensor {
-        let out = Tensor::empty_like_shape(self.shape(), self.dtype, &self.device, "snapshot");
-        copy_into(self, &out);
-        out
+        Tensor::from_storage(self.storage.copy(self.dtype, &self.layout, "snapshot"), self.shape(), self.dtype)
     }
 
     /// Uninitialised contiguous storage; only for ops that write every element.

@@ -372,13 +372,37 @@ mod avx512 {
         _mm512_set1_ps(v)
     }
 
-    /// `math::exp`, lane by lane, operation for operation.
+    /// `math::exp` of lanes that are at most zero (or NaN), operation for operation where
+    /// it matters: the upper clamp, which leaves such lanes as they are, is skipped, and
+    /// where every lane's `2^k` is a normal float (`k >= -126`) it scales by `2^k` at once,
+    /// which rounds the same exact product once, as the two halves do.
     #[target_feature(enable = "avx512f")]
     #[inline]
-    fn exp(x: __m512) -> __m512 {
-        // `max(lo, x)` is `if x < lo { lo } else { x }` (NaN gives x), `min(hi, x)`
-        // is `if x > hi { hi } else { x }`: `math::clamp`.
-        let x = _mm512_min_ps(splat(89.0), _mm512_max_ps(splat(-104.0), x));
+    fn exp_nonpositive(x: __m512) -> __m512 {
+        let x = _mm512_max_ps(splat(-104.0), x);
+        let (p, k) = exp_parts(x);
+        if _mm512_cmplt_epi32_mask(k, _mm512_set1_epi32(-126)) == 0 {
+            _mm512_mul_ps(p, pow2(k))
+        } else {
+            scale_by_halves(p, k)
+        }
+    }
+
+    /// `math::exp` of lanes in `[0, 20]` (or NaN), operation for operation where it
+    /// matters: both clamps leave such lanes as they are, and `2^k` (`k <= 29`) and the
+    /// result are normal, so scaling by `2^k` at once gives the bits of the two halves.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn exp_small(x: __m512) -> __m512 {
+        let (p, k) = exp_parts(x);
+        _mm512_mul_ps(p, pow2(k))
+    }
+
+    /// The polynomial `p` and the power `k` of `math::exp`, `e^x = p 2^k`, for `x` already
+    /// clamped.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn exp_parts(x: __m512) -> (__m512, __m512i) {
         const SHIFT: f32 = 12_582_912.0;
         let shifted = _mm512_add_ps(_mm512_mul_ps(x, splat(std::f32::consts::LOG2_E)), splat(SHIFT));
         let kf = _mm512_sub_ps(shifted, splat(SHIFT));
@@ -395,10 +419,23 @@ mod avx512 {
         p = step(p, 1.666_666_5e-1);
         p = step(p, 5.0e-1);
         p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(p, z), r), splat(1.0));
+        (p, k)
+    }
+
+    /// `2^e` for `e` from -126 to 127.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn pow2(e: __m512i) -> __m512 {
+        _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(e, _mm512_set1_epi32(127))))
+    }
+
+    /// `p 2^k` as `math::exp` scales: by two normal halves of `2^k`, so that `k` from -150
+    /// to 128 works.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    fn scale_by_halves(p: __m512, k: __m512i) -> __m512 {
         let k1 = _mm512_srai_epi32::<1>(k);
         let k2 = _mm512_sub_epi32(k, k1);
-        let pow2 =
-            |e: __m512i| _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(e, _mm512_set1_epi32(127))));
         _mm512_mul_ps(_mm512_mul_ps(p, pow2(k1)), pow2(k2))
     }
 
@@ -417,7 +454,7 @@ mod avx512 {
     fn sigmoid(x: __m512) -> __m512 {
         // -|x|: the sign bit set.
         let neg_abs = _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(x), _mm512_set1_epi32(SIGN)));
-        let e = exp(neg_abs);
+        let e = exp_nonpositive(neg_abs);
         let positive = _mm512_div_ps(splat(1.0), _mm512_add_ps(splat(1.0), e));
         let negative = _mm512_mul_ps(e, positive);
         let nonnegative = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(x, _mm512_setzero_ps());
@@ -430,12 +467,12 @@ mod avx512 {
     fn tanh(x: __m512) -> __m512 {
         let x = _mm512_min_ps(splat(10.0), _mm512_max_ps(splat(-10.0), x));
         let a = bits_and(x, ABS);
-        let e = exp(_mm512_add_ps(a, a));
+        let e = exp_small(_mm512_add_ps(a, a));
         let large = _mm512_sub_ps(splat(1.0), _mm512_div_ps(splat(2.0), _mm512_add_ps(e, splat(1.0))));
-        let large = _mm512_castsi512_ps(_mm512_or_si512(
-            _mm512_castps_si512(bits_and(large, ABS)),
-            _mm512_castps_si512(bits_and(x, SIGN)),
-        ));
+        // `copysign(large, x)`: wherever `large` is taken (`a >= 0.625`, so not NaN) it lies
+        // in (0, 1), its sign bit clear, so OR-ing in x's sign bit is the copysign.
+        let large =
+            _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(large), _mm512_castps_si512(bits_and(x, SIGN))));
         let z = _mm512_mul_ps(x, x);
         let mut p = _mm512_add_ps(_mm512_mul_ps(splat(-5.704_988_7e-3), z), splat(2.063_909e-2));
         p = _mm512_sub_ps(_mm512_mul_ps(p, z), splat(5.373_971_6e-2));
@@ -444,6 +481,43 @@ mod avx512 {
         let small = _mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, z), x), x);
         let is_large = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(a, splat(0.625));
         _mm512_mask_blend_ps(is_large, small, large)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        /// The specialised exponentials against `math::exp`, bit for bit, over their
+        /// ranges: a fine sweep, the bounds, `2^k`'s boundary at `k = -126`, signed zeros
+        /// and NaN.
+        #[test]
+        fn the_specialised_exps_give_the_bits_of_math_exp() {
+            if !crate::cpu::packed::available() {
+                return;
+            }
+            let mut xs: Vec<f32> = (0..=400_000).map(|i| -110.0 + i as f32 * 3.3e-4).collect();
+            xs.extend([0.0, -0.0, f32::NAN, -104.0, -103.99, -87.33654, -87.3, -87.35, -87.4, 20.0, 19.99]);
+            for (name, lo, hi) in [("nonpositive", f32::NEG_INFINITY, 0.0), ("small", 0.0, 20.0)] {
+                let lanes: Vec<f32> = xs.iter().map(|&x| if x.is_nan() { x } else { x.clamp(lo, hi) }).collect();
+                for chunk in lanes.chunks(16) {
+                    let mut v = [0.0f32; 16];
+                    v[..chunk.len()].copy_from_slice(chunk);
+                    // SAFETY: AVX-512F is present (checked above); the array holds 16 floats.
+                    let got: [f32; 16] = unsafe {
+                        let x = _mm512_loadu_ps(v.as_ptr());
+                        let e = if name == "small" { exp_small(x) } else { exp_nonpositive(x) };
+                        std::mem::transmute::<__m512, [f32; 16]>(e)
+                    };
+                    for (x, e) in v.iter().zip(got) {
+                        let want = crate::cpu::rnn::math::exp(*x);
+                        assert!(
+                            e.to_bits() == want.to_bits() || (e.is_nan() && want.is_nan()),
+                            "exp_{name}({x}): {e} against math::exp's {want}"
+                        );
+                    }
+                }
+            }
+        }
     }
 }
 
