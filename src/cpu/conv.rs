@@ -626,6 +626,19 @@ pub fn conv2d_weight_grad(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometry, 
     conv2d_weight_grad_portable(x, lx, gy, g, gr)
 }
 
+/// The weight-gradient chunks' sum, added in chunk order (so the same bits on any thread
+/// count); zeros of `numel` for an empty batch.
+fn sum_in_order(chunks: Vec<Vec<f32>>, numel: usize) -> Vec<f32> {
+    let mut chunks = chunks.into_iter();
+    let mut total = chunks.next().unwrap_or_else(|| alloc::zeroed::<f32>(numel, "conv"));
+    for part in chunks {
+        for (t, p) in total.iter_mut().zip(&part) {
+            *t += p;
+        }
+    }
+    total
+}
+
 /// Output channels per group from which [`conv2d_weight_grad`] runs on the packed kernel:
 /// three quarters of one 64-wide panel.
 const PACKED_WEIGHT_GRAD_CHANNELS: usize = 48;
@@ -665,14 +678,7 @@ fn conv2d_weight_grad_portable(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeome
             dw
         })
         .collect();
-    let mut chunks = chunks.into_iter();
-    let mut total = chunks.next().unwrap_or_else(|| alloc::zeroed::<f32>(numel, "conv"));
-    for part in chunks {
-        for (t, p) in total.iter_mut().zip(&part) {
-            *t += p;
-        }
-    }
-    total
+    sum_in_order(chunks, numel)
 }
 
 /// [`conv2d_input_grad`] on the AVX-512 kernel of [`packed`]: per image, each group's
@@ -812,14 +818,7 @@ fn conv2d_weight_grad_packed(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeometr
             },
         )
         .collect();
-    let mut chunks = chunks.into_iter();
-    let mut total = chunks.next().unwrap_or_else(|| alloc::zeroed::<f32>(numel, "conv"));
-    for part in chunks {
-        for (t, p) in total.iter_mut().zip(&part) {
-            *t += p;
-        }
-    }
-    total
+    sum_in_order(chunks, numel)
 }
 
 #[cfg(test)]
