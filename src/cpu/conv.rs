@@ -565,18 +565,18 @@ impl Windows {
 pub fn conv2d_input_grad(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
     // The packed kernel's panels are 64 positions wide: below about 48 positions most of
     // a panel would be padding, and the general GEMM wins.
-    if packed::available() && g.positions() >= PACKED_INPUT_GRAD_POSITIONS {
-        return conv2d_input_grad_packed(gy, w, g, gr);
-    }
-    conv2d_input_grad_portable(gy, w, g, gr)
+    conv2d_input_grad_on(gy, w, g, gr, packed::available() && g.positions() >= PACKED_INPUT_GRAD_POSITIONS)
 }
 
 /// Positions per image from which [`conv2d_input_grad`] runs on the packed kernel: three
 /// quarters of one 64-wide panel.
 const PACKED_INPUT_GRAD_POSITIONS: usize = 48;
 
-/// [`conv2d_input_grad`] on any CPU: per image, `W_g^T dY_g` by [`sgemm`], then folded.
-fn conv2d_input_grad_portable(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
+/// [`conv2d_input_grad`]: per image and group, the columns `W_g^T dY_g` (`[rows, L]`),
+/// folded into the image's gradient. With `use_packed` (AVX-512) `W_g^T` is transposed once
+/// per call and each `dY_g` packed into panels for [`packed::gemm`]; otherwise [`sgemm`]
+/// reads both through strides.
+fn conv2d_input_grad_on(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups, use_packed: bool) -> Vec<f32> {
     let positions = g.positions();
     let image_in = g.channels * g.height * g.width;
     let image_out = gr.out_channels() * positions;
@@ -584,26 +584,44 @@ fn conv2d_input_grad_portable(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Group
     if image_in == 0 {
         return dx;
     }
+    let (opg, rows) = (gr.out_per_group, gr.rows);
+    // W_g^T, one `[rows, out / groups]` block per group, for the packed product.
+    let mut wt = Vec::new();
+    if use_packed {
+        wt = alloc::zeroed::<f32>(gr.groups * rows * opg, "conv");
+        for grp in 0..gr.groups {
+            let (src, dst) = (&w[grp * opg * rows..][..opg * rows], &mut wt[grp * rows * opg..][..rows * opg]);
+            for o in 0..opg {
+                for r in 0..rows {
+                    dst[r * opg + o] = src[o * rows + r];
+                }
+            }
+        }
+    }
+    let per_group = packed::packed_len(opg, positions);
     let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0, 0];
     dx.par_chunks_mut(image_in).enumerate().for_each_init(
-        || if pointwise { Vec::new() } else { alloc::zeroed::<f32>(g.rows() * positions, "conv") },
-        |cols, (n, dxn)| {
+        || {
+            let cols = if pointwise { Vec::new() } else { alloc::zeroed::<f32>(g.rows() * positions, "conv") };
+            let panels = packed::AlignedBuf::zeroed(if use_packed { gr.groups * per_group } else { 0 }, "conv");
+            (panels, cols)
+        },
+        |(panels, cols), (n, dxn)| {
             let gyn = &gy[n * image_out..][..image_out];
             // A 1x1 window with unit stride reads each input once: its columns are the
-            // image itself, so the GEMM writes the gradient directly.
+            // image itself, so the product writes the gradient directly.
             let target: &mut [f32] = if pointwise { dxn } else { cols };
             for grp in 0..gr.groups {
-                // W_g^T [rows, out/groups] times the group's gradient [out/groups, L].
-                gemm(
-                    (gr.rows, gr.out_per_group, positions),
-                    &w[grp * gr.out_per_group * gr.rows..],
-                    (1, gr.rows),
-                    &gyn[grp * gr.out_per_group * positions..],
-                    (positions, 1),
-                    0.0,
-                    &mut target[grp * gr.rows * positions..],
-                    positions,
-                );
+                let (dy, columns) = (&gyn[grp * opg * positions..], &mut target[grp * rows * positions..]);
+                if use_packed {
+                    let panel = &mut panels.as_mut_slice()[grp * per_group..][..per_group];
+                    packed::pack_b(opg, positions, dy, (positions, 1), panel);
+                    let wt = &wt[grp * rows * opg..];
+                    packed::gemm((rows, opg, positions), wt, opg, panel, packed::Start::Zero, columns, positions);
+                } else {
+                    let w = &w[grp * opg * rows..];
+                    gemm((rows, opg, positions), w, (1, rows), dy, (positions, 1), 0.0, columns, positions);
+                }
             }
             if !pointwise {
                 fold_image(cols, positions, g, dxn);
@@ -679,62 +697,6 @@ fn conv2d_weight_grad_portable(x: &[f32], lx: &Layout, gy: &[f32], g: &ConvGeome
         })
         .collect();
     sum_in_order(chunks, numel)
-}
-
-/// [`conv2d_input_grad`] on the AVX-512 kernel of [`packed`]: per image, each group's
-/// output gradient `dY_g` (`[out / groups, L]`) is packed into panels and multiplied by
-/// `W_g^T` (`[rows, out / groups]`, transposed once per call), giving the image's columns,
-/// which are folded into its gradient.
-fn conv2d_input_grad_packed(gy: &[f32], w: &[f32], g: &ConvGeometry, gr: Groups) -> Vec<f32> {
-    let positions = g.positions();
-    let image_in = g.channels * g.height * g.width;
-    let image_out = gr.out_channels() * positions;
-    let mut dx = alloc::zeroed::<f32>(g.batch * image_in, "conv");
-    if image_in == 0 {
-        return dx;
-    }
-    let (opg, rows) = (gr.out_per_group, gr.rows);
-    // W_g^T, one `[rows, out / groups]` block per group.
-    let mut wt = alloc::zeroed::<f32>(gr.groups * rows * opg, "conv");
-    for grp in 0..gr.groups {
-        let (src, dst) = (&w[grp * opg * rows..][..opg * rows], &mut wt[grp * rows * opg..][..rows * opg]);
-        for o in 0..opg {
-            for r in 0..rows {
-                dst[r * opg + o] = src[o * rows + r];
-            }
-        }
-    }
-    let per_group = packed::packed_len(opg, positions);
-    let pointwise = g.kernel == [1, 1] && g.stride == [1, 1] && g.padding == [0, 0];
-    dx.par_chunks_mut(image_in).enumerate().for_each_init(
-        || {
-            let cols = if pointwise { Vec::new() } else { alloc::zeroed::<f32>(g.rows() * positions, "conv") };
-            (packed::AlignedBuf::zeroed(gr.groups * per_group, "conv"), cols)
-        },
-        |(panels, cols), (n, dxn)| {
-            let gyn = &gy[n * image_out..][..image_out];
-            // A 1x1 window with unit stride reads each input once: its columns are the
-            // image itself, so the product writes the gradient directly.
-            let target: &mut [f32] = if pointwise { dxn } else { cols };
-            for grp in 0..gr.groups {
-                let panel = &mut panels.as_mut_slice()[grp * per_group..][..per_group];
-                packed::pack_b_rows(opg, positions, &gyn[grp * opg * positions..], positions, panel);
-                packed::gemm(
-                    (rows, opg, positions),
-                    &wt[grp * rows * opg..],
-                    opg,
-                    panel,
-                    packed::Start::Zero,
-                    &mut target[grp * rows * positions..],
-                    positions,
-                );
-            }
-            if !pointwise {
-                fold_image(cols, positions, g, dxn);
-            }
-        },
-    );
-    dx
 }
 
 /// [`conv2d_weight_grad`] on the gathered AVX-512 kernel of [`packed`]. A chunk of
@@ -973,8 +935,8 @@ mod tests {
             };
             close(
                 "input grad",
-                &conv2d_input_grad_packed(&gy, &wt, &g, gr),
-                &conv2d_input_grad_portable(&gy, &wt, &g, gr),
+                &conv2d_input_grad_on(&gy, &wt, &g, gr, true),
+                &conv2d_input_grad_on(&gy, &wt, &g, gr, false),
             );
             close(
                 "weight grad",

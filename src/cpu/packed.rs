@@ -71,40 +71,44 @@ pub fn packed_index(k: usize, r: usize, j: usize) -> usize {
 }
 
 /// Packs `B` (`k x n`, element `(r, j)` at `b[r * rs + j * cs]`) into `dst`
-/// ([`packed_len`] elements); the tail columns of the last panel are zeroed.
-pub fn pack_b(k: usize, n: usize, b: &[f32], (rs, cs): (usize, usize), dst: &mut [f32]) {
+/// ([`packed_len`] elements); the tail columns of the last panel are zeroed. Rows of unit
+/// column stride are copied by masked vector moves where the CPU has AVX-512F (a packed
+/// row is at most 64 floats, where a call to `memcpy` costs more than the copy).
+pub fn pack_b(k: usize, n: usize, b: &[f32], strides: (usize, usize), dst: &mut [f32]) {
     assert!(dst.len() >= packed_len(k, n), "pack_b: {} elements for a {k}x{n} operand", dst.len());
+    if strides.1 == 1 && available() {
+        with_short_copies(|copier| pack_panels(k, n, b, strides, dst, |d, s| copier.copy(d, s)));
+    } else {
+        pack_panels(k, n, b, strides, dst, |d, s| d.copy_from_slice(s));
+    }
+}
+
+/// [`pack_b`]'s loop, with `copy` for rows of unit column stride; always inlined, so that
+/// in [`with_short_copies`] the copies compile to inline vector moves.
+#[inline(always)]
+fn pack_panels(
+    k: usize,
+    n: usize,
+    b: &[f32],
+    (rs, cs): (usize, usize),
+    dst: &mut [f32],
+    mut copy: impl FnMut(&mut [f32], &[f32]),
+) {
     for p in 0..n.div_ceil(NR) {
         let cols = (n - p * NR).min(NR);
         let panel = &mut dst[p * k * NR..(p + 1) * k * NR];
         for (r, row) in panel.chunks_exact_mut(NR).enumerate() {
-            for (j, d) in row[..cols].iter_mut().enumerate() {
-                *d = b[r * rs + (p * NR + j) * cs];
+            let first = r * rs + p * NR * cs;
+            if cs == 1 {
+                copy(&mut row[..cols], &b[first..first + cols]);
+            } else {
+                for (j, d) in row[..cols].iter_mut().enumerate() {
+                    *d = b[first + j * cs];
+                }
             }
             row[cols..].fill(0.0);
         }
     }
-}
-
-/// Packs `B` (`k x n`, row `r` the `n` contiguous values from `b[r * rs]` on) into `dst`
-/// ([`packed_len`] elements) with AVX-512 moves: [`pack_b`] for unit column stride. The
-/// tail columns of the last panel are left as they are (the kernel never stores them).
-///
-/// # Panics
-///
-/// Unless the CPU has AVX-512F ([`available`]) and the operands hold the shape.
-pub fn pack_b_rows(k: usize, n: usize, b: &[f32], rs: usize, dst: &mut [f32]) {
-    assert!(dst.len() >= packed_len(k, n), "pack_b_rows: {} elements for a {k}x{n} operand", dst.len());
-    assert!(k == 0 || n == 0 || b.len() >= (k - 1) * rs + n, "pack_b_rows: {} elements for {k}x{n}", b.len());
-    with_short_copies(|copier| {
-        for p in 0..n.div_ceil(NR) {
-            let cols = (n - p * NR).min(NR);
-            for r in 0..k {
-                let src = &b[r * rs + p * NR..][..cols];
-                copier.copy(&mut dst[(p * k + r) * NR..][..cols], src);
-            }
-        }
-    })
 }
 
 /// Runs `f` compiled for AVX-512F, handing it [`CopyShort`]: a copy of at most [`NR`]
@@ -329,11 +333,7 @@ mod avx512 {
         rsc: usize,
     ) {
         for p in 0..n.div_ceil(NR) {
-            let cols = (n - p * NR).min(NR);
-            let vectors = cols.div_ceil(16);
-            // Lanes of the last vector that belong to C.
-            let tail = cols - 16 * (vectors - 1);
-            let mask: __mmask16 = if tail == 16 { 0xffff } else { (1u16 << tail) - 1 };
+            let (vectors, mask) = panel_lanes(n, p);
             let panel = b[p * k * NR..].as_ptr();
             for (i, rows) in super::row_tiles(m, MR) {
                 let tile = Tile {
@@ -358,6 +358,16 @@ mod avx512 {
         }
     }
 
+    /// The vectors of panel `p` of an `n`-column `B` that hold columns, and the lanes of
+    /// the last of them that belong to `C`.
+    #[inline(always)]
+    fn panel_lanes(n: usize, p: usize) -> (usize, __mmask16) {
+        let cols = (n - p * NR).min(NR);
+        let vectors = cols.div_ceil(16);
+        let tail = cols - 16 * (vectors - 1);
+        (vectors, if tail == 16 { 0xffff } else { (1u16 << tail) - 1 })
+    }
+
     /// [`super::gemm_gathered_transposed`] after its checks: panel by panel of `B`, and
     /// within a panel `MR` rows (output positions) at a time.
     #[target_feature(enable = "avx512f")]
@@ -373,10 +383,7 @@ mod avx512 {
         rsc: usize,
     ) {
         for p in 0..n.div_ceil(NR) {
-            let cols = (n - p * NR).min(NR);
-            let vectors = cols.div_ceil(16);
-            let tail = cols - 16 * (vectors - 1);
-            let mask: __mmask16 = if tail == 16 { 0xffff } else { (1u16 << tail) - 1 };
+            let (vectors, mask) = panel_lanes(n, p);
             for (i, rows) in super::row_tiles(m, MR) {
                 // SAFETY (the pointers): inside the operands (the caller's checks); rows past
                 // `rows` repeat the last one and are never stored.
