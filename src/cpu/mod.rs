@@ -20,7 +20,13 @@
 //! Matrix products go to [`gemm::sgemm`] (the `gemm` crate), which splits a large product
 //! over blocks of its output on the same rayon pool, so GEMMs and the other kernels share
 //! one set of threads. A GEMM inside a kernel that is already split across the pool (one
-//! image of a convolution per task) runs on its task's thread.
+//! image of a convolution per task) runs on its task's thread. On a CPU with AVX-512F the
+//! convolutions and the LSTM run their products on [`packed`]'s register-blocked kernels
+//! instead: a right-hand operand packed once into 64-wide panels, and for the stride-1
+//! convolution forward and the weight gradient a left-hand operand read straight from the
+//! image at per-row starts and per-step offsets ([`packed::gemm_gathered_transposed`]),
+//! so nothing is unfolded. They too give each output element one fixed order of
+//! multiply-adds, so the same bits on any thread count.
 //!
 //! [`Layout`]: crate::op::layout::Layout
 
